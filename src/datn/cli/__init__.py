@@ -1,0 +1,1 @@
+"""The ``datn`` command."""
