@@ -9,7 +9,8 @@ PYTEST_ARGS ?=
 
 .PHONY: test lint typecheck unit demo bench clean lock
 
-$(STAMP): pyproject.toml requirements/constraints.txt
+# The stamp also depends on the modules setup.py compiles, so editing one rebuilds it.
+$(STAMP): pyproject.toml setup.py requirements/constraints.txt src/datn/book/book.py
 	$(PYTHON) -c 'import sys; sys.exit("datn needs Python >= 3.11") if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -46,4 +47,5 @@ lock:
 	@echo "review requirements/constraints.lock.new and merge it into requirements/constraints.txt"
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	find src -name '*.so' -delete

@@ -1,0 +1,558 @@
+"""One product's order book: price-time priority, partial fills, locks.
+
+Layout, chosen for speed on the order path:
+
+* Each side keeps a dict from price to :class:`_Level` and a sorted list of
+  *keys*, where a level's key is its price times the side's sign (``+1`` for
+  bids, ``-1`` for asks). The best level of either side is then always the
+  largest key, at the end of the list, so adding or removing the best level is
+  an append or a pop and one matching loop serves both sides: an incoming order
+  crosses a level exactly when ``key >= limit * sign``.
+* A level holds a FIFO ``deque`` of resting entries. Cancels are lazy: the entry
+  is marked dead and skipped later, so a cancel never searches a queue. A level
+  whose live entries are gone is removed at once; a queue that collects more
+  dead entries than live ones is compacted.
+* A resting order's quantity may be partly *locked* for a peer (DESIGN.md
+  section 4). Locked quantity keeps its place in the queue but cannot be
+  matched, cancelled or locked again until its lock ends: taken, released or
+  expired, exactly once.
+
+Self-trade prevention is "cancel newest": when an incoming order reaches a
+resting order of the same trader, matching stops and the incoming order's
+remainder is cancelled, so a trader's orders never fill each other and the
+book never rests crossed.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, insort
+from collections import deque
+from typing import Final, NamedTuple
+
+from datn.book.errors import BookError
+from datn.domain.orders import Order, OrderType, Side, TimeInForce
+
+# A price key no real order reaches: the threshold of a market order.
+_NO_LIMIT: Final = -(2**80)
+# Compact a level's queue once its dead entries outnumber the live ones by this.
+_COMPACT_SLACK: Final = 16
+
+_BUY: Final = Side.BUY
+_GTC: Final = TimeInForce.GTC
+_FOK: Final = TimeInForce.FOK
+_MARKET: Final = OrderType.MARKET
+
+
+class _Value:
+    """Base of the small result values the book returns on its hot path.
+
+    They are plain classes rather than NamedTuples or frozen dataclasses because
+    building one is several times cheaper, compiled or not, and the book builds
+    one per operation. Their attributes are ``Final``: the type checker refuses
+    any assignment after construction.
+    """
+
+    __slots__ = ()
+
+    def fields(self) -> tuple[object, ...]:
+        raise NotImplementedError
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, _Value)
+            and type(other) is type(self)
+            and self.fields() == other.fields()
+        )
+
+    def __hash__(self) -> int:
+        return hash(self.fields())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}{self.fields()!r}"
+
+
+class Fill(_Value):
+    """One execution against a resting (maker) order, at the maker's price.
+    ``maker_done`` is true when this fill ended the maker order."""
+
+    __slots__ = ("maker_done", "maker_order_id", "maker_trader_id", "price_ticks", "quantity_lots")
+
+    def __init__(
+        self,
+        maker_order_id: int,
+        maker_trader_id: str,
+        price_ticks: int,
+        quantity_lots: int,
+        maker_done: bool,
+    ) -> None:
+        self.maker_order_id: Final = maker_order_id
+        self.maker_trader_id: Final = maker_trader_id
+        self.price_ticks: Final = price_ticks
+        self.quantity_lots: Final = quantity_lots
+        self.maker_done: Final = maker_done
+
+    def fields(self) -> tuple[object, ...]:
+        return (
+            self.maker_order_id,
+            self.maker_trader_id,
+            self.price_ticks,
+            self.quantity_lots,
+            self.maker_done,
+        )
+
+
+class SubmitResult(_Value):
+    """What happened to an incoming order: its ``fills``, the quantity now
+    resting (a GTC limit remainder) and the quantity that neither filled nor
+    rests, with the reason: ``ioc_remainder``, ``fok_unfillable``,
+    ``self_trade`` or ``no_liquidity`` (a market order with nothing to hit)."""
+
+    __slots__ = ("cancel_reason", "cancelled_lots", "fills", "rested_lots")
+
+    def __init__(
+        self,
+        fills: tuple[Fill, ...],
+        rested_lots: int,
+        cancelled_lots: int,
+        cancel_reason: str | None,
+    ) -> None:
+        self.fills: Final = fills
+        self.rested_lots: Final = rested_lots
+        self.cancelled_lots: Final = cancelled_lots
+        self.cancel_reason: Final = cancel_reason
+
+    def fields(self) -> tuple[object, ...]:
+        return (self.fills, self.rested_lots, self.cancelled_lots, self.cancel_reason)
+
+    @property
+    def filled_lots(self) -> int:
+        return sum(fill.quantity_lots for fill in self.fills)
+
+
+class Reentry(_Value):
+    """What became of locked quantity that came back to its order when a lock
+    ended: it may trade at once (``fills``, this order being the taker) or be
+    cancelled (the order was cancelled meanwhile, or a self-trade).
+    ``order_done`` is true when the order has left the book."""
+
+    __slots__ = ("cancelled_lots", "fills", "order_done", "order_id")
+
+    def __init__(
+        self, order_id: int, fills: tuple[Fill, ...], order_done: bool, cancelled_lots: int
+    ) -> None:
+        self.order_id: Final = order_id
+        self.fills: Final = fills
+        self.order_done: Final = order_done
+        self.cancelled_lots: Final = cancelled_lots
+
+    def fields(self) -> tuple[object, ...]:
+        return (self.order_id, self.fills, self.order_done, self.cancelled_lots)
+
+
+def _unfilled_reason(order: Order, *, filled: bool) -> str:
+    if order.time_in_force is _FOK:
+        return "fok_unfillable"
+    if order.order_type is _MARKET and not filled:
+        return "no_liquidity"
+    return "ioc_remainder"
+
+
+class LevelView(NamedTuple):
+    price_ticks: int
+    quantity_lots: int
+    """Open quantity at this price, locked quantity included."""
+    locked_lots: int
+    order_count: int
+
+
+class RestingView(NamedTuple):
+    order_id: int
+    trader_id: str
+    side: Side
+    price_ticks: int
+    open_lots: int
+    locked_lots: int
+    cancel_pending: bool
+
+
+class _Resting:
+    """A resting order's mutable state inside the book. Its place in its
+    level's queue is its time priority; its side and price are its level's."""
+
+    __slots__ = ("cancel_pending", "level", "locked_lots", "open_lots", "order_id", "trader_id")
+
+    def __init__(self, order_id: int, trader_id: str, open_lots: int, level: _Level) -> None:
+        self.order_id = order_id
+        self.trader_id = trader_id
+        self.open_lots = open_lots
+        self.locked_lots = 0
+        self.cancel_pending = False
+        self.level = level
+
+
+class _Level:
+    __slots__ = ("key", "live", "locked_lots", "open_lots", "price_ticks", "queue", "side")
+
+    def __init__(self, side: _Side, price_ticks: int) -> None:
+        self.side = side
+        self.price_ticks = price_ticks
+        self.key = price_ticks * side.sign
+        self.queue: deque[_Resting] = deque()
+        self.live = 0
+        self.open_lots = 0
+        self.locked_lots = 0
+
+
+class _Side:
+    __slots__ = ("keys", "levels", "side", "sign")
+
+    def __init__(self, side: Side, sign: int) -> None:
+        self.side = side
+        self.sign = sign
+        self.levels: dict[int, _Level] = {}
+        self.keys: list[int] = []
+
+    def new_level(self, price_ticks: int) -> _Level:
+        level = _Level(self, price_ticks)
+        self.levels[price_ticks] = level
+        keys = self.keys
+        if not keys or level.key > keys[-1]:
+            keys.append(level.key)
+        else:
+            insort(keys, level.key)
+        return level
+
+    def drop(self, level: _Level) -> None:
+        del self.levels[level.price_ticks]
+        keys = self.keys
+        if keys[-1] == level.key:
+            keys.pop()
+        else:
+            del keys[bisect_left(keys, level.key)]
+
+
+class _Lock:
+    __slots__ = ("lock_id", "quantity_lots", "resting")
+
+    def __init__(self, lock_id: int, resting: _Resting, quantity_lots: int) -> None:
+        self.lock_id = lock_id
+        self.resting = resting
+        self.quantity_lots = quantity_lots
+
+
+class OrderBook:
+    """The resting orders of one product, in price-time priority."""
+
+    def __init__(self, product_id: str) -> None:
+        self.product_id = product_id
+        self._bids = _Side(Side.BUY, +1)
+        self._asks = _Side(Side.SELL, -1)
+        self._orders: dict[int, _Resting] = {}
+        self._locks: dict[int, _Lock] = {}
+
+    # ------------------------------------------------------------------ orders
+
+    def submit(self, order: Order) -> SubmitResult:
+        """Match ``order`` against the book; rest a GTC limit remainder.
+
+        The order must be for this book's product and its id must be new to the
+        book; both are checked because a violation would corrupt the book.
+        """
+        if order.product_id != self.product_id:
+            raise BookError("wrong_product", f"order is for {order.product_id}")
+        order_id = order.order_id
+        if order_id in self._orders:
+            raise BookError("duplicate_order_id", f"order {order_id} is already resting")
+        if order.side is _BUY:
+            own, opposite = self._bids, self._asks
+        else:
+            own, opposite = self._asks, self._bids
+        price = order.price_ticks
+        threshold = _NO_LIMIT if price is None else price * opposite.sign
+        keys = opposite.keys
+        if keys and keys[-1] >= threshold:
+            return self._take_liquidity(order, own, opposite, threshold)
+        # Nothing crosses: the common case of a passive limit order.
+        quantity = order.quantity_lots
+        if order.time_in_force is _GTC and price is not None:
+            self._rest(own, order_id, order.trader_id, price, quantity)
+            return SubmitResult((), quantity, 0, None)
+        return SubmitResult((), 0, quantity, _unfilled_reason(order, filled=False))
+
+    def _take_liquidity(
+        self, order: Order, own: _Side, opposite: _Side, threshold: int
+    ) -> SubmitResult:
+        quantity = order.quantity_lots
+        trader_id = order.trader_id
+        if order.time_in_force is _FOK and (
+            self._fillable(opposite, threshold, quantity, trader_id) < quantity
+        ):
+            return SubmitResult((), 0, quantity, "fok_unfillable")
+        fills: list[Fill] = []
+        remaining, self_trade = self._match(opposite, threshold, quantity, trader_id, fills)
+        if remaining == 0:
+            return SubmitResult(tuple(fills), 0, 0, None)
+        if self_trade:
+            return SubmitResult(tuple(fills), 0, remaining, "self_trade")
+        price = order.price_ticks
+        if order.time_in_force is _GTC and price is not None:
+            self._rest(own, order.order_id, trader_id, price, remaining)
+            return SubmitResult(tuple(fills), remaining, 0, None)
+        return SubmitResult(tuple(fills), 0, remaining, _unfilled_reason(order, filled=bool(fills)))
+
+    def cancel(self, order_id: int) -> int:
+        """Cancel a resting order's unlocked quantity at once; return it.
+
+        Locked quantity stays promised: the order is marked cancel-pending and
+        leaves the book when its last lock ends.
+        """
+        resting = self._orders.get(order_id)
+        if resting is None or resting.cancel_pending:
+            raise BookError("unknown_order", f"order {order_id} is not resting")
+        cancelled = resting.open_lots - resting.locked_lots
+        if resting.locked_lots:
+            resting.cancel_pending = True
+            self._reduce(resting, cancelled)
+        else:
+            self._remove(resting)
+        return cancelled
+
+    # ------------------------------------------------------------------- locks
+
+    def lock(self, lock_id: int, order_id: int, quantity_lots: int) -> None:
+        """Reserve ``quantity_lots`` of a resting order's unlocked quantity."""
+        if lock_id in self._locks:
+            raise BookError("duplicate_lock_id", f"lock {lock_id} already exists")
+        resting = self._orders.get(order_id)
+        if resting is None or resting.cancel_pending:
+            raise BookError("unknown_order", f"order {order_id} is not resting")
+        if type(quantity_lots) is not int or quantity_lots <= 0:
+            raise BookError(
+                "bad_quantity", f"lock quantity must be positive, got {quantity_lots!r}"
+            )
+        unlocked = resting.open_lots - resting.locked_lots
+        if quantity_lots > unlocked:
+            raise BookError(
+                "insufficient_unlocked",
+                f"order {order_id} has {unlocked} unlocked lots, asked for {quantity_lots}",
+            )
+        resting.locked_lots += quantity_lots
+        resting.level.locked_lots += quantity_lots
+        self._locks[lock_id] = _Lock(lock_id, resting, quantity_lots)
+
+    def release(self, lock_id: int) -> Reentry:
+        """End a lock without a fill. Its quantity returns to the order (or is
+        cancelled, if the order was cancelled meanwhile) and is matched at once
+        against anything that rested across it while it was locked."""
+        lock = self._locks.pop(lock_id, None)
+        if lock is None:
+            raise BookError("unknown_lock", f"lock {lock_id} is not open")
+        return self._unlock(lock.resting, lock.quantity_lots)
+
+    def take(self, lock_id: int, quantity_lots: int) -> tuple[Fill, Reentry]:
+        """Fill ``quantity_lots`` (at most the locked quantity) and end the lock;
+        any locked rest is released as by :meth:`release`. The trade is at the
+        resting order's price."""
+        lock = self._locks.get(lock_id)
+        if lock is None:
+            raise BookError("unknown_lock", f"lock {lock_id} is not open")
+        if type(quantity_lots) is not int or not 0 < quantity_lots <= lock.quantity_lots:
+            raise BookError(
+                "bad_quantity", f"take must be 1..{lock.quantity_lots} lots, got {quantity_lots!r}"
+            )
+        del self._locks[lock_id]
+        resting = lock.resting
+        price = resting.level.price_ticks
+        resting.locked_lots -= quantity_lots
+        resting.level.locked_lots -= quantity_lots
+        self._reduce(resting, quantity_lots)
+        done = resting.open_lots == 0
+        if done:
+            self._remove(resting)
+            reentry = Reentry(resting.order_id, (), True, 0)
+        else:
+            reentry = self._unlock(resting, lock.quantity_lots - quantity_lots)
+        fill = Fill(resting.order_id, resting.trader_id, price, quantity_lots, reentry.order_done)
+        return fill, reentry
+
+    def locked_lots(self, lock_id: int) -> int:
+        lock = self._locks.get(lock_id)
+        if lock is None:
+            raise BookError("unknown_lock", f"lock {lock_id} is not open")
+        return lock.quantity_lots
+
+    # ----------------------------------------------------------------- queries
+
+    def best_bid(self) -> int | None:
+        keys = self._bids.keys
+        return keys[-1] if keys else None
+
+    def best_ask(self) -> int | None:
+        keys = self._asks.keys
+        return -keys[-1] if keys else None
+
+    def depth(self, side: Side, max_levels: int = 10) -> list[LevelView]:
+        """The best ``max_levels`` price levels of one side, best first."""
+        book_side = self._bids if side is _BUY else self._asks
+        views = []
+        for key in reversed(book_side.keys[-max_levels:] if max_levels > 0 else []):
+            level = book_side.levels[key * book_side.sign]
+            views.append(
+                LevelView(level.price_ticks, level.open_lots, level.locked_lots, level.live)
+            )
+        return views
+
+    def get(self, order_id: int) -> RestingView | None:
+        resting = self._orders.get(order_id)
+        if resting is None:
+            return None
+        return RestingView(
+            resting.order_id,
+            resting.trader_id,
+            resting.level.side.side,
+            resting.level.price_ticks,
+            resting.open_lots,
+            resting.locked_lots,
+            resting.cancel_pending,
+        )
+
+    def resting_orders(self, side: Side) -> list[RestingView]:
+        """Every resting order of one side in priority order (best first)."""
+        book_side = self._bids if side is _BUY else self._asks
+        views: list[RestingView] = []
+        for key in reversed(book_side.keys):
+            for resting in book_side.levels[key * book_side.sign].queue:
+                if resting.open_lots:
+                    view = self.get(resting.order_id)
+                    assert view is not None
+                    views.append(view)
+        return views
+
+    def open_locks(self) -> list[int]:
+        return sorted(self._locks)
+
+    def __len__(self) -> int:
+        return len(self._orders)
+
+    # --------------------------------------------------------------- internals
+
+    def _match(
+        self, opposite: _Side, threshold: int, quantity: int, trader_id: str, fills: list[Fill]
+    ) -> tuple[int, bool]:
+        """Fill up to ``quantity`` from the crossing levels of ``opposite``, best
+        first, skipping locked quantity. Returns what is left and whether a
+        self-trade stopped the match."""
+        keys = opposite.keys
+        levels = opposite.levels
+        sign = opposite.sign
+        orders = self._orders
+        position = len(keys) - 1
+        while quantity and position >= 0 and keys[position] >= threshold:
+            level = levels[keys[position] * sign]
+            queue = level.queue
+            price = level.price_ticks
+            index = 0
+            while quantity and index < len(queue):
+                resting = queue[index]
+                available = resting.open_lots - resting.locked_lots
+                if available <= 0:
+                    if resting.open_lots == 0 and index == 0:
+                        queue.popleft()
+                    else:
+                        index += 1
+                    continue
+                if resting.trader_id == trader_id:
+                    return quantity, True
+                fill = available if available < quantity else quantity
+                quantity -= fill
+                resting.open_lots -= fill
+                level.open_lots -= fill
+                done = resting.open_lots == 0
+                if done:
+                    del orders[resting.order_id]
+                    level.live -= 1
+                    if index == 0:
+                        queue.popleft()
+                fills.append(Fill(resting.order_id, resting.trader_id, price, fill, done))
+            if level.live == 0:
+                del levels[level.price_ticks]
+                del keys[position]
+            position -= 1
+        return quantity, False
+
+    def _fillable(self, opposite: _Side, threshold: int, quantity: int, trader_id: str) -> int:
+        """How much :meth:`_match` would fill, without changing anything."""
+        found = 0
+        for key in reversed(opposite.keys):
+            if key < threshold:
+                break
+            for resting in opposite.levels[key * opposite.sign].queue:
+                available = resting.open_lots - resting.locked_lots
+                if available <= 0:
+                    continue
+                if resting.trader_id == trader_id:
+                    return found
+                found += available
+                if found >= quantity:
+                    return found
+        return found
+
+    def _rest(self, side: _Side, order_id: int, trader_id: str, price: int, quantity: int) -> None:
+        level = side.levels.get(price) or side.new_level(price)
+        resting = _Resting(order_id, trader_id, quantity, level)
+        level.queue.append(resting)
+        level.live += 1
+        level.open_lots += quantity
+        self._orders[order_id] = resting
+
+    def _reduce(self, resting: _Resting, quantity: int) -> None:
+        resting.open_lots -= quantity
+        resting.level.open_lots -= quantity
+
+    def _remove(self, resting: _Resting) -> None:
+        """Take a resting order out of the book; its queue entry dies lazily."""
+        level = resting.level
+        level.open_lots -= resting.open_lots
+        resting.open_lots = 0
+        del self._orders[resting.order_id]
+        level.live -= 1
+        if level.live == 0:
+            level.side.drop(level)
+        elif len(level.queue) > 2 * level.live + _COMPACT_SLACK:
+            level.queue = deque(r for r in level.queue if r.open_lots)
+
+    def _unlock(self, resting: _Resting, quantity: int) -> Reentry:
+        """Return ``quantity`` locked lots to ``resting`` and re-match them."""
+        resting.locked_lots -= quantity
+        resting.level.locked_lots -= quantity
+        if resting.cancel_pending:
+            self._reduce(resting, quantity)
+            done = resting.locked_lots == 0
+            if done:
+                self._remove(resting)
+            return Reentry(resting.order_id, (), done, quantity)
+        return self._reenter(resting)
+
+    def _reenter(self, resting: _Resting) -> Reentry:
+        """Match the unlocked quantity of a resting order against the other side.
+
+        While quantity is locked, an incoming order may skip it and rest at a
+        price that crosses it. When that quantity comes back it trades with such
+        orders as if it had just arrived, at their resting price, so the book
+        never stays crossed on unlocked quantity. A self-trade cancels the
+        returning quantity (it is the newest), as for an incoming order.
+        """
+        available = resting.open_lots - resting.locked_lots
+        opposite = self._asks if resting.level.side.side is _BUY else self._bids
+        keys = opposite.keys
+        threshold = resting.level.price_ticks * opposite.sign
+        if not available or not keys or keys[-1] < threshold:
+            return Reentry(resting.order_id, (), False, 0)
+        fills: list[Fill] = []
+        left, self_trade = self._match(opposite, threshold, available, resting.trader_id, fills)
+        cancelled = left if self_trade else 0
+        self._reduce(resting, available - left + cancelled)
+        done = resting.open_lots == 0
+        if done:
+            self._remove(resting)
+        return Reentry(resting.order_id, tuple(fills), done, cancelled)
