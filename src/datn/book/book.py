@@ -8,7 +8,8 @@ Layout, chosen for speed on the order path:
   largest key, at the end of the list, so adding or removing the best level is
   an append or a pop and one matching loop serves both sides: an incoming order
   crosses a level exactly when ``key >= limit * sign``.
-* A level holds a FIFO ``deque`` of resting entries. Cancels are lazy: the entry
+* A level holds a FIFO queue of resting entries: a list and the index of its
+  head, which compiles to plain C list operations. Cancels are lazy: the entry
   is marked dead and skipped later, so a cancel never searches a queue. A level
   whose live entries are gone is removed at once; a queue that collects more
   dead entries than live ones is compacted.
@@ -26,7 +27,6 @@ book never rests crossed.
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from collections import deque
 from typing import Final, NamedTuple
 
 from datn.book.errors import BookError
@@ -191,16 +191,33 @@ class _Resting:
 
 
 class _Level:
-    __slots__ = ("key", "live", "locked_lots", "open_lots", "price_ticks", "queue", "side")
+    __slots__ = ("head", "key", "live", "locked_lots", "open_lots", "price_ticks", "queue", "side")
 
     def __init__(self, side: _Side, price_ticks: int) -> None:
         self.side = side
         self.price_ticks = price_ticks
         self.key = price_ticks * side.sign
-        self.queue: deque[_Resting] = deque()
+        self.queue: list[_Resting] = []
+        self.head = 0
         self.live = 0
         self.open_lots = 0
         self.locked_lots = 0
+
+    def entries(self) -> list[_Resting]:
+        """The queue from its head, dead entries included."""
+        return self.queue[self.head :]
+
+    def trim(self) -> None:
+        """Skip dead entries at the head; drop them and any others once dead
+        entries outnumber live ones."""
+        queue = self.queue
+        head = self.head
+        while head < len(queue) and queue[head].open_lots == 0:
+            head += 1
+        self.head = head
+        if len(queue) - head > 2 * self.live + _COMPACT_SLACK or head > _COMPACT_SLACK + self.live:
+            self.queue = [entry for entry in queue[head:] if entry.open_lots]
+            self.head = 0
 
 
 class _Side:
@@ -421,7 +438,7 @@ class OrderBook:
         book_side = self._bids if side is _BUY else self._asks
         views: list[RestingView] = []
         for key in reversed(book_side.keys):
-            for resting in book_side.levels[key * book_side.sign].queue:
+            for resting in book_side.levels[key * book_side.sign].entries():
                 if resting.open_lots:
                     view = self.get(resting.order_id)
                     assert view is not None
@@ -451,17 +468,16 @@ class OrderBook:
             level = levels[keys[position] * sign]
             queue = level.queue
             price = level.price_ticks
-            index = 0
-            while quantity and index < len(queue):
+            index = level.head
+            end = len(queue)
+            while quantity and index < end:
                 resting = queue[index]
+                index += 1
                 available = resting.open_lots - resting.locked_lots
                 if available <= 0:
-                    if resting.open_lots == 0 and index == 0:
-                        queue.popleft()
-                    else:
-                        index += 1
                     continue
                 if resting.trader_id == trader_id:
+                    level.trim()
                     return quantity, True
                 fill = available if available < quantity else quantity
                 quantity -= fill
@@ -471,12 +487,12 @@ class OrderBook:
                 if done:
                     del orders[resting.order_id]
                     level.live -= 1
-                    if index == 0:
-                        queue.popleft()
                 fills.append(Fill(resting.order_id, resting.trader_id, price, fill, done))
             if level.live == 0:
                 del levels[level.price_ticks]
                 del keys[position]
+            else:
+                level.trim()
             position -= 1
         return quantity, False
 
@@ -486,7 +502,7 @@ class OrderBook:
         for key in reversed(opposite.keys):
             if key < threshold:
                 break
-            for resting in opposite.levels[key * opposite.sign].queue:
+            for resting in opposite.levels[key * opposite.sign].entries():
                 available = resting.open_lots - resting.locked_lots
                 if available <= 0:
                     continue
@@ -518,8 +534,8 @@ class OrderBook:
         level.live -= 1
         if level.live == 0:
             level.side.drop(level)
-        elif len(level.queue) > 2 * level.live + _COMPACT_SLACK:
-            level.queue = deque(r for r in level.queue if r.open_lots)
+        else:
+            level.trim()
 
     def _unlock(self, resting: _Resting, quantity: int) -> Reentry:
         """Return ``quantity`` locked lots to ``resting`` and re-match them."""
