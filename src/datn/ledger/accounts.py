@@ -1,0 +1,89 @@
+"""Accounts: who holds how much of which asset, and how low it may go.
+
+An account is keyed by its owner and its asset. The owner is a plain string
+whose prefix says what it stands for (``trader:alice``, ``peer:B``,
+``external:bank``); the ledger itself never parses it. What the ledger does
+care about is the account's rule: how far its available amount may fall below
+zero, and whether it stands for the outside world.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from datn.domain.assets import AssetCode
+from datn.ledger._checks import check_name, check_range
+from datn.ledger.errors import LedgerError
+from datn.ledger.limits import MAX_ASSET_CODE_LENGTH, MAX_BALANCE
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class AccountKey:
+    """One account: ``owner``'s holding of ``asset``. Sorts by owner, then asset."""
+
+    owner: str
+    asset: AssetCode
+
+    def __post_init__(self) -> None:
+        check_name("owner", self.owner)
+        check_name("asset", self.asset, MAX_ASSET_CODE_LENGTH)
+
+    def __str__(self) -> str:
+        return f"{self.owner}/{self.asset}"
+
+
+class AccountKind(enum.Enum):
+    """What an account stands for, which decides whether it may go negative."""
+
+    BOUNDED = "bounded"
+    """A holding of a trader or of the node: available stays above its floor."""
+
+    UNBOUNDED = "unbounded"
+    """Money owed, e.g. a peer's obligations: may go negative without limit."""
+
+    EXTERNAL = "external"
+    """The world outside the ledger: unbounded, and what leaves it is issuance."""
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRule:
+    """How low an account's available amount may go.
+
+    A bounded account keeps ``available >= -credit_limit``; ``credit_limit`` is
+    in the asset's smallest unit (minor units of cash, lots of a product) and is
+    the margin or credit the node grants. Other kinds have no floor.
+    """
+
+    kind: AccountKind = AccountKind.BOUNDED
+    credit_limit: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.kind, AccountKind):
+            raise LedgerError("kind", "unknown_kind", f"must be an AccountKind, got {self.kind!r}")
+        check_range("credit_limit", self.credit_limit, 0, MAX_BALANCE)
+        if self.credit_limit and self.kind is not AccountKind.BOUNDED:
+            raise LedgerError(
+                "credit_limit", "credit_on_unbounded", "only a bounded account has a credit limit"
+            )
+
+    @classmethod
+    def with_credit(cls, credit_limit: int) -> AccountRule:
+        """A bounded account whose available may go down to ``-credit_limit``."""
+        return cls(AccountKind.BOUNDED, credit_limit)
+
+    @property
+    def floor(self) -> int | None:
+        """Lowest allowed available amount, or ``None`` when there is none."""
+        if self.kind is AccountKind.BOUNDED:
+            return -self.credit_limit
+        return None
+
+    @property
+    def is_external(self) -> bool:
+        return self.kind is AccountKind.EXTERNAL
+
+
+BOUNDED = AccountRule(AccountKind.BOUNDED)
+UNBOUNDED = AccountRule(AccountKind.UNBOUNDED)
+EXTERNAL = AccountRule(AccountKind.EXTERNAL)
