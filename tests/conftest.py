@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+from hypothesis import settings
 
 import datn.book.book as compiled_book
 
@@ -22,3 +25,10 @@ def _check_compiled_book_is_fresh() -> None:
 
 
 _check_compiled_book_is_fresh()
+
+
+# Tests are deterministic: Hypothesis explores the same examples on every run,
+# so a failure in CI reproduces locally. HYPOTHESIS_PROFILE=explore searches anew.
+settings.register_profile("deterministic", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))

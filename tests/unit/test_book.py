@@ -3,7 +3,9 @@ prevention, cancels, and locks as the trade protocol uses them."""
 
 from __future__ import annotations
 
+import gc
 import itertools
+import random
 
 import pytest
 
@@ -279,3 +281,28 @@ def test_released_quantity_meeting_its_own_trader_is_cancelled(book: OrderBook) 
     assert (reentry.fills, reentry.cancelled_lots, reentry.order_done) == ((), 5, True)
     assert levels(book, BUY) == [(101, 3)]
     assert levels(book, SELL) == []
+
+
+def test_book_operations_leave_no_reference_cycles_behind(book: OrderBook) -> None:
+    """Everything the book lets go of is freed by reference counting, so a node
+    may run with the cyclic garbage collector off (see benchmarks/book.py)."""
+    rng = random.Random(5)
+    gc.collect()
+    gc.disable()
+    try:
+        resting: list[int] = []
+        for step in range(3_000):
+            side = BUY if rng.random() < 0.5 else SELL
+            if resting and rng.random() < 0.3:
+                order_id = resting.pop(rng.randrange(len(resting)))
+                if book.get(order_id) is not None:
+                    book.cancel(order_id)
+            elif rng.random() < 0.1:
+                book.submit(market(f"t{step % 7}", side, rng.randint(1, 30)))
+            else:
+                order = limit(f"t{step % 7}", side, rng.randint(1, 30), rng.randint(95, 105))
+                if book.submit(order).rested_lots:
+                    resting.append(order.order_id)
+        assert gc.collect() == 0
+    finally:
+        gc.enable()

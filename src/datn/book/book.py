@@ -191,6 +191,10 @@ class _Resting:
 
 
 class _Level:
+    """One price of one side. Its entries point back at it, so a dropped level
+    empties its queue: the book then makes no reference cycles that outlive an
+    operation, and reference counting alone frees everything it lets go of."""
+
     __slots__ = ("head", "key", "live", "locked_lots", "open_lots", "price_ticks", "queue", "side")
 
     def __init__(self, side: _Side, price_ticks: int) -> None:
@@ -241,6 +245,7 @@ class _Side:
 
     def drop(self, level: _Level) -> None:
         del self.levels[level.price_ticks]
+        level.queue = []  # break level -> entry -> level cycles (see _Level)
         keys = self.keys
         if keys[-1] == level.key:
             keys.pop()
@@ -491,6 +496,7 @@ class OrderBook:
             if level.live == 0:
                 del levels[level.price_ticks]
                 del keys[position]
+                level.queue = []
             else:
                 level.trim()
             position -= 1
