@@ -1,0 +1,1 @@
+"""Deterministic drivers of the core: seeded traders in virtual time."""
