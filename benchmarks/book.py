@@ -10,6 +10,14 @@ Figures: mixed operations per second over the whole stream (median of several
 runs, one core, no per-operation timing in the loop), then each operation
 kind's latency p50/p99 from a separate run that times every call.
 
+Garbage collection: the pre-generated stream is frozen out of the cyclic
+collector (it is the benchmark's input, not the book's state). The book itself
+is measured twice, runs interleaved: with CPython's cyclic collector on, as
+configured by default, and with it off. The book creates no reference cycles
+(tests/unit/test_book.py proves it), so reference counting frees everything
+and a node may run its core with the collector off; the "off" figure is what
+such a node gets, the "on" figure what a default interpreter gets.
+
 Usage: python benchmarks/book.py [--ops N] [--runs R] [--seed S]
 """
 
@@ -116,18 +124,23 @@ def _price(rng: random.Random, side: Side, crossing: bool, book: OrderBook) -> i
     return MID_TICKS - offset if side is Side.BUY else MID_TICKS + offset
 
 
-def replay(ops: list[tuple[str, Any]], product_id: str) -> float:
+def replay(ops: list[tuple[str, Any]], product_id: str, *, collector: bool) -> float:
     """Run the stream on a fresh book; return elapsed seconds."""
     book = OrderBook(product_id)
     submit, cancel = book.submit, book.cancel
     gc.collect()
-    start = time.perf_counter()
-    for kind, arg in ops:
-        if kind is CANCEL:
-            cancel(arg)
-        else:
-            submit(arg)
-    return time.perf_counter() - start
+    if not collector:
+        gc.disable()
+    try:
+        start = time.perf_counter()
+        for kind, arg in ops:
+            if kind is CANCEL:
+                cancel(arg)
+            else:
+                submit(arg)
+        return time.perf_counter() - start
+    finally:
+        gc.enable()
 
 
 def timed_replay(ops: list[tuple[str, Any]], product_id: str) -> dict[str, list[int]]:
@@ -163,12 +176,21 @@ def main() -> None:
         f"{args.ops:,} ops, seed {args.seed}, {args.runs} runs"
     )
     print("mix: " + ", ".join(f"{k} {100 * counts[k] / len(ops):.1f} %" for k in KINDS))
-    seconds = [replay(ops, product_id) for _ in range(args.runs)]
-    median = statistics.median(seconds)
-    print(
-        f"mixed throughput: {len(ops) / median:,.0f} ops/s median "
-        f"(best {len(ops) / min(seconds):,.0f}, worst {len(ops) / max(seconds):,.0f})"
-    )
+    gc.collect()
+    gc.freeze()
+    seconds: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(args.runs):
+        for collector in (True, False):
+            seconds[collector].append(replay(ops, product_id, collector=collector))
+    medians = {}
+    for collector, label in ((True, "on "), (False, "off")):
+        runs = seconds[collector]
+        medians[collector] = len(ops) / statistics.median(runs)
+        print(
+            f"mixed throughput, cyclic GC {label}: {medians[collector]:,.0f} ops/s median "
+            f"(best {len(ops) / min(runs):,.0f}, worst {len(ops) / max(runs):,.0f})"
+        )
+    print(f"ratio GC off / GC on: {medians[False] / medians[True]:.2f}")
     samples = timed_replay(ops, product_id)
     print(f"{'kind':<8}{'count':>10}{'ops/s':>12}{'p50 ns':>10}{'p99 ns':>10}")
     for kind in KINDS:

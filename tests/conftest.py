@@ -1,34 +1,51 @@
-"""Suite-wide guards."""
+"""Suite-wide guards and settings."""
 
 from __future__ import annotations
 
+import importlib
 import os
+import tomllib
 from pathlib import Path
 
 from hypothesis import settings
 
-import datn.book.book as compiled_book
+ROOT = Path(__file__).resolve().parent.parent
 
 
-def _check_compiled_book_is_fresh() -> None:
-    """An editable install leaves the mypyc-compiled book beside its source; if
-    the source changed since, the tests would run old code. Refuse to."""
-    module_file = Path(compiled_book.__file__ or "")
-    if module_file.suffix != ".so":
-        return
-    source = module_file.with_name("book.py")
-    if source.stat().st_mtime > module_file.stat().st_mtime:
-        raise RuntimeError(
-            f"{module_file.name} is older than book.py: run `make test` (it recompiles) "
-            "or set DATN_PURE_PYTHON=1 and reinstall"
-        )
+def _compiled_sources() -> dict[str, str]:
+    """Module name -> source path of every module setup.py may compile."""
+    with (ROOT / "pyproject.toml").open("rb") as pyproject:
+        sources = tomllib.load(pyproject)["tool"]["datn"]["compiled-modules"]
+    return {s.removeprefix("src/").removesuffix(".py").replace("/", "."): s for s in sources}
 
 
-_check_compiled_book_is_fresh()
+def _check_compiled_modules_are_fresh() -> None:
+    """An editable install leaves each mypyc-compiled module beside its source;
+    if a source changed since, the tests would run old code. Refuse to."""
+    for name, source in _compiled_sources().items():
+        module_file = Path(importlib.import_module(name).__file__ or "")
+        if module_file.suffix != ".so":
+            continue
+        if (ROOT / source).stat().st_mtime > module_file.stat().st_mtime:
+            raise RuntimeError(
+                f"{module_file.name} is older than {source}: run `make test` (it recompiles) "
+                "or reinstall with DATN_PURE_PYTHON=1"
+            )
 
+
+_check_compiled_modules_are_fresh()
 
 # Tests are deterministic: Hypothesis explores the same examples on every run,
 # so a failure in CI reproduces locally. HYPOTHESIS_PROFILE=explore searches anew.
 settings.register_profile("deterministic", derandomize=True, print_blob=True)
 settings.register_profile("explore", derandomize=False, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
+
+
+def pytest_report_header() -> str:
+    compiled = [
+        name
+        for name in _compiled_sources()
+        if (importlib.import_module(name).__file__ or "").endswith(".so")
+    ]
+    return f"datn core: {'compiled: ' + ', '.join(compiled) if compiled else 'pure Python'}"

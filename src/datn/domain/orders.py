@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import NewType, TypeVar
+from typing import Any, NewType, TypeVar
 
 from datn.domain.assets import AssetCode
 from datn.domain.errors import DomainError
@@ -81,18 +81,18 @@ class Order:
     client_order_id: str
 
     def __post_init__(self) -> None:
+        _check_types(
+            self.order_id,
+            self.trader_id,
+            self.product_id,
+            self.side,
+            self.quantity_lots,
+            self.price_ticks,
+            self.order_type,
+            self.time_in_force,
+            self.client_order_id,
+        )
         check_int("order_id", self.order_id, 1, MAX_ORDER_ID)
-        check_text("trader_id", self.trader_id)
-        check_text("product_id", self.product_id, 80)
-        check_text("client_order_id", self.client_order_id)
-        if not isinstance(self.side, Side):
-            raise DomainError("side", "unknown_side", f"must be a Side, got {self.side!r}")
-        if not isinstance(self.order_type, OrderType):
-            raise DomainError("order_type", "unknown_order_type", f"got {self.order_type!r}")
-        if not isinstance(self.time_in_force, TimeInForce):
-            raise DomainError(
-                "time_in_force", "unknown_time_in_force", f"got {self.time_in_force!r}"
-            )
         check_int("quantity_lots", self.quantity_lots, 1, MAX_QUANTITY_LOTS)
         if self.order_type is OrderType.LIMIT:
             check_int("price_ticks", self.price_ticks, 1, MAX_PRICE_TICKS)
@@ -102,6 +102,58 @@ class Order:
             raise DomainError(
                 "time_in_force", "market_order_gtc", "a market order must be IOC or FOK"
             )
+
+    def __reduce__(self) -> tuple[type[Order], tuple[object, ...]]:
+        # Copy and pickle rebuild the order through its constructor; a compiled
+        # frozen dataclass has no slot state they could set field by field.
+        return (
+            type(self),
+            (
+                self.order_id,
+                self.trader_id,
+                self.product_id,
+                self.side,
+                self.quantity_lots,
+                self.price_ticks,
+                self.order_type,
+                self.time_in_force,
+                self.client_order_id,
+            ),
+        )
+
+    @classmethod
+    def create(
+        cls,
+        order_id: object,
+        trader_id: object,
+        product_id: object,
+        side: object,
+        quantity_lots: object,
+        price_ticks: object,
+        order_type: object,
+        time_in_force: object,
+        client_order_id: object,
+    ) -> Order:
+        """Build an order from untrusted values.
+
+        Every field's type is checked before the order is built, so a wrong
+        type is a :class:`DomainError` naming the field whether or not this
+        module runs compiled (a compiled constructor would otherwise raise a
+        bare ``TypeError``, or quietly take ``True`` for the integer 1).
+        """
+        fields: tuple[Any, ...] = (
+            order_id,
+            trader_id,
+            product_id,
+            side,
+            quantity_lots,
+            price_ticks,
+            order_type,
+            time_in_force,
+            client_order_id,
+        )
+        _check_types(*fields)
+        return cls(*fields)
 
     @classmethod
     def limit(
@@ -117,9 +169,9 @@ class Order:
         client_order_id: str,
     ) -> Order:
         """A limit order priced in minor units; refuses a price off the product's tick."""
-        return cls(
-            OrderId(order_id),
-            TraderId(trader_id),
+        return cls.create(
+            order_id,
+            trader_id,
             product.product_id,
             side,
             quantity_lots,
@@ -142,9 +194,9 @@ class Order:
         client_order_id: str,
     ) -> Order:
         """A market order: fills at whatever the book offers, never rests."""
-        return cls(
-            OrderId(order_id),
-            TraderId(trader_id),
+        return cls.create(
+            order_id,
+            trader_id,
             product.product_id,
             side,
             quantity_lots,
@@ -153,6 +205,38 @@ class Order:
             time_in_force,
             client_order_id,
         )
+
+
+def _check_types(
+    order_id: object,
+    trader_id: object,
+    product_id: object,
+    side: object,
+    quantity_lots: object,
+    price_ticks: object,
+    order_type: object,
+    time_in_force: object,
+    client_order_id: object,
+) -> None:
+    """Refuse a field of the wrong type with an error naming it."""
+    _check_is_int("order_id", order_id)
+    _check_is_int("quantity_lots", quantity_lots)
+    if price_ticks is not None:
+        _check_is_int("price_ticks", price_ticks)
+    check_text("trader_id", trader_id)
+    check_text("product_id", product_id, 80)
+    check_text("client_order_id", client_order_id)
+    if not isinstance(side, Side):
+        raise DomainError("side", "unknown_side", f"must be a Side, got {side!r}")
+    if not isinstance(order_type, OrderType):
+        raise DomainError("order_type", "unknown_order_type", f"got {order_type!r}")
+    if not isinstance(time_in_force, TimeInForce):
+        raise DomainError("time_in_force", "unknown_time_in_force", f"got {time_in_force!r}")
+
+
+def _check_is_int(field: str, value: object) -> None:
+    if type(value) is not int:
+        raise DomainError(field, "not_integer", f"must be an integer, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)

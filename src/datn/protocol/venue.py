@@ -34,7 +34,6 @@ from datn.domain import (
     Side,
     TimeInForce,
     Trade,
-    TraderId,
 )
 from datn.ledger import AccountKey, Entry, EntryId, HoldId, HoldUse, Ledger, Posting
 from datn.risk import (
@@ -199,9 +198,9 @@ class LocalVenue:
 
     def _order(self, request: OrderRequest, product: ProductSpec) -> Order:
         order_type = OrderType.MARKET if request.price_ticks is None else OrderType.LIMIT
-        return Order(
-            OrderId(self._next_order_id),
-            TraderId(request.trader_id),
+        return Order.create(
+            self._next_order_id,
+            request.trader_id,
             product.product_id,
             request.side,
             request.quantity_lots,
