@@ -32,8 +32,11 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from importlib import metadata
 from typing import Any
 
+import datn.book.book
+import datn.domain.orders
 from datn.book import BookError, OrderBook
 from datn.domain import Order, OrderId, OrderType, ProductKind, ProductSpec, Side, TimeInForce
 from datn.domain.orders import TraderId
@@ -170,6 +173,11 @@ def main() -> None:
     ops = generate(args.ops, args.seed)
     product_id = ops[0][1].product_id if ops[0][0] is not CANCEL else ""
     counts = {kind: sum(1 for k, _ in ops if k is kind) for kind in KINDS}
+    compiled = all(
+        (module.__file__ or "").endswith(".so") for module in (datn.book.book, datn.domain.orders)
+    )
+    build = "mypyc-compiled book and orders" if compiled else "pure-Python book and orders"
+    print(f"datn {metadata.version('datn')}, {build}")
     print(
         f"python {platform.python_version()} ({platform.python_implementation()}) on "
         f"{platform.machine()}, {os.cpu_count()} cores, one core used; "
