@@ -81,17 +81,7 @@ class Order:
     client_order_id: str
 
     def __post_init__(self) -> None:
-        _check_types(
-            self.order_id,
-            self.trader_id,
-            self.product_id,
-            self.side,
-            self.quantity_lots,
-            self.price_ticks,
-            self.order_type,
-            self.time_in_force,
-            self.client_order_id,
-        )
+        _check_types(*self._values())
         check_int("order_id", self.order_id, 1, MAX_ORDER_ID)
         check_int("quantity_lots", self.quantity_lots, 1, MAX_QUANTITY_LOTS)
         if self.order_type is OrderType.LIMIT:
@@ -103,23 +93,24 @@ class Order:
                 "time_in_force", "market_order_gtc", "a market order must be IOC or FOK"
             )
 
+    def _values(self) -> tuple[object, ...]:
+        """The fields in constructor order."""
+        return (
+            self.order_id,
+            self.trader_id,
+            self.product_id,
+            self.side,
+            self.quantity_lots,
+            self.price_ticks,
+            self.order_type,
+            self.time_in_force,
+            self.client_order_id,
+        )
+
     def __reduce__(self) -> tuple[type[Order], tuple[object, ...]]:
         # Copy and pickle rebuild the order through its constructor; a compiled
         # frozen dataclass has no slot state they could set field by field.
-        return (
-            type(self),
-            (
-                self.order_id,
-                self.trader_id,
-                self.product_id,
-                self.side,
-                self.quantity_lots,
-                self.price_ticks,
-                self.order_type,
-                self.time_in_force,
-                self.client_order_id,
-            ),
-        )
+        return (type(self), self._values())
 
     @classmethod
     def create(
