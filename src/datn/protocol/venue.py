@@ -35,7 +35,8 @@ from datn.domain import (
     TimeInForce,
     Trade,
 )
-from datn.ledger import AccountKey, Entry, EntryId, HoldId, HoldUse, Ledger, Posting
+from datn.ledger import AccountKey, Ledger
+from datn.protocol.booking import trade_entry
 from datn.risk import (
     MarkedPosition,
     Reject,
@@ -270,21 +271,17 @@ class LocalVenue:
         """Move cash and lots for one fill in a single balanced entry."""
         maker = self._open[fill.maker_order_id]
         buy, sell = (taker, maker.order) if taker.side is Side.BUY else (maker.order, taker)
-        notional = product.notional_minor(fill.quantity_lots, fill.price_ticks)
-        buyer, seller = trader_owner(buy.trader_id), trader_owner(sell.trader_id)
-        cash, lots = product.quote_currency, product.product_id
-        postings = (
-            Posting(AccountKey(buyer, cash), -notional),
-            Posting(AccountKey(seller, cash), notional),
-            Posting(AccountKey(seller, lots), -fill.quantity_lots),
-            Posting(AccountKey(buyer, lots), fill.quantity_lots),
+        entry = trade_entry(
+            self._entry_id("fill"),
+            product,
+            trader_owner(buy.trader_id),
+            trader_owner(sell.trader_id),
+            fill.quantity_lots,
+            fill.price_ticks,
+            buyer_hold=self._open[buy.order_id].hold_id,
+            seller_hold=self._open[sell.order_id].hold_id,
         )
-        uses = []
-        for side_order, amount in ((buy, notional), (sell, fill.quantity_lots)):
-            hold_id = self._open[side_order.order_id].hold_id
-            if hold_id is not None:
-                uses.append(HoldUse(HoldId(hold_id), amount))
-        self.ledger.post(Entry(EntryId(self._entry_id("fill")), postings, tuple(uses)))
+        self.ledger.post(entry)
         if fill.maker_done:
             self._close(fill.maker_order_id)
         self.reference_prices[product.product_id] = fill.price_ticks

@@ -1,0 +1,41 @@
+"""How a trade is written into a node's ledger.
+
+A trade is one balanced entry: the buyer pays the notional in the quote
+currency and receives the lots; the seller the reverse. Either side may be a
+local trader (whose open order's hold the entry consumes) or a peer node,
+whose account at this node records what it owes or is owed until settlement.
+"""
+
+from __future__ import annotations
+
+from datn.domain import ProductSpec
+from datn.ledger import AccountKey, Entry, EntryId, HoldId, HoldUse, Posting
+
+
+def trade_entry(
+    entry_id: str,
+    product: ProductSpec,
+    buyer: str,
+    seller: str,
+    quantity_lots: int,
+    price_ticks: int,
+    *,
+    buyer_hold: str | None,
+    seller_hold: str | None,
+) -> Entry:
+    """The entry for ``buyer`` taking ``quantity_lots`` from ``seller``; the
+    holds, if given, are consumed by what each side pays or delivers."""
+    notional = product.notional_minor(quantity_lots, price_ticks)
+    cash, lots = product.quote_currency, product.product_id
+    postings = (
+        Posting(AccountKey(buyer, cash), -notional),
+        Posting(AccountKey(seller, cash), notional),
+        Posting(AccountKey(seller, lots), -quantity_lots),
+        Posting(AccountKey(buyer, lots), quantity_lots),
+    )
+    uses = []
+    if buyer_hold is not None:
+        uses.append(HoldUse(HoldId(buyer_hold), notional))
+    if seller_hold is not None:
+        uses.append(HoldUse(HoldId(seller_hold), quantity_lots))
+    return Entry(EntryId(entry_id), postings, tuple(uses))
