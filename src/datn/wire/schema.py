@@ -1,0 +1,158 @@
+"""The wire form of peer messages: msgspec structs that mirror ``protocol.messages``.
+
+Each struct encodes as a MessagePack array (field names are not sent), and the
+message union is tagged by a small integer in the array's first slot. The
+constraints on the field types are the validation: a decoder built on these
+types refuses anything out of range, so nothing unchecked reaches the core.
+
+The tags and the field order are the wire format. Add a message with a new tag
+and never reuse or renumber an old one; changing a field means a new frame
+version.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Final
+
+import msgspec
+
+from datn.domain.limits import MAX_PRICE_TICKS, MAX_QUANTITY_LOTS
+from datn.wire.limits import (
+    MAX_INT64,
+    MAX_OFFERS_PER_REPLY,
+    MAX_PRODUCT_ID_LENGTH,
+    MAX_REASON_LENGTH,
+)
+
+# Printable ASCII; ``\Z`` rather than ``$``, which would also match before a
+# trailing newline.
+_PRINTABLE_NO_SPACE: Final = r"^[!-~]+\Z"
+_PRINTABLE: Final = r"^[ -~]+\Z"
+
+Id = Annotated[int, msgspec.Meta(ge=0, le=MAX_INT64)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_INT64)]
+Millis = Annotated[int, msgspec.Meta(ge=0, le=MAX_INT64)]
+PositiveMillis = Annotated[int, msgspec.Meta(ge=1, le=MAX_INT64)]
+Seq = Annotated[int, msgspec.Meta(ge=1, le=MAX_INT64)]
+# Quantities and prices keep the domain's tighter bounds, so any notional built
+# from them still fits 64 bits.
+Lots = Annotated[int, msgspec.Meta(ge=1, le=MAX_QUANTITY_LOTS)]
+LotsOrZero = Annotated[int, msgspec.Meta(ge=0, le=MAX_QUANTITY_LOTS)]
+Ticks = Annotated[int, msgspec.Meta(ge=1, le=MAX_PRICE_TICKS)]
+ProductId = Annotated[
+    str,
+    msgspec.Meta(min_length=1, max_length=MAX_PRODUCT_ID_LENGTH, pattern=_PRINTABLE_NO_SPACE),
+]
+Reason = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=MAX_REASON_LENGTH, pattern=_PRINTABLE)
+]
+
+
+class WireSide(enum.IntEnum):
+    """Side as one byte on the wire, independent of how the domain spells it."""
+
+    BUY = 1
+    SELL = 2
+
+
+class _Wire(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+    """Common options: positional arrays, and no extra trailing elements accepted.
+    Subclasses repeat ``frozen=True`` only because mypy does not inherit it."""
+
+
+class WireHlc(_Wire, frozen=True):
+    wall_ms: Millis
+    logical: Count
+
+
+class WireOffer(_Wire, frozen=True):
+    lock_id: Id
+    price_ticks: Ticks
+    quantity_lots: Lots
+    priority: WireHlc
+    ttl_ms: PositiveMillis
+
+
+class WireOrderBroadcast(_Wire, frozen=True, tag=1):
+    request_id: Id
+    round: Count
+    product_id: ProductId
+    side: WireSide
+    quantity_lots: Lots
+    limit_price_ticks: Ticks | None
+    fill_or_kill: bool
+
+
+class WirePotentialTrades(_Wire, frozen=True, tag=2):
+    request_id: Id
+    round: Count
+    offers: Annotated[tuple[WireOffer, ...], msgspec.Meta(max_length=MAX_OFFERS_PER_REPLY)]
+
+
+class WireAcceptance(_Wire, frozen=True, tag=3):
+    lock_id: Id
+    quantity_lots: Lots
+
+
+class WireRelease(_Wire, frozen=True, tag=4):
+    lock_id: Id
+
+
+class WireConfirmation(_Wire, frozen=True, tag=5):
+    lock_id: Id
+    trade_id: Id
+    product_id: ProductId
+    side: WireSide
+    price_ticks: Ticks
+    quantity_lots: Lots
+
+
+class WireRefusal(_Wire, frozen=True, tag=6):
+    lock_id: Id
+    reason: Reason
+
+
+class WireAdvert(_Wire, frozen=True, tag=7):
+    order_ref: Id
+    product_id: ProductId
+    side: WireSide
+    price_ticks: Ticks
+    quantity_lots: LotsOrZero
+    priority: WireHlc
+    version: Count
+
+
+class WireTradePrint(_Wire, frozen=True, tag=8):
+    product_id: ProductId
+    price_ticks: Ticks
+    quantity_lots: Lots
+    executed: WireHlc
+
+
+class WireHeartbeat(_Wire, frozen=True, tag=9):
+    sent_mono_ms: Millis
+    echo_mono_ms: Millis | None
+    wall_ms: Millis
+    advert_version: Count
+
+
+WireMessage = (
+    WireOrderBroadcast
+    | WirePotentialTrades
+    | WireAcceptance
+    | WireRelease
+    | WireConfirmation
+    | WireRefusal
+    | WireAdvert
+    | WireTradePrint
+    | WireHeartbeat
+)
+
+
+class WireEnvelope(_Wire, frozen=True):
+    """One message in a batch; sender and receiver are in the frame header."""
+
+    seq: Seq
+    sent: WireHlc
+    message: WireMessage
