@@ -397,6 +397,35 @@ class OrderBook:
         fill = Fill(resting.order_id, resting.trader_id, price, quantity_lots, reentry.order_done)
         return fill, reentry
 
+    def lockable(
+        self,
+        taker_side: Side,
+        limit_price_ticks: int | None,
+        quantity_lots: int,
+        exclude_trader: str | None = None,
+    ) -> list[tuple[int, int, int]]:
+        """Resting orders an order on ``taker_side`` could take, best first, as
+        ``(order_id, price_ticks, lots)`` with lots up to each order's unlocked
+        quantity and ``quantity_lots`` in all. Orders of ``exclude_trader`` are
+        skipped. Nothing changes: the caller locks what it offers."""
+        opposite = self._asks if taker_side is _BUY else self._bids
+        threshold = _NO_LIMIT if limit_price_ticks is None else limit_price_ticks * opposite.sign
+        found: list[tuple[int, int, int]] = []
+        for key in reversed(opposite.keys):
+            if key < threshold or quantity_lots <= 0:
+                break
+            level = opposite.levels[key * opposite.sign]
+            for resting in level.entries():
+                available = resting.open_lots - resting.locked_lots
+                if available <= 0 or resting.trader_id == exclude_trader:
+                    continue
+                lots = available if available < quantity_lots else quantity_lots
+                found.append((resting.order_id, level.price_ticks, lots))
+                quantity_lots -= lots
+                if quantity_lots == 0:
+                    break
+        return found
+
     def locked_lots(self, lock_id: int) -> int:
         lock = self._locks.get(lock_id)
         if lock is None:

@@ -1,0 +1,137 @@
+"""The messages nodes exchange, as immutable values (DESIGN.md section 4).
+
+They carry no trader identity: only node ids, random request and lock ids,
+products, prices and quantities. Encoding, envelopes and signatures live in
+``datn.wire``; here a message is just what it says.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NewType
+
+from datn.domain.orders import Side
+from datn.protocol.clock import Hlc
+
+NodeId = NewType("NodeId", str)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderBroadcast:
+    """Originator -> peers: this order is looking for the other side.
+    ``request_id`` is random per order; ``round`` counts re-broadcasts."""
+
+    request_id: int
+    round: int
+    product_id: str
+    side: Side
+    quantity_lots: int
+    limit_price_ticks: int | None
+    fill_or_kill: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """Part of a resting order, locked for the originator for ``ttl_ms`` on the
+    holder's clock, at the resting order's price and time priority."""
+
+    lock_id: int
+    price_ticks: int
+    quantity_lots: int
+    priority: Hlc
+    ttl_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class PotentialTrades:
+    """Holder -> originator: the answer to one broadcast round (maybe empty)."""
+
+    request_id: int
+    round: int
+    offers: tuple[Offer, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Acceptance:
+    """Originator -> holder: I take lock ``lock_id`` for ``quantity_lots``."""
+
+    lock_id: int
+    quantity_lots: int
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """Originator -> holder: I will not take lock ``lock_id``."""
+
+    lock_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    """Holder -> originator: the trade happened, with its terms. ``side`` is the
+    originator's side."""
+
+    lock_id: int
+    trade_id: int
+    product_id: str
+    side: Side
+    price_ticks: int
+    quantity_lots: int
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Holder -> originator: lock ``lock_id`` had ended when the acceptance came."""
+
+    lock_id: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Advert:
+    """Holder -> peers: resting order ``order_ref`` now shows ``quantity_lots``
+    (zero: it left the book). ``version`` counts the holder's adverts, so a peer
+    can tell when it missed one."""
+
+    order_ref: int
+    product_id: str
+    side: Side
+    price_ticks: int
+    quantity_lots: int
+    priority: Hlc
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class TradePrint:
+    """Anonymous report of a trade."""
+
+    product_id: str
+    price_ticks: int
+    quantity_lots: int
+    executed: Hlc
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """Measures round trip and clock offset. ``sent_mono_ms`` is the sender's
+    monotonic clock; an answer echoes it back with its own wall clock.
+    ``advert_version`` is how many adverts the sender has sent."""
+
+    sent_mono_ms: int
+    echo_mono_ms: int | None
+    wall_ms: int
+    advert_version: int
+
+
+Message = (
+    OrderBroadcast
+    | PotentialTrades
+    | Acceptance
+    | Release
+    | Confirmation
+    | Refusal
+    | Advert
+    | TradePrint
+    | Heartbeat
+)

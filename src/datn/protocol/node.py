@@ -1,0 +1,1095 @@
+"""The node core: one deterministic state machine per clearing node.
+
+Inputs (a trader's place or cancel, a peer's message, a timer tick, a
+restart) come with ``now``; each returns effects (journal, send, reply, set
+timer, publish). The flow is DESIGN.md section 4:
+
+* As **originator**, a node checks and holds an order, locks crossing
+  quantity in its own book, broadcasts the order to peers (all of them, or
+  only those its network book shows with crossing liquidity), collects
+  potential trades until every asked peer answered or the collection window
+  closed, ranks them by price, priority and node id, accepts the best and
+  releases the rest, and books each confirmed trade. After refusals it
+  broadcasts again, a bounded number of rounds; a GTC remainder then rests
+  and is advertised to every peer.
+* As **holder**, it locks crossing resting quantity for the originator for
+  ``ttl_ms`` of its own monotonic clock, and on an acceptance decides once,
+  by that clock: a confirmation while the lock lives, a refusal after. The
+  decision is recorded, so a retried acceptance gets the same answer.
+
+The transport may lose, duplicate, delay or reorder messages: every handler
+is idempotent, an originator resends acceptances until a decision arrives,
+and locks end by themselves. Every input is journaled before its effects, and
+replaying the journal rebuilds the same state; after a restart every lock
+that lived before is expired, so none is honoured late.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Final
+
+from datn.book import BookError, Fill, OrderBook, Reentry
+from datn.domain import AssetCode, DomainError, Order, OrderType, ProductSpec, Side, TimeInForce
+from datn.ledger import UNBOUNDED, AccountKey, Ledger
+from datn.protocol.booking import trade_entry
+from datn.protocol.clock import Hlc, HybridClock, Now
+from datn.protocol.effects import (
+    Accepted,
+    CancelInput,
+    DepositInput,
+    Done,
+    Effect,
+    Executed,
+    Input,
+    Journal,
+    JournalEntry,
+    PlaceInput,
+    Publish,
+    ReceiveInput,
+    Rejected,
+    Reply,
+    RestartInput,
+    Rested,
+    Send,
+    SetTimer,
+    TickInput,
+)
+from datn.protocol.messages import (
+    Acceptance,
+    Advert,
+    Confirmation,
+    Heartbeat,
+    Message,
+    NodeId,
+    Offer,
+    OrderBroadcast,
+    PotentialTrades,
+    Refusal,
+    Release,
+    TradePrint,
+)
+from datn.protocol.venue import OrderRequest, trader_owner
+from datn.risk import (
+    Reject,
+    RiskConfig,
+    RiskContext,
+    check_order,
+    protection_price_ticks,
+    required_hold,
+)
+
+MAX_OFFERS_ACCEPTED: Final = 100
+"""An originator takes at most this many potential trades for one order."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """Protocol timings (milliseconds of the node's monotonic clock) and limits."""
+
+    risk: RiskConfig
+    lock_ttl_ms: int = 250
+    collection_window_ms: int = 60
+    acceptance_margin_ms: int = 10
+    resend_ms: int = 40
+    heartbeat_ms: int = 1_000
+    default_rtt_ms: int = 20
+    max_rounds: int = 3
+    targeted_routing: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 < self.collection_window_ms < self.lock_ttl_ms:
+            raise DomainError("collection_window_ms", "bad_window", "must be inside the lock TTL")
+        for name in ("acceptance_margin_ms", "resend_ms", "heartbeat_ms", "default_rtt_ms"):
+            if getattr(self, name) <= 0:
+                raise DomainError(name, "not_positive", "must be positive")
+        if not 1 <= self.max_rounds <= 16:
+            raise DomainError("max_rounds", "bad_rounds", "must be 1 to 16")
+
+
+def peer_owner(node_id: str) -> str:
+    """The ledger owner of a peer's accounts at this node: what it owes and is owed."""
+    return f"peer:{node_id}"
+
+
+@dataclass(slots=True)
+class _PeerView:
+    rtt_ms: int
+    offset_ms: int = 0
+    adverts: dict[int, Advert] = field(default_factory=dict)
+    advert_versions_seen: set[int] = field(default_factory=set)
+    advert_version_announced: int = 0
+
+    @property
+    def stale(self) -> bool:
+        """True when the peer announced adverts this node has not seen."""
+        return len(self.advert_versions_seen) < self.advert_version_announced
+
+
+@dataclass(slots=True)
+class _Candidate:
+    """A potential trade under consideration by an originator."""
+
+    holder: NodeId
+    offer: Offer
+    received_mono_ms: int
+
+
+@dataclass(slots=True)
+class _Working:
+    """An order this node originated and is still working across the network."""
+
+    order: Order
+    product: ProductSpec
+    hold_id: str | None
+    request_id: int
+    remaining_lots: int
+    filled_lots: int = 0
+    round: int = 0
+    awaiting: set[NodeId] = field(default_factory=set)
+    candidates: list[_Candidate] = field(default_factory=list)
+    deadline_mono_ms: int = 0
+    accepted: dict[tuple[NodeId, int], int] = field(default_factory=dict)
+    resend_mono_ms: int = 0
+    refused: bool = False
+    failed_holders: list[NodeId] = field(default_factory=list)
+    cancel_requested: bool = False
+
+
+@dataclass(slots=True)
+class _RestingMeta:
+    order: Order
+    product: ProductSpec
+    hold_id: str | None
+    priority: Hlc
+    order_ref: int
+
+
+@dataclass(slots=True)
+class _Lock:
+    lock_id: int
+    originator: NodeId
+    order_id: int
+    quantity_lots: int
+    expires_mono_ms: int
+
+
+class NodeCore:
+    """The state and rules of one node; see the module docstring."""
+
+    def __init__(
+        self,
+        node_id: NodeId,
+        products: Iterable[ProductSpec],
+        peers: Iterable[NodeId],
+        config: NodeConfig,
+        secret: bytes,
+        reference_prices: dict[str, int] | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self.config = config
+        self.products: dict[str, ProductSpec] = {p.product_id: p for p in products}
+        self.peers = {p: _PeerView(config.default_rtt_ms) for p in sorted(peers) if p != node_id}
+        self._secret = secret
+        self.ledger = Ledger()
+        self.books: dict[str, OrderBook] = {pid: OrderBook(pid) for pid in self.products}
+        self.reference_prices = dict(reference_prices or {})
+        self.clock = HybridClock()
+        self.journal: list[JournalEntry] = []
+        self.working: dict[int, _Working] = {}
+        self.resting: dict[int, _RestingMeta] = {}
+        self.locks: dict[int, _Lock] = {}
+        self.decisions: dict[int, Confirmation | Refusal] = {}
+        self.answered: dict[tuple[NodeId, int, int], PotentialTrades] = {}
+        self.answers: dict[tuple[str, str], Accepted] = {}
+        self.open_orders: dict[str, int] = {}
+        self.stats: dict[str, int] = {}
+        self._requests: dict[int, int] = {}
+        self._accepted_locks: dict[tuple[NodeId, int], int] = {}
+        self._counter = 0
+        self._advert_version = 0
+        self._next_heartbeat_ms: int | None = None
+        self._open_peer_accounts()
+
+    # ================================================================ inputs
+
+    def place(self, request: OrderRequest, now: Now) -> list[Effect]:
+        return self._handle(PlaceInput(request), now)
+
+    def cancel(self, trader_id: str, order_id: int, now: Now) -> list[Effect]:
+        return self._handle(CancelInput(trader_id, order_id), now)
+
+    def deposit(self, trader_id: str, asset: str, amount: int, now: Now) -> list[Effect]:
+        return self._handle(DepositInput(trader_id, asset, amount), now)
+
+    def receive(self, sender: NodeId, hlc: Hlc, message: Message, now: Now) -> list[Effect]:
+        if sender not in self.peers:
+            self._count("dropped_unknown_sender")
+            return []
+        return self._handle(ReceiveInput(sender, hlc, message), now)
+
+    def tick(self, now: Now) -> list[Effect]:
+        return self._handle(TickInput(), now)
+
+    def restart(self, now: Now) -> list[Effect]:
+        return self._handle(RestartInput(), now)
+
+    @classmethod
+    def rebuild(
+        cls,
+        node_id: NodeId,
+        products: Iterable[ProductSpec],
+        peers: Iterable[NodeId],
+        config: NodeConfig,
+        secret: bytes,
+        journal: Iterable[JournalEntry],
+        reference_prices: dict[str, int] | None = None,
+    ) -> NodeCore:
+        """A node whose state is the replay of ``journal``."""
+        core = cls(node_id, products, peers, config, secret, reference_prices)
+        for entry in journal:
+            core._handle(entry.input, entry.now)
+        return core
+
+    # ============================================================== dispatch
+
+    def _handle(self, event: Input, now: Now) -> list[Effect]:
+        effects: list[Effect] = []
+        handler = _HANDLERS[type(event)]
+        journal = JournalEntry(now, event)
+        effects.append(Journal(journal))
+        handler(self, event, now, effects)
+        if isinstance(event, PlaceInput) and not _accepted_place(effects):
+            return effects[1:]  # a rejected order changed nothing: not journaled
+        self.journal.append(journal)
+        return effects
+
+    def _on_place(self, event: Input, now: Now, out: list[Effect]) -> None:
+        assert isinstance(event, PlaceInput)
+        request = event.request
+        previous = self.answers.get((request.trader_id, request.client_order_id))
+        if previous is not None:
+            out.append(Reply(request.trader_id, previous))
+            return
+        rejection = self._admit(request, now, out)
+        if rejection is not None:
+            out.append(Reply(request.trader_id, rejection))
+
+    def _on_cancel(self, event: Input, now: Now, out: list[Effect]) -> None:
+        assert isinstance(event, CancelInput)
+        working = self.working.get(event.order_id)
+        if working is not None and working.order.trader_id == event.trader_id:
+            working.cancel_requested = True
+            return
+        meta = self.resting.get(event.order_id)
+        if meta is None or meta.order.trader_id != event.trader_id:
+            out.append(Reply(event.trader_id, Rejected("", "unknown_order", "no such open order")))
+            return
+        book = self.books[meta.order.product_id]
+        try:
+            cancelled = book.cancel(event.order_id)
+        except BookError:
+            out.append(Reply(event.trader_id, Rejected("", "unknown_order", "already cancelled")))
+            return
+        self._release_part(meta, cancelled)
+        view = book.get(event.order_id)
+        if view is None:
+            self._close_resting(meta, "cancelled", cancelled, now, out)
+        else:
+            self._advert(meta, view.open_lots, now, out)
+
+    def _on_deposit(self, event: Input, now: Now, out: list[Effect]) -> None:
+        assert isinstance(event, DepositInput)
+        self.ledger.deposit(
+            self._new_id("deposit"), trader_owner(event.trader_id), event.asset, event.amount
+        )
+
+    def _on_receive(self, event: Input, now: Now, out: list[Effect]) -> None:
+        assert isinstance(event, ReceiveInput)
+        self.clock.observe(event.hlc, now.wall_ms)
+        handler = _MESSAGE_HANDLERS[type(event.message)]
+        handler(self, event.sender, event.message, now, out)
+
+    def _on_tick(self, event: Input, now: Now, out: list[Effect]) -> None:
+        self._expire_locks(now, out)
+        for working in list(self.working.values()):
+            if working.awaiting and now.mono_ms >= working.deadline_mono_ms:
+                working.awaiting.clear()
+                self._decide(working, now, out)
+            elif working.accepted and now.mono_ms >= working.resend_mono_ms:
+                self._resend_acceptances(working, now, out)
+        self._heartbeat(now, out)
+
+    def _on_restart(self, event: Input, now: Now, out: list[Effect]) -> None:
+        # Locks lived on the monotonic clock of a process that is gone: none may
+        # be honoured late, so all of them end now, as expired.
+        for lock in list(self.locks.values()):
+            self._end_lock(lock, Refusal(lock.lock_id, "expired_by_restart"), now, out)
+        for working in self.working.values():
+            working.deadline_mono_ms = now.mono_ms
+            working.resend_mono_ms = now.mono_ms
+        self._next_heartbeat_ms = None
+        out.append(SetTimer(now.mono_ms))
+
+    # ========================================================= originator
+
+    def _admit(self, request: OrderRequest, now: Now, out: list[Effect]) -> Rejected | None:
+        """Check and hold a new order, then start working it."""
+        product = self.products.get(request.product_id)
+        if product is None:
+            return Rejected(request.client_order_id, "product_not_listed", "not listed here")
+        order_id = self._counter + 1  # taken only if the order is accepted
+        try:
+            order = _order(request, product, order_id)
+        except DomainError as error:
+            return Rejected(request.client_order_id, f"invalid_{error.field}", error.message)
+        context = self._risk_context(order, product)
+        decision = check_order(self.config.risk, context)
+        if isinstance(decision, Reject):
+            return Rejected(request.client_order_id, decision.code.value, decision.message)
+        hold = required_hold(self.config.risk, context)
+        hold_id = None
+        if hold.amount:
+            hold_id = f"order:{order_id}"
+            account = AccountKey(trader_owner(order.trader_id), hold.asset)
+            self.ledger.place_hold(hold_id, account, hold.amount)
+        self._counter = order_id
+        accepted = Accepted(request.client_order_id, order_id)
+        self.answers[(request.trader_id, request.client_order_id)] = accepted
+        self.open_orders[order.trader_id] = self.open_orders.get(order.trader_id, 0) + 1
+        out.append(Reply(order.trader_id, accepted))
+        request_id = self._random_id("request", order_id)
+        working = _Working(order, product, hold_id, request_id, order.quantity_lots)
+        self.working[order_id] = working
+        self._requests[request_id] = order_id
+        self._count("orders")
+        self._start_round(working, now, out)
+        return None
+
+    def _risk_context(self, order: Order, product: ProductSpec) -> RiskContext:
+        owner = trader_owner(order.trader_id)
+        cash = self.ledger.available(AccountKey(owner, product.quote_currency))
+        lots = self.ledger.available(AccountKey(owner, product.product_id))
+        return RiskContext(
+            order,
+            product,
+            max(cash, 0),
+            max(lots, 0),
+            self.reference_prices.get(product.product_id),
+            self.open_orders.get(order.trader_id, 0),
+        )
+
+    def _limit_of(self, working: _Working) -> int | None:
+        """The worst price the order may trade at: its limit, or for a market
+        order its protection price (so a fill never costs more than its hold)."""
+        order = working.order
+        if order.order_type is OrderType.LIMIT:
+            return order.price_ticks
+        reference = self.reference_prices[order.product_id]
+        return protection_price_ticks(self.config.risk, order.side, reference)
+
+    def _start_round(self, working: _Working, now: Now, out: list[Effect]) -> None:
+        working.round += 1
+        working.candidates = self._local_offers(working, now)
+        order = working.order
+        targets = self._targets(working)
+        message = OrderBroadcast(
+            working.request_id,
+            working.round,
+            order.product_id,
+            order.side,
+            working.remaining_lots,
+            self._limit_of(working),
+            order.time_in_force is TimeInForce.FOK,
+        )
+        for peer in targets:
+            self._send(peer, message, now, out)
+        self._count("broadcasts", len(targets))
+        if not targets:
+            self._decide(working, now, out)
+            return
+        working.awaiting = set(targets)
+        working.deadline_mono_ms = now.mono_ms + self._window_ms(targets)
+        out.append(SetTimer(working.deadline_mono_ms))
+
+    def _window_ms(self, targets: list[NodeId]) -> int:
+        """Wait at least the configured window, longer for a slow peer's round
+        trip, but never so long that an answer could not be accepted in time."""
+        config = self.config
+        slowest = max(self.peers[peer].rtt_ms for peer in targets)
+        cap = config.lock_ttl_ms // 2
+        return min(max(config.collection_window_ms, slowest + config.acceptance_margin_ms), cap)
+
+    def _targets(self, working: _Working) -> list[NodeId]:
+        if not self.config.targeted_routing:
+            return list(self.peers)
+        limit = self._limit_of(working)
+        side = working.order.side
+        product_id = working.order.product_id
+        chosen = []
+        for peer, view in self.peers.items():
+            if view.stale or any(
+                _advert_crosses(advert, product_id, side, limit) for advert in view.adverts.values()
+            ):
+                chosen.append(peer)
+        return chosen
+
+    def _local_offers(self, working: _Working, now: Now) -> list[_Candidate]:
+        """Lock crossing quantity in this node's own book, as offers from itself."""
+        order = working.order
+        book = self.books[order.product_id]
+        found = book.lockable(
+            order.side, self._limit_of(working), working.remaining_lots, order.trader_id
+        )
+        candidates = []
+        for order_id, price, lots in found:
+            lock = self._new_lock(self.node_id, order_id, lots, now)
+            offer = Offer(lock.lock_id, price, lots, self.resting[order_id].priority, 0)
+            candidates.append(_Candidate(self.node_id, offer, now.mono_ms))
+        return candidates
+
+    def _on_potential_trades(
+        self, sender: NodeId, message: Message, now: Now, out: list[Effect]
+    ) -> None:
+        assert isinstance(message, PotentialTrades)
+        order_id = self._requests.get(message.request_id)
+        working = self.working.get(order_id) if order_id is not None else None
+        if working is None or working.round != message.round or sender not in working.awaiting:
+            # Late or duplicate: give back every lock in it that this node has
+            # neither taken nor still holds as a candidate of the current round.
+            kept = (
+                {c.offer.lock_id for c in working.candidates if c.holder == sender}
+                if working
+                else set()
+            )
+            for offer in message.offers:
+                if (
+                    sender,
+                    offer.lock_id,
+                ) not in self._accepted_locks and offer.lock_id not in kept:
+                    self._send(sender, Release(offer.lock_id), now, out)
+            return
+        working.awaiting.discard(sender)
+        working.candidates.extend(_Candidate(sender, o, now.mono_ms) for o in message.offers)
+        if not working.awaiting:
+            self._decide(working, now, out)
+
+    def _decide(self, working: _Working, now: Now, out: list[Effect]) -> None:
+        """Rank what was offered, accept the best, release the rest."""
+        buy = working.order.side is Side.BUY
+        ranked = sorted(
+            (c for c in working.candidates if self._in_budget(c, now)),
+            key=lambda c: (
+                c.offer.price_ticks if buy else -c.offer.price_ticks,
+                c.offer.priority,
+                c.holder,
+            ),
+        )
+        chosen: list[tuple[_Candidate, int]] = []
+        wanted = working.remaining_lots
+        for candidate in ranked[:MAX_OFFERS_ACCEPTED]:
+            if wanted == 0:
+                break
+            lots = min(wanted, candidate.offer.quantity_lots)
+            chosen.append((candidate, lots))
+            wanted -= lots
+        if working.order.time_in_force is TimeInForce.FOK and wanted:
+            chosen = []  # fill or kill: take nothing unless the whole quantity is covered
+        taken = {id(c) for c, _ in chosen}
+        for candidate in working.candidates:
+            if id(candidate) not in taken:
+                self._give_back(candidate, now, out)
+        working.candidates = []
+        for candidate, lots in chosen:
+            self._take(working, candidate, lots, now, out)
+        if working.accepted:
+            working.resend_mono_ms = now.mono_ms + self.config.resend_ms
+            out.append(SetTimer(working.resend_mono_ms))
+        else:
+            self._finish_round(working, now, out)
+
+    def _in_budget(self, candidate: _Candidate, now: Now) -> bool:
+        """Accept a remote lock only while it surely still lives at its holder."""
+        if candidate.holder == self.node_id:
+            return candidate.offer.lock_id in self.locks
+        rtt = self.peers[candidate.holder].rtt_ms
+        budget_end = (
+            candidate.received_mono_ms
+            + candidate.offer.ttl_ms
+            - rtt
+            - self.config.acceptance_margin_ms
+        )
+        return budget_end > now.mono_ms
+
+    def _give_back(self, candidate: _Candidate, now: Now, out: list[Effect]) -> None:
+        if candidate.holder == self.node_id:
+            lock = self.locks.get(candidate.offer.lock_id)
+            if lock is not None:
+                self._end_lock(lock, Refusal(lock.lock_id, "released"), now, out)
+        else:
+            self._send(candidate.holder, Release(candidate.offer.lock_id), now, out)
+            self._count("releases")
+
+    def _take(
+        self, working: _Working, candidate: _Candidate, lots: int, now: Now, out: list[Effect]
+    ) -> None:
+        lock_id = candidate.offer.lock_id
+        if candidate.holder == self.node_id:
+            self._take_local(working, self.locks[lock_id], lots, now, out)
+            return
+        working.accepted[(candidate.holder, lock_id)] = lots
+        self._accepted_locks[(candidate.holder, lock_id)] = working.order.order_id
+        self._send(candidate.holder, Acceptance(lock_id, lots), now, out)
+        self._count("acceptances")
+
+    def _take_local(
+        self, working: _Working, lock: _Lock, lots: int, now: Now, out: list[Effect]
+    ) -> None:
+        """Both sides are this node's traders: trade at once, at the resting price."""
+        del self.locks[lock.lock_id]
+        meta = self.resting[lock.order_id]
+        fill, reentry = self.books[meta.order.product_id].take(lock.lock_id, lots)
+        self._count("local_trades")
+        trade_id = self._trade(working.order, meta, fill.price_ticks, lots, now, out)
+        self._executed(working, trade_id, fill.price_ticks, lots, self.node_id, out)
+        self._after_fill(meta, fill, reentry, now, out)
+
+    def _resend_acceptances(self, working: _Working, now: Now, out: list[Effect]) -> None:
+        for (holder, lock_id), lots in working.accepted.items():
+            self._send(holder, Acceptance(lock_id, lots), now, out)
+            self._count("acceptance_resends")
+        working.resend_mono_ms = now.mono_ms + self.config.resend_ms
+        out.append(SetTimer(working.resend_mono_ms))
+
+    def _on_confirmation(
+        self, sender: NodeId, message: Message, now: Now, out: list[Effect]
+    ) -> None:
+        assert isinstance(message, Confirmation)
+        working = self._awaiting_decision(sender, message.lock_id)
+        if working is None:
+            return
+        lots = working.accepted.pop((sender, message.lock_id))
+        assert lots == message.quantity_lots, "a holder confirmed other terms than accepted"
+        product = working.product
+        buyer, seller = trader_owner(working.order.trader_id), peer_owner(sender)
+        buyer_hold, seller_hold = working.hold_id, None
+        if working.order.side is Side.SELL:
+            buyer, seller = seller, buyer
+            buyer_hold, seller_hold = seller_hold, buyer_hold
+        entry = trade_entry(
+            self._new_id("trade"),
+            product,
+            buyer,
+            seller,
+            lots,
+            message.price_ticks,
+            buyer_hold=buyer_hold,
+            seller_hold=seller_hold,
+        )
+        self.ledger.post(entry)
+        self.reference_prices[product.product_id] = message.price_ticks
+        self._count("remote_trades")
+        self._executed(working, message.trade_id, message.price_ticks, lots, sender, out)
+        self._maybe_finish(working, now, out)
+
+    def _on_refusal(self, sender: NodeId, message: Message, now: Now, out: list[Effect]) -> None:
+        assert isinstance(message, Refusal)
+        working = self._awaiting_decision(sender, message.lock_id)
+        if working is None:
+            return
+        del working.accepted[(sender, message.lock_id)]
+        working.refused = True
+        working.failed_holders.append(sender)
+        self._count("refusals")
+        self._maybe_finish(working, now, out)
+
+    def _awaiting_decision(self, holder: NodeId, lock_id: int) -> _Working | None:
+        order_id = self._accepted_locks.get((holder, lock_id))
+        working = self.working.get(order_id) if order_id is not None else None
+        if working is None or (holder, lock_id) not in working.accepted:
+            return None  # a repeated decision: already applied
+        return working
+
+    def _maybe_finish(self, working: _Working, now: Now, out: list[Effect]) -> None:
+        if not working.accepted:
+            self._finish_round(working, now, out)
+
+    def _executed(
+        self,
+        working: _Working,
+        trade_id: int,
+        price_ticks: int,
+        lots: int,
+        counterparty: NodeId,
+        out: list[Effect],
+    ) -> None:
+        working.remaining_lots -= lots
+        working.filled_lots += lots
+        event = Executed(working.order.order_id, trade_id, price_ticks, lots, counterparty)
+        out.append(Reply(working.order.trader_id, event))
+
+    def _finish_round(self, working: _Working, now: Now, out: list[Effect]) -> None:
+        order = working.order
+        tif = order.time_in_force
+        if working.remaining_lots == 0:
+            self._finish(working, "filled", now, out)
+        elif tif is TimeInForce.FOK:
+            reason = "fok_holder_failed" if working.filled_lots else "fok_unfillable"
+            self._finish(working, reason, now, out)
+        elif working.refused and working.round < self.config.max_rounds:
+            working.refused = False
+            self._start_round(working, now, out)
+        elif (
+            tif is TimeInForce.GTC
+            and order.order_type is OrderType.LIMIT
+            and not working.cancel_requested
+        ):
+            self._rest(working, now, out)
+        else:
+            reason = "cancelled" if working.cancel_requested else "ioc_remainder"
+            self._finish(working, reason, now, out)
+
+    def _finish(self, working: _Working, reason: str, now: Now, out: list[Effect]) -> None:
+        order = working.order
+        del self.working[order.order_id]
+        del self._requests[working.request_id]
+        if working.hold_id is not None and self.ledger.find_hold(working.hold_id):
+            self.ledger.release_hold(working.hold_id)
+        self.open_orders[order.trader_id] -= 1
+        if reason == "fok_holder_failed":
+            self._count("fok_partial_fills")
+        done = Done(order.order_id, working.filled_lots, working.remaining_lots, reason)
+        out.append(Reply(order.trader_id, done))
+
+    def _rest(self, working: _Working, now: Now, out: list[Effect]) -> None:
+        """Put a GTC remainder in the book and tell every peer."""
+        order = working.order
+        remainder = Order.create(
+            order.order_id,
+            order.trader_id,
+            order.product_id,
+            order.side,
+            working.remaining_lots,
+            order.price_ticks,
+            order.order_type,
+            order.time_in_force,
+            order.client_order_id,
+        )
+        del self.working[order.order_id]
+        del self._requests[working.request_id]
+        meta = _RestingMeta(
+            order,
+            working.product,
+            working.hold_id,
+            self.clock.tick(now.wall_ms),
+            self._random_id("ref", order.order_id),
+        )
+        self.resting[order.order_id] = meta
+        result = self.books[order.product_id].submit(remainder)
+        for fill in result.fills:
+            # Quantity unlocked while this order was worked may cross it now.
+            self._local_fill(meta, fill, now, out)
+        if result.rested_lots:
+            out.append(Reply(order.trader_id, Rested(order.order_id, result.rested_lots)))
+            self._advert(meta, result.rested_lots, now, out)
+        else:
+            reason = result.cancel_reason or "filled"
+            self._close_resting(meta, reason, result.cancelled_lots, now, out)
+
+    # ============================================================== holder
+
+    def _on_broadcast(self, sender: NodeId, message: Message, now: Now, out: list[Effect]) -> None:
+        assert isinstance(message, OrderBroadcast)
+        key = (sender, message.request_id, message.round)
+        answer = self.answered.get(key)
+        if answer is None:
+            answer = self._offer(sender, message, now, out)
+            self.answered[key] = answer
+        self._send(sender, answer, now, out)
+
+    def _offer(
+        self, originator: NodeId, message: OrderBroadcast, now: Now, out: list[Effect]
+    ) -> PotentialTrades:
+        book = self.books.get(message.product_id)
+        offers: list[Offer] = []
+        if book is not None:
+            for order_id, price, lots in book.lockable(
+                message.side, message.limit_price_ticks, message.quantity_lots
+            ):
+                lock = self._new_lock(originator, order_id, lots, now)
+                priority = self.resting[order_id].priority
+                offers.append(Offer(lock.lock_id, price, lots, priority, self.config.lock_ttl_ms))
+                out.append(SetTimer(lock.expires_mono_ms))
+        self._count("locks_offered", len(offers))
+        return PotentialTrades(message.request_id, message.round, tuple(offers))
+
+    def _new_lock(self, originator: NodeId, order_id: int, lots: int, now: Now) -> _Lock:
+        lock_id = self._random_id("lock", len(self.journal), self._counter)
+        self._counter += 1
+        meta = self.resting[order_id]
+        self.books[meta.order.product_id].lock(lock_id, order_id, lots)
+        lock = _Lock(lock_id, originator, order_id, lots, now.mono_ms + self.config.lock_ttl_ms)
+        self.locks[lock_id] = lock
+        return lock
+
+    def _on_acceptance(self, sender: NodeId, message: Message, now: Now, out: list[Effect]) -> None:
+        assert isinstance(message, Acceptance)
+        decision = self.decisions.get(message.lock_id)
+        lock = self.locks.get(message.lock_id)
+        if decision is None and lock is not None and lock.originator == sender:
+            decision = self._decide_acceptance(lock, message, now, out)
+        if decision is None:
+            decision = Refusal(message.lock_id, "unknown_lock")
+        self._send(sender, decision, now, out)
+
+    def _decide_acceptance(
+        self, lock: _Lock, message: Acceptance, now: Now, out: list[Effect]
+    ) -> Confirmation | Refusal:
+        """The holder's final word on a lock, by its own clock."""
+        if now.mono_ms >= lock.expires_mono_ms:
+            refusal = Refusal(lock.lock_id, "expired")
+            self._end_lock(lock, refusal, now, out)
+            self._count("refused_expired")
+            return refusal
+        if not 1 <= message.quantity_lots <= lock.quantity_lots:
+            refusal = Refusal(lock.lock_id, "bad_quantity")
+            self._end_lock(lock, refusal, now, out)
+            return refusal
+        del self.locks[lock.lock_id]
+        meta = self.resting[lock.order_id]
+        fill, reentry = self.books[meta.order.product_id].take(lock.lock_id, message.quantity_lots)
+        trade_id = self._random_id("trade", lock.lock_id)
+        self._book_holder_trade(meta, lock.originator, fill, trade_id, out)
+        confirmation = Confirmation(
+            lock.lock_id,
+            trade_id,
+            meta.order.product_id,
+            meta.order.side.opposite,
+            fill.price_ticks,
+            fill.quantity_lots,
+        )
+        self.decisions[lock.lock_id] = confirmation
+        self._count("locks_taken")
+        self._after_fill(meta, fill, reentry, now, out)
+        return confirmation
+
+    def _book_holder_trade(
+        self, meta: _RestingMeta, originator: NodeId, fill: Fill, trade_id: int, out: list[Effect]
+    ) -> None:
+        resting_party, peer = trader_owner(meta.order.trader_id), peer_owner(originator)
+        buyer, seller = (
+            (resting_party, peer) if meta.order.side is Side.BUY else (peer, resting_party)
+        )
+        holds = (meta.hold_id, None) if meta.order.side is Side.BUY else (None, meta.hold_id)
+        entry = trade_entry(
+            self._new_id("trade"),
+            meta.product,
+            buyer,
+            seller,
+            fill.quantity_lots,
+            fill.price_ticks,
+            buyer_hold=holds[0],
+            seller_hold=holds[1],
+        )
+        self.ledger.post(entry)
+        self.reference_prices[meta.product.product_id] = fill.price_ticks
+        executed = Executed(
+            meta.order.order_id, trade_id, fill.price_ticks, fill.quantity_lots, originator
+        )
+        out.append(Reply(meta.order.trader_id, executed))
+        out.append(
+            Publish(meta.product.product_id, fill.price_ticks, fill.quantity_lots, self.clock.last)
+        )
+
+    def _on_release(self, sender: NodeId, message: Message, now: Now, out: list[Effect]) -> None:
+        assert isinstance(message, Release)
+        lock = self.locks.get(message.lock_id)
+        if lock is not None and lock.originator == sender:
+            self._end_lock(lock, Refusal(lock.lock_id, "released"), now, out)
+
+    def _expire_locks(self, now: Now, out: list[Effect]) -> None:
+        for lock in list(self.locks.values()):
+            if now.mono_ms >= lock.expires_mono_ms and lock.originator != self.node_id:
+                self._end_lock(lock, Refusal(lock.lock_id, "expired"), now, out)
+                self._count("locks_expired")
+
+    def _end_lock(self, lock: _Lock, decision: Refusal, now: Now, out: list[Effect]) -> None:
+        """End a lock without a trade; its quantity goes back to its order."""
+        del self.locks[lock.lock_id]
+        if lock.originator != self.node_id:
+            self.decisions[lock.lock_id] = decision
+        meta = self.resting[lock.order_id]
+        reentry = self.books[meta.order.product_id].release(lock.lock_id)
+        self._after_reentry(meta, reentry, now, out)
+
+    # ============================================================ resting
+
+    def _after_fill(
+        self, meta: _RestingMeta, fill: Fill, reentry: Reentry, now: Now, out: list[Effect]
+    ) -> None:
+        if fill.maker_done or reentry.order_done:
+            self._close_resting(meta, "filled", reentry.cancelled_lots, now, out)
+            return
+        self._after_reentry(meta, reentry, now, out)
+
+    def _after_reentry(
+        self, meta: _RestingMeta, reentry: Reentry, now: Now, out: list[Effect]
+    ) -> None:
+        """Book what returning quantity traded locally, then show the order anew."""
+        for fill in reentry.fills:
+            self._local_fill(meta, fill, now, out)
+        if reentry.cancelled_lots:
+            self._release_part(meta, reentry.cancelled_lots)
+        if reentry.order_done:
+            self._close_resting(meta, "done", reentry.cancelled_lots, now, out)
+            return
+        view = self.books[meta.order.product_id].get(meta.order.order_id)
+        if view is not None:
+            self._advert(meta, view.open_lots, now, out)
+
+    def _local_fill(self, taker: _RestingMeta, fill: Fill, now: Now, out: list[Effect]) -> None:
+        """A resting order of this node traded with another one of its orders."""
+        maker = self.resting[fill.maker_order_id]
+        trade_id = self._trade(taker.order, maker, fill.price_ticks, fill.quantity_lots, now, out)
+        event = Executed(
+            taker.order.order_id, trade_id, fill.price_ticks, fill.quantity_lots, self.node_id
+        )
+        out.append(Reply(taker.order.trader_id, event))
+        if fill.maker_done:
+            self._close_resting(maker, "filled", 0, now, out)
+        else:
+            view = self.books[maker.order.product_id].get(maker.order.order_id)
+            if view is not None:
+                self._advert(maker, view.open_lots, now, out)
+
+    def _trade(
+        self, taker: Order, maker: _RestingMeta, price: int, lots: int, now: Now, out: list[Effect]
+    ) -> int:
+        """Book a trade between two of this node's traders."""
+        taker_hold = self._hold_of(taker.order_id)
+        if taker.side is Side.BUY:
+            buyer, seller = taker, maker.order
+            buyer_hold, seller_hold = taker_hold, maker.hold_id
+        else:
+            buyer, seller = maker.order, taker
+            buyer_hold, seller_hold = maker.hold_id, taker_hold
+        entry = trade_entry(
+            self._new_id("trade"),
+            maker.product,
+            trader_owner(buyer.trader_id),
+            trader_owner(seller.trader_id),
+            lots,
+            price,
+            buyer_hold=buyer_hold,
+            seller_hold=seller_hold,
+        )
+        self.ledger.post(entry)
+        self.reference_prices[maker.product.product_id] = price
+        out.append(Publish(maker.product.product_id, price, lots, self.clock.tick(now.wall_ms)))
+        maker_event = Executed(
+            maker.order.order_id, entry_trade_id(entry.entry_id), price, lots, self.node_id
+        )
+        out.append(Reply(maker.order.trader_id, maker_event))
+        return entry_trade_id(entry.entry_id)
+
+    def _hold_of(self, order_id: int) -> str | None:
+        working = self.working.get(order_id)
+        if working is not None:
+            return working.hold_id
+        return self.resting[order_id].hold_id
+
+    def _release_part(self, meta: _RestingMeta, lots: int) -> None:
+        """Release the hold behind ``lots`` of a resting order that will never fill."""
+        if meta.hold_id is None or not lots or not self.ledger.find_hold(meta.hold_id):
+            return
+        order = meta.order
+        if order.side is Side.BUY:
+            assert order.price_ticks is not None
+            amount = meta.product.notional_minor(lots, order.price_ticks)
+        else:
+            amount = lots
+        held = self.ledger.find_hold(meta.hold_id)
+        assert held is not None
+        self.ledger.release_hold(meta.hold_id, min(amount, held.amount))
+
+    def _close_resting(
+        self, meta: _RestingMeta, reason: str, cancelled: int, now: Now, out: list[Effect]
+    ) -> None:
+        order = meta.order
+        del self.resting[order.order_id]
+        if meta.hold_id is not None and self.ledger.find_hold(meta.hold_id):
+            self.ledger.release_hold(meta.hold_id)
+        self.open_orders[order.trader_id] -= 1
+        self._advert(meta, 0, now, out)
+        out.append(Reply(order.trader_id, Done(order.order_id, 0, cancelled, reason)))
+
+    def _advert(self, meta: _RestingMeta, lots: int, now: Now, out: list[Effect]) -> None:
+        self._advert_version += 1
+        order = meta.order
+        assert order.price_ticks is not None
+        advert = Advert(
+            meta.order_ref,
+            order.product_id,
+            order.side,
+            order.price_ticks,
+            lots,
+            meta.priority,
+            self._advert_version,
+        )
+        for peer in self.peers:
+            self._send(peer, advert, now, out)
+        self._count("adverts", len(self.peers))
+
+    def _on_advert(self, sender: NodeId, message: Message, now: Now, out: list[Effect]) -> None:
+        assert isinstance(message, Advert)
+        view = self.peers[sender]
+        if message.version in view.advert_versions_seen:
+            return
+        view.advert_versions_seen.add(message.version)
+        view.advert_version_announced = max(view.advert_version_announced, message.version)
+        current = view.adverts.get(message.order_ref)
+        if current is not None and current.version > message.version:
+            return  # an older advert overtaken by a newer one
+        if message.quantity_lots:
+            view.adverts[message.order_ref] = message
+        else:
+            view.adverts.pop(message.order_ref, None)
+
+    def _on_trade_print(
+        self, sender: NodeId, message: Message, now: Now, out: list[Effect]
+    ) -> None:
+        self._count("prints_received")
+
+    # =========================================================== heartbeats
+
+    def _heartbeat(self, now: Now, out: list[Effect]) -> None:
+        due = self._next_heartbeat_ms
+        if due is not None and now.mono_ms < due:
+            return
+        if due is not None:
+            beat = Heartbeat(now.mono_ms, None, now.wall_ms, self._advert_version)
+            for peer in self.peers:
+                self._send(peer, beat, now, out)
+        self._next_heartbeat_ms = now.mono_ms + self.config.heartbeat_ms
+        out.append(SetTimer(self._next_heartbeat_ms))
+
+    def _on_heartbeat(self, sender: NodeId, message: Message, now: Now, out: list[Effect]) -> None:
+        assert isinstance(message, Heartbeat)
+        view = self.peers[sender]
+        view.advert_version_announced = max(view.advert_version_announced, message.advert_version)
+        if message.echo_mono_ms is None:
+            answer = Heartbeat(now.mono_ms, message.sent_mono_ms, now.wall_ms, self._advert_version)
+            self._send(sender, answer, now, out)
+            return
+        rtt = now.mono_ms - message.echo_mono_ms
+        if 0 <= rtt <= 60_000:
+            # Smooth like TCP's SRTT, in integers: 7/8 old, 1/8 new.
+            view.rtt_ms = (7 * view.rtt_ms + rtt) // 8
+            view.offset_ms = message.wall_ms - (now.wall_ms - rtt // 2)
+
+    # ============================================================ helpers
+
+    def _send(self, peer: NodeId, message: Message, now: Now, out: list[Effect]) -> None:
+        out.append(Send(peer, self.clock.tick(now.wall_ms), message))
+
+    def _count(self, name: str, amount: int = 1) -> None:
+        self.stats[name] = self.stats.get(name, 0) + amount
+
+    def _new_id(self, kind: str) -> str:
+        self._counter += 1
+        return f"{kind}:{self._counter}"
+
+    def _random_id(self, *parts: object) -> int:
+        """An id peers cannot link to a trader or guess: a keyed hash of a counter."""
+        digest = hashlib.blake2b(repr(parts).encode(), key=self._secret, digest_size=8).digest()
+        return int.from_bytes(digest, "big") >> 1
+
+    def _open_peer_accounts(self) -> None:
+        assets: set[str] = set()
+        for product in self.products.values():
+            assets.update((product.product_id, product.quote_currency))
+        for peer in self.peers:
+            for asset in sorted(assets):
+                self.ledger.open_account(peer_owner(peer), AssetCode(asset), UNBOUNDED)
+
+    # ============================================================ queries
+
+    def state_hash(self) -> str:
+        """A digest of everything replay must reproduce."""
+        digest = hashlib.sha256(self.ledger.state_hash().encode())
+        for part in self._state_parts():
+            digest.update(repr(part).encode())
+        return digest.hexdigest()
+
+    def _state_parts(self) -> Iterator[object]:
+        for product_id, book in sorted(self.books.items()):
+            yield product_id, book.resting_orders(Side.BUY), book.resting_orders(Side.SELL)
+        yield sorted((k, v.remaining_lots, v.round) for k, v in self.working.items())
+        yield sorted((k, v.quantity_lots, v.expires_mono_ms) for k, v in self.locks.items())
+        yield sorted(self.decisions.items())
+        yield self._counter, self._advert_version, self.clock.last
+
+    def next_timer_ms(self) -> int | None:
+        """The earliest monotonic time at which ``tick`` has something to do."""
+        times = [lock.expires_mono_ms for lock in self.locks.values()]
+        for working in self.working.values():
+            times.append(working.deadline_mono_ms if working.awaiting else working.resend_mono_ms)
+        if self._next_heartbeat_ms is not None:
+            times.append(self._next_heartbeat_ms)
+        return min(times) if times else None
+
+
+def entry_trade_id(entry_id: str) -> int:
+    """The numeric trade id of a trade entry id such as ``trade:42``."""
+    return int(entry_id.rsplit(":", 1)[1])
+
+
+def _accepted_place(effects: list[Effect]) -> bool:
+    return any(isinstance(e, Reply) and isinstance(e.event, Accepted) for e in effects)
+
+
+def _advert_crosses(advert: Advert, product_id: str, side: Side, limit: int | None) -> bool:
+    if advert.product_id != product_id or advert.side is side or not advert.quantity_lots:
+        return False
+    if limit is None:
+        return True
+    return advert.price_ticks <= limit if side is Side.BUY else advert.price_ticks >= limit
+
+
+def _order(request: OrderRequest, product: ProductSpec, order_id: int) -> Order:
+    order_type = OrderType.MARKET if request.price_ticks is None else OrderType.LIMIT
+    return Order.create(
+        order_id,
+        request.trader_id,
+        product.product_id,
+        request.side,
+        request.quantity_lots,
+        request.price_ticks,
+        order_type,
+        request.time_in_force,
+        request.client_order_id,
+    )
+
+
+_HANDLERS = {
+    PlaceInput: NodeCore._on_place,
+    CancelInput: NodeCore._on_cancel,
+    DepositInput: NodeCore._on_deposit,
+    ReceiveInput: NodeCore._on_receive,
+    TickInput: NodeCore._on_tick,
+    RestartInput: NodeCore._on_restart,
+}
+
+_MESSAGE_HANDLERS = {
+    OrderBroadcast: NodeCore._on_broadcast,
+    PotentialTrades: NodeCore._on_potential_trades,
+    Acceptance: NodeCore._on_acceptance,
+    Release: NodeCore._on_release,
+    Confirmation: NodeCore._on_confirmation,
+    Refusal: NodeCore._on_refusal,
+    Advert: NodeCore._on_advert,
+    Heartbeat: NodeCore._on_heartbeat,
+    TradePrint: NodeCore._on_trade_print,
+}
