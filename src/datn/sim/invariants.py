@@ -1,0 +1,148 @@
+"""The invariants of DESIGN.md section 12, checked while a simulation runs.
+
+The checker watches what nodes send (it sees every offer, confirmation and
+refusal) and inspects the nodes it was told changed. During the safety phase
+it checks, after every event: every ledger balances and no bounded account
+is below its floor (1, 2); no resting order has more locked than open (3); no
+lock is taken after its expiry by its holder's clock or after its holder
+restarted, and a holder's decision on a lock never changes (4, 6). The
+simulator itself checks that a node rebuilt from its journal equals the node
+before the crash (7, 10). After the liveness phase it checks that no lock is
+open and that every trade is on both nodes' ledgers: each pair's peer
+accounts mirror each other and, per asset, the traders of the network hold
+exactly what was deposited (1, 5).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from datn.domain import Side
+from datn.ledger import AccountKey
+from datn.protocol.effects import Effect, Send
+from datn.protocol.messages import Confirmation, NodeId, PotentialTrades, Refusal
+
+if TYPE_CHECKING:
+    from datn.sim.network import Simulation
+
+
+class InvariantError(AssertionError):
+    """An invariant broke; the message names it and the seed."""
+
+
+@dataclass(slots=True)
+class _OfferedLock:
+    expires_mono_ms: int
+    generation: int
+
+
+class InvariantChecker:
+    def __init__(self, sim: Simulation) -> None:
+        self.sim = sim
+        self._offered: dict[tuple[NodeId, int], _OfferedLock] = {}
+        self._decided: dict[tuple[NodeId, int], Confirmation | Refusal] = {}
+        self._generation: Counter[NodeId] = Counter()
+        self._touched: set[NodeId] = set()
+
+    def fail(self, text: str) -> None:
+        raise InvariantError(f"seed {self.sim.seed}: {text}")
+
+    # ------------------------------------------------------------ watching
+
+    def observe(self, node_id: NodeId, effects: list[Effect]) -> None:
+        self._touched.add(node_id)
+        for effect in effects:
+            if isinstance(effect, Send):
+                self._watch(node_id, effect)
+
+    def _watch(self, holder: NodeId, effect: Send) -> None:
+        message = effect.message
+        if isinstance(message, PotentialTrades):
+            mono = self.sim.now(holder).mono_ms
+            for offer in message.offers:
+                key = (holder, offer.lock_id)
+                if key not in self._offered:
+                    self._offered[key] = _OfferedLock(mono + offer.ttl_ms, self._generation[holder])
+        elif isinstance(message, Confirmation | Refusal):
+            self._decision(holder, message)
+
+    def _decision(self, holder: NodeId, message: Confirmation | Refusal) -> None:
+        key = (holder, message.lock_id)
+        earlier = self._decided.get(key)
+        if earlier is not None and earlier != message and isinstance(earlier, Confirmation):
+            self.fail(f"{holder} changed its decision on lock {message.lock_id} (invariant 4/6)")
+        if isinstance(message, Confirmation) and earlier is None:
+            offered = self._offered.get(key)
+            if offered is None:
+                self.fail(f"{holder} confirmed lock {message.lock_id} it never offered")
+                return
+            if offered.generation != self._generation[holder]:
+                self.fail(f"{holder} honoured lock {message.lock_id} after a restart (invariant 4)")
+            if self.sim.now(holder).mono_ms >= offered.expires_mono_ms:
+                self.fail(f"{holder} took lock {message.lock_id} after its expiry (invariant 4)")
+        if earlier is None or isinstance(message, Confirmation):
+            self._decided[key] = message
+
+    def restarted(self, node_id: NodeId) -> None:
+        self._generation[node_id] += 1
+
+    # ------------------------------------------------------------- safety
+
+    def after_event(self) -> None:
+        for node_id in self._touched:
+            self._check_node(node_id)
+        self._touched.clear()
+
+    def _check_node(self, node_id: NodeId) -> None:
+        core = self.sim.nodes[node_id].core
+        problems = core.ledger.check_invariants()
+        if problems:
+            self.fail(f"{node_id} ledger: {'; '.join(problems)} (invariants 1, 2)")
+        for product_id, book in core.books.items():
+            for side in (Side.BUY, Side.SELL):
+                for level in book.depth(side, 5):
+                    if not 0 <= level.locked_lots <= level.quantity_lots:
+                        self.fail(f"{node_id} {product_id}: locked beyond open (invariant 3)")
+
+    # ----------------------------------------------------------- liveness
+
+    def final(self) -> None:
+        sim = self.sim
+        for node_id, node in sim.nodes.items():
+            if node.core.locks:
+                self.fail(f"{node_id} still holds locks {sorted(node.core.locks)} (invariant 4)")
+        assets = set(sim.deposited)
+        for a in sim.ids:
+            for b in sim.ids:
+                if a >= b:
+                    continue
+                for asset in sorted(assets):
+                    here = _balance(sim, a, f"peer:{b}", asset)
+                    there = _balance(sim, b, f"peer:{a}", asset)
+                    if here + there != 0:
+                        self.fail(
+                            f"{a} and {b} disagree on {asset}: {here} vs {there} (invariant 5)"
+                        )
+        for asset, deposited in sim.deposited.items():
+            held = sum(
+                _balance(sim, node_id, f"trader:{trader}", asset)
+                for node_id, traders in sim.traders.items()
+                for trader in traders
+            )
+            if held != deposited:
+                self.fail(f"{asset}: traders hold {held}, {deposited} deposited (invariant 1)")
+
+    def lock_outcomes(self) -> Counter[str]:
+        outcomes: Counter[str] = Counter()
+        for node in self.sim.nodes.values():
+            for decision in node.core.decisions.values():
+                outcomes["taken" if isinstance(decision, Confirmation) else decision.reason] += 1
+        return outcomes
+
+
+def _balance(sim: Simulation, node_id: NodeId, owner: str, asset: str) -> int:
+    from datn.domain.assets import AssetCode  # noqa: PLC0415
+
+    return sim.nodes[node_id].core.ledger.balance(AccountKey(owner, AssetCode(asset)))

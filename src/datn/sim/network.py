@@ -1,0 +1,447 @@
+"""A deterministic network of node cores in virtual time, with faults.
+
+Every random choice comes from one ``random.Random(seed)``: trader flow,
+latencies, loss, duplication, reordering, partitions, crashes and clock skew.
+The same seed replays the same run, message for message. Nodes run the real
+:class:`~datn.protocol.node.NodeCore`; the network only moves its messages.
+
+A run has two phases, as in TigerBeetle's simulator: a safety phase with
+faults, in which invariants are checked after every event, and a liveness
+phase on a healed network, which must end with every lock ended, every order
+finished or resting, and every trade on both nodes' ledgers.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from datn.domain import USD, ProductKind, ProductSpec, Side, TimeInForce
+from datn.domain.assets import AssetCode
+from datn.protocol.clock import Now
+from datn.protocol.effects import (
+    Accepted,
+    Done,
+    Effect,
+    Executed,
+    JournalEntry,
+    Rejected,
+    Reply,
+    Send,
+    SetTimer,
+)
+from datn.protocol.messages import (
+    Acceptance,
+    Confirmation,
+    NodeId,
+    OrderBroadcast,
+    PotentialTrades,
+    Refusal,
+    Release,
+)
+from datn.protocol.node import NodeConfig, NodeCore, peer_owner
+from datn.protocol.venue import OrderRequest, trader_owner
+from datn.risk import RiskConfig
+from datn.sim.invariants import InvariantChecker, InvariantError
+
+PRODUCTS = (
+    (ProductSpec("XYZ", ProductKind.SHARE, USD.code), 5_000),
+    (ProductSpec("ACME", ProductKind.SHARE, USD.code, tick_size_minor=5), 2_400),
+)
+STARTING_CASH_MINOR = 10_000_000
+STARTING_LOTS = 1_000
+ORDER_MESSAGES = (OrderBroadcast, PotentialTrades, Acceptance, Release, Confirmation, Refusal)
+
+
+@dataclass(frozen=True, slots=True)
+class Faults:
+    """Fault knobs; :meth:`from_seed` derives a mix from the run's seed."""
+
+    loss_pct: int = 0
+    duplicate_pct: int = 0
+    latency_ms: tuple[int, int] = (1, 5)
+    reorder_pct: int = 0
+    partitions: bool = False
+    crashes: bool = False
+    max_skew_ms: int = 0
+    clock_jumps: bool = False
+
+    @classmethod
+    def none(cls) -> Faults:
+        return cls()
+
+    @classmethod
+    def from_seed(cls, rng: random.Random) -> Faults:
+        low = rng.randint(1, 5)
+        return cls(
+            loss_pct=rng.choice((0, 1, 3, 10)),
+            duplicate_pct=rng.choice((0, 1, 5)),
+            latency_ms=(low, low + rng.choice((2, 10, 40))),
+            reorder_pct=rng.choice((0, 5, 20)),
+            partitions=rng.random() < 0.5,
+            crashes=rng.random() < 0.5,
+            max_skew_ms=rng.choice((0, 50, 5_000)),
+            clock_jumps=rng.random() < 0.3,
+        )
+
+
+@dataclass
+class SimReport:
+    seed: int
+    nodes: int
+    orders: int = 0
+    rejected: int = 0
+    trades: int = 0
+    cross_node_trades: int = 0
+    order_messages: int = 0
+    messages: Counter[str] = field(default_factory=Counter)
+    lock_outcomes: Counter[str] = field(default_factory=Counter)
+    trade_latency_ms: list[int] = field(default_factory=list)
+    crashes: int = 0
+    events: int = 0
+    faults: Faults = field(default_factory=Faults)
+
+
+@dataclass
+class _Node:
+    core: NodeCore
+    mono_offset_ms: int
+    skew_ms: int
+    up: bool = True
+    timer_at: int | None = None
+
+
+class Simulation:
+    """``nodes`` node cores with ``traders`` traders each; see the module docstring."""
+
+    def __init__(
+        self,
+        seed: int,
+        nodes: int,
+        traders: int = 3,
+        faults: Faults | None = None,
+        targeted: bool = True,
+        config: NodeConfig | None = None,
+    ) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.faults = faults if faults is not None else Faults.from_seed(self.rng)
+        self.report = SimReport(seed, nodes, faults=self.faults)
+        self.time_ms = 0
+        # (virtual ms, sequence, kind, payload): the sequence keeps ties in order.
+        self._queue: list[tuple[int, int, str, Any]] = []
+        self._seq = 0
+        self.ids = [NodeId(f"n{i:03d}") for i in range(nodes)]
+        products = [spec for spec, _ in PRODUCTS]
+        self.mids: dict[str, int] = {spec.product_id: price for spec, price in PRODUCTS}
+        risk = RiskConfig(listed_products=frozenset(p.product_id for p in products))
+        self.config = config or NodeConfig(risk, targeted_routing=targeted)
+        self.nodes: dict[NodeId, _Node] = {}
+        for node_id in self.ids:
+            core = self._new_core(node_id)
+            skew = self.rng.randint(-self.faults.max_skew_ms, self.faults.max_skew_ms)
+            self.nodes[node_id] = _Node(core, self.rng.randint(0, 10**6), skew)
+        self.traders = {n: [f"{n}t{j}" for j in range(traders)] for n in self.ids}
+        self.deposited: Counter[str] = Counter()
+        self.blocked: set[frozenset[NodeId]] = set()
+        self.checker = InvariantChecker(self)
+        self._submitted: dict[tuple[NodeId, int], int] = {}
+
+    def _new_core(self, node_id: NodeId, journal: list[JournalEntry] | None = None) -> NodeCore:
+        products = [spec for spec, _ in PRODUCTS]
+        secret = f"{self.seed}:{node_id}".encode()
+        references = dict(self.mids)
+        if journal is None:
+            return NodeCore(node_id, products, self.ids, self.config, secret, references)
+        return NodeCore.rebuild(
+            node_id,
+            products,
+            self.ids,
+            self.config,
+            secret,
+            journal,
+            references,
+        )
+
+    # ------------------------------------------------------------ clocks
+
+    def now(self, node_id: NodeId) -> Now:
+        node = self.nodes[node_id]
+        return Now(self.time_ms + node.mono_offset_ms, self.time_ms + node.skew_ms)
+
+    def _virtual_time_of(self, node_id: NodeId, mono_ms: int) -> int:
+        return mono_ms - self.nodes[node_id].mono_offset_ms
+
+    # ------------------------------------------------------------- events
+
+    def _schedule(self, at_ms: int, kind: str, payload: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self._queue, (max(at_ms, self.time_ms), self._seq, kind, payload))
+
+    def fund(self) -> None:
+        for node_id, traders in self.traders.items():
+            for trader in traders:
+                self._apply(
+                    node_id,
+                    self.nodes[node_id].core.deposit(
+                        trader, USD.code, STARTING_CASH_MINOR, self.now(node_id)
+                    ),
+                )
+                self.deposited[USD.code] += STARTING_CASH_MINOR
+                for spec, _ in PRODUCTS:
+                    self._apply(
+                        node_id,
+                        self.nodes[node_id].core.deposit(
+                            trader, spec.product_id, STARTING_LOTS, self.now(node_id)
+                        ),
+                    )
+                    self.deposited[spec.product_id] += STARTING_LOTS
+            self._apply(node_id, self.nodes[node_id].core.tick(self.now(node_id)))
+
+    def schedule_flow(self, orders: int, duration_ms: int) -> None:
+        for _ in range(orders):
+            self._schedule(self.rng.randint(0, duration_ms), "order", None)
+        if self.faults.crashes:
+            for _ in range(max(1, len(self.ids) // 10)):
+                self._schedule(self.rng.randint(0, duration_ms), "crash", self.rng.choice(self.ids))
+        if self.faults.partitions:
+            for _ in range(max(1, len(self.ids) // 5)):
+                a, b = self.rng.sample(self.ids, 2)
+                start = self.rng.randint(0, duration_ms)
+                self._schedule(start, "cut", frozenset((a, b)))
+                self._schedule(start + self.rng.randint(50, 2_000), "heal", frozenset((a, b)))
+        if self.faults.clock_jumps:
+            for _ in range(max(1, len(self.ids) // 10)):
+                self._schedule(self.rng.randint(0, duration_ms), "jump", self.rng.choice(self.ids))
+
+    def run(self, until_ms: int | None = None, on_event: Callable[[], None] | None = None) -> None:
+        while self._queue and (until_ms is None or self._queue[0][0] <= until_ms):
+            at, _, kind, payload = heapq.heappop(self._queue)
+            self.time_ms = at
+            self._dispatch(kind, payload)
+            self.report.events += 1
+            self.checker.after_event()
+            if on_event is not None:
+                on_event()
+
+    def _dispatch(self, kind: str, payload: Any) -> None:
+        if kind == "deliver":
+            self._deliver(*payload)
+        elif kind == "tick":
+            self._tick(payload)
+        elif kind == "order":
+            self._random_order()
+        elif kind == "crash":
+            self._crash(payload)
+        elif kind == "restart":
+            self._restart(payload)
+        elif kind == "cut":
+            self.blocked.add(payload)
+        elif kind == "heal":
+            self.blocked.discard(payload)
+        elif kind == "jump":
+            node = self.nodes[payload]
+            node.skew_ms += self.rng.choice((-1, 1)) * self.rng.randint(1_000, 30_000)
+
+    # ----------------------------------------------------------- traders
+
+    def _random_order(self) -> None:
+        node_id = self.rng.choice(self.ids)
+        node = self.nodes[node_id]
+        if not node.up:
+            return
+        trader = self.rng.choice(self.traders[node_id])
+        core = node.core
+        mine = [o for o, m in core.resting.items() if m.order.trader_id == trader]
+        if mine and self.rng.random() < 0.2:
+            self._apply(node_id, core.cancel(trader, self.rng.choice(mine), self.now(node_id)))
+            return
+        spec, _ = self.rng.choice(PRODUCTS)
+        mid = self.mids[spec.product_id] = self.mids[spec.product_id] + self.rng.randint(-2, 2)
+        side = self.rng.choice((Side.BUY, Side.SELL))
+        roll = self.rng.random()
+        lean = self.rng.randint(-6, 3) if side is Side.BUY else self.rng.randint(-3, 6)
+        price: int | None = max(1, mid + lean)
+        tif = TimeInForce.GTC
+        if roll < 0.08:
+            price, tif = None, TimeInForce.IOC
+        elif roll < 0.18:
+            tif = TimeInForce.IOC
+        elif roll < 0.25:
+            tif = TimeInForce.FOK
+        quantity = self.rng.choice((1, 2, 5, 10, 20))
+        self.report.orders += 1
+        request = OrderRequest(
+            trader, f"c{self.report.orders}", spec.product_id, side, quantity, price, tif
+        )
+        self._apply(node_id, core.place(request, self.now(node_id)))
+
+    # ----------------------------------------------------------- network
+
+    def _apply(self, node_id: NodeId, effects: list[Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, Send):
+                self._send(node_id, effect)
+            elif isinstance(effect, SetTimer):
+                self._set_timer(node_id, effect.at_mono_ms)
+            elif isinstance(effect, Reply):
+                self._reply(node_id, effect)
+        self.checker.observe(node_id, effects)
+
+    def _send(self, sender: NodeId, effect: Send) -> None:
+        message = effect.message
+        self.report.messages[type(message).__name__] += 1
+        if isinstance(message, ORDER_MESSAGES):
+            self.report.order_messages += 1
+        faults = self.faults
+        if self.rng.randint(1, 100) <= faults.loss_pct:
+            return
+        copies = 2 if self.rng.randint(1, 100) <= faults.duplicate_pct else 1
+        for _ in range(copies):
+            low, high = faults.latency_ms
+            delay = self.rng.randint(low, high)
+            if self.rng.randint(1, 100) <= faults.reorder_pct:
+                delay += self.rng.randint(0, 4 * high)
+            self._schedule(self.time_ms + delay, "deliver", (sender, effect))
+
+    def _deliver(self, sender: NodeId, effect: Send) -> None:
+        node = self.nodes[effect.peer]
+        if not node.up or frozenset((sender, effect.peer)) in self.blocked:
+            return
+        now = self.now(effect.peer)
+        self._apply(effect.peer, node.core.receive(sender, effect.hlc, effect.message, now))
+
+    def _set_timer(self, node_id: NodeId, at_mono_ms: int) -> None:
+        node = self.nodes[node_id]
+        at = self._virtual_time_of(node_id, at_mono_ms)
+        if node.timer_at is not None and node.timer_at <= at and node.timer_at >= self.time_ms:
+            return
+        node.timer_at = at
+        self._schedule(at, "tick", node_id)
+
+    def _tick(self, node_id: NodeId) -> None:
+        node = self.nodes[node_id]
+        if not node.up or node.timer_at != self.time_ms:
+            return
+        node.timer_at = None
+        self._apply(node_id, node.core.tick(self.now(node_id)))
+        following = node.core.next_timer_ms()
+        if following is not None:
+            self._set_timer(node_id, max(following, self.now(node_id).mono_ms + 1))
+
+    def _reply(self, node_id: NodeId, effect: Reply) -> None:
+        event = effect.event
+        if isinstance(event, Executed):
+            self.report.trades += 1
+            if event.counterparty != node_id:
+                self.report.cross_node_trades += 1
+            started = self._submitted.get((node_id, event.order_id))
+            if started is not None:
+                self.report.trade_latency_ms.append(self.time_ms - started)
+        elif isinstance(event, Done):
+            self._submitted.pop((node_id, event.order_id), None)
+        elif isinstance(event, Accepted):
+            self._submitted[(node_id, event.order_id)] = self.time_ms
+        elif isinstance(event, Rejected):
+            self.report.rejected += 1
+
+    # ------------------------------------------------------------ crashes
+
+    def _crash(self, node_id: NodeId) -> None:
+        node = self.nodes[node_id]
+        if not node.up:
+            return
+        node.up = False
+        node.timer_at = None
+        self.report.crashes += 1
+        self._schedule(self.time_ms + self.rng.randint(10, 1_000), "restart", node_id)
+
+    def _restart(self, node_id: NodeId) -> None:
+        """Rebuild the node from its journal, prove it identical, then restart it."""
+        node = self.nodes[node_id]
+        before = node.core.state_hash()
+        rebuilt = self._new_core(node_id, list(node.core.journal))
+        if rebuilt.state_hash() != before:
+            raise InvariantError(
+                f"seed {self.seed}: node {node_id} rebuilt from its journal differs (invariant 10)"
+            )
+        node.core = rebuilt
+        node.up = True
+        self.checker.restarted(node_id)
+        self._apply(node_id, rebuilt.restart(self.now(node_id)))
+
+    # ------------------------------------------------------------ phases
+
+    def heal(self) -> None:
+        """End every fault: the liveness phase runs on a clean network."""
+        self.faults = Faults(latency_ms=self.faults.latency_ms)
+        self.blocked.clear()
+        self._queue = [e for e in self._queue if e[2] not in {"order", "crash", "cut", "jump"}]
+        heapq.heapify(self._queue)
+        for node_id, node in self.nodes.items():
+            if not node.up:
+                self._restart(node_id)
+            self._schedule(self.time_ms + 1, "tick", node_id)
+            node.timer_at = self.time_ms + 1
+
+    def settle(self, horizon_ms: int = 30_000) -> None:
+        """Run until no order is being worked and no lock is open."""
+        deadline = self.time_ms + horizon_ms
+        while self.time_ms < deadline:
+            step_end = self.time_ms + 100
+            self.run(until_ms=step_end)
+            self.time_ms = max(self.time_ms, step_end)
+            if all(not n.core.working and not n.core.locks for n in self.nodes.values()):
+                return
+            for node_id, node in self.nodes.items():
+                if node.timer_at is None or node.timer_at < self.time_ms:
+                    node.timer_at = self.time_ms + 1
+                    self._schedule(self.time_ms + 1, "tick", node_id)
+        stuck = [n for n, node in self.nodes.items() if node.core.working or node.core.locks]
+        raise InvariantError(
+            f"seed {self.seed}: nodes {stuck} still working after the liveness phase"
+        )
+
+    def check_final(self) -> None:
+        self.checker.final()
+
+
+def run_simulation(
+    seed: int,
+    nodes: int,
+    orders: int,
+    *,
+    faults: Faults | None = None,
+    targeted: bool = True,
+    on_event: Callable[[], None] | None = None,
+) -> SimReport:
+    """One full run: safety phase with faults, liveness phase healed, final checks."""
+    sim = Simulation(seed, nodes, faults=faults, targeted=targeted)
+    sim.fund()
+    duration_ms = max(1_000, orders * 20)
+    sim.schedule_flow(orders, duration_ms)
+    sim.run(until_ms=duration_ms, on_event=on_event)
+    sim.heal()
+    sim.settle()
+    sim.check_final()
+    sim.report.lock_outcomes = sim.checker.lock_outcomes()
+    return sim.report
+
+
+def trader_accounts(sim: Simulation, asset: str) -> int:
+    """What all traders of the network hold of ``asset``."""
+    total = 0
+    for node_id, traders in sim.traders.items():
+        ledger = sim.nodes[node_id].core.ledger
+        for trader in traders:
+            from datn.ledger import AccountKey  # noqa: PLC0415
+
+            total += ledger.balance(AccountKey(trader_owner(trader), AssetCode(asset)))
+    return total
+
+
+__all__ = ["Faults", "SimReport", "Simulation", "peer_owner", "run_simulation", "trader_accounts"]
