@@ -108,3 +108,29 @@ def offer_side() -> node_module.Side:
 
 
 _ = NodeId
+
+
+def test_sim_command_runs_and_summarises() -> None:
+    from click.testing import CliRunner  # noqa: PLC0415
+
+    from datn.cli.main import main  # noqa: PLC0415
+
+    result = CliRunner().invoke(main, ["sim", "--nodes", "4", "--orders", "60", "--seed", "2"])
+    assert result.exit_code == 0, result.output
+    assert "order-path messages per order" in result.output
+
+
+def test_sim_command_prints_the_replay_command_of_a_failing_seed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from click.testing import CliRunner  # noqa: PLC0415
+
+    from datn.cli.main import main  # noqa: PLC0415
+
+    monkeypatch.setattr(
+        node_module.NodeCore, "_book_holder_trade", lambda self, meta, peer, fill, tid, out: None
+    )
+    args = ["sim", "--nodes", "4", "--orders", "100", "--seed", "2", "--no-faults"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1
+    assert "datn sim --seed 2 --nodes 4 --orders 100 --no-faults" in result.output

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from datn.cli.sim import sim
 from datn.domain import USD, Side
 from datn.sim.session import InvariantError, run_session
 
@@ -59,3 +60,6 @@ def demo(seed: int, orders: int, traders: int, quiet: bool) -> None:
                     f"  ({level.order_count} orders)"
                 )
     click.echo("\ninvariants held after every step; per asset, ledgers hold what was deposited")
+
+
+main.add_command(sim)

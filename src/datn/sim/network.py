@@ -417,14 +417,17 @@ def run_simulation(
     *,
     faults: Faults | None = None,
     targeted: bool = True,
-    on_event: Callable[[], None] | None = None,
+    on_progress: Callable[[SimReport], None] | None = None,
 ) -> SimReport:
     """One full run: safety phase with faults, liveness phase healed, final checks."""
     sim = Simulation(seed, nodes, faults=faults, targeted=targeted)
     sim.fund()
     duration_ms = max(1_000, orders * 20)
     sim.schedule_flow(orders, duration_ms)
-    sim.run(until_ms=duration_ms, on_event=on_event)
+    sim.run(
+        until_ms=duration_ms,
+        on_event=None if on_progress is None else lambda: on_progress(sim.report),
+    )
     sim.heal()
     sim.settle()
     sim.check_final()
