@@ -168,3 +168,16 @@ def test_a_fok_order_takes_nothing_unless_it_can_take_everything(pair: Pair) -> 
     assert [(d.filled_lots, d.reason) for d in done] == [(0, "fok_unfillable")]
     assert pair.balance(B, OWNER, XYZ.product_id) == 1_000
     assert not pair.nodes[B].locks
+
+
+def test_cancelling_a_partly_filled_resting_order_reports_what_filled(pair: Pair) -> None:
+    pair.place(A, Side.BUY, 4, 5_100, "b1")
+    pair.deliver()
+    resting_id = next(iter(pair.nodes[B].resting))
+    pair.apply(B, pair.nodes[B].cancel(TRADER, resting_id, pair.now()))
+    pair.deliver()
+    done = [r.event for n, r in pair.replies if n == B and isinstance(r.event, Done)]
+    assert [(d.filled_lots, d.cancelled_lots, d.reason) for d in done] == [(4, 6, "cancelled")]
+    # The hold behind the cancelled lots is free again; the advert withdrew the order.
+    assert pair.nodes[B].ledger.total_held(XYZ.product_id) == 0
+    assert not any(v.adverts for v in pair.nodes[A].peers.values())

@@ -165,6 +165,7 @@ class _RestingMeta:
     hold_id: str | None
     priority: Hlc
     order_ref: int
+    filled_lots: int = 0
 
 
 @dataclass(slots=True)
@@ -685,6 +686,7 @@ class NodeCore:
             working.hold_id,
             self.clock.tick(now.wall_ms),
             self._random_id("ref", order.order_id),
+            working.filled_lots,
         )
         self.resting[order.order_id] = meta
         result = self.books[order.product_id].submit(remainder)
@@ -794,6 +796,7 @@ class NodeCore:
             seller_hold=holds[1],
         )
         self.ledger.post(entry)
+        meta.filled_lots += fill.quantity_lots
         self.reference_prices[meta.product.product_id] = fill.price_ticks
         executed = Executed(
             meta.order.order_id, trade_id, fill.price_ticks, fill.quantity_lots, originator
@@ -853,6 +856,7 @@ class NodeCore:
         """A resting order of this node traded with another one of its orders."""
         maker = self.resting[fill.maker_order_id]
         trade_id = self._trade(taker.order, maker, fill.price_ticks, fill.quantity_lots, now, out)
+        taker.filled_lots += fill.quantity_lots
         event = Executed(
             taker.order.order_id, trade_id, fill.price_ticks, fill.quantity_lots, self.node_id
         )
@@ -886,6 +890,7 @@ class NodeCore:
             seller_hold=seller_hold,
         )
         self.ledger.post(entry)
+        maker.filled_lots += lots
         self.reference_prices[maker.product.product_id] = price
         out.append(Publish(maker.product.product_id, price, lots, self.clock.tick(now.wall_ms)))
         maker_event = Executed(
@@ -923,7 +928,8 @@ class NodeCore:
             self.ledger.release_hold(meta.hold_id)
         self.open_orders[order.trader_id] -= 1
         self._advert(meta, 0, now, out)
-        out.append(Reply(order.trader_id, Done(order.order_id, 0, cancelled, reason)))
+        done = Done(order.order_id, meta.filled_lots, cancelled, reason)
+        out.append(Reply(order.trader_id, done))
 
     def _advert(self, meta: _RestingMeta, lots: int, now: Now, out: list[Effect]) -> None:
         self._advert_version += 1
