@@ -605,3 +605,19 @@ def test_state_hash_covers_past_entry_ids() -> None:
     second.deposit("d2", "trader:alice", USD, 100)
     assert first.balance(ALICE) == second.balance(ALICE)
     assert first.state_hash() != second.state_hash()
+
+
+def test_version_moves_on_every_change_and_only_then() -> None:
+    ledger = Ledger()
+    start = ledger.version
+    ledger.deposit("d1", "trader:a", "USD", 100)
+    after_deposit = ledger.version
+    assert after_deposit > start
+    account = AccountKey("trader:a", AssetCode("USD"))
+    ledger.balance(account), ledger.available(account), ledger.check_invariants()
+    assert ledger.version == after_deposit
+    ledger.place_hold("h1", account, 40)
+    after_hold = ledger.version
+    assert after_hold > after_deposit
+    ledger.release_hold("h1")
+    assert ledger.version > after_hold

@@ -91,6 +91,7 @@ class Ledger:
         # step cost O(1); check_invariants recomputes them from scratch.
         self._issued: dict[AssetCode, int] = {}
         self._held_by_asset: dict[AssetCode, int] = {}
+        self._version = 0
 
     # Accounts -----------------------------------------------------------------
 
@@ -124,6 +125,7 @@ class Ledger:
             )
         _check_floor(account, rule, state.balance, state.held)
         state.rule = rule
+        self._version += 1
 
     def has_account(self, account: AccountKey) -> bool:
         return account in self._accounts
@@ -143,6 +145,12 @@ class Ledger:
         """``balance - held``: what the owner may still commit."""
         state = self._accounts.get(account, _EMPTY_BOUNDED)
         return state.balance - state.held
+
+    @property
+    def version(self) -> int:
+        """Grows with every change of balances, holds or accounts, so a checker
+        can skip a ledger that did not change since it last looked."""
+        return self._version
 
     def accounts(self) -> tuple[AccountKey, ...]:
         """Every open account, sorted by owner and asset."""
@@ -262,6 +270,7 @@ class Ledger:
         return _Change(account, state.rule, balance, held)
 
     def _write(self, changes: list[_Change]) -> None:
+        self._version += 1
         for change in changes:
             state = self._accounts.get(change.account)
             if state is None:
@@ -336,6 +345,7 @@ class Ledger:
         raise LedgerError("hold_id", "unknown_hold", f"no hold {hold_id}")
 
     def _set_held(self, account: AccountKey, state: _Account, held: int) -> None:
+        self._version += 1
         self._add(self._held_by_asset, account.asset, held - state.held)
         state.held = held
 
@@ -432,6 +442,7 @@ class Ledger:
         return state
 
     def _open(self, account: AccountKey, rule: AccountRule) -> _Account:
+        self._version += 1
         state = _Account(rule)
         self._accounts[account] = state
         self._owners.setdefault(account.owner, []).append(account)
