@@ -134,3 +134,11 @@ def test_sim_command_prints_the_replay_command_of_a_failing_seed(
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 1
     assert "datn sim --seed 2 --nodes 4 --orders 100 --no-faults" in result.output
+
+
+@pytest.mark.parametrize("seed", [109819, 109837])
+def test_a_node_rebuilt_late_starts_from_its_opening_reference_prices(seed: int) -> None:
+    """Found by the long sweep: a node rebuilt from its journal after the
+    market moved must start from the reference prices it opened with, or a
+    market order's hold differs on replay."""
+    run_simulation(seed, nodes=5, orders=80)

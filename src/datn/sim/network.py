@@ -138,6 +138,9 @@ class Simulation:
         self.ids = [NodeId(f"n{i:03d}") for i in range(nodes)]
         products = [spec for spec, _ in PRODUCTS]
         self.mids: dict[str, int] = {spec.product_id: price for spec, price in PRODUCTS}
+        # A node's opening reference prices are part of its configuration: a node
+        # rebuilt from its journal must start from the same ones, not today's mids.
+        self.opening_references = dict(self.mids)
         risk = RiskConfig(listed_products=frozenset(p.product_id for p in products))
         self.config = config or NodeConfig(risk, targeted_routing=targeted)
         self.nodes: dict[NodeId, _Node] = {}
@@ -154,7 +157,7 @@ class Simulation:
     def _new_core(self, node_id: NodeId, journal: list[JournalEntry] | None = None) -> NodeCore:
         products = [spec for spec, _ in PRODUCTS]
         secret = f"{self.seed}:{node_id}".encode()
-        references = dict(self.mids)
+        references = dict(self.opening_references)
         if journal is None:
             return NodeCore(node_id, products, self.ids, self.config, secret, references)
         return NodeCore.rebuild(
