@@ -27,10 +27,18 @@ def replay_command(seed: int, nodes: int, orders: int, clean: bool, broadcast: b
 @click.option(
     "--broadcast", is_flag=True, help="Broadcast every order to all peers (no targeting)."
 )
+@click.option("--signed", is_flag=True, help="Carry every message as a signed, encoded frame.")
 @click.option("--sweep", default=0, help="Run this many seeds from --seed on; print failing seeds.")
 @click.option("--jobs", default=2, show_default=True, help="Processes for a sweep.")
 def sim(
-    seed: int, nodes: int, orders: int, clean: bool, broadcast: bool, sweep: int, jobs: int
+    seed: int,
+    nodes: int,
+    orders: int,
+    clean: bool,
+    broadcast: bool,
+    signed: bool,
+    sweep: int,
+    jobs: int,
 ) -> None:
     """Run nodes in virtual time over a hostile network, checking invariants
     after every event, then heal the network and check that everything ends."""
@@ -50,7 +58,13 @@ def sim(
 
         try:
             report = run_simulation(
-                seed, nodes, orders, faults=faults, targeted=not broadcast, on_progress=progress
+                seed,
+                nodes,
+                orders,
+                faults=faults,
+                targeted=not broadcast,
+                signed=signed,
+                on_progress=progress,
             )
         except InvariantError as error:
             click.echo(f"\nINVARIANT BROKEN: {error}", err=True)
@@ -71,6 +85,9 @@ def _summary(report: SimReport) -> None:
     per_order = report.order_messages / report.orders if report.orders else 0.0
     echo(f"order-path messages per order: {per_order:.2f}")
     echo("messages: " + ", ".join(f"{k} {v}" for k, v in sorted(report.messages.items())))
+    if report.frames_refused:
+        refused = ", ".join(f"{k} {v}" for k, v in sorted(report.frames_refused.items()))
+        echo(f"frames refused at the link: {refused}")
     echo("lock outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(report.lock_outcomes.items())))
     latencies = sorted(report.trade_latency_ms)
     if len(latencies) >= 2:

@@ -22,7 +22,7 @@ from typing import Any
 
 from datn.domain import USD, ProductKind, ProductSpec, Side, TimeInForce
 from datn.domain.assets import AssetCode
-from datn.protocol.clock import Now
+from datn.protocol.clock import Hlc, Now
 from datn.protocol.effects import (
     Accepted,
     Done,
@@ -37,6 +37,7 @@ from datn.protocol.effects import (
 from datn.protocol.messages import (
     Acceptance,
     Confirmation,
+    Message,
     NodeId,
     OrderBroadcast,
     PotentialTrades,
@@ -47,12 +48,17 @@ from datn.protocol.node import NodeConfig, NodeCore, peer_owner
 from datn.protocol.venue import OrderRequest, trader_owner
 from datn.risk import RiskConfig
 from datn.sim.invariants import InvariantChecker, InvariantError
+from datn.sim.transport import SignedTransport
+from datn.wire import ProtocolError
 
 PRODUCTS = (
     (ProductSpec("XYZ", ProductKind.SHARE, USD.code), 5_000),
     (ProductSpec("ACME", ProductKind.SHARE, USD.code, tick_size_minor=5), 2_400),
 )
 STARTING_CASH_MINOR = 10_000_000
+WALL_EPOCH_MS = 1_795_000_000_000
+"""Virtual time zero on the nodes' wall clocks (late 2026): wall clocks, even
+skewed ones, read like real epoch milliseconds, as the wire expects."""
 STARTING_LOTS = 1_000
 ORDER_MESSAGES = (OrderBroadcast, PotentialTrades, Acceptance, Release, Confirmation, Refusal)
 
@@ -103,6 +109,7 @@ class SimReport:
     trade_latency_ms: list[int] = field(default_factory=list)
     crashes: int = 0
     events: int = 0
+    frames_refused: Counter[str] = field(default_factory=Counter)
     faults: Faults = field(default_factory=Faults)
 
 
@@ -126,6 +133,7 @@ class Simulation:
         faults: Faults | None = None,
         targeted: bool = True,
         config: NodeConfig | None = None,
+        signed: bool = False,
     ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
@@ -153,6 +161,7 @@ class Simulation:
         self.blocked: set[frozenset[NodeId]] = set()
         self.checker = InvariantChecker(self)
         self._submitted: dict[tuple[NodeId, int], int] = {}
+        self.transport = SignedTransport(seed, self.ids) if signed else None
 
     def _new_core(self, node_id: NodeId, journal: list[JournalEntry] | None = None) -> NodeCore:
         products = [spec for spec, _ in PRODUCTS]
@@ -174,7 +183,7 @@ class Simulation:
 
     def now(self, node_id: NodeId) -> Now:
         node = self.nodes[node_id]
-        return Now(self.time_ms + node.mono_offset_ms, self.time_ms + node.skew_ms)
+        return Now(self.time_ms + node.mono_offset_ms, WALL_EPOCH_MS + self.time_ms + node.skew_ms)
 
     def _virtual_time_of(self, node_id: NodeId, mono_ms: int) -> int:
         return mono_ms - self.nodes[node_id].mono_offset_ms
@@ -304,19 +313,36 @@ class Simulation:
         if self.rng.randint(1, 100) <= faults.loss_pct:
             return
         copies = 2 if self.rng.randint(1, 100) <= faults.duplicate_pct else 1
+        payload: Send | bytes = effect
+        if self.transport is not None:
+            payload = self.transport.frame(sender, effect.peer, effect.hlc, message)
         for _ in range(copies):
             low, high = faults.latency_ms
             delay = self.rng.randint(low, high)
             if self.rng.randint(1, 100) <= faults.reorder_pct:
                 delay += self.rng.randint(0, 4 * high)
-            self._schedule(self.time_ms + delay, "deliver", (sender, effect))
+            self._schedule(self.time_ms + delay, "deliver", (sender, effect.peer, payload))
 
-    def _deliver(self, sender: NodeId, effect: Send) -> None:
-        node = self.nodes[effect.peer]
-        if not node.up or frozenset((sender, effect.peer)) in self.blocked:
+    def _deliver(self, sender: NodeId, receiver: NodeId, payload: Send | bytes) -> None:
+        node = self.nodes[receiver]
+        if not node.up or frozenset((sender, receiver)) in self.blocked:
             return
-        now = self.now(effect.peer)
-        self._apply(effect.peer, node.core.receive(sender, effect.hlc, effect.message, now))
+        if isinstance(payload, Send):
+            received = [(sender, payload.hlc, payload.message)]
+        else:
+            received = self._open_frame(receiver, payload)
+        for origin, hlc, message in received:
+            now = self.now(receiver)
+            self._apply(receiver, node.core.receive(origin, hlc, message, now))
+
+    def _open_frame(self, receiver: NodeId, frame: bytes) -> list[tuple[NodeId, Hlc, Message]]:
+        assert self.transport is not None
+        try:
+            return self.transport.open(receiver, frame)
+        except ProtocolError as error:
+            # A duplicated frame is a replay: the link refuses it, as between real nodes.
+            self.report.frames_refused[error.code] += 1
+            return []
 
     def _set_timer(self, node_id: NodeId, at_mono_ms: int) -> None:
         node = self.nodes[node_id]
@@ -420,10 +446,11 @@ def run_simulation(
     *,
     faults: Faults | None = None,
     targeted: bool = True,
+    signed: bool = False,
     on_progress: Callable[[SimReport], None] | None = None,
 ) -> SimReport:
     """One full run: safety phase with faults, liveness phase healed, final checks."""
-    sim = Simulation(seed, nodes, faults=faults, targeted=targeted)
+    sim = Simulation(seed, nodes, faults=faults, targeted=targeted, signed=signed)
     sim.fund()
     duration_ms = max(1_000, orders * 20)
     sim.schedule_flow(orders, duration_ms)
