@@ -156,6 +156,8 @@ class _Working:
     refused: bool = False
     failed_holders: list[NodeId] = field(default_factory=list)
     cancel_requested: bool = False
+    exhausted: set[NodeId] = field(default_factory=set)
+    """Peers that answered this order without refusing: they offered all they had."""
 
 
 @dataclass(slots=True)
@@ -424,17 +426,35 @@ class NodeCore:
         return min(max(config.collection_window_ms, slowest + config.acceptance_margin_ms), cap)
 
     def _targets(self, working: _Working) -> list[NodeId]:
+        """Whom to ask. Broadcast: every peer. Targeted: every peer whose view
+        may be stale, then the peers whose advertised crossing orders, best
+        price first, cover what the node's own book does not; a peer that
+        already answered this order without a refusal has given what it had."""
         if not self.config.targeted_routing:
             return list(self.peers)
+        order = working.order
         limit = self._limit_of(working)
-        side = working.order.side
-        product_id = working.order.product_id
-        chosen = []
+        buy = order.side is Side.BUY
+        chosen: list[NodeId] = []
+        advertised: list[tuple[int, Hlc, NodeId, int]] = []
         for peer, view in self.peers.items():
-            if view.stale or any(
-                _advert_crosses(advert, product_id, side, limit) for advert in view.adverts.values()
-            ):
+            if peer in working.exhausted:
+                continue
+            if view.stale:
                 chosen.append(peer)
+                continue
+            for advert in view.adverts.values():
+                if _advert_crosses(advert, order.product_id, order.side, limit):
+                    price_key = advert.price_ticks if buy else -advert.price_ticks
+                    advertised.append((price_key, advert.priority, peer, advert.quantity_lots))
+        local = sum(c.offer.quantity_lots for c in working.candidates)
+        needed = working.remaining_lots - local
+        for _, _, peer, lots in sorted(advertised):
+            if needed <= 0:
+                break
+            if peer not in chosen:
+                chosen.append(peer)
+            needed -= lots
         return chosen
 
     def _local_offers(self, working: _Working, now: Now) -> list[_Candidate]:
@@ -473,6 +493,7 @@ class NodeCore:
                     self._send(sender, Release(offer.lock_id), now, out)
             return
         working.awaiting.discard(sender)
+        working.exhausted.add(sender)
         working.candidates.extend(_Candidate(sender, o, now.mono_ms) for o in message.offers)
         if not working.awaiting:
             self._decide(working, now, out)
@@ -602,6 +623,7 @@ class NodeCore:
             return
         del working.accepted[(sender, message.lock_id)]
         working.refused = True
+        working.exhausted.discard(sender)  # what it refused is open again: ask it again
         working.failed_holders.append(sender)
         self._count("refusals")
         self._maybe_finish(working, now, out)
@@ -639,7 +661,9 @@ class NodeCore:
         elif tif is TimeInForce.FOK:
             reason = "fok_holder_failed" if working.filled_lots else "fok_unfillable"
             self._finish(working, reason, now, out)
-        elif working.refused and working.round < self.config.max_rounds:
+        elif working.round < self.config.max_rounds and (
+            working.refused or self._untried_liquidity(working)
+        ):
             working.refused = False
             self._start_round(working, now, out)
         elif (
@@ -651,6 +675,11 @@ class NodeCore:
         else:
             reason = "cancelled" if working.cancel_requested else "ioc_remainder"
             self._finish(working, reason, now, out)
+
+    def _untried_liquidity(self, working: _Working) -> bool:
+        """Targeted routing asked only the peers it needed; if they had less
+        than advertised, others may still have crossing orders."""
+        return self.config.targeted_routing and bool(self._targets(working))
 
     def _finish(self, working: _Working, reason: str, now: Now, out: list[Effect]) -> None:
         order = working.order
