@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 
 import datn.book.book
+from datn.protocol.clock import Now
 from datn.protocol.effects import Send
 from datn.protocol.messages import (
     Acceptance,
@@ -62,6 +63,7 @@ from datn.protocol.messages import (
     Refusal,
     Release,
 )
+from datn.protocol.venue import OrderRequest
 from datn.sim.network import Faults, Simulation
 
 ORDER_TYPES = ("OrderBroadcast", "PotentialTrades", "Acceptance", "Release")
@@ -90,6 +92,7 @@ class Result:
     virtual_ms: int
     wall_s: float
     stats: Counter[str] = field(default_factory=Counter)
+    true_k: list[int] = field(default_factory=list)
 
     def per_order(self, count: float) -> float:
         return count / self.orders if self.orders else 0.0
@@ -151,6 +154,7 @@ def run(nodes: int, targeted: bool, orders: int, seed: int, traders: int, checks
     if not checks:
         sim.checker.after_event = _skip  # type: ignore[method-assign]
     observer = Observer(sim)
+    crossing_holders = count_crossing_holders(sim)
     duration_ms = max(1_000, orders * 20)
     start = time.perf_counter()
     sim.fund()
@@ -186,7 +190,33 @@ def run(nodes: int, targeted: bool, orders: int, seed: int, traders: int, checks
         virtual_ms=sim.time_ms,
         wall_s=wall_s,
         stats=stats,
+        true_k=crossing_holders,
     )
+
+
+def count_crossing_holders(sim: Simulation) -> list[int]:
+    """For each order placed, how many other nodes had crossing unlocked
+    liquidity in their books at that moment: the k of the 2k+2 target,
+    whether or not the originator asked them."""
+    counts: list[int] = []
+    for node_id, node in sim.nodes.items():
+        place = node.core.place
+
+        def counted(request: OrderRequest, now: Now, origin: NodeId = node_id, inner=place):  # type: ignore[no-untyped-def]
+            k = 0
+            for other_id, other in sim.nodes.items():
+                book = other.core.books.get(request.product_id)
+                if (
+                    other_id != origin
+                    and book is not None
+                    and book.lockable(request.side, request.price_ticks, 1)
+                ):
+                    k += 1
+            counts.append(k)
+            return inner(request, now)
+
+        node.core.place = counted  # type: ignore[method-assign]
+    return counts
 
 
 def _skip() -> None:
@@ -219,6 +249,24 @@ def print_conditions(args: argparse.Namespace) -> None:
     )
     checks = "on" if args.checks else "off (final checks only)"
     print(f"per-event invariant checks: {checks}")
+
+
+def print_target(results: list[Result]) -> None:
+    """The 2k+2 target, with k counted in the books when each order arrived."""
+    print("\nThe target: order messages per order against 2k+2, k = other nodes whose books")
+    print("held crossing unlocked liquidity when the order arrived (asked or not)")
+    print(f"{'N':>4} {'mode':<10} {'mean k':>7} {'msgs/order':>11} {'mean 2k+2':>10} {'ratio':>7}")
+    for r in results:
+        if not r.true_k:
+            continue
+        mean_k = sum(r.true_k) / len(r.true_k)
+        budget = sum(2 * k + 2 for k in r.true_k)
+        per_order = r.order_messages / len(r.true_k)
+        ratio = r.order_messages / budget
+        print(
+            f"{r.nodes:>4} {r.mode:<10} {mean_k:>7.2f} {per_order:>11.2f} "
+            f"{budget / len(r.true_k):>10.2f} {ratio:>7.2f}"
+        )
 
 
 def print_results(results: list[Result]) -> None:
@@ -322,6 +370,7 @@ def main() -> None:
         for targeted, _ in MODES:
             results.append(run(nodes, targeted, args.orders, args.seed, args.traders, args.checks))
     print_results(results)
+    print_target(results)
     print(f"\ntotal wall time {time.perf_counter() - started:.1f} s")
 
 
