@@ -71,7 +71,7 @@ from datn.protocol.messages import (
     Release,
     TradePrint,
 )
-from datn.protocol.venue import OrderRequest, trader_owner
+from datn.protocol.venue import OrderRequest, order_from_request, risk_context, trader_owner
 from datn.risk import (
     Reject,
     RiskConfig,
@@ -345,7 +345,7 @@ class NodeCore:
             return Rejected(request.client_order_id, "product_not_listed", "not listed here")
         order_id = self._counter + 1  # taken only if the order is accepted
         try:
-            order = _order(request, product, order_id)
+            order = order_from_request(request, product, order_id)
         except DomainError as error:
             return Rejected(request.client_order_id, f"invalid_{error.field}", error.message)
         context = self._risk_context(order, product)
@@ -372,16 +372,13 @@ class NodeCore:
         return None
 
     def _risk_context(self, order: Order, product: ProductSpec) -> RiskContext:
-        owner = trader_owner(order.trader_id)
-        cash = self.ledger.available(AccountKey(owner, product.quote_currency))
-        lots = self.ledger.available(AccountKey(owner, product.product_id))
-        return RiskContext(
+        return risk_context(
+            self.ledger,
             order,
             product,
-            max(cash, 0),
-            max(lots, 0),
             self.reference_prices.get(product.product_id),
             self.open_orders.get(order.trader_id, 0),
+            0,
         )
 
     def _limit_of(self, working: _Working) -> int | None:
@@ -1091,21 +1088,6 @@ def _advert_crosses(advert: Advert, product_id: str, side: Side, limit: int | No
     if limit is None:
         return True
     return advert.price_ticks <= limit if side is Side.BUY else advert.price_ticks >= limit
-
-
-def _order(request: OrderRequest, product: ProductSpec, order_id: int) -> Order:
-    order_type = OrderType.MARKET if request.price_ticks is None else OrderType.LIMIT
-    return Order.create(
-        order_id,
-        request.trader_id,
-        product.product_id,
-        request.side,
-        request.quantity_lots,
-        request.price_ticks,
-        order_type,
-        request.time_in_force,
-        request.client_order_id,
-    )
 
 
 _HANDLERS = {

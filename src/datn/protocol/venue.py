@@ -176,7 +176,7 @@ class LocalVenue:
         if product is None:
             return _rejected("product_not_listed", f"{request.product_id} is not listed here")
         try:
-            order = self._order(request, product)
+            order = order_from_request(request, product, self._next_order_id)
         except DomainError as error:
             return _rejected(f"invalid_{error.field}", error.message)
         trader = self._traders.setdefault(request.trader_id, _TraderState())
@@ -197,33 +197,17 @@ class LocalVenue:
         trader.open_orders += 1
         return self._match(order, product, now_ms)
 
-    def _order(self, request: OrderRequest, product: ProductSpec) -> Order:
-        order_type = OrderType.MARKET if request.price_ticks is None else OrderType.LIMIT
-        return Order.create(
-            self._next_order_id,
-            request.trader_id,
-            product.product_id,
-            request.side,
-            request.quantity_lots,
-            request.price_ticks,
-            order_type,
-            request.time_in_force,
-            request.client_order_id,
-        )
-
     def _context(self, order: Order, product: ProductSpec, trader: _TraderState) -> RiskContext:
         owner = trader_owner(order.trader_id)
-        cash = self.ledger.available(AccountKey(owner, product.quote_currency))
-        lots = self.ledger.available(AccountKey(owner, product.product_id))
-        return RiskContext(
+        positions = self._positions(owner, product) if self.config.short_selling else ()
+        return risk_context(
+            self.ledger,
             order,
             product,
-            max(cash, 0),
-            max(lots, 0),
             self.reference_prices.get(product.product_id),
             trader.open_orders,
             len(trader.recent_ms),
-            self._positions(owner, product) if self.config.short_selling else (),
+            positions,
         )
 
     def _positions(self, owner: str, product: ProductSpec) -> tuple[MarkedPosition, ...]:
@@ -318,3 +302,44 @@ def _rejected(reason: str, message: str) -> PlaceResult:
 def _forget_before(timestamps: deque[int], cutoff_ms: int) -> None:
     while timestamps and timestamps[0] <= cutoff_ms:
         timestamps.popleft()
+
+
+def order_from_request(request: OrderRequest, product: ProductSpec, order_id: int) -> Order:
+    """The order a request describes; a bad field raises DomainError naming it."""
+    order_type = OrderType.MARKET if request.price_ticks is None else OrderType.LIMIT
+    return Order.create(
+        order_id,
+        request.trader_id,
+        product.product_id,
+        request.side,
+        request.quantity_lots,
+        request.price_ticks,
+        order_type,
+        request.time_in_force,
+        request.client_order_id,
+    )
+
+
+def risk_context(
+    ledger: Ledger,
+    order: Order,
+    product: ProductSpec,
+    reference_price_ticks: int | None,
+    open_orders: int,
+    recent_orders: int,
+    positions: tuple[MarkedPosition, ...] = (),
+) -> RiskContext:
+    """What the policies read about ``order``, taken from the trader's accounts."""
+    owner = trader_owner(order.trader_id)
+    cash = ledger.available(AccountKey(owner, product.quote_currency))
+    lots = ledger.available(AccountKey(owner, product.product_id))
+    return RiskContext(
+        order,
+        product,
+        max(cash, 0),
+        max(lots, 0),
+        reference_price_ticks,
+        open_orders,
+        recent_orders,
+        positions,
+    )
