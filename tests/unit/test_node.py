@@ -181,3 +181,17 @@ def test_cancelling_a_partly_filled_resting_order_reports_what_filled(pair: Pair
     # The hold behind the cancelled lots is free again; the advert withdrew the order.
     assert pair.nodes[B].ledger.total_held(XYZ.product_id) == 0
     assert not any(v.adverts for v in pair.nodes[A].peers.values())
+
+
+def test_a_fok_refused_by_a_restarted_holder_names_the_holder(pair: Pair) -> None:
+    request = OrderRequest(TRADER, "f2", XYZ.product_id, Side.BUY, 4, 5_100, TimeInForce.FOK)
+    pair.apply(A, pair.nodes[A].place(request, pair.now()))
+    held = pair.deliver(keep=Acceptance)
+    pair.apply(B, pair.nodes[B].restart(pair.now()))  # voids the lock A is taking
+    pair.wire.extend(held)
+    pair.deliver()
+    done = [r.event for n, r in pair.replies if n == A and isinstance(r.event, Done)]
+    assert [(d.filled_lots, d.reason, d.failed_holders) for d in done] == [
+        (0, "fok_unfillable", (B,))
+    ]
+    assert pair.balance(B, OWNER, XYZ.product_id) == 1_000

@@ -91,12 +91,15 @@ class Executed:
 
 @dataclass(frozen=True, slots=True)
 class Done:
-    """The order is finished: nothing of it rests or is being worked."""
+    """The order is finished: nothing of it rests or is being worked.
+    ``failed_holders`` names the peers that refused an acceptance for it (a
+    FOK that filled only partly says here which holder failed)."""
 
     order_id: int
     filled_lots: int
     cancelled_lots: int
     reason: str
+    failed_holders: tuple[NodeId, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -687,7 +687,13 @@ class NodeCore:
         self.open_orders[order.trader_id] -= 1
         if reason == "fok_holder_failed":
             self._count("fok_partial_fills")
-        done = Done(order.order_id, working.filled_lots, working.remaining_lots, reason)
+        done = Done(
+            order.order_id,
+            working.filled_lots,
+            working.remaining_lots,
+            reason,
+            tuple(working.failed_holders),
+        )
         out.append(Reply(order.trader_id, done))
 
     def _rest(self, working: _Working, now: Now, out: list[Effect]) -> None:
