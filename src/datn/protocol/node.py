@@ -27,6 +27,7 @@ that lived before is expired, so none is honoured late.
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
@@ -95,6 +96,13 @@ class NodeConfig:
     acceptance_margin_ms: int = 10
     resend_ms: int = 40
     heartbeat_ms: int = 1_000
+    heartbeat_peers: int = 8
+    """At most this many peers are probed per heartbeat period, the ones probed
+    longest ago first: each peer is probed every ``heartbeat_ms`` while there
+    are at most this many peers, and every ``ceil(peers / heartbeat_peers)``
+    periods beyond, so heartbeat traffic grows with N, not N squared. Answers
+    to order broadcasts also measure round trips, so the peers a node trades
+    with have fresh figures whatever the probe interval."""
     default_rtt_ms: int = 20
     max_rounds: int = 3
     targeted_routing: bool = True
@@ -102,7 +110,13 @@ class NodeConfig:
     def __post_init__(self) -> None:
         if not 0 < self.collection_window_ms < self.lock_ttl_ms:
             raise DomainError("collection_window_ms", "bad_window", "must be inside the lock TTL")
-        for name in ("acceptance_margin_ms", "resend_ms", "heartbeat_ms", "default_rtt_ms"):
+        for name in (
+            "acceptance_margin_ms",
+            "resend_ms",
+            "heartbeat_ms",
+            "heartbeat_peers",
+            "default_rtt_ms",
+        ):
             if getattr(self, name) <= 0:
                 raise DomainError(name, "not_positive", "must be positive")
         if not 1 <= self.max_rounds <= 16:
@@ -151,6 +165,9 @@ class _Working:
     awaiting: set[NodeId] = field(default_factory=set)
     candidates: list[_Candidate] = field(default_factory=list)
     deadline_mono_ms: int = 0
+    broadcast_mono_ms: int | None = None
+    """When the current round's broadcast left; None after a restart, when a
+    late answer would measure the old process's clock."""
     accepted: dict[tuple[NodeId, int], int] = field(default_factory=dict)
     resend_mono_ms: int = 0
     refused: bool = False
@@ -214,7 +231,8 @@ class NodeCore:
         self._counter = 0
         self._advert_version = 0
         self._next_heartbeat_ms: int | None = None
-        self._open_peer_accounts()
+        self._probe_queue: deque[NodeId] = deque(self.peers)
+        self._peer_accounts: set[NodeId] = set()
 
     # ================================================================ inputs
 
@@ -259,12 +277,10 @@ class NodeCore:
     # ============================================================== dispatch
 
     def _handle(self, event: Input, now: Now) -> list[Effect]:
-        effects: list[Effect] = []
-        handler = _HANDLERS[type(event)]
         journal = JournalEntry(now, event)
-        effects.append(Journal(journal))
-        handler(self, event, now, effects)
-        if isinstance(event, PlaceInput) and not _accepted_place(effects):
+        effects: list[Effect] = [Journal(journal)]
+        _HANDLERS[type(event)](self, event, now, effects)
+        if type(event) is PlaceInput and not _accepted_place(effects):
             return effects[1:]  # a rejected order changed nothing: not journaled
         self.journal.append(journal)
         return effects
@@ -333,6 +349,7 @@ class NodeCore:
         for working in self.working.values():
             working.deadline_mono_ms = now.mono_ms
             working.resend_mono_ms = now.mono_ms
+            working.broadcast_mono_ms = None
         self._next_heartbeat_ms = None
         out.append(SetTimer(now.mono_ms))
 
@@ -411,6 +428,7 @@ class NodeCore:
             self._decide(working, now, out)
             return
         working.awaiting = set(targets)
+        working.broadcast_mono_ms = now.mono_ms
         working.deadline_mono_ms = now.mono_ms + self._window_ms(targets)
         out.append(SetTimer(working.deadline_mono_ms))
 
@@ -490,6 +508,10 @@ class NodeCore:
                     self._send(sender, Release(offer.lock_id), now, out)
             return
         working.awaiting.discard(sender)
+        if working.broadcast_mono_ms is not None:
+            # A holder answers a broadcast at once and broadcasts are never
+            # resent, so this is a clean round-trip sample.
+            self._sample_rtt(self.peers[sender], now.mono_ms - working.broadcast_mono_ms)
         working.exhausted.add(sender)
         working.candidates.extend(_Candidate(sender, o, now.mono_ms) for o in message.offers)
         if not working.awaiting:
@@ -592,7 +614,7 @@ class NodeCore:
         lots = working.accepted.pop((sender, message.lock_id))
         assert lots == message.quantity_lots, "a holder confirmed other terms than accepted"
         product = working.product
-        buyer, seller = trader_owner(working.order.trader_id), peer_owner(sender)
+        buyer, seller = trader_owner(working.order.trader_id), self._peer_account(sender)
         buyer_hold, seller_hold = working.hold_id, None
         if working.order.side is Side.SELL:
             buyer, seller = seller, buyer
@@ -812,7 +834,7 @@ class NodeCore:
     def _book_holder_trade(
         self, meta: _RestingMeta, originator: NodeId, fill: Fill, trade_id: int, out: list[Effect]
     ) -> None:
-        resting_party, peer = trader_owner(meta.order.trader_id), peer_owner(originator)
+        resting_party, peer = trader_owner(meta.order.trader_id), self._peer_account(originator)
         buyer, seller = (
             (resting_party, peer) if meta.order.side is Side.BUY else (peer, resting_party)
         )
@@ -1008,7 +1030,11 @@ class NodeCore:
             return
         if due is not None:
             beat = Heartbeat(now.mono_ms, None, now.wall_ms, self._advert_version)
-            for peer in self.peers:
+            # Round robin: the peers probed longest ago go first.
+            queue = self._probe_queue
+            for _ in range(min(self.config.heartbeat_peers, len(queue))):
+                peer = queue.popleft()
+                queue.append(peer)
                 self._send(peer, beat, now, out)
         self._next_heartbeat_ms = now.mono_ms + self.config.heartbeat_ms
         out.append(SetTimer(self._next_heartbeat_ms))
@@ -1022,10 +1048,17 @@ class NodeCore:
             self._send(sender, answer, now, out)
             return
         rtt = now.mono_ms - message.echo_mono_ms
-        if 0 <= rtt <= 60_000:
-            # Smooth like TCP's SRTT, in integers: 7/8 old, 1/8 new.
-            view.rtt_ms = (7 * view.rtt_ms + rtt) // 8
+        if self._sample_rtt(view, rtt):
             view.offset_ms = message.wall_ms - (now.wall_ms - rtt // 2)
+
+    @staticmethod
+    def _sample_rtt(view: _PeerView, rtt: int) -> bool:
+        """Fold one round-trip sample into the peer's estimate, like TCP's
+        SRTT in integers (7/8 old, 1/8 new); False if it is implausible."""
+        if not 0 <= rtt <= 60_000:
+            return False
+        view.rtt_ms = (7 * view.rtt_ms + rtt) // 8
+        return True
 
     # ============================================================ helpers
 
@@ -1044,13 +1077,19 @@ class NodeCore:
         digest = hashlib.blake2b(repr(parts).encode(), key=self._secret, digest_size=8).digest()
         return int.from_bytes(digest, "big") >> 1
 
-    def _open_peer_accounts(self) -> None:
-        assets: set[str] = set()
-        for product in self.products.values():
-            assets.update((product.product_id, product.quote_currency))
-        for peer in self.peers:
+    def _peer_account(self, peer: NodeId) -> str:
+        """The ledger owner of ``peer``'s accounts, opened on its first trade:
+        a node with hundreds of peers keeps accounts only for those it trades
+        with (an account never opened reads as zero)."""
+        owner = peer_owner(peer)
+        if peer not in self._peer_accounts:
+            self._peer_accounts.add(peer)
+            assets: set[str] = set()
+            for product in self.products.values():
+                assets.update((product.product_id, product.quote_currency))
             for asset in sorted(assets):
-                self.ledger.open_account(peer_owner(peer), AssetCode(asset), UNBOUNDED)
+                self.ledger.open_account(owner, AssetCode(asset), UNBOUNDED)
+        return owner
 
     # ============================================================ queries
 
