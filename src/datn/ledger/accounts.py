@@ -12,15 +12,20 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+import msgspec
+
 from datn.domain.assets import AssetCode
 from datn.ledger._checks import check_name, check_range
 from datn.ledger.errors import LedgerError
 from datn.ledger.limits import MAX_ASSET_CODE_LENGTH, MAX_BALANCE
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class AccountKey:
-    """One account: ``owner``'s holding of ``asset``. Sorts by owner, then asset."""
+class AccountKey(msgspec.Struct, frozen=True, order=True, gc=False):
+    """One account: ``owner``'s holding of ``asset``. Sorts by owner, then asset.
+
+    A frozen msgspec struct rather than a dataclass: every ledger operation
+    hashes several keys, and the struct's hash and equality are native code.
+    """
 
     owner: str
     asset: AssetCode

@@ -29,7 +29,7 @@ from typing import Final
 
 from datn.domain.assets import AssetCode
 from datn.ledger._checks import check_amount, check_name, check_range
-from datn.ledger.accounts import BOUNDED, EXTERNAL, AccountKey, AccountRule
+from datn.ledger.accounts import BOUNDED, EXTERNAL, AccountKey, AccountKind, AccountRule
 from datn.ledger.entries import Entry, EntryId, Hold, HoldId, HoldUse, Posting
 from datn.ledger.errors import LedgerError
 from datn.ledger.limits import MAX_BALANCE, MAX_OPEN_HOLDS, MIN_BALANCE
@@ -399,10 +399,12 @@ class Ledger:
     def _conservation_violations(self) -> Iterable[str]:
         totals: dict[AssetCode, int] = {}
         issued: dict[AssetCode, int] = {}
+        external = AccountKind.EXTERNAL
         for account, state in self._accounts.items():
-            self._add(totals, account.asset, state.balance)
-            if state.rule.is_external:
-                self._add(issued, account.asset, -state.balance)
+            asset, balance = account.asset, state.balance
+            totals[asset] = totals.get(asset, 0) + balance
+            if state.rule.kind is external:
+                issued[asset] = issued.get(asset, 0) - balance
         for asset, total in totals.items():
             if total:
                 yield f"{asset}: balances sum to {total}, not zero"
@@ -413,14 +415,15 @@ class Ledger:
         held: dict[AccountKey, int] = {}
         for hold in self._holds.values():
             held[hold.account] = held.get(hold.account, 0) + hold.amount
+        bounded = AccountKind.BOUNDED
         for account, state in self._accounts.items():
-            if state.held != held.get(account, 0):
-                yield f"{account}: held {state.held} but its holds sum to {held.get(account, 0)}"
-            if not MIN_BALANCE <= state.balance <= MAX_BALANCE:
-                yield f"{account}: balance {state.balance} outside the 64-bit range"
-            floor = state.rule.floor
-            if floor is not None and state.balance - state.held < floor:
-                yield f"{account}: available {state.balance - state.held} below floor {floor}"
+            balance, on_hold, rule = state.balance, state.held, state.rule
+            if on_hold != held.get(account, 0):
+                yield f"{account}: held {on_hold} but its holds sum to {held.get(account, 0)}"
+            if not MIN_BALANCE <= balance <= MAX_BALANCE:
+                yield f"{account}: balance {balance} outside the 64-bit range"
+            if rule.kind is bounded and balance - on_hold < -rule.credit_limit:
+                yield f"{account}: available {balance - on_hold} below floor {-rule.credit_limit}"
 
     def _hold_violations(self) -> Iterable[str]:
         by_asset: dict[AssetCode, int] = {}

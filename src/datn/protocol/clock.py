@@ -10,20 +10,19 @@ backwards and always moves past every timestamp the node has seen.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import NamedTuple
+from datn.protocol.value import Value
 
 
-class Now(NamedTuple):
+class Now(Value, frozen=True):
     """The time of one input: the node's monotonic and wall clocks, in ms."""
 
     mono_ms: int
     wall_ms: int
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class Hlc:
-    """A hybrid logical clock timestamp: wall milliseconds, then a counter."""
+class Hlc(Value, frozen=True, order=True):
+    """A hybrid logical clock timestamp: wall milliseconds, then a counter;
+    ordered field by field."""
 
     wall_ms: int
     logical: int = 0
@@ -38,21 +37,23 @@ class HybridClock:
 
     def tick(self, wall_ms: int) -> Hlc:
         last = self.last
-        self.last = (
-            Hlc(wall_ms, 0) if wall_ms > last.wall_ms else Hlc(last.wall_ms, last.logical + 1)
-        )
-        return self.last
+        last_wall = last.wall_ms
+        stamp = Hlc(wall_ms, 0) if wall_ms > last_wall else Hlc(last_wall, last.logical + 1)
+        self.last = stamp
+        return stamp
 
     def observe(self, remote: Hlc, wall_ms: int) -> Hlc:
         last = self.last
-        top = max(wall_ms, last.wall_ms, remote.wall_ms)
-        if top == last.wall_ms == remote.wall_ms:
-            logical = max(last.logical, remote.logical) + 1
-        elif top == last.wall_ms:
-            logical = last.logical + 1
-        elif top == remote.wall_ms:
-            logical = remote.logical + 1
+        last_wall, last_logical = last.wall_ms, last.logical
+        remote_wall, remote_logical = remote.wall_ms, remote.logical
+        if wall_ms > last_wall and wall_ms > remote_wall:
+            stamp = Hlc(wall_ms, 0)
+        elif last_wall > remote_wall:
+            stamp = Hlc(last_wall, last_logical + 1)
+        elif remote_wall > last_wall:
+            stamp = Hlc(remote_wall, remote_logical + 1)
         else:
-            logical = 0
-        self.last = Hlc(top, logical)
-        return self.last
+            top = last_logical if last_logical > remote_logical else remote_logical
+            stamp = Hlc(last_wall, top + 1)
+        self.last = stamp
+        return stamp

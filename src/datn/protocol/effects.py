@@ -7,55 +7,47 @@ first is durable before any ``Send`` or ``Reply`` that follows it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from datn.protocol.clock import Hlc, Now
 from datn.protocol.messages import Message, NodeId
+from datn.protocol.value import Value
 from datn.protocol.venue import OrderRequest
 
 # --------------------------------------------------------------- journal
 
 
-@dataclass(frozen=True, slots=True)
-class PlaceInput:
+class PlaceInput(Value, frozen=True):
     request: OrderRequest
 
 
-@dataclass(frozen=True, slots=True)
-class CancelInput:
+class CancelInput(Value, frozen=True):
     trader_id: str
     order_id: int
 
 
-@dataclass(frozen=True, slots=True)
-class DepositInput:
+class DepositInput(Value, frozen=True):
     trader_id: str
     asset: str
     amount: int
 
 
-@dataclass(frozen=True, slots=True)
-class ReceiveInput:
+class ReceiveInput(Value, frozen=True):
     sender: NodeId
     hlc: Hlc
     message: Message
 
 
-@dataclass(frozen=True, slots=True)
-class TickInput:
+class TickInput(Value, frozen=True):
     pass
 
 
-@dataclass(frozen=True, slots=True)
-class RestartInput:
+class RestartInput(Value, frozen=True):
     """The node came back up: every lock it held before is void."""
 
 
 Input = PlaceInput | CancelInput | DepositInput | ReceiveInput | TickInput | RestartInput
 
 
-@dataclass(frozen=True, slots=True)
-class JournalEntry:
+class JournalEntry(Value, frozen=True):
     """One input and when it happened; the node's state is a function of these."""
 
     now: Now
@@ -65,21 +57,18 @@ class JournalEntry:
 # ---------------------------------------------------------- trader events
 
 
-@dataclass(frozen=True, slots=True)
-class Accepted:
+class Accepted(Value, frozen=True):
     client_order_id: str
     order_id: int
 
 
-@dataclass(frozen=True, slots=True)
-class Rejected:
+class Rejected(Value, frozen=True):
     client_order_id: str
     reason: str
     message: str
 
 
-@dataclass(frozen=True, slots=True)
-class Executed:
+class Executed(Value, frozen=True):
     """A fill of the trader's order; ``counterparty`` is a node id, never a trader."""
 
     order_id: int
@@ -89,8 +78,7 @@ class Executed:
     counterparty: NodeId
 
 
-@dataclass(frozen=True, slots=True)
-class Done:
+class Done(Value, frozen=True):
     """The order is finished: nothing of it rests or is being worked.
     ``failed_holders`` names the peers that refused an acceptance for it (a
     FOK that filled only partly says here which holder failed)."""
@@ -102,8 +90,7 @@ class Done:
     failed_holders: tuple[NodeId, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Rested:
+class Rested(Value, frozen=True):
     order_id: int
     resting_lots: int
 
@@ -113,33 +100,28 @@ TraderEvent = Accepted | Rejected | Executed | Done | Rested
 # ----------------------------------------------------------------- effects
 
 
-@dataclass(frozen=True, slots=True)
-class Journal:
+class Journal(Value, frozen=True):
     entry: JournalEntry
 
 
-@dataclass(frozen=True, slots=True)
-class Send:
+class Send(Value, frozen=True):
     peer: NodeId
     hlc: Hlc
     message: Message
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
+class Reply(Value, frozen=True):
     trader_id: str
     event: TraderEvent
 
 
-@dataclass(frozen=True, slots=True)
-class SetTimer:
+class SetTimer(Value, frozen=True):
     """Call ``tick`` when the monotonic clock reaches ``at_mono_ms``."""
 
     at_mono_ms: int
 
 
-@dataclass(frozen=True, slots=True)
-class Publish:
+class Publish(Value, frozen=True):
     """An anonymous trade print for the node's market-data feed."""
 
     product_id: str

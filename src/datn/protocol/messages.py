@@ -7,17 +7,16 @@ products, prices and quantities. Encoding, envelopes and signatures live in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NewType
 
 from datn.domain.orders import Side
 from datn.protocol.clock import Hlc
+from datn.protocol.value import Value
 
 NodeId = NewType("NodeId", str)
 
 
-@dataclass(frozen=True, slots=True)
-class OrderBroadcast:
+class OrderBroadcast(Value, frozen=True):
     """Originator -> peers: this order is looking for the other side.
     ``request_id`` is random per order; ``round`` counts re-broadcasts."""
 
@@ -30,8 +29,7 @@ class OrderBroadcast:
     fill_or_kill: bool
 
 
-@dataclass(frozen=True, slots=True)
-class Offer:
+class Offer(Value, frozen=True):
     """Part of a resting order, locked for the originator for ``ttl_ms`` on the
     holder's clock, at the resting order's price and time priority."""
 
@@ -42,8 +40,7 @@ class Offer:
     ttl_ms: int
 
 
-@dataclass(frozen=True, slots=True)
-class PotentialTrades:
+class PotentialTrades(Value, frozen=True):
     """Holder -> originator: the answer to one broadcast round (maybe empty)."""
 
     request_id: int
@@ -51,23 +48,20 @@ class PotentialTrades:
     offers: tuple[Offer, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Acceptance:
+class Acceptance(Value, frozen=True):
     """Originator -> holder: I take lock ``lock_id`` for ``quantity_lots``."""
 
     lock_id: int
     quantity_lots: int
 
 
-@dataclass(frozen=True, slots=True)
-class Release:
+class Release(Value, frozen=True):
     """Originator -> holder: I will not take lock ``lock_id``."""
 
     lock_id: int
 
 
-@dataclass(frozen=True, slots=True)
-class Confirmation:
+class Confirmation(Value, frozen=True):
     """Holder -> originator: the trade happened, with its terms. ``side`` is the
     originator's side."""
 
@@ -79,16 +73,14 @@ class Confirmation:
     quantity_lots: int
 
 
-@dataclass(frozen=True, slots=True)
-class Refusal:
+class Refusal(Value, frozen=True):
     """Holder -> originator: lock ``lock_id`` had ended when the acceptance came."""
 
     lock_id: int
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class Advert:
+class Advert(Value, frozen=True):
     """Holder -> peers: resting order ``order_ref`` now shows ``quantity_lots``
     (zero: it left the book). ``version`` counts the holder's adverts, so a peer
     can tell when it missed one."""
@@ -102,8 +94,7 @@ class Advert:
     version: int
 
 
-@dataclass(frozen=True, slots=True)
-class TradePrint:
+class TradePrint(Value, frozen=True):
     """Anonymous report of a trade."""
 
     product_id: str
@@ -112,8 +103,7 @@ class TradePrint:
     executed: Hlc
 
 
-@dataclass(frozen=True, slots=True)
-class Heartbeat:
+class Heartbeat(Value, frozen=True):
     """Measures round trip and clock offset. ``sent_mono_ms`` is the sender's
     monotonic clock; an answer echoes it back with its own wall clock.
     ``advert_version`` is how many adverts the sender has sent."""

@@ -1,0 +1,18 @@
+"""The base class of the protocol's immutable values."""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class Value(msgspec.Struct, frozen=True, gc=False):
+    """Base of the protocol's immutable values: timestamps, messages, inputs,
+    effects.
+
+    A frozen msgspec struct: fields fixed by annotation, equality, hashing
+    and repr by value, and about six times cheaper to make than a frozen
+    dataclass, which matters because every message makes several. ``gc=False``
+    keeps them out of the cycle collector's scans: they hold only other
+    immutable values, so they can never be part of a reference cycle.
+    Subclasses say ``frozen=True`` again so that type checkers know it too.
+    """
