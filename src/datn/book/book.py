@@ -263,10 +263,16 @@ class _Lock:
 
 
 class OrderBook:
-    """The resting orders of one product, in price-time priority."""
+    """The resting orders of one product, in price-time priority.
+
+    ``version`` grows with every call that may change the book (submit,
+    cancel, lock, release, take), so a watcher can skip re-checking a book
+    that has not moved.
+    """
 
     def __init__(self, product_id: str) -> None:
         self.product_id = product_id
+        self.version = 0
         self._bids = _Side(Side.BUY, +1)
         self._asks = _Side(Side.SELL, -1)
         self._orders: dict[int, _Resting] = {}
@@ -280,6 +286,7 @@ class OrderBook:
         The order must be for this book's product and its id must be new to the
         book; both are checked because a violation would corrupt the book.
         """
+        self.version += 1
         if order.product_id != self.product_id:
             raise BookError("wrong_product", f"order is for {order.product_id}")
         order_id = order.order_id
@@ -328,6 +335,7 @@ class OrderBook:
         Locked quantity stays promised: the order is marked cancel-pending and
         leaves the book when its last lock ends.
         """
+        self.version += 1
         resting = self._orders.get(order_id)
         if resting is None or resting.cancel_pending:
             raise BookError("unknown_order", f"order {order_id} is not resting")
@@ -343,6 +351,7 @@ class OrderBook:
 
     def lock(self, lock_id: int, order_id: int, quantity_lots: int) -> None:
         """Reserve ``quantity_lots`` of a resting order's unlocked quantity."""
+        self.version += 1
         if lock_id in self._locks:
             raise BookError("duplicate_lock_id", f"lock {lock_id} already exists")
         resting = self._orders.get(order_id)
@@ -366,6 +375,7 @@ class OrderBook:
         """End a lock without a fill. Its quantity returns to the order (or is
         cancelled, if the order was cancelled meanwhile) and is matched at once
         against anything that rested across it while it was locked."""
+        self.version += 1
         lock = self._locks.pop(lock_id, None)
         if lock is None:
             raise BookError("unknown_lock", f"lock {lock_id} is not open")
@@ -375,6 +385,7 @@ class OrderBook:
         """Fill ``quantity_lots`` (at most the locked quantity) and end the lock;
         any locked rest is released as by :meth:`release`. The trade is at the
         resting order's price."""
+        self.version += 1
         lock = self._locks.get(lock_id)
         if lock is None:
             raise BookError("unknown_lock", f"lock {lock_id} is not open")

@@ -45,7 +45,10 @@ class InvariantChecker:
         self._decided: dict[tuple[NodeId, int], Confirmation | Refusal] = {}
         self._generation: Counter[NodeId] = Counter()
         self._touched: set[NodeId] = set()
-        self._ledger_seen: dict[NodeId, tuple[int, int]] = {}
+        # Versions last checked; forgotten on restart, as a rebuilt node's
+        # ledger and books count again from zero.
+        self._ledger_seen: dict[NodeId, int] = {}
+        self._book_seen: dict[tuple[NodeId, str], int] = {}
 
     def fail(self, text: str) -> None:
         raise InvariantError(f"seed {self.sim.seed}: {text}")
@@ -53,12 +56,19 @@ class InvariantChecker:
     # ------------------------------------------------------------ watching
 
     def observe(self, node_id: NodeId, effects: list[Effect]) -> None:
-        self._touched.add(node_id)
+        """What an input to ``node_id`` produced: the node is re-checked after
+        the event, and the locks and decisions it sent are recorded."""
+        self.touched(node_id)
         for effect in effects:
             if isinstance(effect, Send):
-                self._watch(node_id, effect)
+                self.watch(node_id, effect)
 
-    def _watch(self, holder: NodeId, effect: Send) -> None:
+    def touched(self, node_id: NodeId) -> None:
+        """``node_id`` handled an input: check it after the event."""
+        self._touched.add(node_id)
+
+    def watch(self, holder: NodeId, effect: Send) -> None:
+        """Record the locks offered and decisions sent in an order message."""
         message = effect.message
         if isinstance(message, PotentialTrades):
             mono = self.sim.now(holder).mono_ms
@@ -88,6 +98,9 @@ class InvariantChecker:
 
     def restarted(self, node_id: NodeId) -> None:
         self._generation[node_id] += 1
+        self._ledger_seen.pop(node_id, None)
+        for key in [key for key in self._book_seen if key[0] == node_id]:
+            del self._book_seen[key]
 
     # ------------------------------------------------------------- safety
 
@@ -98,15 +111,19 @@ class InvariantChecker:
 
     def _check_node(self, node_id: NodeId) -> None:
         core = self.sim.nodes[node_id].core
-        # Most events (heartbeats, adverts, broadcasts) leave the ledger alone;
-        # recomputing it from scratch only after a change keeps the check total.
-        version = (id(core.ledger), core.ledger.version)
-        if self._ledger_seen.get(node_id) != version:
-            self._ledger_seen[node_id] = version
+        # Most events (heartbeats, adverts) leave the ledger and the books
+        # alone; re-checking them only after a change keeps the check total.
+        ledger_version = core.ledger.version
+        if self._ledger_seen.get(node_id) != ledger_version:
+            self._ledger_seen[node_id] = ledger_version
             problems = core.ledger.check_invariants()
             if problems:
                 self.fail(f"{node_id} ledger: {'; '.join(problems)} (invariants 1, 2)")
         for product_id, book in core.books.items():
+            key = (node_id, product_id)
+            if self._book_seen.get(key) == book.version:
+                continue
+            self._book_seen[key] = book.version
             for side in (Side.BUY, Side.SELL):
                 for level in book.depth(side, 5):
                     if not 0 <= level.locked_lots <= level.quantity_lots:
