@@ -24,7 +24,7 @@ journal replay on restart, final checks. cProfile slows pure-Python code more
 than compiled code, so the shares are a guide, not a measurement of the
 unprofiled run. Nothing here asserts a figure.
 
-Usage: python benchmarks/sim_speed.py [--sizes 20:1000 200:50] [--seed S]
+Usage: python benchmarks/sim_speed.py [--sizes 20:2000 200:2000] [--seed S]
        [--runs R] [--checks both|on|off] [--no-checks] [--profile 20:1000]
        [--top 25] [--no-profile]
 """
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import io
 import os
 import platform
@@ -60,7 +61,12 @@ class Run:
 
 
 def simulate(seed: int, nodes: int, orders: int, checks: bool) -> Run:
-    """One run_simulation-like run, timed from construction to final checks."""
+    """One run_simulation-like run, timed from construction to final checks.
+
+    The previous run's object graph is collected first, outside the timing:
+    each run starts from a clean heap, as ``datn sim`` does in its own process,
+    instead of paying for its predecessor's garbage."""
+    gc.collect()
     start = time.perf_counter()
     sim = Simulation(seed, nodes)
     if not checks:
@@ -218,7 +224,7 @@ def main() -> None:
         "--sizes",
         type=size,
         nargs="+",
-        default=[(20, 1_000), (200, 50)],
+        default=[(20, 2_000), (200, 2_000)],
         help="NODES:ORDERS pairs",
     )
     parser.add_argument("--seed", type=int, default=1)

@@ -171,11 +171,12 @@ class Ledger:
         entry_id: str,
         owner: str,
         asset: str,
-        amount: int,
+        amount: object,
         *,
         source: str = EXTERNAL_OWNER,
     ) -> Outcome:
         """Bring ``amount`` of ``asset`` in from the external account of ``source``."""
+        amount = check_amount("amount", amount)
         account = AccountKey(owner, AssetCode(asset))
         outside = AccountKey(source, AssetCode(asset))
         entry = Entry.transfer(entry_id, outside, account, amount)
@@ -186,12 +187,13 @@ class Ledger:
         entry_id: str,
         owner: str,
         asset: str,
-        amount: int,
+        amount: object,
         *,
         sink: str = EXTERNAL_OWNER,
         hold_id: str | None = None,
     ) -> Outcome:
         """Send ``amount`` of ``asset`` out to ``sink``, consuming ``hold_id`` if given."""
+        amount = check_amount("amount", amount)
         account = AccountKey(owner, AssetCode(asset))
         outside = AccountKey(sink, AssetCode(asset))
         entry = Entry.transfer(entry_id, account, outside, amount, hold_id)
@@ -294,8 +296,9 @@ class Ledger:
 
     # Holds --------------------------------------------------------------------
 
-    def place_hold(self, hold_id: str, account: AccountKey, amount: int) -> Hold:
+    def place_hold(self, hold_id: str, account: AccountKey, amount: object) -> Hold:
         """Reserve ``amount`` of the account's available under a new, unique ``hold_id``."""
+        amount = check_amount("amount", amount)
         hold = Hold(HoldId(hold_id), account, amount)
         if hold.hold_id in self._holds or hold.hold_id in self._ended_holds:
             raise LedgerError("hold_id", "duplicate_hold", f"hold {hold_id} was used before")
@@ -315,13 +318,16 @@ class Ledger:
         self._holds[hold.hold_id] = hold
         return hold
 
-    def release_hold(self, hold_id: str, amount: int | None = None) -> int:
-        """Give back ``amount`` (default: all that remains) of a hold; return the amount."""
+    def release_hold(self, hold_id: str, amount: object = None) -> int:
+        """Give back ``amount`` (default: all that remains) of a hold; return the amount.
+
+        Amounts are typed ``object`` here and in the other public methods and
+        checked first, so that a compiled ledger refuses a wrong type with the
+        same LedgerError as the pure one, not a TypeError."""
         check_name("hold_id", hold_id)
-        if amount is not None:
-            check_amount("amount", amount)
+        asked = None if amount is None else check_amount("amount", amount)
         hold = self._open_hold(HoldId(hold_id))
-        released = hold.amount if amount is None else amount
+        released = hold.amount if asked is None else asked
         _check_within_hold(hold, released)
         state = self._accounts[hold.account]
         self._set_held(hold.account, state, state.held - released)

@@ -133,6 +133,8 @@ class _PeerView:
     rtt_ms: int
     offset_ms: int = 0
     adverts: dict[int, Advert] = field(default_factory=dict)
+    by_book: dict[tuple[str, Side], dict[int, Advert]] = field(default_factory=dict)
+    """The same adverts by (product, side): routing reads only one side."""
     advert_versions_seen: set[int] = field(default_factory=set)
     advert_version_announced: int = 0
 
@@ -249,7 +251,13 @@ class NodeCore:
         if sender not in self.peers:
             self._count("dropped_unknown_sender")
             return []
-        return self._handle(ReceiveInput(sender, hlc, message), now)
+        # _handle, unrolled for the commonest input: a receive is always journaled.
+        event = ReceiveInput(sender, hlc, message)
+        journal = JournalEntry(now, event)
+        effects: list[Effect] = [Journal(journal)]
+        self._on_receive(event, now, effects)
+        self.journal.append(journal)
+        return effects
 
     def tick(self, now: Now) -> list[Effect]:
         return self._handle(TickInput(), now)
@@ -450,6 +458,7 @@ class NodeCore:
         order = working.order
         limit = self._limit_of(working)
         buy = order.side is Side.BUY
+        other_side = (order.product_id, Side.SELL if buy else Side.BUY)
         chosen: list[NodeId] = []
         advertised: list[tuple[int, Hlc, NodeId, int]] = []
         for peer, view in self.peers.items():
@@ -458,7 +467,10 @@ class NodeCore:
             if view.stale:
                 chosen.append(peer)
                 continue
-            for advert in view.adverts.values():
+            book = view.by_book.get(other_side)
+            if not book:
+                continue
+            for advert in book.values():
                 if _advert_crosses(advert, order.product_id, order.side, limit):
                     price_key = advert.price_ticks if buy else -advert.price_ticks
                     advertised.append((price_key, advert.priority, peer, advert.quantity_lots))
@@ -1012,10 +1024,13 @@ class NodeCore:
         current = view.adverts.get(message.order_ref)
         if current is not None and current.version > message.version:
             return  # an older advert overtaken by a newer one
+        book = view.by_book.setdefault((message.product_id, message.side), {})
         if message.quantity_lots:
             view.adverts[message.order_ref] = message
+            book[message.order_ref] = message
         else:
             view.adverts.pop(message.order_ref, None)
+            book.pop(message.order_ref, None)
 
     def _on_trade_print(
         self, sender: NodeId, message: Message, now: Now, out: list[Effect]

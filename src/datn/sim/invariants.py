@@ -48,7 +48,7 @@ class InvariantChecker:
         # Versions last checked; forgotten on restart, as a rebuilt node's
         # ledger and books count again from zero.
         self._ledger_seen: dict[NodeId, int] = {}
-        self._book_seen: dict[tuple[NodeId, str], int] = {}
+        self._book_seen: dict[NodeId, dict[str, int]] = {}
 
     def fail(self, text: str) -> None:
         raise InvariantError(f"seed {self.sim.seed}: {text}")
@@ -99,8 +99,7 @@ class InvariantChecker:
     def restarted(self, node_id: NodeId) -> None:
         self._generation[node_id] += 1
         self._ledger_seen.pop(node_id, None)
-        for key in [key for key in self._book_seen if key[0] == node_id]:
-            del self._book_seen[key]
+        self._book_seen.pop(node_id, None)
 
     # ------------------------------------------------------------- safety
 
@@ -119,11 +118,14 @@ class InvariantChecker:
             problems = core.ledger.check_invariants()
             if problems:
                 self.fail(f"{node_id} ledger: {'; '.join(problems)} (invariants 1, 2)")
+        seen = self._book_seen.get(node_id)
+        if seen is None:
+            seen = self._book_seen[node_id] = {}
         for product_id, book in core.books.items():
-            key = (node_id, product_id)
-            if self._book_seen.get(key) == book.version:
+            book_version = book.version
+            if seen.get(product_id) == book_version:
                 continue
-            self._book_seen[key] = book.version
+            seen[product_id] = book_version
             for side in (Side.BUY, Side.SELL):
                 for level in book.depth(side, 5):
                     if not 0 <= level.locked_lots <= level.quantity_lots:

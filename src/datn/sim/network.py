@@ -351,7 +351,8 @@ class Simulation:
         if not node.up or (self.blocked and frozenset((sender, receiver)) in self.blocked):
             return
         if type(payload) is Send:
-            now = self.now(receiver)
+            time_ms = self.time_ms
+            now = Now(time_ms + node.mono_offset_ms, WALL_EPOCH_MS + time_ms + node.skew_ms)
             self._apply(receiver, node.core.receive(sender, payload.hlc, payload.message, now))
             return
         assert isinstance(payload, bytes)
