@@ -84,3 +84,16 @@ def test_answers_to_a_broadcast_measure_the_round_trip_too() -> None:
     # A duplicate of the answer is not a second sample.
     alice.receive(b, answer.hlc, answer.message, Now(400, 400))
     assert alice.peers[b].rtt_ms == (7 * 20 + 100) // 8
+
+
+def test_a_gap_in_a_peers_advert_versions_marks_its_view_stale_until_filled() -> None:
+    from datn.protocol.node import _PeerView  # noqa: PLC0415
+
+    view = _PeerView(rtt_ms=20)
+    assert view.see_advert(1) and not view.stale
+    assert view.see_advert(3) and view.stale  # version 2 was lost or is late
+    assert not view.see_advert(3)  # a duplicate is not news
+    assert view.see_advert(2) and not view.stale
+    assert (view.adverts_seen_through, view.adverts_seen_above) == (3, set())
+    view.advert_version_announced = 5  # a heartbeat said 5 were sent
+    assert view.stale

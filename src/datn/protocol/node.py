@@ -133,15 +133,36 @@ class _PeerView:
     rtt_ms: int
     offset_ms: int = 0
     adverts: dict[int, Advert] = field(default_factory=dict)
-    by_book: dict[tuple[str, Side], dict[int, Advert]] = field(default_factory=dict)
-    """The same adverts by (product, side): routing reads only one side."""
-    advert_versions_seen: set[int] = field(default_factory=set)
+    bids: dict[str, dict[int, Advert]] = field(default_factory=dict)
+    asks: dict[str, dict[int, Advert]] = field(default_factory=dict)
+    """The same adverts by side and product: routing reads only one side."""
+    adverts_seen_through: int = 0
+    """Every advert version up to this one has arrived..."""
+    adverts_seen_above: set[int] = field(default_factory=set)
+    """...and these beyond it (a lost or late advert leaves a gap), so what a
+    node remembers per peer stays small however many adverts it received."""
     advert_version_announced: int = 0
 
     @property
     def stale(self) -> bool:
         """True when the peer announced adverts this node has not seen."""
-        return len(self.advert_versions_seen) < self.advert_version_announced
+        return self.adverts_seen_through < self.advert_version_announced
+
+    def see_advert(self, version: int) -> bool:
+        """Note that advert ``version`` arrived; False if it had already."""
+        if version <= self.adverts_seen_through or version in self.adverts_seen_above:
+            return False
+        above = self.adverts_seen_above
+        if version == self.adverts_seen_through + 1:
+            self.adverts_seen_through = version
+            while self.adverts_seen_through + 1 in above:
+                self.adverts_seen_through += 1
+                above.discard(self.adverts_seen_through)
+        else:
+            above.add(version)
+        if version > self.advert_version_announced:
+            self.advert_version_announced = version
+        return True
 
 
 @dataclass(slots=True)
@@ -458,7 +479,6 @@ class NodeCore:
         order = working.order
         limit = self._limit_of(working)
         buy = order.side is Side.BUY
-        other_side = (order.product_id, Side.SELL if buy else Side.BUY)
         chosen: list[NodeId] = []
         advertised: list[tuple[int, Hlc, NodeId, int]] = []
         for peer, view in self.peers.items():
@@ -467,7 +487,7 @@ class NodeCore:
             if view.stale:
                 chosen.append(peer)
                 continue
-            book = view.by_book.get(other_side)
+            book = (view.asks if buy else view.bids).get(order.product_id)
             if not book:
                 continue
             for advert in book.values():
@@ -1017,14 +1037,15 @@ class NodeCore:
     def _on_advert(self, sender: NodeId, message: Message, now: Now, out: list[Effect]) -> None:
         assert isinstance(message, Advert)
         view = self.peers[sender]
-        if message.version in view.advert_versions_seen:
+        if not view.see_advert(message.version):
             return
-        view.advert_versions_seen.add(message.version)
-        view.advert_version_announced = max(view.advert_version_announced, message.version)
         current = view.adverts.get(message.order_ref)
         if current is not None and current.version > message.version:
             return  # an older advert overtaken by a newer one
-        book = view.by_book.setdefault((message.product_id, message.side), {})
+        side = view.bids if message.side is Side.BUY else view.asks
+        book = side.get(message.product_id)
+        if book is None:
+            book = side[message.product_id] = {}
         if message.quantity_lots:
             view.adverts[message.order_ref] = message
             book[message.order_ref] = message
