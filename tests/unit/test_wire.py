@@ -6,8 +6,10 @@ test_wire_fuzz.py reuses them to build valid frames that it then damages.
 
 from __future__ import annotations
 
+import hashlib
 import typing
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,6 +20,8 @@ from datn.protocol.clock import Hlc
 from datn.protocol.messages import (
     Acceptance,
     Advert,
+    BondAnswer,
+    BondRequest,
     Confirmation,
     Heartbeat,
     Message,
@@ -27,6 +31,9 @@ from datn.protocol.messages import (
     PotentialTrades,
     Refusal,
     Release,
+    Statement,
+    StatementAnswer,
+    StatementProposal,
     TradePrint,
 )
 from datn.wire import (
@@ -53,9 +60,11 @@ from datn.wire import (
 from datn.wire.frame import HEADER_BYTES, MIN_FRAME_BYTES
 from datn.wire.keys import SIGNATURE_BYTES
 from datn.wire.limits import (
+    MAX_ASSETS_PER_STATEMENT,
     MAX_BATCH_ENVELOPES,
     MAX_FRAME_BYTES,
     MAX_INT64,
+    MAX_LOCKS_PER_STATEMENT,
     MAX_OFFERS_PER_REPLY,
     MAX_PRODUCT_ID_LENGTH,
     MAX_REASON_LENGTH,
@@ -66,6 +75,8 @@ BOB = NodeKey(bytes([2]) * 32)
 CAROL = NodeKey(bytes([3]) * 32)
 NOW = Hlc(1_764_000_000_000, 3)
 PRODUCT = "p1" + "ab" * 32  # the shape of a content-addressed product id
+LOW, HIGH = sorted([ALICE.node_id, BOB.node_id])
+HASH = hashlib.sha256(b"statement").hexdigest()
 
 # --- strategies -------------------------------------------------------------
 
@@ -79,13 +90,28 @@ product_ids = st.text(
     st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=80
 )
 reasons = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=64)
+reasons_or_none = st.just("") | reasons
 offers = st.builds(Offer, ids, ticks, lots, hlcs, positive_ms)
+amounts = st.integers(1, MAX_INT64)
+net_amounts = st.integers(-MAX_INT64, MAX_INT64).filter(bool)
+hex_64 = st.binary(min_size=32, max_size=32).map(bytes.hex)
+
+
+@st.composite
+def statements(draw: st.DrawFn) -> Statement:
+    low, high = sorted(draw(st.lists(hex_64, min_size=2, max_size=2, unique=True)))
+    lock_ids = tuple(sorted(draw(st.sets(ids, max_size=8))))
+    net = tuple(sorted(draw(st.dictionaries(product_ids, net_amounts, max_size=4)).items()))
+    return Statement(NodeId(low), NodeId(high), draw(ids), lock_ids, net)
+
 
 MESSAGE_STRATEGIES: dict[type, st.SearchStrategy[Message]] = {
     OrderBroadcast: st.builds(
         OrderBroadcast, ids, ids, product_ids, sides, lots, st.none() | ticks, st.booleans()
     ),
-    PotentialTrades: st.builds(PotentialTrades, ids, ids, st.lists(offers, max_size=4).map(tuple)),
+    PotentialTrades: st.builds(
+        PotentialTrades, ids, ids, st.lists(offers, max_size=4).map(tuple), reasons_or_none
+    ),
     Acceptance: st.builds(Acceptance, ids, lots),
     Release: st.builds(Release, ids),
     Confirmation: st.builds(Confirmation, ids, ids, product_ids, sides, ticks, lots),
@@ -95,6 +121,10 @@ MESSAGE_STRATEGIES: dict[type, st.SearchStrategy[Message]] = {
     ),
     TradePrint: st.builds(TradePrint, product_ids, ticks, lots, hlcs),
     Heartbeat: st.builds(Heartbeat, ids, st.none() | ids, ids, ids),
+    BondRequest: st.builds(BondRequest, ids, product_ids, amounts, st.booleans()),
+    BondAnswer: st.builds(BondAnswer, ids, reasons_or_none),
+    StatementProposal: st.builds(StatementProposal, statements()),
+    StatementAnswer: st.builds(StatementAnswer, ids, hex_64, reasons_or_none),
 }
 messages = st.one_of(*MESSAGE_STRATEGIES.values())
 
@@ -143,6 +173,12 @@ def typical(kind: type) -> Message:
         Advert: Advert(lock, PRODUCT, Side.SELL, 5_000, 100, NOW, 12),
         TradePrint: TradePrint(PRODUCT, 5_000, 100, NOW),
         Heartbeat: Heartbeat(123_456_789, 123_456_000, 1_764_000_000_000, 12),
+        BondRequest: BondRequest(lock, "USD", 5_000_000, False),
+        BondAnswer: BondAnswer(lock, ""),
+        StatementProposal: StatementProposal(
+            Statement(LOW, HIGH, 42, (lock, lock + 7), (("USD", -500_000), (PRODUCT, 100)))
+        ),
+        StatementAnswer: StatementAnswer(42, HASH, ""),
     }[kind]
 
 
@@ -171,8 +207,43 @@ def test_largest_values_round_trip() -> None:
         Refusal(0, "x" * MAX_REASON_LENGTH),
         TradePrint("P" * MAX_PRODUCT_ID_LENGTH, 1, 1, Hlc(0, 0)),
         Advert(0, "P", Side.BUY, 1, 0, Hlc(0, 0), 0),
+        PotentialTrades(0, 0, (), "q" * MAX_REASON_LENGTH),
+        BondRequest(MAX_INT64, "A" * MAX_PRODUCT_ID_LENGTH, MAX_INT64, True),
+        BondRequest(0, "A", 1, False),
+        BondAnswer(MAX_INT64, "r" * MAX_REASON_LENGTH),
+        StatementAnswer(MAX_INT64, "f" * 64, "r" * MAX_REASON_LENGTH),
+        StatementAnswer(0, "0" * 64, ""),
+        StatementProposal(Statement(NodeId("0" * 64), NodeId("0" * 63 + "1"), 0, (), ())),
+        StatementProposal(largest_statement()),
     ):
         assert decode_message(encode_message(message)) == message
+        assert open_frame(seal(ALICE, one(message))) == one(message)
+
+
+def largest_statement() -> Statement:
+    """As many lock ids and assets as a statement may hold; the ids are small, as
+    10,000 random 64-bit ids would not fit one frame."""
+    lock_ids = (*range(MAX_LOCKS_PER_STATEMENT - 1), MAX_INT64)
+    net = tuple(
+        (f"{i:02d}" + "A" * (MAX_PRODUCT_ID_LENGTH - 2), MAX_INT64 if i % 2 else -MAX_INT64)
+        for i in range(MAX_ASSETS_PER_STATEMENT)
+    )
+    return Statement(NodeId("0" * 64), NodeId("f" * 64), MAX_INT64, lock_ids, net)
+
+
+def statement(
+    low: str = LOW,
+    high: str = HIGH,
+    cycle: int = 1,
+    lock_ids: tuple[int, ...] = (1, 2),
+    net: tuple[tuple[str, int], ...] = (("USD", 5),),
+) -> StatementProposal:
+    return StatementProposal(Statement(NodeId(low), NodeId(high), cycle, lock_ids, net))
+
+
+def test_a_reply_from_before_limited_existed_still_decodes() -> None:
+    old = msgspec.msgpack.encode([2, 7, 0, []])
+    assert decode_message(old) == PotentialTrades(7, 0, (), "")
 
 
 @pytest.mark.parametrize(
@@ -195,9 +266,43 @@ def test_largest_values_round_trip() -> None:
         PotentialTrades(1, 0, (Offer(1, 1, 1, NOW, 0),)),
         TradePrint(PRODUCT, 1, 1, Hlc(-1, 0)),
         Heartbeat(0, -5, 0, 0),
+        PotentialTrades(1, 0, (), "limited\n"),
+        PotentialTrades(1, 0, (), "q" * (MAX_REASON_LENGTH + 1)),
+        BondRequest(1, "USD", 0, False),
+        BondRequest(1, "USD", -5, True),
+        BondRequest(1, "USD", MAX_INT64 + 1, False),
+        BondRequest(1, "", 5, False),
+        BondRequest(1, "US D", 5, False),
+        BondRequest(1, "USD", 5, 1),  # type: ignore[arg-type]
+        BondRequest(True, "USD", 5, False),
+        BondAnswer(1, "r" * (MAX_REASON_LENGTH + 1)),
+        BondAnswer(-1, ""),
+        StatementAnswer(1, HASH.upper(), ""),
+        StatementAnswer(1, HASH[:-1], ""),
+        StatementAnswer(1, HASH + "0", ""),
+        StatementAnswer(1, "", ""),
+        StatementAnswer(True, HASH, ""),
+        statement(low=HIGH, high=LOW),
+        statement(high=LOW),
+        statement(low="n000", high="n001"),
+        statement(low=LOW.upper()),
+        statement(cycle=-1),
+        statement(lock_ids=(2, 1)),
+        statement(lock_ids=(1, 1)),
+        statement(lock_ids=(True, 2)),
+        statement(lock_ids=(-1, 2)),
+        statement(lock_ids=tuple(range(MAX_LOCKS_PER_STATEMENT + 1))),
+        statement(net=(("USD", 0),)),
+        statement(net=(("USD", 1), ("EUR", 1))),
+        statement(net=(("USD", 1), ("USD", 2))),
+        statement(net=(("", 1),)),
+        statement(net=(("USD", -MAX_INT64 - 1),)),
+        statement(net=(("USD", MAX_INT64 + 1),)),
+        statement(net=(("USD", 1, 2),)),  # type: ignore[arg-type]
+        statement(net=tuple((f"A{i:02d}", 1) for i in range(MAX_ASSETS_PER_STATEMENT + 1))),
         "not a message",
     ],
-    ids=repr,
+    ids=lambda message: repr(message)[:100],
 )
 def test_out_of_range_messages_are_refused_at_the_sender(message: Message) -> None:
     with pytest.raises(LocalProtocolError) as error:
@@ -205,6 +310,81 @@ def test_out_of_range_messages_are_refused_at_the_sender(message: Message) -> No
     assert error.value.code == "bad_message"
     with pytest.raises(LocalProtocolError):
         seal(ALICE, one(message))
+
+
+def raw_statement(**fields: object) -> list[object]:
+    """A statement proposal as a peer could encode it, with ``fields`` replaced."""
+    base: dict[str, object] = {
+        "low": LOW,
+        "high": HIGH,
+        "cycle": 1,
+        "lock_ids": [1, 2],
+        "net": [["USD", 5]],
+    }
+    return [12, list({**base, **fields}.values())]
+
+
+@pytest.mark.parametrize(
+    ("sent", "code"),
+    [
+        pytest.param([10, 1, "USD", 0, False], "malformed", id="bond-zero"),
+        pytest.param([10, 1, "USD", MAX_INT64 + 1, False], "malformed", id="bond-too-large"),
+        pytest.param([10, 1, "", 5, False], "malformed", id="bond-empty-asset"),
+        pytest.param([10, 1, "USD", 5, 1], "malformed", id="bond-int-for-bool"),
+        pytest.param([10, True, "USD", 5, False], "malformed", id="bond-bool-for-id"),
+        pytest.param([10, 1, "USD", 5], "malformed", id="bond-short"),
+        pytest.param([10, 1, "USD", 5, False, 0], "malformed", id="bond-long"),
+        pytest.param([11, 1, "r" * (MAX_REASON_LENGTH + 1)], "malformed", id="answer-reason"),
+        pytest.param([11, 1, None], "malformed", id="answer-no-reason"),
+        pytest.param([13, 1, HASH.upper(), ""], "malformed", id="hash-upper"),
+        pytest.param([13, 1, HASH + "\n", ""], "malformed", id="hash-newline"),
+        pytest.param([13, 1, HASH[:-1], ""], "malformed", id="hash-short"),
+        pytest.param([13, 1, bytes.fromhex(HASH), ""], "malformed", id="hash-bytes"),
+        pytest.param([2, 1, 0, [], "a\tb"], "malformed", id="limited-tab"),
+        pytest.param([2, 1, 0, [], "", ""], "malformed", id="reply-long"),
+        pytest.param(raw_statement(low="n000", high="n001"), "malformed", id="sim-ids"),
+        pytest.param(raw_statement(cycle=True), "malformed", id="bool-cycle"),
+        pytest.param(
+            raw_statement(lock_ids=list(range(MAX_LOCKS_PER_STATEMENT + 1))),
+            "malformed",
+            id="too-many-locks",
+        ),
+        pytest.param(
+            raw_statement(net=[[f"A{i:02d}", 1] for i in range(MAX_ASSETS_PER_STATEMENT + 1)]),
+            "malformed",
+            id="too-many-assets",
+        ),
+        pytest.param(raw_statement(net=[["USD", -(2**63)]]), "malformed", id="net-min"),
+        pytest.param(raw_statement(net=[["USD"]]), "malformed", id="net-short-pair"),
+        pytest.param(raw_statement(net={"USD": 5}), "malformed", id="net-map"),
+        pytest.param(raw_statement(low=HIGH, high=LOW), "bad_statement", id="low-above-high"),
+        pytest.param(raw_statement(high=LOW), "bad_statement", id="low-is-high"),
+        pytest.param(raw_statement(lock_ids=[2, 1]), "bad_statement", id="unsorted-locks"),
+        pytest.param(raw_statement(lock_ids=[1, 1]), "bad_statement", id="repeated-lock"),
+        pytest.param(raw_statement(net=[["USD", 0]]), "bad_statement", id="zero-net"),
+        pytest.param(
+            raw_statement(net=[["USD", 1], ["EUR", 1]]), "bad_statement", id="unsorted-assets"
+        ),
+        pytest.param(
+            raw_statement(net=[["USD", 1], ["USD", -1]]), "bad_statement", id="repeated-asset"
+        ),
+    ],
+)
+def test_bad_values_from_a_peer_are_refused(sent: list[object], code: str) -> None:
+    data = msgspec.msgpack.encode(sent)
+    with pytest.raises(RemoteProtocolError) as error:
+        decode_message(data)
+    assert error.value.code == code
+    # The same message in a frame a known peer signed.
+    body = msgspec.msgpack.encode([[1, [NOW.wall_ms, NOW.logical], sent]])
+    with pytest.raises(RemoteProtocolError) as error:
+        open_frame(sign_frame(ALICE, BOB.node_id, body))
+    assert error.value.code == code
+
+
+def test_the_valid_raw_statement_is_accepted() -> None:
+    """The base the refusals above each change in one place."""
+    assert decode_message(msgspec.msgpack.encode(raw_statement())) == statement()
 
 
 def test_oversized_message_bytes_are_refused_before_parsing() -> None:

@@ -41,11 +41,15 @@ class Offer(Value, frozen=True):
 
 
 class PotentialTrades(Value, frozen=True):
-    """Holder -> originator: the answer to one broadcast round (maybe empty)."""
+    """Holder -> originator: the answer to one broadcast round (maybe empty).
+    ``limited`` says why the holder offered less than it could have, or
+    nothing: a quota or cap of the originator's (``""`` when nothing held
+    it back)."""
 
     request_id: int
     round: int
     offers: tuple[Offer, ...]
+    limited: str = ""
 
 
 class Acceptance(Value, frozen=True):
@@ -114,6 +118,52 @@ class Heartbeat(Value, frozen=True):
     advert_version: int
 
 
+class BondRequest(Value, frozen=True):
+    """Poster -> holder: hold ``amount`` of ``asset`` as my bond with you, or,
+    with ``withdraw``, give that much back. ``bond_id`` is random per request;
+    a retry repeats it and gets the same answer."""
+
+    bond_id: int
+    asset: str
+    amount: int
+    withdraw: bool
+
+
+class BondAnswer(Value, frozen=True):
+    """Holder -> poster: the recorded answer to a bond request. An empty
+    ``reason`` means done: the holder has booked it."""
+
+    bond_id: int
+    reason: str
+
+
+class Statement(Value, frozen=True):
+    """What two peers settle in one cycle: the trades (by lock id) and, per
+    asset, what ``low`` owes ``high`` (negative: what it is owed), where
+    ``low`` is the lower of the two node ids."""
+
+    low: NodeId
+    high: NodeId
+    cycle: int
+    lock_ids: tuple[int, ...]
+    net: tuple[tuple[str, int], ...]
+
+
+class StatementProposal(Value, frozen=True):
+    """Lower id -> higher id: settle this statement."""
+
+    statement: Statement
+
+
+class StatementAnswer(Value, frozen=True):
+    """Higher id -> lower id: the hash of the statement it computed for the
+    cycle; an empty ``reason`` means they matched and it moved the amounts."""
+
+    cycle: int
+    statement_hash: str
+    reason: str
+
+
 Message = (
     OrderBroadcast
     | PotentialTrades
@@ -124,4 +174,8 @@ Message = (
     | Advert
     | TradePrint
     | Heartbeat
+    | BondRequest
+    | BondAnswer
+    | StatementProposal
+    | StatementAnswer
 )

@@ -3,12 +3,17 @@
 The protocol core knows only its frozen dataclasses; this module maps each to
 its wire struct and back, and owns the one rule of decoding here: every
 failure, whatever the library raised, becomes a :class:`RemoteProtocolError`.
+The few rules that relate one field to another (the order of a settlement
+statement's ids and assets, its non-zero nets) are beyond the schema's types
+and checked here, both ways; a peer that breaks them gets ``bad_statement``.
 Encoding checks its own output with the decoder a peer will use, so a message
 we built out of range fails here, as our bug, and never reaches the peer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from itertools import pairwise
 from typing import Final, TypeVar
 
 import msgspec
@@ -18,14 +23,20 @@ from datn.protocol.clock import Hlc
 from datn.protocol.messages import (
     Acceptance,
     Advert,
+    BondAnswer,
+    BondRequest,
     Confirmation,
     Heartbeat,
     Message,
+    NodeId,
     Offer,
     OrderBroadcast,
     PotentialTrades,
     Refusal,
     Release,
+    Statement,
+    StatementAnswer,
+    StatementProposal,
     TradePrint,
 )
 from datn.wire.errors import LocalProtocolError, RemoteProtocolError
@@ -33,6 +44,8 @@ from datn.wire.limits import MAX_FRAME_BYTES
 from datn.wire.schema import (
     WireAcceptance,
     WireAdvert,
+    WireBondAnswer,
+    WireBondRequest,
     WireConfirmation,
     WireHeartbeat,
     WireHlc,
@@ -43,10 +56,14 @@ from datn.wire.schema import (
     WireRefusal,
     WireRelease,
     WireSide,
+    WireStatement,
+    WireStatementAnswer,
+    WireStatementProposal,
     WireTradePrint,
 )
 
 T = TypeVar("T")
+Ordered = TypeVar("Ordered", int, str)
 
 _ENCODER: Final = msgspec.msgpack.Encoder()
 _MESSAGE_DECODER: Final = msgspec.msgpack.Decoder(WireMessage)
@@ -94,7 +111,7 @@ def to_wire(message: Message) -> WireMessage:
             return _broadcast_to_wire(message)
         case PotentialTrades():
             offers = tuple(_offer_to_wire(offer) for offer in message.offers)
-            return WirePotentialTrades(message.request_id, message.round, offers)
+            return WirePotentialTrades(message.request_id, message.round, offers, message.limited)
         case Acceptance():
             return WireAcceptance(message.lock_id, message.quantity_lots)
         case Release():
@@ -109,6 +126,14 @@ def to_wire(message: Message) -> WireMessage:
             return _print_to_wire(message)
         case Heartbeat():
             return _heartbeat_to_wire(message)
+        case BondRequest():
+            return _bond_request_to_wire(message)
+        case BondAnswer():
+            return WireBondAnswer(message.bond_id, message.reason)
+        case StatementProposal():
+            return WireStatementProposal(_statement_to_wire(message.statement))
+        case StatementAnswer():
+            return WireStatementAnswer(message.cycle, message.statement_hash, message.reason)
     raise LocalProtocolError("bad_message", f"not a peer message: {type(message).__name__}")
 
 
@@ -119,7 +144,7 @@ def from_wire(wire: WireMessage) -> Message:
             return _broadcast_from_wire(wire)
         case WirePotentialTrades():
             offers = tuple(_offer_from_wire(offer) for offer in wire.offers)
-            return PotentialTrades(wire.request_id, wire.round, offers)
+            return PotentialTrades(wire.request_id, wire.round, offers, wire.limited)
         case WireAcceptance():
             return Acceptance(wire.lock_id, wire.quantity_lots)
         case WireRelease():
@@ -136,6 +161,14 @@ def from_wire(wire: WireMessage) -> Message:
             return Heartbeat(
                 wire.sent_mono_ms, wire.echo_mono_ms, wire.wall_ms, wire.advert_version
             )
+        case WireBondRequest():
+            return BondRequest(wire.bond_id, wire.asset, wire.amount, wire.withdraw)
+        case WireBondAnswer():
+            return BondAnswer(wire.bond_id, wire.reason)
+        case WireStatementProposal():
+            return StatementProposal(_statement_from_wire(wire.statement))
+        case WireStatementAnswer():
+            return StatementAnswer(wire.cycle, wire.statement_hash, wire.reason)
 
 
 def hlc_to_wire(hlc: Hlc) -> WireHlc:
@@ -216,3 +249,46 @@ def _print_from_wire(w: WireTradePrint) -> TradePrint:
 
 def _heartbeat_to_wire(m: Heartbeat) -> WireHeartbeat:
     return WireHeartbeat(m.sent_mono_ms, m.echo_mono_ms, m.wall_ms, m.advert_version)
+
+
+def _bond_request_to_wire(m: BondRequest) -> WireBondRequest:
+    return WireBondRequest(m.bond_id, m.asset, m.amount, m.withdraw)
+
+
+def _statement_to_wire(m: Statement) -> WireStatement:
+    try:
+        fault = _statement_fault(m.low, m.high, m.lock_ids, m.net)
+    except (TypeError, ValueError):
+        # Fields of the wrong type or shape: the decoder check in encoding
+        # refuses them, and says which.
+        fault = None
+    if fault is not None:
+        raise LocalProtocolError("bad_message", fault)
+    return WireStatement(m.low, m.high, m.cycle, m.lock_ids, m.net)
+
+
+def _statement_from_wire(w: WireStatement) -> Statement:
+    fault = _statement_fault(w.low, w.high, w.lock_ids, w.net)
+    if fault is not None:
+        raise RemoteProtocolError("bad_statement", fault)
+    return Statement(NodeId(w.low), NodeId(w.high), w.cycle, w.lock_ids, w.net)
+
+
+def _statement_fault(
+    low: str, high: str, lock_ids: tuple[int, ...], net: tuple[tuple[str, int], ...]
+) -> str | None:
+    """What breaks the rules between a statement's fields, or None. Types and
+    ranges are the schema's business, checked before or after this."""
+    if not low < high:
+        return "low must be the lower node id"
+    if not _strictly_increasing(lock_ids):
+        return "lock ids must be strictly increasing"
+    if not _strictly_increasing(asset for asset, _ in net):
+        return "assets must be strictly increasing"
+    if not all(amount for _, amount in net):
+        return "a net amount must not be zero"
+    return None
+
+
+def _strictly_increasing(values: Iterable[Ordered]) -> bool:
+    return all(a < b for a, b in pairwise(values))

@@ -9,7 +9,7 @@ to blame the peer. Both carry a machine-readable ``code``; the codes are:
 
 - remote: ``frame_too_large``, ``frame_too_short``, ``unsupported_version``,
   ``bad_signature``, ``malformed``, ``unknown_sender``, ``wrong_sender``,
-  ``wrong_receiver``, ``replayed``, ``seq_beyond_window``;
+  ``wrong_receiver``, ``replayed``, ``seq_beyond_window``, ``bad_statement``;
 - local: ``bad_seed``, ``bad_node_id``, ``bad_message``, ``wrong_key``,
   ``empty_batch``, ``too_many_envelopes``, ``mixed_link``, ``frame_too_large``,
   ``seq_exhausted``.

@@ -27,6 +27,14 @@ MAX_PRODUCT_ID_LENGTH: Final = 80
 MAX_REASON_LENGTH: Final = 64
 """Longest refusal reason; reasons are short machine-readable codes."""
 
+MAX_LOCKS_PER_STATEMENT: Final = 10_000
+"""Most trades (lock ids) one settlement statement covers. A random lock id
+takes 9 bytes on the wire, so a frame has room for only about 7,000 of them:
+a statement of random ids meets the frame limit before this one."""
+
+MAX_ASSETS_PER_STATEMENT: Final = 64
+"""Most assets one settlement statement nets."""
+
 REPLAY_WINDOW: Final = 1024
 """How far above the highest contiguous sequence number an inbound link accepts
 (and so remembers) out-of-order envelopes."""

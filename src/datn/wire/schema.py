@@ -18,8 +18,11 @@ from typing import Annotated, Final
 import msgspec
 
 from datn.domain.limits import MAX_PRICE_TICKS, MAX_QUANTITY_LOTS
+from datn.wire.keys import PUBLIC_KEY_BYTES
 from datn.wire.limits import (
+    MAX_ASSETS_PER_STATEMENT,
     MAX_INT64,
+    MAX_LOCKS_PER_STATEMENT,
     MAX_OFFERS_PER_REPLY,
     MAX_PRODUCT_ID_LENGTH,
     MAX_REASON_LENGTH,
@@ -29,6 +32,11 @@ from datn.wire.limits import (
 # trailing newline.
 _PRINTABLE_NO_SPACE: Final = r"^[!-~]+\Z"
 _PRINTABLE: Final = r"^[ -~]+\Z"
+_PRINTABLE_OR_EMPTY: Final = r"^[ -~]*\Z"
+# A node id is its public key in lowercase hex, as ``keys`` requires of every
+# id in a frame header; a SHA-256 hash is written the same way.
+_NODE_ID: Final = rf"^[0-9a-f]{{{2 * PUBLIC_KEY_BYTES}}}\Z"
+_SHA256_HEX: Final = r"^[0-9a-f]{64}\Z"
 
 Id = Annotated[int, msgspec.Meta(ge=0, le=MAX_INT64)]
 Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_INT64)]
@@ -47,6 +55,18 @@ ProductId = Annotated[
 Reason = Annotated[
     str, msgspec.Meta(min_length=1, max_length=MAX_REASON_LENGTH, pattern=_PRINTABLE)
 ]
+# Where the protocol says "no reason" with an empty string.
+ReasonOrEmpty = Annotated[
+    str, msgspec.Meta(max_length=MAX_REASON_LENGTH, pattern=_PRINTABLE_OR_EMPTY)
+]
+# An asset is a currency code or a product id, so it is bounded like a product id.
+AssetCode = ProductId
+Amount = Annotated[int, msgspec.Meta(ge=1, le=MAX_INT64)]
+# Symmetric, so that the other side's view of a net (its negation) fits too.
+# Zero is in range here; codec refuses it, as no net entry is ever zero.
+SignedAmount = Annotated[int, msgspec.Meta(ge=-MAX_INT64, le=MAX_INT64)]
+NodeIdText = Annotated[str, msgspec.Meta(pattern=_NODE_ID)]
+Sha256Hex = Annotated[str, msgspec.Meta(pattern=_SHA256_HEX)]
 
 
 class WireSide(enum.IntEnum):
@@ -88,6 +108,8 @@ class WirePotentialTrades(_Wire, frozen=True, tag=2):
     request_id: Id
     round: Count
     offers: Annotated[tuple[WireOffer, ...], msgspec.Meta(max_length=MAX_OFFERS_PER_REPLY)]
+    # Appended later, with a default: a reply sent without it still decodes.
+    limited: ReasonOrEmpty = ""
 
 
 class WireAcceptance(_Wire, frozen=True, tag=3):
@@ -137,6 +159,42 @@ class WireHeartbeat(_Wire, frozen=True, tag=9):
     advert_version: Count
 
 
+class WireBondRequest(_Wire, frozen=True, tag=10):
+    bond_id: Id
+    asset: AssetCode
+    amount: Amount
+    withdraw: bool
+
+
+class WireBondAnswer(_Wire, frozen=True, tag=11):
+    bond_id: Id
+    reason: ReasonOrEmpty
+
+
+class WireStatement(_Wire, frozen=True):
+    """Constraints between fields (low below high, lock ids and assets strictly
+    increasing, no zero net) are beyond these types; codec checks them."""
+
+    low: NodeIdText
+    high: NodeIdText
+    cycle: Count
+    lock_ids: Annotated[tuple[Id, ...], msgspec.Meta(max_length=MAX_LOCKS_PER_STATEMENT)]
+    net: Annotated[
+        tuple[tuple[AssetCode, SignedAmount], ...],
+        msgspec.Meta(max_length=MAX_ASSETS_PER_STATEMENT),
+    ]
+
+
+class WireStatementProposal(_Wire, frozen=True, tag=12):
+    statement: WireStatement
+
+
+class WireStatementAnswer(_Wire, frozen=True, tag=13):
+    cycle: Count
+    statement_hash: Sha256Hex
+    reason: ReasonOrEmpty
+
+
 WireMessage = (
     WireOrderBroadcast
     | WirePotentialTrades
@@ -147,6 +205,10 @@ WireMessage = (
     | WireAdvert
     | WireTradePrint
     | WireHeartbeat
+    | WireBondRequest
+    | WireBondAnswer
+    | WireStatementProposal
+    | WireStatementAnswer
 )
 
 
