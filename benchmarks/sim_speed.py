@@ -73,8 +73,8 @@ def simulate(seed: int, nodes: int, orders: int, checks: bool) -> Run:
         sim.checker.after_event = _skip  # type: ignore[method-assign]
     sim.fund()
     duration_ms = max(1_000, orders * 20)
-    sim.schedule_flow(orders, duration_ms)
-    sim.run(until_ms=duration_ms)
+    end_ms = sim.schedule_flow(orders, duration_ms)
+    sim.run(until_ms=end_ms)
     sim.heal()
     sim.settle()
     sim.check_final()

@@ -20,6 +20,7 @@ A, B = NodeId("a"), NodeId("b")
 TRADER = "trader-alice"
 OWNER = f"trader:{TRADER}"
 CONFIG = NodeConfig(RiskConfig(listed_products=frozenset({XYZ.product_id})))
+BOND = 10_000_000
 
 
 class Pair:
@@ -36,6 +37,11 @@ class Pair:
         for node_id, node in self.nodes.items():
             self.apply(node_id, node.deposit(TRADER, USD.code, 10_000_000, self.now()))
             self.apply(node_id, node.deposit(TRADER, XYZ.product_id, 1_000, self.now()))
+            # Each posts a bond with the other: no holder offers locks without one.
+            self.apply(node_id, node.fund(USD.code, BOND, self.now()))
+            peer = B if node_id == A else A
+            self.apply(node_id, node.post_bond(peer, BOND, self.now()))
+        self.deliver()
 
     def now(self) -> Now:
         return Now(self.mono, self.mono)

@@ -30,6 +30,22 @@ class DepositInput(Value, frozen=True):
     amount: int
 
 
+class FundInput(Value, frozen=True):
+    """The operator adds ``amount`` of ``asset`` to the node's own capital."""
+
+    asset: str
+    amount: int
+
+
+class BondInput(Value, frozen=True):
+    """The operator posts ``amount`` more bond with ``peer``, or, with
+    ``withdraw``, asks for that much of it back."""
+
+    peer: NodeId
+    amount: int
+    withdraw: bool
+
+
 class ReceiveInput(Value, frozen=True):
     sender: NodeId
     hlc: Hlc
@@ -44,7 +60,16 @@ class RestartInput(Value, frozen=True):
     """The node came back up: every lock it held before is void."""
 
 
-Input = PlaceInput | CancelInput | DepositInput | ReceiveInput | TickInput | RestartInput
+Input = (
+    PlaceInput
+    | CancelInput
+    | DepositInput
+    | FundInput
+    | BondInput
+    | ReceiveInput
+    | TickInput
+    | RestartInput
+)
 
 
 class JournalEntry(Value, frozen=True):

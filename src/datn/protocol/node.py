@@ -33,17 +33,22 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from datn.book import BookError, Fill, OrderBook, Reentry
+from datn.clearing.config import ClearingConfig
+from datn.clearing.exposure import exposure, exposure_cap, marked_value, obligations
+from datn.clearing.quota import AcceptanceRatio, TokenBucket, lock_quota
 from datn.domain import AssetCode, DomainError, Order, OrderType, ProductSpec, Side, TimeInForce
-from datn.ledger import UNBOUNDED, AccountKey, Ledger
+from datn.ledger import UNBOUNDED, AccountKey, Entry, EntryId, HoldId, HoldUse, Ledger, Posting
 from datn.protocol.booking import trade_entry
 from datn.protocol.clock import Hlc, HybridClock, Now
 from datn.protocol.effects import (
     Accepted,
+    BondInput,
     CancelInput,
     DepositInput,
     Done,
     Effect,
     Executed,
+    FundInput,
     Input,
     Journal,
     JournalEntry,
@@ -61,6 +66,8 @@ from datn.protocol.effects import (
 from datn.protocol.messages import (
     Acceptance,
     Advert,
+    BondAnswer,
+    BondRequest,
     Confirmation,
     Heartbeat,
     Message,
@@ -106,6 +113,7 @@ class NodeConfig:
     default_rtt_ms: int = 20
     max_rounds: int = 3
     targeted_routing: bool = True
+    clearing: ClearingConfig = field(default_factory=ClearingConfig)
 
     def __post_init__(self) -> None:
         if not 0 < self.collection_window_ms < self.lock_ttl_ms:
@@ -128,6 +136,26 @@ def peer_owner(node_id: str) -> str:
     return f"peer:{node_id}"
 
 
+CAPITAL_OWNER: Final = "node:capital"
+"""The node's own money: what it posts as bond comes from here."""
+
+
+def bond_posted_owner(node_id: str) -> str:
+    """The bond this node posted with ``node_id``: its own cash, pledged there."""
+    return f"bond-posted:{node_id}"
+
+
+def bond_held_owner(node_id: str) -> str:
+    """The bond ``node_id`` posted with this node, as owed back to it
+    (negative). It mirrors that peer's ``bond-posted`` account here."""
+    return f"bond-held:{node_id}"
+
+
+def collateral_owner(node_id: str) -> str:
+    """Where this node keeps the cash a peer posted with it as bond."""
+    return f"collateral:{node_id}"
+
+
 @dataclass(slots=True)
 class _PeerView:
     rtt_ms: int
@@ -142,6 +170,21 @@ class _PeerView:
     """...and these beyond it (a lost or late advert leaves a gap), so what a
     node remembers per peer stays small however many adverts it received."""
     advert_version_announced: int = 0
+    # Clearing (DESIGN.md section 7).
+    bond_posted: int = 0
+    """What this node posted with the peer, as the peer acknowledged."""
+    bond_held: int = 0
+    """What the peer posted with this node."""
+    bond_requests: dict[int, BondRequest] = field(default_factory=dict)
+    """This node's bond requests the peer has not answered yet."""
+    bond_resend_mono_ms: int = 0
+    bond_answers: dict[int, BondAnswer] = field(default_factory=dict)
+    """Answers this node gave the peer's bond requests, repeated on retries."""
+    lock_notional: int = 0
+    lock_count: int = 0
+    """The locks this node holds open for the peer, as originator."""
+    broadcasts: TokenBucket | None = None
+    ratio: AcceptanceRatio | None = None
 
     @property
     def stale(self) -> bool:
@@ -160,8 +203,7 @@ class _PeerView:
                 above.discard(self.adverts_seen_through)
         else:
             above.add(version)
-        if version > self.advert_version_announced:
-            self.advert_version_announced = version
+        self.advert_version_announced = max(self.advert_version_announced, version)
         return True
 
 
@@ -217,6 +259,7 @@ class _Lock:
     order_id: int
     quantity_lots: int
     expires_mono_ms: int
+    notional: int = 0
 
 
 class NodeCore:
@@ -256,6 +299,11 @@ class NodeCore:
         self._next_heartbeat_ms: int | None = None
         self._probe_queue: deque[NodeId] = deque(self.peers)
         self._peer_accounts: set[NodeId] = set()
+        assets = {p.product_id for p in self.products.values()}
+        assets.update(p.quote_currency for p in self.products.values())
+        self._asset_codes: tuple[str, ...] = tuple(sorted(assets))
+        self._bonds_waiting: dict[NodeId, None] = {}
+        """Peers with unanswered bond requests, in a replayable order."""
 
     # ================================================================ inputs
 
@@ -267,6 +315,18 @@ class NodeCore:
 
     def deposit(self, trader_id: str, asset: str, amount: int, now: Now) -> list[Effect]:
         return self._handle(DepositInput(trader_id, asset, amount), now)
+
+    def fund(self, asset: str, amount: int, now: Now) -> list[Effect]:
+        """Add to the node's own capital, from which it posts bonds."""
+        return self._handle(FundInput(asset, amount), now)
+
+    def post_bond(self, peer: NodeId, amount: int, now: Now) -> list[Effect]:
+        """Post ``amount`` more of the bond asset with ``peer``."""
+        return self._handle(BondInput(peer, amount, False), now)
+
+    def withdraw_bond(self, peer: NodeId, amount: int, now: Now) -> list[Effect]:
+        """Ask ``peer`` to give back ``amount`` of the bond posted with it."""
+        return self._handle(BondInput(peer, amount, True), now)
 
     def receive(self, sender: NodeId, hlc: Hlc, message: Message, now: Now) -> list[Effect]:
         if sender not in self.peers:
@@ -354,6 +414,39 @@ class NodeCore:
             self._new_id("deposit"), trader_owner(event.trader_id), event.asset, event.amount
         )
 
+    def _on_fund(self, event: Input, now: Now, out: list[Effect]) -> None:
+        assert isinstance(event, FundInput)
+        self.ledger.deposit(self._new_id("fund"), CAPITAL_OWNER, event.asset, event.amount)
+
+    def _on_bond(self, event: Input, now: Now, out: list[Effect]) -> None:
+        """Ask a peer to hold more bond, or to give some back. Posting holds
+        the capital until the peer answers; both sides book only then."""
+        assert isinstance(event, BondInput)
+        view = self.peers.get(event.peer)
+        if view is None or event.amount <= 0:
+            self._count("bond_request_invalid")
+            return
+        asset = self.config.clearing.bond_asset
+        bond_id = self._random_id("bond", len(self.journal), self._counter)
+        self._counter += 1
+        if event.withdraw:
+            asked = sum(r.amount for r in view.bond_requests.values() if r.withdraw)
+            if event.amount > view.bond_posted - asked:
+                self._count("bond_withdraw_beyond_posted")
+                return
+        else:
+            capital = AccountKey(CAPITAL_OWNER, AssetCode(asset))
+            if self.ledger.available(capital) < event.amount:
+                self._count("bond_post_without_capital")
+                return
+            self.ledger.place_hold(f"bond:{bond_id}", capital, event.amount)
+        request = BondRequest(bond_id, asset, event.amount, event.withdraw)
+        view.bond_requests[bond_id] = request
+        self._bonds_waiting[event.peer] = None
+        self._send(event.peer, request, now, out)
+        view.bond_resend_mono_ms = now.mono_ms + self.config.clearing.bond_resend_ms
+        out.append(SetTimer(view.bond_resend_mono_ms))
+
     def _on_receive(self, event: Input, now: Now, out: list[Effect]) -> None:
         assert isinstance(event, ReceiveInput)
         self.clock.observe(event.hlc, now.wall_ms)
@@ -368,6 +461,13 @@ class NodeCore:
                 self._decide(working, now, out)
             elif working.accepted and now.mono_ms >= working.resend_mono_ms:
                 self._resend_acceptances(working, now, out)
+        for peer in self._bonds_waiting:
+            view = self.peers[peer]
+            if now.mono_ms >= view.bond_resend_mono_ms:
+                for request in view.bond_requests.values():
+                    self._send(peer, request, now, out)
+                view.bond_resend_mono_ms = now.mono_ms + self.config.clearing.bond_resend_ms
+                out.append(SetTimer(view.bond_resend_mono_ms))
         self._heartbeat(now, out)
 
     def _on_restart(self, event: Input, now: Now, out: list[Effect]) -> None:
@@ -562,10 +662,13 @@ class NodeCore:
         )
         chosen: list[tuple[_Candidate, int]] = []
         wanted = working.remaining_lots
+        owed: dict[NodeId, int] = {}
         for candidate in ranked[:MAX_OFFERS_ACCEPTED]:
             if wanted == 0:
                 break
             lots = min(wanted, candidate.offer.quantity_lots)
+            if not self._may_accept(working, candidate, lots, owed):
+                continue
             chosen.append((candidate, lots))
             wanted -= lots
         if working.order.time_in_force is TimeInForce.FOK and wanted:
@@ -582,6 +685,30 @@ class NodeCore:
             out.append(SetTimer(working.resend_mono_ms))
         else:
             self._finish_round(working, now, out)
+
+    def _may_accept(
+        self, working: _Working, candidate: _Candidate, lots: int, owed: dict[NodeId, int]
+    ) -> bool:
+        """An originator takes no trade that would leave it owing the holder,
+        marked to the last prices, more than its bond there allows. ``owed``
+        carries what this decision has already added, per holder."""
+        holder = candidate.holder
+        if holder == self.node_id:
+            return True
+        view = self.peers[holder]
+        product = working.product
+        price = candidate.offer.price_ticks
+        mark = self.reference_prices.get(product.product_id, price)
+        change = product.notional_minor(lots, price) - product.notional_minor(lots, mark)
+        if working.order.side is Side.SELL:
+            change = -change  # selling: the holder pays this node the notional
+        marked = owed[holder] if holder in owed else self._marked(holder)
+        cap = exposure_cap(view.bond_posted, self.config.clearing.exposure_multiple_percent)
+        if obligations(marked + change) > cap:
+            self._count("acceptances_over_bond")
+            return False
+        owed[holder] = marked + change
+        return True
 
     def _in_budget(self, candidate: _Candidate, now: Now) -> bool:
         """Accept a remote lock only while it surely still lives at its holder."""
@@ -801,24 +928,56 @@ class NodeCore:
         self, originator: NodeId, message: OrderBroadcast, now: Now, out: list[Effect]
     ) -> PotentialTrades:
         book = self.books.get(message.product_id)
+        product = self.products.get(message.product_id)
         offers: list[Offer] = []
-        if book is not None:
-            for order_id, price, lots in book.lockable(
-                message.side, message.limit_price_ticks, message.quantity_lots
-            ):
-                lock = self._new_lock(originator, order_id, lots, now)
+        limited = ""
+        if book is not None and product is not None:
+            lockable = book.lockable(message.side, message.limit_price_ticks, message.quantity_lots)
+            notional_left, count_left, binding = (
+                self._lock_budget(originator, now) if lockable else (0, 0, "")
+            )
+            if notional_left <= 0 or count_left <= 0:
+                limited, lockable = binding, []
+            view = self.peers[originator]
+            for order_id, price, wanted in lockable:
+                if count_left <= 0:
+                    limited = "lock_quota"
+                    break
+                per_lot = product.notional_minor(1, price)
+                lots = min(wanted, notional_left // per_lot)
+                if lots < wanted:
+                    limited = binding
+                if lots <= 0:
+                    break
+                notional = per_lot * lots
+                lock = self._new_lock(originator, order_id, lots, now, notional)
+                notional_left -= notional
+                count_left -= 1
+                view.lock_notional += notional
+                view.lock_count += 1
                 priority = self.resting[order_id].priority
                 offers.append(Offer(lock.lock_id, price, lots, priority, self.config.lock_ttl_ms))
                 out.append(SetTimer(lock.expires_mono_ms))
+            if offers:
+                offered = sum(
+                    product.notional_minor(o.quantity_lots, o.price_ticks) for o in offers
+                )
+                self._ratio(view, now).offer(offered, now.mono_ms)
         self._count("locks_offered", len(offers))
-        return PotentialTrades(message.request_id, message.round, tuple(offers))
+        if limited:
+            self._count(f"limited:{limited}")
+        return PotentialTrades(message.request_id, message.round, tuple(offers), limited)
 
-    def _new_lock(self, originator: NodeId, order_id: int, lots: int, now: Now) -> _Lock:
+    def _new_lock(
+        self, originator: NodeId, order_id: int, lots: int, now: Now, notional: int = 0
+    ) -> _Lock:
         lock_id = self._random_id("lock", len(self.journal), self._counter)
         self._counter += 1
         meta = self.resting[order_id]
         self.books[meta.order.product_id].lock(lock_id, order_id, lots)
-        lock = _Lock(lock_id, originator, order_id, lots, now.mono_ms + self.config.lock_ttl_ms)
+        lock = _Lock(
+            lock_id, originator, order_id, lots, now.mono_ms + self.config.lock_ttl_ms, notional
+        )
         self.locks[lock_id] = lock
         return lock
 
@@ -846,8 +1005,13 @@ class NodeCore:
             self._end_lock(lock, refusal, now, out)
             return refusal
         del self.locks[lock.lock_id]
+        self._lock_closed(lock)
         meta = self.resting[lock.order_id]
         fill, reentry = self.books[meta.order.product_id].take(lock.lock_id, message.quantity_lots)
+        view = self.peers[lock.originator]
+        self._ratio(view, now).take(
+            lock.notional * fill.quantity_lots // lock.quantity_lots, now.mono_ms
+        )
         trade_id = self._random_id("trade", lock.lock_id)
         self._book_holder_trade(meta, lock.originator, fill, trade_id, out)
         confirmation = Confirmation(
@@ -907,6 +1071,7 @@ class NodeCore:
     def _end_lock(self, lock: _Lock, decision: Refusal, now: Now, out: list[Effect]) -> None:
         """End a lock without a trade; its quantity goes back to its order."""
         del self.locks[lock.lock_id]
+        self._lock_closed(lock)
         if lock.originator != self.node_id:
             self.decisions[lock.lock_id] = decision
         meta = self.resting[lock.order_id]
@@ -914,6 +1079,12 @@ class NodeCore:
         self._after_reentry(meta, reentry, now, out)
 
     # ============================================================ resting
+
+    def _lock_closed(self, lock: _Lock) -> None:
+        view = self.peers.get(lock.originator)
+        if view is not None:
+            view.lock_notional -= lock.notional
+            view.lock_count -= 1
 
     def _after_fill(
         self, meta: _RestingMeta, fill: Fill, reentry: Reentry, now: Now, out: list[Effect]
@@ -1058,6 +1229,132 @@ class NodeCore:
     ) -> None:
         self._count("prints_received")
 
+    # ================================================================ bonds
+
+    def _on_bond_request(
+        self, sender: NodeId, message: Message, now: Now, out: list[Effect]
+    ) -> None:
+        """As holder of a peer's bond: book a posting or a withdrawal once,
+        and give the same answer to every retry."""
+        assert isinstance(message, BondRequest)
+        view = self.peers[sender]
+        answer = view.bond_answers.get(message.bond_id)
+        if answer is None:
+            reason = self._hold_bond(sender, view, message)
+            answer = BondAnswer(message.bond_id, reason)
+            view.bond_answers[message.bond_id] = answer
+            self._count("bond_requests_done" if not reason else f"bond_refused:{reason}")
+        self._send(sender, answer, now, out)
+
+    def _hold_bond(self, peer: NodeId, view: _PeerView, request: BondRequest) -> str:
+        asset = self.config.clearing.bond_asset
+        if request.asset != asset:
+            return "wrong_asset"
+        if request.amount <= 0:
+            return "bad_amount"
+        amount = request.amount
+        if request.withdraw:
+            if amount > view.bond_held:
+                return "beyond_bond"
+            if view.lock_count:
+                return "locks_open"
+            if self._marked(peer) < 0:
+                return "owing"
+            amount = -amount
+        bond, collateral = bond_held_owner(peer), collateral_owner(peer)
+        self.ledger.open_account(bond, AssetCode(asset), UNBOUNDED)
+        self.ledger.open_account(collateral, AssetCode(asset))
+        entry = Entry(
+            EntryId(f"bond-held:{peer}:{request.bond_id}"),
+            (
+                Posting(AccountKey(bond, AssetCode(asset)), -amount),
+                Posting(AccountKey(collateral, AssetCode(asset)), amount),
+            ),
+        )
+        self.ledger.post(entry)
+        view.bond_held += amount
+        return ""
+
+    def _on_bond_answer(
+        self, sender: NodeId, message: Message, now: Now, out: list[Effect]
+    ) -> None:
+        """As poster: the peer has booked (or refused) a bond request; book
+        this side of it, once."""
+        assert isinstance(message, BondAnswer)
+        view = self.peers[sender]
+        request = view.bond_requests.pop(message.bond_id, None)
+        if request is None:
+            return  # a repeated answer
+        if not view.bond_requests:
+            self._bonds_waiting.pop(sender, None)
+        hold = None if request.withdraw else f"bond:{request.bond_id}"
+        if message.reason:
+            if hold is not None:
+                self.ledger.release_hold(hold)
+            self._count(f"bond_refused_by_peer:{message.reason}")
+            return
+        asset = AssetCode(request.asset)
+        bond = bond_posted_owner(sender)
+        self.ledger.open_account(bond, asset)
+        amount = -request.amount if request.withdraw else request.amount
+        entry = Entry(
+            EntryId(f"bond-posted:{sender}:{request.bond_id}"),
+            (
+                Posting(AccountKey(CAPITAL_OWNER, asset), -amount),
+                Posting(AccountKey(bond, asset), amount),
+            ),
+            () if hold is None else (HoldUse(HoldId(hold), request.amount),),
+        )
+        self.ledger.post(entry)
+        view.bond_posted += amount
+
+    # ============================================================= exposure
+
+    def _marked(self, peer: NodeId) -> int:
+        """The peer's accounts here, marked to the last trade prices, in the
+        bond asset: positive, this node owes the peer; negative, it is owed."""
+        if peer not in self._peer_accounts:
+            return 0
+        owner = peer_owner(peer)
+        balances = {
+            asset: self.ledger.balance(AccountKey(owner, AssetCode(asset)))
+            for asset in self._asset_codes
+        }
+        return marked_value(
+            balances, self.products, self.reference_prices, self.config.clearing.bond_asset
+        )
+
+    def _lock_budget(self, originator: NodeId, now: Now) -> tuple[int, int, str]:
+        """How much notional, and how many locks, this node may still offer
+        ``originator``: the lesser of its lock quota and its exposure room;
+        with the limit that binds (the reason, if that is nothing)."""
+        view = self.peers[originator]
+        clearing = self.config.clearing
+        if view.bond_held <= 0:
+            return 0, 0, "no_bond"
+        if view.broadcasts is None:
+            view.broadcasts = TokenBucket(
+                clearing.quota.broadcasts_per_s, clearing.quota.broadcast_burst, now.mono_ms
+            )
+        if not view.broadcasts.take(now.mono_ms):
+            return 0, 0, "broadcast_rate"
+        ratio = self._ratio(view, now).permille(now.mono_ms, clearing.quota.ratio_min_offered_minor)
+        quota = lock_quota(view.bond_held, ratio, clearing.quota)
+        cap = exposure_cap(view.bond_held, clearing.exposure_multiple_percent)
+        room = cap - exposure(self._marked(originator), view.lock_notional)
+        quota_left = quota.max_lock_notional - view.lock_notional
+        binding = "exposure_cap" if room < quota_left else "lock_quota"
+        notional = min(quota_left, room)
+        count = quota.max_locks - view.lock_count
+        if notional <= 0 or count <= 0:
+            return 0, 0, binding if notional <= 0 else "lock_quota"
+        return notional, count, binding
+
+    def _ratio(self, view: _PeerView, now: Now) -> AcceptanceRatio:
+        if view.ratio is None:
+            view.ratio = AcceptanceRatio(self.config.clearing.quota.ratio_half_life_ms, now.mono_ms)
+        return view.ratio
+
     # =========================================================== heartbeats
 
     def _heartbeat(self, now: Now, out: list[Effect]) -> None:
@@ -1120,10 +1417,7 @@ class NodeCore:
         owner = peer_owner(peer)
         if peer not in self._peer_accounts:
             self._peer_accounts.add(peer)
-            assets: set[str] = set()
-            for product in self.products.values():
-                assets.update((product.product_id, product.quote_currency))
-            for asset in sorted(assets):
+            for asset in self._asset_codes:
                 self.ledger.open_account(owner, AssetCode(asset), UNBOUNDED)
         return owner
 
@@ -1151,6 +1445,7 @@ class NodeCore:
             times.append(working.deadline_mono_ms if working.awaiting else working.resend_mono_ms)
         if self._next_heartbeat_ms is not None:
             times.append(self._next_heartbeat_ms)
+        times.extend(self.peers[peer].bond_resend_mono_ms for peer in self._bonds_waiting)
         return min(times) if times else None
 
 
@@ -1175,6 +1470,8 @@ _HANDLERS = {
     PlaceInput: NodeCore._on_place,
     CancelInput: NodeCore._on_cancel,
     DepositInput: NodeCore._on_deposit,
+    FundInput: NodeCore._on_fund,
+    BondInput: NodeCore._on_bond,
     ReceiveInput: NodeCore._on_receive,
     TickInput: NodeCore._on_tick,
     RestartInput: NodeCore._on_restart,
@@ -1190,4 +1487,6 @@ _MESSAGE_HANDLERS = {
     Advert: NodeCore._on_advert,
     Heartbeat: NodeCore._on_heartbeat,
     TradePrint: NodeCore._on_trade_print,
+    BondRequest: NodeCore._on_bond_request,
+    BondAnswer: NodeCore._on_bond_answer,
 }

@@ -7,10 +7,14 @@ is below its floor (1, 2); no resting order has more locked than open (3); no
 lock is taken after its expiry by its holder's clock or after its holder
 restarted, and a holder's decision on a lock never changes (4, 6). The
 simulator itself checks that a node rebuilt from its journal equals the node
-before the crash (7, 10). After the liveness phase it checks that no lock is
-open and that every trade is on both nodes' ledgers: each pair's peer
-accounts mirror each other and, per asset, the traders of the network hold
-exactly what was deposited (1, 5).
+before the crash (7, 10). Whenever a holder offers locks it recomputes, from
+the holder's ledger, books and open locks, the holder's exposure to the
+originator and checks it is within what the originator's bond allows (8).
+After the liveness phase it checks that no lock is open and that every trade
+is on both nodes' ledgers: each pair's peer accounts mirror each other and,
+per asset, the traders of the network hold exactly what was deposited (1, 5);
+each bond is on both ledgers alike, and every node's capital plus the bonds
+it posted is what it was funded with (1).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from datn.clearing.exposure import exposure, exposure_cap, marked_value
 from datn.domain import Side
 from datn.ledger import AccountKey
 from datn.protocol.effects import Effect, Send
@@ -71,6 +76,8 @@ class InvariantChecker:
         """Record the locks offered and decisions sent in an order message."""
         message = effect.message
         if isinstance(message, PotentialTrades):
+            if message.offers:
+                self._check_exposure(holder, effect.peer)
             mono = self.sim.now(holder).mono_ms
             for offer in message.offers:
                 key = (holder, offer.lock_id)
@@ -95,6 +102,29 @@ class InvariantChecker:
                 self.fail(f"{holder} took lock {message.lock_id} after its expiry (invariant 4)")
         if earlier is None or isinstance(message, Confirmation):
             self._decided[key] = message
+
+    def _check_exposure(self, holder: NodeId, originator: NodeId) -> None:
+        core = self.sim.nodes[holder].core
+        clearing = core.config.clearing
+        open_notional = 0
+        for lock in core.locks.values():
+            if lock.originator == originator:
+                order = core.resting[lock.order_id].order
+                assert order.price_ticks is not None
+                product = core.products[order.product_id]
+                open_notional += product.notional_minor(lock.quantity_lots, order.price_ticks)
+        balances = {
+            asset: _balance(self.sim, holder, f"peer:{originator}", asset)
+            for asset in self.sim.deposited
+        }
+        marked = marked_value(balances, core.products, core.reference_prices, clearing.bond_asset)
+        bond = -_balance(self.sim, holder, f"bond-held:{originator}", clearing.bond_asset)
+        cap = exposure_cap(bond, clearing.exposure_multiple_percent)
+        if exposure(marked, open_notional) > cap:
+            self.fail(
+                f"{holder} offered {originator} locks past its bond: exposure "
+                f"{exposure(marked, open_notional)} > cap {cap} (invariant 8)"
+            )
 
     def restarted(self, node_id: NodeId) -> None:
         self._generation[node_id] += 1
@@ -158,6 +188,29 @@ class InvariantChecker:
             )
             if held != deposited:
                 self.fail(f"{asset}: traders hold {held}, {deposited} deposited (invariant 1)")
+        self._check_bonds()
+
+    def _check_bonds(self) -> None:
+        sim = self.sim
+        for asset, funded in sim.capital.items():
+            per_node = funded // len(sim.ids)
+            for a in sim.ids:
+                posted = 0
+                for b in sim.ids:
+                    if a == b:
+                        continue
+                    here = _balance(sim, a, f"bond-posted:{b}", asset)
+                    there = _balance(sim, b, f"bond-held:{a}", asset)
+                    kept = _balance(sim, b, f"collateral:{a}", asset)
+                    if here + there != 0 or kept != here:
+                        self.fail(
+                            f"{a}'s bond with {b}: posted {here}, held {-there}, "
+                            f"collateral {kept} (invariant 1)"
+                        )
+                    posted += here
+                capital = _balance(sim, a, "node:capital", asset)
+                if capital + posted != per_node:
+                    self.fail(f"{a}: capital {capital} + bonds {posted} != {per_node} funded")
 
     def lock_outcomes(self) -> Counter[str]:
         outcomes: Counter[str] = Counter()

@@ -56,6 +56,9 @@ PRODUCTS = (
     (ProductSpec("ACME", ProductKind.SHARE, USD.code, tick_size_minor=5), 2_400),
 )
 STARTING_CASH_MINOR = 10_000_000
+BOND_MINOR = 5_000_000
+"""What every node posts with every peer: room for a few dozen open locks."""
+BOND_SETUP_MS = 2_000
 WALL_EPOCH_MS = 1_795_000_000_000
 """Virtual time zero on the nodes' wall clocks (late 2026): wall clocks, even
 skewed ones, read like real epoch milliseconds, as the wire expects."""
@@ -163,6 +166,7 @@ class Simulation:
             self.nodes[node_id] = _Node(core, self.rng.randint(0, 10**6), skew)
         self.traders = {n: [f"{n}t{j}" for j in range(traders)] for n in self.ids}
         self.deposited: Counter[str] = Counter()
+        self.capital: Counter[str] = Counter()
         self.blocked: set[frozenset[NodeId]] = set()
         self.checker = InvariantChecker(self)
         self._submitted: dict[tuple[NodeId, int], int] = {}
@@ -218,23 +222,40 @@ class Simulation:
                         ),
                     )
                     self.deposited[spec.product_id] += STARTING_LOTS
-            self._apply(node_id, self.nodes[node_id].core.tick(self.now(node_id)))
+            core = self.nodes[node_id].core
+            capital = BOND_MINOR * (len(self.ids) - 1)
+            self._apply(node_id, core.fund(USD.code, capital, self.now(node_id)))
+            self.capital[USD.code] += capital
+            for peer in self.ids:
+                if peer != node_id:
+                    self._apply(node_id, core.post_bond(peer, BOND_MINOR, self.now(node_id)))
+            self._apply(node_id, core.tick(self.now(node_id)))
+        # Bonds first: a peer trades with no one who has not posted with it.
+        self.run(until_ms=self.time_ms + BOND_SETUP_MS)
 
-    def schedule_flow(self, orders: int, duration_ms: int) -> None:
+    def schedule_flow(self, orders: int, duration_ms: int) -> int:
+        """Schedule ``orders`` trader actions and the seed's faults over the
+        next ``duration_ms`` of virtual time; return when that span ends."""
+        start = self.time_ms
         for _ in range(orders):
-            self._schedule(self.rng.randint(0, duration_ms), "order", None)
+            self._schedule(start + self.rng.randint(0, duration_ms), "order", None)
         if self.faults.crashes:
             for _ in range(max(1, len(self.ids) // 10)):
-                self._schedule(self.rng.randint(0, duration_ms), "crash", self.rng.choice(self.ids))
+                self._schedule(
+                    start + self.rng.randint(0, duration_ms), "crash", self.rng.choice(self.ids)
+                )
         if self.faults.partitions:
             for _ in range(max(1, len(self.ids) // 5)):
                 a, b = self.rng.sample(self.ids, 2)
-                start = self.rng.randint(0, duration_ms)
-                self._schedule(start, "cut", frozenset((a, b)))
-                self._schedule(start + self.rng.randint(50, 2_000), "heal", frozenset((a, b)))
+                cut_at = start + self.rng.randint(0, duration_ms)
+                self._schedule(cut_at, "cut", frozenset((a, b)))
+                self._schedule(cut_at + self.rng.randint(50, 2_000), "heal", frozenset((a, b)))
         if self.faults.clock_jumps:
             for _ in range(max(1, len(self.ids) // 10)):
-                self._schedule(self.rng.randint(0, duration_ms), "jump", self.rng.choice(self.ids))
+                self._schedule(
+                    start + self.rng.randint(0, duration_ms), "jump", self.rng.choice(self.ids)
+                )
+        return start + duration_ms
 
     def run(self, until_ms: int | None = None, on_event: Callable[[], None] | None = None) -> None:
         queue, pop, report = self._queue, heapq.heappop, self.report
@@ -478,9 +499,9 @@ def run_simulation(
     sim = Simulation(seed, nodes, faults=faults, targeted=targeted, signed=signed)
     sim.fund()
     duration_ms = max(1_000, orders * 20)
-    sim.schedule_flow(orders, duration_ms)
+    end_ms = sim.schedule_flow(orders, duration_ms)
     sim.run(
-        until_ms=duration_ms,
+        until_ms=end_ms,
         on_event=None if on_progress is None else lambda: on_progress(sim.report),
     )
     sim.heal()

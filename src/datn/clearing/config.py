@@ -1,0 +1,31 @@
+"""How a node clears with its peers: bond asset, caps, quotas, resend timing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from datn.clearing.quota import QuotaConfig
+from datn.domain.errors import DomainError
+from datn.domain.limits import check_int, check_text
+
+
+@dataclass(frozen=True, slots=True)
+class ClearingConfig:
+    """Per-node clearing rules; every peer is held to the same ones."""
+
+    bond_asset: str = "USD"
+    """The cash asset bonds are posted in; exposure is measured in it."""
+    exposure_multiple_percent: int = 100
+    """A peer's exposure may reach this % of the bond it posted here; an
+    originator's own obligations to a holder may reach this % of what it
+    posted there."""
+    quota: QuotaConfig = field(default_factory=QuotaConfig)
+    bond_resend_ms: int = 200
+    """An unanswered bond request is sent again after this long."""
+
+    def __post_init__(self) -> None:
+        check_text("bond_asset", self.bond_asset, 16)
+        check_int("exposure_multiple_percent", self.exposure_multiple_percent, 1, 100_000)
+        check_int("bond_resend_ms", self.bond_resend_ms, 1, 3_600_000)
+        if not isinstance(self.quota, QuotaConfig):
+            raise DomainError("quota", "not_quota", "must be a QuotaConfig")

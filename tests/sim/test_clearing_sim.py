@@ -1,0 +1,55 @@
+"""Bonds and exposure caps across a simulated network."""
+
+from __future__ import annotations
+
+import pytest
+
+from datn.protocol import node as node_module
+from datn.sim import network
+from datn.sim.invariants import InvariantError
+from datn.sim.network import Faults, Simulation, run_simulation
+
+SMALL_BOND = 60_000
+"""Smaller than a few large orders' notional: caps bind all the time."""
+
+
+def test_every_pair_posts_bonds_both_ways_before_trading() -> None:
+    sim = Simulation(3, 4, faults=Faults())
+    sim.fund()
+    for node_id, node in sim.nodes.items():
+        for peer, view in node.core.peers.items():
+            assert view.bond_posted == view.bond_held == network.BOND_MINOR, (node_id, peer)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_small_bonds_limit_trading_and_keep_every_invariant(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(network, "BOND_MINOR", SMALL_BOND)
+    sim = Simulation(seed, 5)
+    sim.fund()
+    end = sim.schedule_flow(200, 4_000)
+    sim.run(until_ms=end)
+    sim.heal()
+    sim.settle()
+    sim.check_final()
+    limited = sum(
+        count
+        for node in sim.nodes.values()
+        for name, count in node.core.stats.items()
+        if name.startswith("limited:")
+    )
+    assert limited > 0 and sim.report.cross_node_trades > 0
+
+
+def test_a_holder_that_ignores_the_exposure_cap_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(network, "BOND_MINOR", SMALL_BOND)
+    monkeypatch.setattr(
+        node_module.NodeCore,
+        "_lock_budget",
+        lambda self, originator, now: (10**12, 10**6, ""),
+    )
+    with pytest.raises(InvariantError, match="invariant 8"):
+        run_simulation(1, nodes=5, orders=300, faults=Faults())

@@ -1,0 +1,258 @@
+"""Bonds, exposure caps and lock quotas between two nodes, driven by hand."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from datn.clearing.config import ClearingConfig
+from datn.clearing.quota import QuotaConfig
+from datn.domain import USD, AssetCode, ProductKind, ProductSpec, Side, TimeInForce
+from datn.ledger import AccountKey
+from datn.protocol.clock import Now
+from datn.protocol.effects import Effect, Send
+from datn.protocol.messages import (
+    Acceptance,
+    BondAnswer,
+    BondRequest,
+    NodeId,
+    OrderBroadcast,
+    PotentialTrades,
+)
+from datn.protocol.node import NodeConfig, NodeCore
+from datn.protocol.venue import OrderRequest
+from datn.risk import RiskConfig
+
+XYZ = ProductSpec("XYZ", ProductKind.SHARE, USD.code)
+A, B = NodeId("a"), NodeId("b")
+TRADER = "t"
+RISK = RiskConfig(listed_products=frozenset({XYZ.product_id}))
+MARK = 5_000
+
+
+def config(**clearing: object) -> NodeConfig:
+    quota = clearing.pop("quota", QuotaConfig())
+    return NodeConfig(RISK, clearing=ClearingConfig(quota=quota, **clearing))  # type: ignore[arg-type]
+
+
+class Net:
+    """Two nodes and a wire that holds messages until delivered."""
+
+    def __init__(self, a: NodeConfig | None = None, b: NodeConfig | None = None) -> None:
+        configs = {A: a or config(), B: b or config()}
+        self.nodes = {
+            n: NodeCore(n, [XYZ], [A, B], configs[n], n.encode(), {XYZ.product_id: MARK})
+            for n in (A, B)
+        }
+        self.mono = 1_000
+        self.wire: deque[tuple[NodeId, Send]] = deque()
+        for node_id, node in self.nodes.items():
+            self.apply(node_id, node.deposit(TRADER, USD.code, 100_000_000, self.now()))
+            self.apply(node_id, node.deposit(TRADER, XYZ.product_id, 10_000, self.now()))
+            self.apply(node_id, node.fund(USD.code, 100_000_000, self.now()))
+
+    def now(self) -> Now:
+        return Now(self.mono, self.mono)
+
+    def apply(self, node_id: NodeId, effects: list[Effect]) -> None:
+        self.wire.extend((node_id, e) for e in effects if isinstance(e, Send))
+
+    def deliver(self, drop: type | None = None) -> list[tuple[NodeId, Send]]:
+        """Deliver all; messages of type ``drop`` are taken off the wire and returned."""
+        dropped = []
+        while self.wire:
+            sender, send = self.wire.popleft()
+            if drop is not None and isinstance(send.message, drop):
+                dropped.append((sender, send))
+                continue
+            node = self.nodes[send.peer]
+            self.apply(send.peer, node.receive(sender, send.hlc, send.message, self.now()))
+        return dropped
+
+    def bond(self, poster: NodeId, amount: int) -> None:
+        peer = B if poster == A else A
+        self.apply(poster, self.nodes[poster].post_bond(peer, amount, self.now()))
+        self.deliver()
+
+    def rest(self, node_id: NodeId, side: Side, lots: int, price: int, cid: str) -> None:
+        self.place(node_id, side, lots, price, cid, TimeInForce.GTC)
+        self.deliver()
+
+    def place(
+        self, node_id: NodeId, side: Side, lots: int, price: int, cid: str, tif: TimeInForce
+    ) -> None:
+        request = OrderRequest(TRADER, cid, XYZ.product_id, side, lots, price, tif)
+        self.apply(node_id, self.nodes[node_id].place(request, self.now()))
+
+    def balance(self, node_id: NodeId, owner: str, asset: str = USD.code) -> int:
+        return self.nodes[node_id].ledger.balance(AccountKey(owner, AssetCode(asset)))
+
+    def answers(self, sent: list[tuple[NodeId, Send]]) -> list[PotentialTrades]:
+        return [s.message for _, s in sent if isinstance(s.message, PotentialTrades)]
+
+
+def broadcast(request_id: int, lots: int, price: int, side: Side = Side.BUY) -> OrderBroadcast:
+    return OrderBroadcast(request_id, 1, XYZ.product_id, side, lots, price, False)
+
+
+def ask(net: Net, originator: NodeId, message: OrderBroadcast) -> PotentialTrades:
+    """Send ``message`` to the other node as if from ``originator``; its answer."""
+    holder = B if originator == A else A
+    hlc = net.nodes[originator].clock.tick(net.mono)
+    effects = net.nodes[holder].receive(originator, hlc, message, net.now())
+    (answer,) = [e.message for e in effects if isinstance(e, Send)]
+    assert isinstance(answer, PotentialTrades)
+    return answer
+
+
+# ------------------------------------------------------------------ bonds
+
+
+def test_a_bond_is_on_both_ledgers_once_the_holder_answers_and_a_retry_books_nothing() -> None:
+    net = Net()
+    net.apply(A, net.nodes[A].post_bond(B, 30_000, net.now()))
+    (_, request) = net.wire.popleft()
+    assert isinstance(request.message, BondRequest)
+    assert net.balance(A, "bond-posted:b") == 0  # not yet acknowledged: only held
+    assert net.nodes[A].ledger.available(AccountKey("node:capital", USD.code)) == 99_970_000
+    answers = []
+    for _ in range(2):  # the request arrives twice
+        effects = net.nodes[B].receive(A, request.hlc, request.message, net.now())
+        answers += [e for e in effects if isinstance(e, Send)]
+    assert answers[0].message == answers[1].message == BondAnswer(request.message.bond_id, "")
+    for answer in answers:  # and so does the answer
+        net.nodes[A].receive(B, answer.hlc, answer.message, net.now())
+    assert net.balance(A, "bond-posted:b") == 30_000
+    assert net.balance(A, "node:capital") == 99_970_000
+    assert net.balance(B, "bond-held:a") == -30_000  # mirrors A's bond-posted:b
+    assert net.balance(B, "collateral:a") == 30_000
+    assert (net.nodes[A].peers[B].bond_posted, net.nodes[B].peers[A].bond_held) == (30_000, 30_000)
+
+
+def test_a_lost_bond_request_is_sent_again_until_answered() -> None:
+    net = Net()
+    net.apply(A, net.nodes[A].post_bond(B, 30_000, net.now()))
+    net.wire.clear()  # lost
+    net.mono += net.nodes[A].config.clearing.bond_resend_ms
+    net.apply(A, net.nodes[A].tick(net.now()))
+    net.deliver()
+    assert net.balance(B, "bond-held:a") == -30_000 and net.balance(A, "bond-posted:b") == 30_000
+
+
+def test_a_bond_cannot_be_posted_beyond_the_capital() -> None:
+    net = Net()
+    net.apply(A, net.nodes[A].post_bond(B, 100_000_001, net.now()))
+    assert not net.wire and net.nodes[A].stats["bond_post_without_capital"] == 1
+
+
+def test_a_bond_is_withdrawn_when_nothing_is_owed() -> None:
+    net = Net()
+    net.bond(A, 30_000)
+    net.apply(A, net.nodes[A].withdraw_bond(B, 10_000, net.now()))
+    net.deliver()
+    assert net.balance(A, "bond-posted:b") == 20_000 and net.balance(B, "bond-held:a") == -20_000
+    assert net.balance(A, "node:capital") == 99_980_000
+
+
+def test_a_bond_withdrawal_while_owing_is_refused_and_changes_nothing() -> None:
+    net = Net(b=config(exposure_multiple_percent=1_000))
+    net.bond(A, 30_000)
+    net.bond(B, 100_000)
+    net.rest(B, Side.SELL, 2, 5_100, "s1")
+    net.place(A, Side.BUY, 2, 5_100, "b1", TimeInForce.IOC)  # above the mark of 5,000
+    net.deliver()
+    net.nodes[B].reference_prices[XYZ.product_id] = 4_000  # the price falls: A now owes B
+    before = (net.balance(A, "bond-posted:b"), net.balance(B, "bond-held:a"))
+    net.apply(A, net.nodes[A].withdraw_bond(B, 10_000, net.now()))
+    net.deliver()
+    assert (net.balance(A, "bond-posted:b"), net.balance(B, "bond-held:a")) == before
+    assert net.nodes[B].stats["bond_refused:owing"] == 1
+    assert net.nodes[A].stats["bond_refused_by_peer:owing"] == 1
+
+
+# --------------------------------------------------------------- exposure
+
+
+def test_without_a_bond_a_holder_offers_no_locks_and_says_why() -> None:
+    net = Net()
+    net.rest(B, Side.SELL, 5, 5_000, "s1")
+    answer = ask(net, A, broadcast(1, 5, 5_000))
+    assert answer.offers == () and answer.limited == "no_bond"
+
+
+def test_exposure_may_reach_the_cap_exactly_and_not_beyond() -> None:
+    # Quota generous, exposure cap = the bond: 4 lots at 5,000 exactly.
+    net = Net(b=config(quota=QuotaConfig(lock_notional_percent=10_000)))
+    net.bond(A, 4 * 5_000)
+    net.rest(B, Side.SELL, 10, 5_000, "s1")
+    first = ask(net, A, broadcast(1, 10, 5_000))
+    assert [o.quantity_lots for o in first.offers] == [4] and first.limited == "exposure_cap"
+    assert net.nodes[B].peers[A].lock_notional == 20_000  # exactly at the cap
+    second = ask(net, A, broadcast(2, 1, 5_000))
+    assert second.offers == () and second.limited == "exposure_cap"
+
+
+def test_an_originator_accepts_nothing_that_would_owe_more_than_it_posted() -> None:
+    # B offers A plenty; A posted only 300 with B. Buying 4 lots at 5,100 when
+    # the last price was 5,000 would leave A owing B 400 marked: refused.
+    generous = config(
+        exposure_multiple_percent=100_000, quota=QuotaConfig(lock_notional_percent=10_000)
+    )
+    net = Net(b=generous)
+    net.bond(A, 300)
+    net.bond(B, 1_000_000)
+    net.rest(B, Side.SELL, 4, 5_100, "s1")
+    net.place(A, Side.BUY, 4, 5_100, "b1", TimeInForce.IOC)
+    sent = net.deliver(drop=Acceptance)
+    assert sent == [] and net.nodes[A].stats["acceptances_over_bond"] >= 1
+    assert net.balance(A, "trader:t", XYZ.product_id) == 10_000  # nothing traded
+    # At 5,075 the same order owes 300 marked: exactly what A posted, so it trades.
+    net.rest(B, Side.SELL, 4, 5_075, "s2")
+    net.place(A, Side.BUY, 4, 5_075, "b2", TimeInForce.IOC)
+    net.deliver()
+    assert net.balance(A, "trader:t", XYZ.product_id) == 10_004
+
+
+# ------------------------------------------------------------------ quota
+
+
+def test_a_lock_grabber_is_held_to_its_lock_count_and_rate() -> None:
+    quota = QuotaConfig(
+        lock_notional_percent=10_000,
+        lock_count_unit_minor=1_000_000,
+        broadcasts_per_s=1,
+        broadcast_burst=5,
+    )
+    net = Net(b=config(exposure_multiple_percent=10_000, quota=quota))
+    net.bond(A, 2_000_000)  # 1 + 2 locks by count
+    for i in range(10):
+        net.rest(B, Side.SELL, 1, 5_000 + i, f"s{i}")
+    answers = [ask(net, A, broadcast(r, 1, 6_000)) for r in range(1, 7)]
+    assert [len(a.offers) for a in answers] == [1, 1, 1, 0, 0, 0]
+    assert [a.limited for a in answers] == [
+        "",
+        "",
+        "",
+        "lock_quota",
+        "lock_quota",
+        "broadcast_rate",
+    ]
+    assert net.nodes[B].peers[A].lock_count == 3
+    assert net.nodes[B].stats["limited:broadcast_rate"] == 1
+
+
+def test_a_peer_that_locks_much_and_takes_little_gets_a_smaller_quota() -> None:
+    quota = QuotaConfig(lock_notional_percent=100, ratio_min_offered_minor=0)
+    net = Net(b=config(quota=quota))
+    net.bond(A, 100_000)  # 20 lots at 5,000
+    net.rest(B, Side.SELL, 100, 5_000, "s1")
+    assert sum(o.quantity_lots for o in ask(net, A, broadcast(1, 100, 5_000)).offers) == 20
+    # A releases every lock it is offered, many times over.
+    for request in range(2, 12):
+        net.mono += 1_000  # locks expire; the bucket refills
+        net.apply(B, net.nodes[B].tick(net.now()))
+        ask(net, A, broadcast(request, 100, 5_000))
+    net.mono += 1_000
+    net.apply(B, net.nodes[B].tick(net.now()))
+    answer = ask(net, A, broadcast(99, 100, 5_000))
+    # Took nothing: the quota is down to its floor (10 %), 2 lots.
+    assert sum(o.quantity_lots for o in answer.offers) == 2 and answer.limited == "lock_quota"
