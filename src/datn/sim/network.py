@@ -16,7 +16,7 @@ from __future__ import annotations
 import heapq
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,8 +139,12 @@ class Simulation:
         targeted: bool = True,
         config: NodeConfig | None = None,
         signed: bool = False,
+        strategies: Mapping[NodeId, type[NodeCore]] | None = None,
     ) -> None:
         self.seed = seed
+        # Node classes by id: a subclass of NodeCore plays a named strategy
+        # (an adversary); every other node runs NodeCore itself.
+        self.strategies = dict(strategies or {})
         self.rng = random.Random(seed)
         self.faults = faults if faults is not None else Faults.from_seed(self.rng)
         self.report = SimReport(seed, nodes, faults=self.faults)
@@ -176,9 +180,10 @@ class Simulation:
         products = [spec for spec, _ in PRODUCTS]
         secret = f"{self.seed}:{node_id}".encode()
         references = dict(self.opening_references)
+        kind = self.strategies.get(node_id, NodeCore)
         if journal is None:
-            return NodeCore(node_id, products, self.ids, self.config, secret, references)
-        return NodeCore.rebuild(
+            return kind(node_id, products, self.ids, self.config, secret, references)
+        return kind.rebuild(
             node_id,
             products,
             self.ids,
