@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from datn.domain import AssetCode
+from datn.ledger import AccountKey
 from datn.protocol import node as node_module
 from datn.sim import network
 from datn.sim.invariants import InvariantError
@@ -53,3 +55,21 @@ def test_a_holder_that_ignores_the_exposure_cap_is_caught(
     )
     with pytest.raises(InvariantError, match="invariant 8"):
         run_simulation(1, nodes=5, orders=300, faults=Faults())
+
+
+@pytest.mark.parametrize("seed", [5, 6, 7])
+def test_by_the_end_every_trade_is_settled_over_the_rail(seed: int) -> None:
+    sim = Simulation(seed, 5)
+    sim.fund()
+    sim.run(until_ms=sim.schedule_flow(200, 4_000))
+    sim.heal()
+    sim.settle()
+    sim.check_final()  # peer and rail accounts mirror pair by pair
+    settled = sum(node.core.stats.get("statements_settled", 0) for node in sim.nodes.values())
+    assert settled > 0 and sim.report.cross_node_trades > 0
+    for node in sim.nodes.values():
+        assert not node.core.unsettled
+        for peer in sim.ids:
+            for asset in sim.deposited:
+                key = AccountKey(f"peer:{peer}", AssetCode(asset))
+                assert node.core.ledger.balance(key) == 0  # all of it moved over the rail

@@ -1,4 +1,4 @@
-"""Bonds, exposure caps and lock quotas between two nodes, driven by hand."""
+"""Bonds, exposure caps, lock quotas and settlement between two nodes, by hand."""
 
 from __future__ import annotations
 
@@ -256,3 +256,90 @@ def test_a_peer_that_locks_much_and_takes_little_gets_a_smaller_quota() -> None:
     answer = ask(net, A, broadcast(99, 100, 5_000))
     # Took nothing: the quota is down to its floor (10 %), 2 lots.
     assert sum(o.quantity_lots for o in answer.offers) == 2 and answer.limited == "lock_quota"
+
+
+# ------------------------------------------------------------- settlement
+
+
+def traded_pair() -> Net:
+    """A and B bonded both ways, with two trades between them: A's trader
+    bought 3 lots at 5,000 and sold 1 at 5,000 to B's."""
+    net = Net()
+    net.bond(A, 1_000_000)
+    net.bond(B, 1_000_000)
+    net.rest(B, Side.SELL, 3, 5_000, "s1")
+    net.place(A, Side.BUY, 3, 5_000, "b1", TimeInForce.IOC)
+    net.deliver()
+    net.rest(B, Side.BUY, 1, 5_000, "b2")
+    net.place(A, Side.SELL, 1, 5_000, "s2", TimeInForce.IOC)
+    net.deliver()
+    return net
+
+
+def cycle(net: Net) -> None:
+    net.mono += net.nodes[A].config.clearing.settlement_cycle_ms
+    for node_id, node in net.nodes.items():
+        net.apply(node_id, node.tick(net.now()))
+
+
+def test_a_cycle_settles_the_net_per_asset_and_both_ledgers_mirror() -> None:
+    net = traded_pair()
+    assert net.balance(A, "peer:b") == 10_000 and net.balance(A, "peer:b", XYZ.product_id) == -2
+    cycle(net)
+    net.deliver()
+    for node_id, peer in ((A, "b"), (B, "a")):
+        assert net.balance(node_id, f"peer:{peer}") == 0
+        assert net.balance(node_id, f"peer:{peer}", XYZ.product_id) == 0
+        assert not net.nodes[node_id].unsettled
+    # A paid B the net 10,000 and B delivered the net 2 lots, over the rail.
+    assert net.balance(A, "rail:b") == 10_000 and net.balance(B, "rail:a") == -10_000
+    assert net.balance(A, "rail:b", XYZ.product_id) == -2
+    assert net.balance(B, "rail:a", XYZ.product_id) == 2
+    # Traders are untouched by settlement.
+    assert net.balance(A, "trader:t", XYZ.product_id) == 10_002
+    assert net.nodes[A].stats["statements_settled"] == net.nodes[B].stats["statements_settled"] == 1
+
+
+def test_a_repeated_proposal_gets_the_same_answer_and_settles_once() -> None:
+    net = traded_pair()
+    cycle(net)
+    (_, proposal) = [(n, s) for n, s in net.wire if n == A][0]
+    net.deliver()
+    effects = net.nodes[B].receive(A, proposal.hlc, proposal.message, net.now())
+    (again,) = [e for e in effects if isinstance(e, Send)]
+    assert again.message.reason == ""  # type: ignore[union-attr]
+    assert net.balance(B, "rail:a") == -10_000  # booked once
+    net.nodes[A].receive(B, again.hlc, again.message, net.now())
+    assert net.balance(A, "rail:b") == 10_000
+
+
+def test_a_statement_the_peer_cannot_reproduce_moves_nothing_and_is_flagged() -> None:
+    net = traded_pair()
+    # B has not booked one of the trades yet (its record is set aside).
+    lock_id, deltas = next(iter(net.nodes[B].unsettled[A].items()))
+    del net.nodes[B].unsettled[A][lock_id]
+    cycle(net)
+    net.deliver()
+    assert net.balance(A, "rail:b") == 0 and net.balance(B, "rail:a") == 0
+    assert net.nodes[B].stats["statements_refused:unknown_trades"] == 1
+    assert net.nodes[A].stats["statements_mismatched:unknown_trades"] == 1
+    assert len(net.nodes[A].unsettled[B]) == 2  # still open for the next cycle
+    # Once B has it, the next cycle settles everything.
+    net.nodes[B].unsettled[A][lock_id] = deltas
+    cycle(net)
+    net.deliver()
+    assert net.balance(A, "rail:b") == 10_000 and net.balance(B, "rail:a") == -10_000
+    assert not net.nodes[A].unsettled and not net.nodes[B].unsettled
+
+
+def test_once_settled_nothing_is_owed_and_the_bond_can_be_withdrawn() -> None:
+    net = traded_pair()
+    net.nodes[B].reference_prices[XYZ.product_id] = 4_000  # A owes B, marked
+    net.apply(A, net.nodes[A].withdraw_bond(B, 1_000_000, net.now()))
+    net.deliver()
+    assert net.nodes[B].stats["bond_refused:owing"] == 1
+    cycle(net)
+    net.deliver()
+    net.apply(A, net.nodes[A].withdraw_bond(B, 1_000_000, net.now()))
+    net.deliver()
+    assert net.balance(A, "bond-posted:b") == 0 and net.balance(B, "bond-held:a") == 0

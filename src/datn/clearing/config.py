@@ -21,11 +21,14 @@ class ClearingConfig:
     posted there."""
     quota: QuotaConfig = field(default_factory=QuotaConfig)
     bond_resend_ms: int = 200
-    """An unanswered bond request is sent again after this long."""
+    """An unanswered bond request or statement is sent again after this long."""
+    settlement_cycle_ms: int = 1_000
+    """How often the lower id of each pair proposes a settlement statement."""
 
     def __post_init__(self) -> None:
         check_text("bond_asset", self.bond_asset, 16)
         check_int("exposure_multiple_percent", self.exposure_multiple_percent, 1, 100_000)
         check_int("bond_resend_ms", self.bond_resend_ms, 1, 3_600_000)
+        check_int("settlement_cycle_ms", self.settlement_cycle_ms, 1, 86_400_000)
         if not isinstance(self.quota, QuotaConfig):
             raise DomainError("quota", "not_quota", "must be a QuotaConfig")

@@ -36,8 +36,19 @@ from datn.book import BookError, Fill, OrderBook, Reentry
 from datn.clearing.config import ClearingConfig
 from datn.clearing.exposure import exposure, exposure_cap, marked_value, obligations
 from datn.clearing.quota import AcceptanceRatio, TokenBucket, lock_quota
+from datn.clearing.settlement import Deltas, build_statement, reproduce, statement_hash
 from datn.domain import AssetCode, DomainError, Order, OrderType, ProductSpec, Side, TimeInForce
-from datn.ledger import UNBOUNDED, AccountKey, Entry, EntryId, HoldId, HoldUse, Ledger, Posting
+from datn.ledger import (
+    EXTERNAL,
+    UNBOUNDED,
+    AccountKey,
+    Entry,
+    EntryId,
+    HoldId,
+    HoldUse,
+    Ledger,
+    Posting,
+)
 from datn.protocol.booking import trade_entry
 from datn.protocol.clock import Hlc, HybridClock, Now
 from datn.protocol.effects import (
@@ -77,6 +88,8 @@ from datn.protocol.messages import (
     PotentialTrades,
     Refusal,
     Release,
+    StatementAnswer,
+    StatementProposal,
     TradePrint,
 )
 from datn.protocol.venue import OrderRequest, order_from_request, risk_context, trader_owner
@@ -151,6 +164,12 @@ def bond_held_owner(node_id: str) -> str:
     return f"bond-held:{node_id}"
 
 
+def rail_owner(node_id: str) -> str:
+    """The settlement rail to ``node_id``, as seen from this ledger: an external
+    account, since what is settled leaves this ledger for the peer's."""
+    return f"rail:{node_id}"
+
+
 def collateral_owner(node_id: str) -> str:
     """Where this node keeps the cash a peer posted with it as bond."""
     return f"collateral:{node_id}"
@@ -185,6 +204,13 @@ class _PeerView:
     """The locks this node holds open for the peer, as originator."""
     broadcasts: TokenBucket | None = None
     ratio: AcceptanceRatio | None = None
+    cycle: int = 0
+    """The last settlement cycle of this pair that was answered."""
+    proposal: StatementProposal | None = None
+    """As the lower id: the statement proposed and not yet answered."""
+    proposal_resend_mono_ms: int = 0
+    statement_answers: dict[int, StatementAnswer] = field(default_factory=dict)
+    """As the higher id: the answer given for each cycle, repeated on retries."""
 
     @property
     def stale(self) -> bool:
@@ -303,6 +329,10 @@ class NodeCore:
         assets.update(p.quote_currency for p in self.products.values())
         self._asset_codes: tuple[str, ...] = tuple(sorted(assets))
         self._bonds_waiting: dict[NodeId, None] = {}
+        self.unsettled: dict[NodeId, dict[int, Deltas]] = {}
+        """Per peer, the trades not settled yet: lock id -> what each changed
+        in the peer's accounts here."""
+        self._next_settlement_mono_ms: int | None = None
         """Peers with unanswered bond requests, in a replayable order."""
 
     # ================================================================ inputs
@@ -468,6 +498,8 @@ class NodeCore:
                     self._send(peer, request, now, out)
                 view.bond_resend_mono_ms = now.mono_ms + self.config.clearing.bond_resend_ms
                 out.append(SetTimer(view.bond_resend_mono_ms))
+        if self.unsettled:
+            self._settlement_cycle(now, out)
         self._heartbeat(now, out)
 
     def _on_restart(self, event: Input, now: Now, out: list[Effect]) -> None:
@@ -789,6 +821,14 @@ class NodeCore:
             seller_hold=seller_hold,
         )
         self.ledger.post(entry)
+        self._unsettled_trade(
+            sender,
+            message.lock_id,
+            product,
+            working.order.side is Side.SELL,
+            lots,
+            message.price_ticks,
+        )
         self.reference_prices[product.product_id] = message.price_ticks
         self._count("remote_trades")
         self._executed(working, message.trade_id, message.price_ticks, lots, sender, out)
@@ -1014,6 +1054,14 @@ class NodeCore:
         )
         trade_id = self._random_id("trade", lock.lock_id)
         self._book_holder_trade(meta, lock.originator, fill, trade_id, out)
+        self._unsettled_trade(
+            lock.originator,
+            lock.lock_id,
+            meta.product,
+            meta.order.side is Side.SELL,
+            fill.quantity_lots,
+            fill.price_ticks,
+        )
         confirmation = Confirmation(
             lock.lock_id,
             trade_id,
@@ -1355,6 +1403,112 @@ class NodeCore:
             view.ratio = AcceptanceRatio(self.config.clearing.quota.ratio_half_life_ms, now.mono_ms)
         return view.ratio
 
+    # ============================================================ settlement
+
+    def _unsettled_trade(
+        self,
+        peer: NodeId,
+        lock_id: int,
+        product: ProductSpec,
+        peer_buys: bool,
+        lots: int,
+        price_ticks: int,
+    ) -> None:
+        """Remember what a trade changed in ``peer``'s accounts here, for the
+        next settlement statement of the pair."""
+        notional = product.notional_minor(lots, price_ticks)
+        cash, delivered = (-notional, lots) if peer_buys else (notional, -lots)
+        deltas = tuple(sorted(((product.quote_currency, cash), (product.product_id, delivered))))
+        self.unsettled.setdefault(peer, {})[lock_id] = deltas
+
+    def _settlement_cycle(self, now: Now, out: list[Effect]) -> None:
+        """As the lower id of a pair: propose the statement of every trade not
+        settled yet; resend one still unanswered."""
+        clearing = self.config.clearing
+        due = self._next_settlement_mono_ms
+        if due is None or now.mono_ms >= due:
+            due = now.mono_ms + clearing.settlement_cycle_ms
+            for peer, trades in self.unsettled.items():
+                view = self.peers[peer]
+                if trades and self.node_id < peer and view.proposal is None:
+                    statement = build_statement(self.node_id, peer, view.cycle + 1, trades)
+                    view.proposal = StatementProposal(statement)
+                    view.proposal_resend_mono_ms = now.mono_ms
+            self._next_settlement_mono_ms = due
+        for peer in self.unsettled:
+            view = self.peers[peer]
+            if view.proposal is not None and now.mono_ms >= view.proposal_resend_mono_ms:
+                self._send(peer, view.proposal, now, out)
+                view.proposal_resend_mono_ms = now.mono_ms + clearing.bond_resend_ms
+                out.append(SetTimer(view.proposal_resend_mono_ms))
+        out.append(SetTimer(due))
+
+    def _on_statement_proposal(
+        self, sender: NodeId, message: Message, now: Now, out: list[Effect]
+    ) -> None:
+        """As the higher id: settle the proposed statement if this node's own
+        records give the same one; answer each cycle once, the same way on
+        every retry."""
+        assert isinstance(message, StatementProposal)
+        view = self.peers[sender]
+        statement = message.statement
+        answer = view.statement_answers.get(statement.cycle)
+        if answer is None:
+            mine, reason = reproduce(statement, self.node_id, self.unsettled.get(sender, {}))
+            if not reason and (statement.low != sender or statement.cycle <= view.cycle):
+                mine, reason = None, "out_of_turn"
+            if mine is not None and not reason:
+                self._settle(sender, statement.cycle, statement.lock_ids)
+                view.cycle = statement.cycle
+            else:
+                self._count(f"statements_refused:{reason}")
+            answer = StatementAnswer(statement.cycle, statement_hash(mine or statement), reason)
+            view.statement_answers[statement.cycle] = answer
+        self._send(sender, answer, now, out)
+
+    def _on_statement_answer(
+        self, sender: NodeId, message: Message, now: Now, out: list[Effect]
+    ) -> None:
+        """As the lower id: the peer settled (or refused) the proposal."""
+        assert isinstance(message, StatementAnswer)
+        view = self.peers[sender]
+        proposal = view.proposal
+        if proposal is None or proposal.statement.cycle != message.cycle:
+            return  # a repeated answer
+        view.proposal = None
+        view.cycle = max(view.cycle, message.cycle)
+        statement = proposal.statement
+        if message.reason or message.statement_hash != statement_hash(statement):
+            # Flagged, nothing moves; the trades stay open for the next cycle.
+            self._count(f"statements_mismatched:{message.reason or 'hash'}")
+            return
+        self._settle(sender, statement.cycle, statement.lock_ids)
+
+    def _settle(self, peer: NodeId, cycle: int, lock_ids: tuple[int, ...]) -> None:
+        """Move the net of ``lock_ids`` over the built-in rail: out of the
+        peer's accounts here, into the rail account that mirrors the peer's."""
+        trades = self.unsettled[peer]
+        totals: dict[str, int] = {}
+        for lock_id in lock_ids:
+            for asset, amount in trades.pop(lock_id):
+                totals[asset] = totals.get(asset, 0) + amount
+        if not trades:
+            del self.unsettled[peer]
+        owner, rail = self._peer_account(peer), rail_owner(peer)
+        postings = []
+        for asset, amount in sorted(totals.items()):
+            if amount:
+                self.ledger.open_account(rail, AssetCode(asset), EXTERNAL)
+                postings.append(Posting(AccountKey(owner, AssetCode(asset)), -amount))
+                postings.append(Posting(AccountKey(rail, AssetCode(asset)), amount))
+        if postings:
+            self.ledger.post(Entry(EntryId(f"settle:{peer}:{cycle}"), tuple(postings)))
+        self._count("statements_settled")
+
+    def settling(self) -> bool:
+        """True while a proposed statement waits for its answer."""
+        return any(self.peers[peer].proposal is not None for peer in self.unsettled)
+
     # =========================================================== heartbeats
 
     def _heartbeat(self, now: Now, out: list[Effect]) -> None:
@@ -1436,6 +1590,7 @@ class NodeCore:
         yield sorted((k, v.remaining_lots, v.round) for k, v in self.working.items())
         yield sorted((k, v.quantity_lots, v.expires_mono_ms) for k, v in self.locks.items())
         yield sorted(self.decisions.items())
+        yield sorted((peer, sorted(trades.items())) for peer, trades in self.unsettled.items())
         yield self._counter, self._advert_version, self.clock.last
 
     def next_timer_ms(self) -> int | None:
@@ -1446,6 +1601,14 @@ class NodeCore:
         if self._next_heartbeat_ms is not None:
             times.append(self._next_heartbeat_ms)
         times.extend(self.peers[peer].bond_resend_mono_ms for peer in self._bonds_waiting)
+        if self.unsettled:
+            if self._next_settlement_mono_ms is not None:
+                times.append(self._next_settlement_mono_ms)
+            times.extend(
+                view.proposal_resend_mono_ms
+                for view in (self.peers[peer] for peer in self.unsettled)
+                if view.proposal is not None
+            )
         return min(times) if times else None
 
 
@@ -1489,4 +1652,6 @@ _MESSAGE_HANDLERS = {
     TradePrint: NodeCore._on_trade_print,
     BondRequest: NodeCore._on_bond_request,
     BondAnswer: NodeCore._on_bond_answer,
+    StatementProposal: NodeCore._on_statement_proposal,
+    StatementAnswer: NodeCore._on_statement_answer,
 }

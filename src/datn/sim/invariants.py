@@ -174,12 +174,14 @@ class InvariantChecker:
                 if a >= b:
                     continue
                 for asset in sorted(assets):
-                    here = _balance(sim, a, f"peer:{b}", asset)
-                    there = _balance(sim, b, f"peer:{a}", asset)
-                    if here + there != 0:
-                        self.fail(
-                            f"{a} and {b} disagree on {asset}: {here} vs {there} (invariant 5)"
-                        )
+                    for kind in ("peer", "rail"):
+                        here = _balance(sim, a, f"{kind}:{b}", asset)
+                        there = _balance(sim, b, f"{kind}:{a}", asset)
+                        if here + there != 0:
+                            self.fail(
+                                f"{a} and {b} disagree on {kind} {asset}: {here} vs {there}"
+                                " (invariant 5)"
+                            )
         for asset, deposited in sim.deposited.items():
             held = sum(
                 _balance(sim, node_id, f"trader:{trader}", asset)

@@ -469,25 +469,30 @@ class Simulation:
             node.timer_at = self.time_ms + 1
 
     def settle(self, horizon_ms: int = 30_000) -> None:
-        """Run until no order is being worked and no lock is open."""
+        """Run until no order is being worked, no lock is open and every
+        trade is settled."""
         deadline = self.time_ms + horizon_ms
         while self.time_ms < deadline:
             step_end = self.time_ms + 100
             self.run(until_ms=step_end)
             self.time_ms = max(self.time_ms, step_end)
-            if all(not n.core.working and not n.core.locks for n in self.nodes.values()):
+            if all(_quiet(n.core) for n in self.nodes.values()):
                 return
             for node_id, node in self.nodes.items():
                 if node.timer_at is None or node.timer_at < self.time_ms:
                     node.timer_at = self.time_ms + 1
                     self._schedule(self.time_ms + 1, "tick", node_id)
-        stuck = [n for n, node in self.nodes.items() if node.core.working or node.core.locks]
+        stuck = [n for n, node in self.nodes.items() if not _quiet(node.core)]
         raise InvariantError(
-            f"seed {self.seed}: nodes {stuck} still working after the liveness phase"
+            f"seed {self.seed}: nodes {stuck} still working or settling after the liveness phase"
         )
 
     def check_final(self) -> None:
         self.checker.final()
+
+
+def _quiet(core: NodeCore) -> bool:
+    return not core.working and not core.locks and not core.unsettled
 
 
 def run_simulation(
