@@ -303,7 +303,7 @@ def test_a_cycle_settles_the_net_per_asset_and_both_ledgers_mirror() -> None:
 def test_a_repeated_proposal_gets_the_same_answer_and_settles_once() -> None:
     net = traded_pair()
     cycle(net)
-    (_, proposal) = [(n, s) for n, s in net.wire if n == A][0]
+    proposal = next(s for n, s in net.wire if n == A)
     net.deliver()
     effects = net.nodes[B].receive(A, proposal.hlc, proposal.message, net.now())
     (again,) = [e for e in effects if isinstance(e, Send)]
