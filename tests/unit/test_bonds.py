@@ -17,6 +17,8 @@ from datn.protocol.messages import (
     NodeId,
     OrderBroadcast,
     PotentialTrades,
+    StatementAnswer,
+    StatementProposal,
 )
 from datn.protocol.node import NodeConfig, NodeCore
 from datn.protocol.venue import OrderRequest
@@ -343,3 +345,60 @@ def test_once_settled_nothing_is_owed_and_the_bond_can_be_withdrawn() -> None:
     net.apply(A, net.nodes[A].withdraw_bond(B, 1_000_000, net.now()))
     net.deliver()
     assert net.balance(A, "bond-posted:b") == 0 and net.balance(B, "bond-held:a") == 0
+
+
+# ---------------------------------------------------------------- default
+
+
+def defaulting_pair() -> Net:
+    """A bought 4 lots at 5,000 from B and posted only 3,000 with B, which
+    lets A's exposure run to 100 times the bond."""
+    lenient = config(
+        exposure_multiple_percent=10_000, quota=QuotaConfig(lock_notional_percent=10_000)
+    )
+    net = Net(b=lenient)
+    net.bond(A, 3_000)
+    net.bond(B, 1_000_000)
+    net.rest(B, Side.SELL, 4, 5_000, "s1")
+    net.place(A, Side.BUY, 4, 5_000, "b1", TimeInForce.IOC)
+    net.deliver()
+    net.nodes[B].reference_prices[XYZ.product_id] = 4_000  # A now owes B 4,000 marked
+    return net
+
+
+def run_past_deadline(net: Net, drop: type) -> list[tuple[NodeId, Send]]:
+    """Tick both nodes through the settlement deadline, dropping ``drop``."""
+    clearing = net.nodes[B].config.clearing
+    dropped = []
+    for _ in range(clearing.settlement_deadline_ms // clearing.settlement_cycle_ms + 2):
+        cycle(net)
+        dropped += net.deliver(drop=drop)
+    return dropped
+
+
+def test_a_peer_that_never_settles_is_suspended_and_its_bond_claimed() -> None:
+    net = defaulting_pair()
+    run_past_deadline(net, drop=StatementProposal)  # A never gets a statement through
+    b = net.nodes[B]
+    assert b.peers[A].suspended == "default" and b.stats["defaults_declared"] == 1
+    # Shortfall 4,000: the bond covers 3,000, B records the other 1,000 as its loss.
+    assert net.balance(B, "collateral:a") == 0
+    assert net.balance(B, "node:losses") == -1_000
+    assert b.unsettled == {}
+    # The claim and the loss close A's debt at B, marked.
+    assert net.balance(B, "peer:a") == -20_000 + 3_000 + 1_000
+    assert net.balance(B, "peer:a", XYZ.product_id) == 4
+    # No more locks for A, whatever it asks.
+    net.rest(B, Side.SELL, 1, 5_000, "s2")
+    assert ask(net, A, broadcast(77, 1, 5_000)).limited == "suspended"
+
+
+def test_default_during_settlement_ignores_the_late_answer() -> None:
+    net = defaulting_pair()
+    answers = run_past_deadline(net, drop=StatementAnswer)  # B answers; A never hears
+    a = net.nodes[A]
+    assert answers and a.peers[B].suspended == "default"
+    # B settled the statement it was shown; A, in default of hearing, did not.
+    for _, late in answers:
+        net.nodes[A].receive(B, late.hlc, late.message, net.now())
+    assert net.balance(A, "rail:b") == 0 and a.stats.get("statements_settled", 0) == 0

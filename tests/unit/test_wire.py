@@ -23,6 +23,7 @@ from datn.protocol.messages import (
     BondAnswer,
     BondRequest,
     Confirmation,
+    DefaultNotice,
     Heartbeat,
     Message,
     NodeId,
@@ -65,6 +66,7 @@ from datn.wire.limits import (
     MAX_FRAME_BYTES,
     MAX_INT64,
     MAX_LOCKS_PER_STATEMENT,
+    MAX_NODE_NAME_LENGTH,
     MAX_OFFERS_PER_REPLY,
     MAX_PRODUCT_ID_LENGTH,
     MAX_REASON_LENGTH,
@@ -95,11 +97,15 @@ offers = st.builds(Offer, ids, ticks, lots, hlcs, positive_ms)
 amounts = st.integers(1, MAX_INT64)
 net_amounts = st.integers(-MAX_INT64, MAX_INT64).filter(bool)
 hex_64 = st.binary(min_size=32, max_size=32).map(bytes.hex)
+# A node in a message body: its id, or any printable name (the simulator's n000).
+node_names = hex_64 | st.text(
+    st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=64
+)
 
 
 @st.composite
 def statements(draw: st.DrawFn) -> Statement:
-    low, high = sorted(draw(st.lists(hex_64, min_size=2, max_size=2, unique=True)))
+    low, high = sorted(draw(st.lists(node_names, min_size=2, max_size=2, unique=True)))
     lock_ids = tuple(sorted(draw(st.sets(ids, max_size=8))))
     net = tuple(sorted(draw(st.dictionaries(product_ids, net_amounts, max_size=4)).items()))
     return Statement(NodeId(low), NodeId(high), draw(ids), lock_ids, net)
@@ -125,6 +131,7 @@ MESSAGE_STRATEGIES: dict[type, st.SearchStrategy[Message]] = {
     BondAnswer: st.builds(BondAnswer, ids, reasons_or_none),
     StatementProposal: st.builds(StatementProposal, statements()),
     StatementAnswer: st.builds(StatementAnswer, ids, hex_64, reasons_or_none),
+    DefaultNotice: st.builds(DefaultNotice, node_names, ids, ids),
 }
 messages = st.one_of(*MESSAGE_STRATEGIES.values())
 
@@ -179,6 +186,7 @@ def typical(kind: type) -> Message:
             Statement(LOW, HIGH, 42, (lock, lock + 7), (("USD", -500_000), (PRODUCT, 100)))
         ),
         StatementAnswer: StatementAnswer(42, HASH, ""),
+        DefaultNotice: DefaultNotice(LOW, 5_000_000, 12_345),
     }[kind]
 
 
@@ -215,6 +223,12 @@ def test_largest_values_round_trip() -> None:
         StatementAnswer(0, "0" * 64, ""),
         StatementProposal(Statement(NodeId("0" * 64), NodeId("0" * 63 + "1"), 0, (), ())),
         StatementProposal(largest_statement()),
+        StatementProposal(Statement(NodeId("n000"), NodeId("n001"), 1, (7,), (("USD", 5),))),
+        StatementProposal(
+            Statement(NodeId("!"), NodeId("~" * MAX_NODE_NAME_LENGTH), 1, (7,), (("USD", 5),))
+        ),
+        DefaultNotice(NodeId("n007"), 0, 0),
+        DefaultNotice(NodeId("f" * 64), MAX_INT64, MAX_INT64),
     ):
         assert decode_message(encode_message(message)) == message
         assert open_frame(seal(ALICE, one(message))) == one(message)
@@ -284,8 +298,11 @@ def test_a_reply_from_before_limited_existed_still_decodes() -> None:
         StatementAnswer(True, HASH, ""),
         statement(low=HIGH, high=LOW),
         statement(high=LOW),
-        statement(low="n000", high="n001"),
-        statement(low=LOW.upper()),
+        statement(low="n001", high="n000"),
+        statement(low="", high="n001"),
+        statement(low="n 000", high="n001"),
+        statement(low="n000", high="n\u00e9"),
+        statement(high="~" * (MAX_NODE_NAME_LENGTH + 1)),
         statement(cycle=-1),
         statement(lock_ids=(2, 1)),
         statement(lock_ids=(1, 1)),
@@ -300,6 +317,10 @@ def test_a_reply_from_before_limited_existed_still_decodes() -> None:
         statement(net=(("USD", MAX_INT64 + 1),)),
         statement(net=(("USD", 1, 2),)),  # type: ignore[arg-type]
         statement(net=tuple((f"A{i:02d}", 1) for i in range(MAX_ASSETS_PER_STATEMENT + 1))),
+        DefaultNotice(NodeId(""), 0, 0),
+        DefaultNotice(NodeId("n 1"), 0, 0),
+        DefaultNotice(NodeId("n1"), -1, 0),
+        DefaultNotice(NodeId("n1"), 0, MAX_INT64 + 1),
         "not a message",
     ],
     ids=lambda message: repr(message)[:100],
@@ -342,7 +363,14 @@ def raw_statement(**fields: object) -> list[object]:
         pytest.param([13, 1, bytes.fromhex(HASH), ""], "malformed", id="hash-bytes"),
         pytest.param([2, 1, 0, [], "a\tb"], "malformed", id="limited-tab"),
         pytest.param([2, 1, 0, [], "", ""], "malformed", id="reply-long"),
-        pytest.param(raw_statement(low="n000", high="n001"), "malformed", id="sim-ids"),
+        pytest.param(raw_statement(low="", high="n001"), "malformed", id="empty-name"),
+        pytest.param(raw_statement(low="n\t0", high="n001"), "malformed", id="name-tab"),
+        pytest.param(raw_statement(high="~" * 65), "malformed", id="name-too-long"),
+        pytest.param(raw_statement(low=1, high="n001"), "malformed", id="name-int"),
+        pytest.param(raw_statement(low="n001", high="n000"), "bad_statement", id="names-reversed"),
+        pytest.param([14, "", 0, 0], "malformed", id="notice-empty-name"),
+        pytest.param([14, "n1", -1, 0], "malformed", id="notice-negative"),
+        pytest.param([14, "n1", 0], "malformed", id="notice-short"),
         pytest.param(raw_statement(cycle=True), "malformed", id="bool-cycle"),
         pytest.param(
             raw_statement(lock_ids=list(range(MAX_LOCKS_PER_STATEMENT + 1))),
@@ -385,6 +413,17 @@ def test_bad_values_from_a_peer_are_refused(sent: list[object], code: str) -> No
 def test_the_valid_raw_statement_is_accepted() -> None:
     """The base the refusals above each change in one place."""
     assert decode_message(msgspec.msgpack.encode(raw_statement())) == statement()
+
+
+def test_a_statement_may_name_its_nodes_as_the_core_does() -> None:
+    """A simulated node calls itself ``n000`` in a statement; only frame headers
+    carry keys. Names are any printable text up to the length of a node id."""
+    sim = raw_statement(low="n000", high="n001")
+    assert decode_message(msgspec.msgpack.encode(sim)) == statement(low="n000", high="n001")
+    longest = "~" * MAX_NODE_NAME_LENGTH
+    assert decode_message(msgspec.msgpack.encode(raw_statement(high=longest))) == statement(
+        high=longest
+    )
 
 
 def test_oversized_message_bytes_are_refused_before_parsing() -> None:

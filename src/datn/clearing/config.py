@@ -24,11 +24,27 @@ class ClearingConfig:
     """An unanswered bond request or statement is sent again after this long."""
     settlement_cycle_ms: int = 1_000
     """How often the lower id of each pair proposes a settlement statement."""
+    settlement_lag_ms: int = 500
+    """Trades younger than this wait for the next statement, so that both
+    sides have surely booked what a statement lists."""
+    settlement_deadline_ms: int = 15_000
+    """A peer with a trade unsettled this long is in default: suspended, its
+    bond claimed for what it owes, and every other peer told."""
+    follow_default_notices: bool = True
+    """Suspend a peer that another peer declared in default."""
 
     def __post_init__(self) -> None:
         check_text("bond_asset", self.bond_asset, 16)
         check_int("exposure_multiple_percent", self.exposure_multiple_percent, 1, 100_000)
         check_int("bond_resend_ms", self.bond_resend_ms, 1, 3_600_000)
         check_int("settlement_cycle_ms", self.settlement_cycle_ms, 1, 86_400_000)
+        check_int("settlement_lag_ms", self.settlement_lag_ms, 0, 86_400_000)
+        check_int("settlement_deadline_ms", self.settlement_deadline_ms, 1, 86_400_000 * 30)
+        if self.settlement_deadline_ms <= self.settlement_cycle_ms + self.settlement_lag_ms:
+            raise DomainError(
+                "settlement_deadline_ms", "deadline_too_short", "must exceed a cycle plus the lag"
+            )
+        if not isinstance(self.follow_default_notices, bool):
+            raise DomainError("follow_default_notices", "not_bool", "must be true or false")
         if not isinstance(self.quota, QuotaConfig):
             raise DomainError("quota", "not_quota", "must be a QuotaConfig")

@@ -164,6 +164,16 @@ class StatementAnswer(Value, frozen=True):
     reason: str
 
 
+class DefaultNotice(Value, frozen=True):
+    """Claimant -> every peer: ``defaulter`` did not settle by the deadline; the
+    claimant suspended it, took ``claimed`` from its bond and recorded
+    ``loss`` (minor units of the bond asset) as its own."""
+
+    defaulter: NodeId
+    claimed: int
+    loss: int
+
+
 Message = (
     OrderBroadcast
     | PotentialTrades
@@ -178,4 +188,5 @@ Message = (
     | BondAnswer
     | StatementProposal
     | StatementAnswer
+    | DefaultNotice
 )

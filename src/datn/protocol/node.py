@@ -80,6 +80,7 @@ from datn.protocol.messages import (
     BondAnswer,
     BondRequest,
     Confirmation,
+    DefaultNotice,
     Heartbeat,
     Message,
     NodeId,
@@ -170,6 +171,10 @@ def rail_owner(node_id: str) -> str:
     return f"rail:{node_id}"
 
 
+LOSSES_OWNER: Final = "node:losses"
+"""What peers in default owed this node beyond their bonds: its recorded loss."""
+
+
 def collateral_owner(node_id: str) -> str:
     """Where this node keeps the cash a peer posted with it as bond."""
     return f"collateral:{node_id}"
@@ -211,6 +216,8 @@ class _PeerView:
     proposal_resend_mono_ms: int = 0
     statement_answers: dict[int, StatementAnswer] = field(default_factory=dict)
     """As the higher id: the answer given for each cycle, repeated on retries."""
+    suspended: str = ""
+    """Why this node trades no more with the peer ("" while it does)."""
 
     @property
     def stale(self) -> bool:
@@ -333,6 +340,8 @@ class NodeCore:
         """Per peer, the trades not settled yet: lock id -> what each changed
         in the peer's accounts here."""
         self._next_settlement_mono_ms: int | None = None
+        self._unsettled_at: dict[NodeId, dict[int, int]] = {}
+        """Per peer, when each unsettled trade was booked (monotonic ms)."""
         """Peers with unanswered bond requests, in a replayable order."""
 
     # ================================================================ inputs
@@ -511,6 +520,10 @@ class NodeCore:
             working.deadline_mono_ms = now.mono_ms
             working.resend_mono_ms = now.mono_ms
             working.broadcast_mono_ms = None
+        # Booking times were on the old process's clock: the deadline restarts.
+        for booked in self._unsettled_at.values():
+            for lock_id in booked:
+                booked[lock_id] = now.mono_ms
         self._next_heartbeat_ms = None
         out.append(SetTimer(now.mono_ms))
 
@@ -607,14 +620,14 @@ class NodeCore:
         price first, cover what the node's own book does not; a peer that
         already answered this order without a refusal has given what it had."""
         if not self.config.targeted_routing:
-            return list(self.peers)
+            return [peer for peer, view in self.peers.items() if not view.suspended]
         order = working.order
         limit = self._limit_of(working)
         buy = order.side is Side.BUY
         chosen: list[NodeId] = []
         advertised: list[tuple[int, Hlc, NodeId, int]] = []
         for peer, view in self.peers.items():
-            if peer in working.exhausted:
+            if peer in working.exhausted or view.suspended:
                 continue
             if view.stale:
                 chosen.append(peer)
@@ -728,6 +741,9 @@ class NodeCore:
         if holder == self.node_id:
             return True
         view = self.peers[holder]
+        if view.suspended:
+            self._count("acceptances_to_suspended")
+            return False
         product = working.product
         price = candidate.offer.price_ticks
         mark = self.reference_prices.get(product.product_id, price)
@@ -828,6 +844,7 @@ class NodeCore:
             working.order.side is Side.SELL,
             lots,
             message.price_ticks,
+            now,
         )
         self.reference_prices[product.product_id] = message.price_ticks
         self._count("remote_trades")
@@ -1061,6 +1078,7 @@ class NodeCore:
             meta.order.side is Side.SELL,
             fill.quantity_lots,
             fill.price_ticks,
+            now,
         )
         confirmation = Confirmation(
             lock.lock_id,
@@ -1378,6 +1396,8 @@ class NodeCore:
         with the limit that binds (the reason, if that is nothing)."""
         view = self.peers[originator]
         clearing = self.config.clearing
+        if view.suspended:
+            return 0, 0, "suspended"
         if view.bond_held <= 0:
             return 0, 0, "no_bond"
         if view.broadcasts is None:
@@ -1413,6 +1433,7 @@ class NodeCore:
         peer_buys: bool,
         lots: int,
         price_ticks: int,
+        now: Now,
     ) -> None:
         """Remember what a trade changed in ``peer``'s accounts here, for the
         next settlement statement of the pair."""
@@ -1420,6 +1441,7 @@ class NodeCore:
         cash, delivered = (-notional, lots) if peer_buys else (notional, -lots)
         deltas = tuple(sorted(((product.quote_currency, cash), (product.product_id, delivered))))
         self.unsettled.setdefault(peer, {})[lock_id] = deltas
+        self._unsettled_at.setdefault(peer, {})[lock_id] = now.mono_ms
 
     def _settlement_cycle(self, now: Now, out: list[Effect]) -> None:
         """As the lower id of a pair: propose the statement of every trade not
@@ -1428,12 +1450,20 @@ class NodeCore:
         due = self._next_settlement_mono_ms
         if due is None or now.mono_ms >= due:
             due = now.mono_ms + clearing.settlement_cycle_ms
-            for peer, trades in self.unsettled.items():
+            ripe = now.mono_ms - clearing.settlement_lag_ms
+            overdue = now.mono_ms - clearing.settlement_deadline_ms
+            for peer in list(self.unsettled):
+                booked = self._unsettled_at[peer]
+                if min(booked.values()) <= overdue:
+                    self._declare_default(peer, now, out)
+                    continue
                 view = self.peers[peer]
-                if trades and self.node_id < peer and view.proposal is None:
-                    statement = build_statement(self.node_id, peer, view.cycle + 1, trades)
-                    view.proposal = StatementProposal(statement)
-                    view.proposal_resend_mono_ms = now.mono_ms
+                if self.node_id < peer and view.proposal is None:
+                    trades = {k: v for k, v in self.unsettled[peer].items() if booked[k] <= ripe}
+                    if trades:
+                        statement = build_statement(self.node_id, peer, view.cycle + 1, trades)
+                        view.proposal = StatementProposal(statement)
+                        view.proposal_resend_mono_ms = now.mono_ms
             self._next_settlement_mono_ms = due
         for peer in self.unsettled:
             view = self.peers[peer]
@@ -1487,13 +1517,14 @@ class NodeCore:
     def _settle(self, peer: NodeId, cycle: int, lock_ids: tuple[int, ...]) -> None:
         """Move the net of ``lock_ids`` over the built-in rail: out of the
         peer's accounts here, into the rail account that mirrors the peer's."""
-        trades = self.unsettled[peer]
+        trades, booked = self.unsettled[peer], self._unsettled_at[peer]
         totals: dict[str, int] = {}
         for lock_id in lock_ids:
+            del booked[lock_id]
             for asset, amount in trades.pop(lock_id):
                 totals[asset] = totals.get(asset, 0) + amount
         if not trades:
-            del self.unsettled[peer]
+            del self.unsettled[peer], self._unsettled_at[peer]
         owner, rail = self._peer_account(peer), rail_owner(peer)
         postings = []
         for asset, amount in sorted(totals.items()):
@@ -1504,6 +1535,67 @@ class NodeCore:
         if postings:
             self.ledger.post(Entry(EntryId(f"settle:{peer}:{cycle}"), tuple(postings)))
         self._count("statements_settled")
+
+    def _declare_default(self, peer: NodeId, now: Now, out: list[Effect]) -> None:
+        """``peer`` did not settle by the deadline: suspend it, close out what
+        it owes against its bond, record the rest as this node's loss, and
+        tell every other peer."""
+        view = self.peers[peer]
+        asset = AssetCode(self.config.clearing.bond_asset)
+        shortfall = max(0, -self._marked(peer))
+        collateral = AccountKey(collateral_owner(peer), asset)
+        claimed = min(shortfall, self.ledger.balance(collateral))
+        loss = shortfall - claimed
+        owner = self._peer_account(peer)
+        if claimed:
+            self.ledger.post(
+                Entry(
+                    EntryId(f"claim:{peer}"),
+                    (Posting(collateral, -claimed), Posting(AccountKey(owner, asset), claimed)),
+                )
+            )
+        if loss:
+            self.ledger.open_account(LOSSES_OWNER, asset, UNBOUNDED)
+            self.ledger.post(
+                Entry(
+                    EntryId(f"loss:{peer}"),
+                    (
+                        Posting(AccountKey(LOSSES_OWNER, asset), -loss),
+                        Posting(AccountKey(owner, asset), loss),
+                    ),
+                )
+            )
+        self.unsettled.pop(peer, None)
+        self._unsettled_at.pop(peer, None)
+        view.proposal = None
+        self._suspend(peer, "default", now, out)
+        self._count("defaults_declared")
+        notice = DefaultNotice(peer, claimed, loss)
+        for other in self.peers:
+            if other != peer:
+                self._send(other, notice, now, out)
+
+    def _suspend(self, peer: NodeId, reason: str, now: Now, out: list[Effect]) -> None:
+        """No new locks for ``peer`` and none taken from it; its open locks end."""
+        view = self.peers[peer]
+        if view.suspended:
+            return
+        view.suspended = reason
+        for lock in [lock for lock in self.locks.values() if lock.originator == peer]:
+            self._end_lock(lock, Refusal(lock.lock_id, "suspended"), now, out)
+
+    def _on_default_notice(
+        self, sender: NodeId, message: Message, now: Now, out: list[Effect]
+    ) -> None:
+        assert isinstance(message, DefaultNotice)
+        self._count("default_notices")
+        defaulter = message.defaulter
+        if (
+            self.config.clearing.follow_default_notices
+            and defaulter in self.peers
+            and defaulter != sender
+        ):
+            self._suspend(defaulter, f"notice:{sender}", now, out)
 
     def settling(self) -> bool:
         """True while a proposed statement waits for its answer."""
@@ -1654,4 +1746,5 @@ _MESSAGE_HANDLERS = {
     BondAnswer: NodeCore._on_bond_answer,
     StatementProposal: NodeCore._on_statement_proposal,
     StatementAnswer: NodeCore._on_statement_answer,
+    DefaultNotice: NodeCore._on_default_notice,
 }

@@ -26,6 +26,7 @@ from datn.protocol.messages import (
     BondAnswer,
     BondRequest,
     Confirmation,
+    DefaultNotice,
     Heartbeat,
     Message,
     NodeId,
@@ -47,6 +48,7 @@ from datn.wire.schema import (
     WireBondAnswer,
     WireBondRequest,
     WireConfirmation,
+    WireDefaultNotice,
     WireHeartbeat,
     WireHlc,
     WireMessage,
@@ -134,6 +136,8 @@ def to_wire(message: Message) -> WireMessage:
             return WireStatementProposal(_statement_to_wire(message.statement))
         case StatementAnswer():
             return WireStatementAnswer(message.cycle, message.statement_hash, message.reason)
+        case DefaultNotice():
+            return WireDefaultNotice(message.defaulter, message.claimed, message.loss)
     raise LocalProtocolError("bad_message", f"not a peer message: {type(message).__name__}")
 
 
@@ -169,6 +173,8 @@ def from_wire(wire: WireMessage) -> Message:
             return StatementProposal(_statement_from_wire(wire.statement))
         case WireStatementAnswer():
             return StatementAnswer(wire.cycle, wire.statement_hash, wire.reason)
+        case WireDefaultNotice():
+            return DefaultNotice(NodeId(wire.defaulter), wire.claimed, wire.loss)
 
 
 def hlc_to_wire(hlc: Hlc) -> WireHlc:

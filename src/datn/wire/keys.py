@@ -33,6 +33,8 @@ class Purpose(enum.Enum):
     """What a signature vouches for. Tags contain no NUL, so prefixes cannot collide."""
 
     BATCH = b"datn/batch/v1"
+    EVIDENCE = b"datn/evidence/v1"
+    """The seal a node puts on an evidence bundle it exported."""
 
 
 class NodeKey:

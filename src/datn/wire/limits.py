@@ -24,6 +24,10 @@ MAX_OFFERS_PER_REPLY: Final = 100
 MAX_PRODUCT_ID_LENGTH: Final = 80
 """Longest product id; a content-addressed id is 66 characters."""
 
+MAX_NODE_NAME_LENGTH: Final = 64
+"""Longest node name in a message body: a node id (its public key in hex) is
+64 characters, the simulator's names are shorter."""
+
 MAX_REASON_LENGTH: Final = 64
 """Longest refusal reason; reasons are short machine-readable codes."""
 

@@ -18,11 +18,11 @@ from typing import Annotated, Final
 import msgspec
 
 from datn.domain.limits import MAX_PRICE_TICKS, MAX_QUANTITY_LOTS
-from datn.wire.keys import PUBLIC_KEY_BYTES
 from datn.wire.limits import (
     MAX_ASSETS_PER_STATEMENT,
     MAX_INT64,
     MAX_LOCKS_PER_STATEMENT,
+    MAX_NODE_NAME_LENGTH,
     MAX_OFFERS_PER_REPLY,
     MAX_PRODUCT_ID_LENGTH,
     MAX_REASON_LENGTH,
@@ -33,10 +33,9 @@ from datn.wire.limits import (
 _PRINTABLE_NO_SPACE: Final = r"^[!-~]+\Z"
 _PRINTABLE: Final = r"^[ -~]+\Z"
 _PRINTABLE_OR_EMPTY: Final = r"^[ -~]*\Z"
-# A node id is its public key in lowercase hex, as ``keys`` requires of every
-# id in a frame header; a SHA-256 hash is written the same way.
-_NODE_ID: Final = rf"^[0-9a-f]{{{2 * PUBLIC_KEY_BYTES}}}\Z"
 _SHA256_HEX: Final = r"^[0-9a-f]{64}\Z"
+NODE_NAME_PATTERN: Final = _PRINTABLE_NO_SPACE
+"""What a node may call itself (or a peer) inside a message: see :data:`NodeName`."""
 
 Id = Annotated[int, msgspec.Meta(ge=0, le=MAX_INT64)]
 Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_INT64)]
@@ -65,7 +64,17 @@ Amount = Annotated[int, msgspec.Meta(ge=1, le=MAX_INT64)]
 # Symmetric, so that the other side's view of a net (its negation) fits too.
 # Zero is in range here; codec refuses it, as no net entry is ever zero.
 SignedAmount = Annotated[int, msgspec.Meta(ge=-MAX_INT64, le=MAX_INT64)]
-NodeIdText = Annotated[str, msgspec.Meta(pattern=_NODE_ID)]
+# A node as the core names it inside a message body (a statement's pair, a
+# defaulter). A real node uses its id, the hex public key that every frame
+# header carries; the simulator's nodes are called ``n000`` and so on, and
+# only their frame headers carry keys. So a body accepts any name the core
+# does, printable and bounded; who signed a frame is the header's business,
+# and a name is bound to a key by whoever reads both (an evidence bundle's
+# header, for one).
+NodeName = Annotated[
+    str,
+    msgspec.Meta(min_length=1, max_length=MAX_NODE_NAME_LENGTH, pattern=_PRINTABLE_NO_SPACE),
+]
 Sha256Hex = Annotated[str, msgspec.Meta(pattern=_SHA256_HEX)]
 
 
@@ -175,8 +184,8 @@ class WireStatement(_Wire, frozen=True):
     """Constraints between fields (low below high, lock ids and assets strictly
     increasing, no zero net) are beyond these types; codec checks them."""
 
-    low: NodeIdText
-    high: NodeIdText
+    low: NodeName
+    high: NodeName
     cycle: Count
     lock_ids: Annotated[tuple[Id, ...], msgspec.Meta(max_length=MAX_LOCKS_PER_STATEMENT)]
     net: Annotated[
@@ -195,6 +204,12 @@ class WireStatementAnswer(_Wire, frozen=True, tag=13):
     reason: ReasonOrEmpty
 
 
+class WireDefaultNotice(_Wire, frozen=True, tag=14):
+    defaulter: NodeName
+    claimed: Count
+    loss: Count
+
+
 WireMessage = (
     WireOrderBroadcast
     | WirePotentialTrades
@@ -209,6 +224,7 @@ WireMessage = (
     | WireBondAnswer
     | WireStatementProposal
     | WireStatementAnswer
+    | WireDefaultNotice
 )
 
 
