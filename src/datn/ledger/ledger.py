@@ -92,6 +92,7 @@ class Ledger:
         self._issued: dict[AssetCode, int] = {}
         self._held_by_asset: dict[AssetCode, int] = {}
         self._version = 0
+        self._changed: list[AccountKey] | None = None
 
     # Accounts -----------------------------------------------------------------
 
@@ -126,6 +127,7 @@ class Ledger:
         _check_floor(account, rule, state.balance, state.held)
         state.rule = rule
         self._version += 1
+        self._note(account)
 
     def has_account(self, account: AccountKey) -> bool:
         return account in self._accounts
@@ -284,6 +286,7 @@ class Ledger:
             self._add(self._held_by_asset, asset, change.held - state.held)
             state.balance = change.balance
             state.held = change.held
+            self._note(change.account)
 
     def _external_opening(self, field: str, outside: AccountKey) -> dict[AccountKey, AccountRule]:
         """Open the outside account of a deposit or withdrawal on first use."""
@@ -354,6 +357,7 @@ class Ledger:
         self._version += 1
         self._add(self._held_by_asset, account.asset, held - state.held)
         state.held = held
+        self._note(account)
 
     def _write_holds(self, updates: list[tuple[Hold, int]]) -> None:
         """Store what remains of each hold; a hold reduced to nothing has ended."""
@@ -377,6 +381,54 @@ class Ledger:
     def total_held(self, asset: str) -> int:
         """The sum of all open holds of ``asset``."""
         return self._held_by_asset.get(AssetCode(asset), 0)
+
+    def watch_changes(self) -> None:
+        """Start recording which accounts change, for :meth:`drain_changes`.
+        Off by default: a ledger nobody drains keeps no record."""
+        if self._changed is None:
+            self._changed = []
+
+    def drain_changes(self) -> list[AccountKey]:
+        """The accounts opened or changed since the last drain (repeats
+        possible), once :meth:`watch_changes` was called."""
+        changed = self._changed
+        if changed is None:
+            return []
+        self._changed = []
+        return changed
+
+    def _note(self, account: AccountKey) -> None:
+        if self._changed is not None:
+            self._changed.append(account)
+
+    def check_accounts(self, accounts: Iterable[AccountKey]) -> list[str]:
+        """What :meth:`check_invariants` checks of single accounts (held equal
+        to their holds, 64-bit range, floor), for ``accounts`` only; the
+        per-asset sums are the caller's to keep."""
+        wanted = set(accounts)
+        held: dict[AccountKey, int] = {}
+        for hold in self._holds.values():
+            if hold.account in wanted:
+                held[hold.account] = held.get(hold.account, 0) + hold.amount
+        problems: list[str] = []
+        bounded = AccountKind.BOUNDED
+        for account in wanted:
+            state = self._accounts.get(account)
+            if state is None:
+                problems.append(f"{account} changed but is not open")
+                continue
+            balance, on_hold, rule = state.balance, state.held, state.rule
+            if on_hold != held.get(account, 0):
+                problems.append(
+                    f"{account}: held {on_hold} but its holds sum to {held.get(account, 0)}"
+                )
+            if not MIN_BALANCE <= balance <= MAX_BALANCE:
+                problems.append(f"{account}: balance {balance} outside the 64-bit range")
+            if rule.kind is bounded and balance - on_hold < -rule.credit_limit:
+                problems.append(
+                    f"{account}: available {balance - on_hold} below floor {-rule.credit_limit}"
+                )
+        return problems
 
     def check_invariants(self) -> list[str]:
         """Recompute everything that must hold; return the violations, if any."""
@@ -452,6 +504,7 @@ class Ledger:
 
     def _open(self, account: AccountKey, rule: AccountRule) -> _Account:
         self._version += 1
+        self._note(account)
         state = _Account(rule)
         self._accounts[account] = state
         self._owners.setdefault(account.owner, []).append(account)

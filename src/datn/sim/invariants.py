@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from datn.clearing.exposure import exposure, exposure_cap, marked_value
 from datn.domain import Side
-from datn.ledger import AccountKey
+from datn.ledger import AccountKey, Ledger
 from datn.protocol.effects import Effect, Send
 from datn.protocol.messages import Confirmation, NodeId, PotentialTrades, Refusal
 
@@ -54,6 +54,8 @@ class InvariantChecker:
         # ledger and books count again from zero.
         self._ledger_seen: dict[NodeId, int] = {}
         self._book_seen: dict[NodeId, dict[str, int]] = {}
+        self._sums: dict[NodeId, Counter[str]] = {}
+        self._balances: dict[NodeId, dict[AccountKey, int]] = {}
 
     def fail(self, text: str) -> None:
         raise InvariantError(f"seed {self.sim.seed}: {text}")
@@ -126,10 +128,41 @@ class InvariantChecker:
                 f"{exposure(marked, open_notional)} > cap {cap} (invariant 8)"
             )
 
+    def _check_ledger(self, node_id: NodeId, ledger: Ledger) -> None:
+        """The whole ledger the first time (and after a restart); then only
+        the accounts that changed, keeping this checker's own per-asset sum
+        of every balance, which must stay zero: each entry balances."""
+        sums = self._sums.get(node_id)
+        if sums is None:
+            ledger.watch_changes()
+            ledger.drain_changes()
+            problems = ledger.check_invariants()
+            if problems:
+                self.fail(f"{node_id} ledger: {'; '.join(problems)} (invariants 1, 2)")
+            seen = {key: ledger.balance(key) for key in ledger.accounts()}
+            self._balances[node_id] = seen
+            self._sums[node_id] = Counter()
+            for key, balance in seen.items():
+                self._sums[node_id][key.asset] += balance
+            return
+        changed = set(ledger.drain_changes())
+        if not changed:
+            return
+        seen = self._balances[node_id]
+        for key in changed:
+            balance = ledger.balance(key)
+            sums[key.asset] += balance - seen.get(key, 0)
+            seen[key] = balance
+        problems = ledger.check_accounts(changed)
+        problems += [f"{asset}: balances sum to {total}" for asset, total in sums.items() if total]
+        if problems:
+            self.fail(f"{node_id} ledger: {'; '.join(problems)} (invariants 1, 2)")
+
     def restarted(self, node_id: NodeId) -> None:
         self._generation[node_id] += 1
         self._ledger_seen.pop(node_id, None)
         self._book_seen.pop(node_id, None)
+        self._sums.pop(node_id, None)
 
     # ------------------------------------------------------------- safety
 
@@ -142,12 +175,11 @@ class InvariantChecker:
         core = self.sim.nodes[node_id].core
         # Most events (heartbeats, adverts) leave the ledger and the books
         # alone; re-checking them only after a change keeps the check total.
-        ledger_version = core.ledger.version
+        ledger = core.ledger
+        ledger_version = ledger.version
         if self._ledger_seen.get(node_id) != ledger_version:
             self._ledger_seen[node_id] = ledger_version
-            problems = core.ledger.check_invariants()
-            if problems:
-                self.fail(f"{node_id} ledger: {'; '.join(problems)} (invariants 1, 2)")
+            self._check_ledger(node_id, ledger)
         seen = self._book_seen.get(node_id)
         if seen is None:
             seen = self._book_seen[node_id] = {}
@@ -166,6 +198,9 @@ class InvariantChecker:
     def final(self) -> None:
         sim = self.sim
         for node_id, node in sim.nodes.items():
+            problems = node.core.ledger.check_invariants()
+            if problems:
+                self.fail(f"{node_id} ledger: {'; '.join(problems)} (invariants 1, 2)")
             if node.core.locks:
                 self.fail(f"{node_id} still holds locks {sorted(node.core.locks)} (invariant 4)")
         defaults = {
