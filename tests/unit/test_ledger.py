@@ -621,3 +621,17 @@ def test_version_moves_on_every_change_and_only_then() -> None:
     assert after_hold > after_deposit
     ledger.release_hold("h1")
     assert ledger.version > after_hold
+
+
+def test_a_watched_ledger_names_the_accounts_that_changed_and_checks_them() -> None:
+    ledger = funded()
+    assert ledger.drain_changes() == []  # nothing recorded until someone watches
+    ledger.watch_changes()
+    ledger.post(Entry.transfer("t1", ALICE, BOB, 300))
+    ledger.place_hold("h1", BOB, 100)
+    assert set(ledger.drain_changes()) == {ALICE, BOB}
+    assert ledger.drain_changes() == []
+    assert ledger.check_accounts([ALICE, BOB]) == []
+    assert ledger.check_accounts([AccountKey("trader:nobody", USD)]) == [
+        "trader:nobody/USD changed but is not open"
+    ]
