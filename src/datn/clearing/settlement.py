@@ -22,10 +22,22 @@ from collections.abc import Iterable, Mapping
 
 import msgspec
 
-from datn.protocol.messages import NodeId, Statement
+from datn.domain.value import NodeId, Value
 
 Deltas = tuple[tuple[str, int], ...]
 """Per asset, the change one trade made to the peer's accounts: sorted by asset."""
+
+
+class Statement(Value, frozen=True):
+    """What two peers settle in one cycle: the trades (by lock id) and, per
+    asset, what ``low`` owes ``high`` (negative: what it is owed), where
+    ``low`` is the lower of the two node ids."""
+
+    low: NodeId
+    high: NodeId
+    cycle: int
+    lock_ids: tuple[int, ...]
+    net: tuple[tuple[str, int], ...]
 
 
 _ENCODER = msgspec.msgpack.Encoder()

@@ -1,8 +1,13 @@
-"""The base class of the protocol's immutable values."""
+"""The base of the protocol's immutable values, and node ids."""
 
 from __future__ import annotations
 
+from typing import NewType
+
 import msgspec
+
+NodeId = NewType("NodeId", str)
+"""A node's id: the hex of its Ed25519 public key on a real network."""
 
 
 class Value(msgspec.Struct, frozen=True, gc=False):

@@ -10,7 +10,7 @@ backwards and always moves past every timestamp the node has seen.
 
 from __future__ import annotations
 
-from datn.protocol.value import Value
+from datn.domain.value import Value
 
 
 class Now(Value, frozen=True):

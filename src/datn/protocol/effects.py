@@ -7,9 +7,9 @@ first is durable before any ``Send`` or ``Reply`` that follows it.
 
 from __future__ import annotations
 
+from datn.domain.value import Value
 from datn.protocol.clock import Hlc, Now
 from datn.protocol.messages import Message, NodeId
-from datn.protocol.value import Value
 from datn.protocol.venue import OrderRequest
 
 # --------------------------------------------------------------- journal

@@ -7,13 +7,10 @@ products, prices and quantities. Encoding, envelopes and signatures live in
 
 from __future__ import annotations
 
-from typing import NewType
-
+from datn.clearing.settlement import Statement
 from datn.domain.orders import Side
+from datn.domain.value import NodeId, Value
 from datn.protocol.clock import Hlc
-from datn.protocol.value import Value
-
-NodeId = NewType("NodeId", str)
 
 
 class OrderBroadcast(Value, frozen=True):
@@ -137,18 +134,6 @@ class BondAnswer(Value, frozen=True):
     reason: str
 
 
-class Statement(Value, frozen=True):
-    """What two peers settle in one cycle: the trades (by lock id) and, per
-    asset, what ``low`` owes ``high`` (negative: what it is owed), where
-    ``low`` is the lower of the two node ids."""
-
-    low: NodeId
-    high: NodeId
-    cycle: int
-    lock_ids: tuple[int, ...]
-    net: tuple[tuple[str, int], ...]
-
-
 class StatementProposal(Value, frozen=True):
     """Lower id -> higher id: settle this statement."""
 
@@ -190,3 +175,24 @@ Message = (
     | StatementAnswer
     | DefaultNotice
 )
+
+__all__ = [
+    "Acceptance",
+    "Advert",
+    "BondAnswer",
+    "BondRequest",
+    "Confirmation",
+    "DefaultNotice",
+    "Heartbeat",
+    "Message",
+    "NodeId",
+    "Offer",
+    "OrderBroadcast",
+    "PotentialTrades",
+    "Refusal",
+    "Release",
+    "Statement",
+    "StatementAnswer",
+    "StatementProposal",
+    "TradePrint",
+]
