@@ -476,23 +476,28 @@ class Simulation:
             step_end = self.time_ms + 100
             self.run(until_ms=step_end)
             self.time_ms = max(self.time_ms, step_end)
-            if all(_quiet(n.core) for n in self.nodes.values()):
+            if all(self._quiet(node_id) for node_id in self.nodes):
                 return
             for node_id, node in self.nodes.items():
                 if node.timer_at is None or node.timer_at < self.time_ms:
                     node.timer_at = self.time_ms + 1
                     self._schedule(self.time_ms + 1, "tick", node_id)
-        stuck = [n for n, node in self.nodes.items() if not _quiet(node.core)]
+        stuck = [node_id for node_id in self.nodes if not self._quiet(node_id)]
         raise InvariantError(
             f"seed {self.seed}: nodes {stuck} still working or settling after the liveness phase"
         )
 
+    def _quiet(self, node_id: NodeId) -> bool:
+        """Nothing left to do: no order worked, no lock open, nothing to
+        settle. A node playing a strategy need not be: a defaulter never
+        settles, and its honest peers declare it in default instead."""
+        core = self.nodes[node_id].core
+        if node_id in self.strategies:
+            return True
+        return not core.working and not core.locks and not core.unsettled
+
     def check_final(self) -> None:
         self.checker.final()
-
-
-def _quiet(core: NodeCore) -> bool:
-    return not core.working and not core.locks and not core.unsettled
 
 
 def run_simulation(
