@@ -31,8 +31,12 @@ RISK = RiskConfig(listed_products=frozenset({XYZ.product_id}))
 MARK = 5_000
 
 
+UNJUDGED = 10**15
+"""A ratio_min_offered_minor no test reaches: quotas by bond alone."""
+
+
 def config(**clearing: object) -> NodeConfig:
-    quota = clearing.pop("quota", QuotaConfig())
+    quota = clearing.pop("quota", QuotaConfig(ratio_min_offered_minor=UNJUDGED))
     return NodeConfig(RISK, clearing=ClearingConfig(quota=quota, **clearing))  # type: ignore[arg-type]
 
 
@@ -183,7 +187,8 @@ def test_without_a_bond_a_holder_offers_no_locks_and_says_why() -> None:
 
 def test_exposure_may_reach_the_cap_exactly_and_not_beyond() -> None:
     # Quota generous, exposure cap = the bond: 4 lots at 5,000 exactly.
-    net = Net(b=config(quota=QuotaConfig(lock_notional_percent=10_000)))
+    quota = QuotaConfig(lock_notional_percent=10_000, ratio_min_offered_minor=UNJUDGED)
+    net = Net(b=config(quota=quota))
     net.bond(A, 4 * 5_000)
     net.rest(B, Side.SELL, 10, 5_000, "s1")
     first = ask(net, A, broadcast(1, 10, 5_000))
@@ -196,9 +201,8 @@ def test_exposure_may_reach_the_cap_exactly_and_not_beyond() -> None:
 def test_an_originator_accepts_nothing_that_would_owe_more_than_it_posted() -> None:
     # B offers A plenty; A posted only 300 with B. Buying 4 lots at 5,100 when
     # the last price was 5,000 would leave A owing B 400 marked: refused.
-    generous = config(
-        exposure_multiple_percent=100_000, quota=QuotaConfig(lock_notional_percent=10_000)
-    )
+    quota = QuotaConfig(lock_notional_percent=10_000, ratio_min_offered_minor=UNJUDGED)
+    generous = config(exposure_multiple_percent=100_000, quota=quota)
     net = Net(b=generous)
     net.bond(A, 300)
     net.bond(B, 1_000_000)
@@ -223,6 +227,7 @@ def test_a_lock_grabber_is_held_to_its_lock_count_and_rate() -> None:
         lock_count_unit_minor=1_000_000,
         broadcasts_per_s=1,
         broadcast_burst=5,
+        ratio_min_offered_minor=UNJUDGED,
     )
     net = Net(b=config(exposure_multiple_percent=10_000, quota=quota))
     net.bond(A, 2_000_000)  # 1 + 2 locks by count
@@ -243,7 +248,9 @@ def test_a_lock_grabber_is_held_to_its_lock_count_and_rate() -> None:
 
 
 def test_a_peer_that_locks_much_and_takes_little_gets_a_smaller_quota() -> None:
-    quota = QuotaConfig(lock_notional_percent=100, ratio_min_offered_minor=0)
+    quota = QuotaConfig(
+        lock_notional_percent=100, ratio_floor_permille=100, ratio_min_offered_minor=0
+    )
     net = Net(b=config(quota=quota))
     net.bond(A, 100_000)  # 20 lots at 5,000
     net.rest(B, Side.SELL, 100, 5_000, "s1")

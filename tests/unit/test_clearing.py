@@ -56,7 +56,9 @@ def test_old_offers_fade_so_a_peer_can_mend_its_ratio() -> None:
 
 
 def test_the_quota_follows_the_bond_and_shrinks_with_a_poor_ratio() -> None:
-    config = QuotaConfig(lock_notional_percent=50, lock_count_unit_minor=1_000)
+    config = QuotaConfig(
+        lock_notional_percent=50, lock_count_unit_minor=1_000, ratio_floor_permille=100
+    )
     assert lock_quota(0, 1_000, config) == lock_quota(-5, 1_000, config)
     assert lock_quota(0, 1_000, config).max_locks == 0  # no bond, no locks
     full = lock_quota(10_000, 1_000, config)

@@ -30,8 +30,10 @@ class ClearingConfig:
     settlement_deadline_ms: int = 15_000
     """A peer with a trade unsettled this long is in default: suspended, its
     bond claimed for what it owes, and every other peer told."""
-    follow_default_notices: bool = True
-    """Suspend a peer that another peer declared in default."""
+    default_notice_quorum: int = 2
+    """Suspend a peer once this many other peers declared it in default (0:
+    never on others' word). More than one: a single peer's notice would let
+    any peer cut anyone off the network."""
 
     def __post_init__(self) -> None:
         check_text("bond_asset", self.bond_asset, 16)
@@ -44,7 +46,6 @@ class ClearingConfig:
             raise DomainError(
                 "settlement_deadline_ms", "deadline_too_short", "must exceed a cycle plus the lag"
             )
-        if not isinstance(self.follow_default_notices, bool):
-            raise DomainError("follow_default_notices", "not_bool", "must be true or false")
+        check_int("default_notice_quorum", self.default_notice_quorum, 0, 1_000_000)
         if not isinstance(self.quota, QuotaConfig):
             raise DomainError("quota", "not_quota", "must be a QuotaConfig")

@@ -43,10 +43,14 @@ class QuotaConfig:
     ratio_target_permille: int = 200
     """A peer taking at least this share of what it is offered keeps its full
     quota; below it the quota shrinks in proportion."""
-    ratio_floor_permille: int = 100
-    """The quota never shrinks below this share of the full one."""
-    ratio_min_offered_minor: int = 1_000_000
-    """Below this much decayed offered notional the ratio is not yet judged."""
+    ratio_floor_permille: int = 10
+    """The quota never shrinks below this share of the full one (and never
+    below one lock). Kept low: a peer that takes nothing keeps its floor
+    forever, on the best-priced orders, re-locked as each lock expires."""
+    ratio_min_offered_minor: int = 0
+    """Below this much decayed offered notional the ratio is not yet judged.
+    Zero judges from the first offer: full trust until some amount was
+    offered is exactly the window a lock-grabber needs."""
 
     def __post_init__(self) -> None:
         # check_int refuses bools and floats too, naming the field.

@@ -341,6 +341,8 @@ class NodeCore:
         in the peer's accounts here."""
         self._next_settlement_mono_ms: int | None = None
         self._unsettled_at: dict[NodeId, dict[int, int]] = {}
+        self._default_notices: dict[NodeId, dict[NodeId, None]] = {}
+        """Per peer, the other peers that declared it in default."""
         """Per peer, when each unsettled trade was booked (monotonic ms)."""
         """Peers with unanswered bond requests, in a replayable order."""
 
@@ -1590,12 +1592,13 @@ class NodeCore:
         assert isinstance(message, DefaultNotice)
         self._count("default_notices")
         defaulter = message.defaulter
-        if (
-            self.config.clearing.follow_default_notices
-            and defaulter in self.peers
-            and defaulter != sender
-        ):
-            self._suspend(defaulter, f"notice:{sender}", now, out)
+        if defaulter not in self.peers or defaulter == sender:
+            return
+        witnesses = self._default_notices.setdefault(defaulter, {})
+        witnesses[sender] = None
+        quorum = self.config.clearing.default_notice_quorum
+        if quorum and len(witnesses) >= quorum:
+            self._suspend(defaulter, "notices", now, out)
 
     def settling(self) -> bool:
         """True while a proposed statement waits for its answer."""
