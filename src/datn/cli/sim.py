@@ -8,12 +8,25 @@ from statistics import quantiles
 
 import click
 
+from datn.sim.adversaries import STRATEGIES, compare, default_adversaries, summary
 from datn.sim.invariants import InvariantError
 from datn.sim.network import Faults, SimReport, run_simulation
 
 
-def replay_command(seed: int, nodes: int, orders: int, clean: bool, broadcast: bool) -> str:
+def replay_command(
+    seed: int,
+    nodes: int,
+    orders: int,
+    clean: bool,
+    broadcast: bool,
+    adversary: str | None = None,
+    adversaries: int = 1,
+) -> str:
     flags = (" --no-faults" if clean else "") + (" --broadcast" if broadcast else "")
+    if adversary is not None:
+        flags += f" --adversary {adversary}"
+        if adversaries != 1:
+            flags += f" --adversaries {adversaries}"
     return f"datn sim --seed {seed} --nodes {nodes} --orders {orders}{flags}"
 
 
@@ -30,6 +43,18 @@ def replay_command(seed: int, nodes: int, orders: int, clean: bool, broadcast: b
 @click.option("--signed", is_flag=True, help="Carry every message as a signed, encoded frame.")
 @click.option("--sweep", default=0, help="Run this many seeds from --seed on; print failing seeds.")
 @click.option("--jobs", default=2, show_default=True, help="Processes for a sweep.")
+@click.option(
+    "--adversary",
+    type=click.Choice(sorted(STRATEGIES)),
+    help="Run the seed twice, the last node(s) playing this strategy and then honest, "
+    "and compare the trades honest nodes made between themselves.",
+)
+@click.option(
+    "--adversaries",
+    default=1,
+    show_default=True,
+    help="How many nodes (the last ones) play the --adversary strategy.",
+)
 def sim(
     seed: int,
     nodes: int,
@@ -39,11 +64,23 @@ def sim(
     signed: bool,
     sweep: int,
     jobs: int,
+    adversary: str | None,
+    adversaries: int,
 ) -> None:
     """Run nodes in virtual time over a hostile network, checking invariants
-    after every event, then heal the network and check that everything ends."""
+    after every event, then heal the network and check that everything ends.
+
+    With --adversary, run the seed twice, with the adversary strategy and
+    without, and compare the trades honest nodes made between themselves."""
     if nodes < 2 or orders < 1:
         raise click.BadParameter("need at least two nodes and one order")
+    if adversary is not None:
+        if sweep or signed or broadcast:
+            raise click.UsageError("--adversary runs one seed, targeted and unsigned")
+        _adversary(seed, nodes, orders, clean, adversary, adversaries)
+        return
+    if adversaries != 1:
+        raise click.UsageError("--adversaries needs --adversary")
     if sweep:
         _sweep(seed, sweep, nodes, orders, clean, broadcast, jobs)
         return
@@ -97,6 +134,32 @@ def _summary(report: SimReport) -> None:
             f"p50 {cuts[49]:.0f}, p90 {cuts[89]:.0f}, p99 {cuts[98]:.0f}, max {latencies[-1]}"
         )
     echo("every invariant held; the healed network ended every lock and matched every trade")
+
+
+def _adversary(seed: int, nodes: int, orders: int, clean: bool, strategy: str, count: int) -> None:
+    if not 1 <= count < nodes:
+        raise click.BadParameter(
+            "need at least one adversary and one honest node", param_hint="--adversaries"
+        )
+    ids = default_adversaries(nodes, count)
+    click.echo(
+        f"seed {seed}: {nodes} nodes, {orders} orders, run with {', '.join(ids)} playing "
+        f"{strategy}, then with {'them' if count > 1 else 'it'} honest"
+    )
+    try:
+        comparison = compare(
+            seed, nodes, orders, strategy, ids, faults=Faults.none() if clean else None
+        )
+    except InvariantError as error:
+        click.echo(f"\nINVARIANT BROKEN: {error}", err=True)
+        command = replay_command(seed, nodes, orders, clean, False, strategy, count)
+        click.echo(f"replay with: {command}")
+        sys.exit(1)
+    assert comparison.on.report is not None
+    click.echo(f"faults: {comparison.on.report.faults}")
+    for line in summary([comparison]):
+        click.echo(line)
+    click.echo("every invariant held in both runs; each healed network ended every lock")
 
 
 def _one(args: tuple[int, int, int, bool, bool]) -> tuple[int, str | None]:

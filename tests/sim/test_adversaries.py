@@ -1,0 +1,242 @@
+"""Adversarial nodes in the simulator: each strategy runs through the same
+core and journal as an honest node, every invariant holds against it, and
+honest nodes keep their trades, measured side by side with the same seed and
+the adversary switched off."""
+
+from __future__ import annotations
+
+from collections import Counter
+from functools import cache
+
+import pytest
+from click.testing import CliRunner
+
+from datn.clearing.config import ClearingConfig
+from datn.clearing.quota import QuotaConfig
+from datn.cli.main import main
+from datn.protocol import node as node_module
+from datn.protocol.node import NodeConfig
+from datn.risk import RiskConfig
+from datn.sim import network
+from datn.sim.adversaries import (
+    STRATEGIES,
+    Adversary,
+    AdversarySimulation,
+    Comparison,
+    LockGrabber,
+    Replayer,
+    compare,
+    default_adversaries,
+    flow_duration_ms,
+    kept,
+)
+from datn.sim.network import PRODUCTS, Faults
+
+NODES = 6
+ORDERS = 300
+SEEDS = tuple(range(1, 11))
+"""Runs are chaotic: one seed's honest trades move by several per cent either
+way whatever the adversary does, so the share kept is summed over seeds."""
+KEEP = 0.95
+"""Honest nodes keep at least this share of the trades they make between
+themselves with the adversary switched off."""
+EVERYTHING = Faults(10, 5, (2, 40), 20, True, True, 5_000, True)
+
+
+def _config(quota: QuotaConfig) -> NodeConfig:
+    risk = RiskConfig(listed_products=frozenset(spec.product_id for spec, _ in PRODUCTS))
+    return NodeConfig(risk, clearing=ClearingConfig(quota=quota))
+
+
+@cache
+def _comparisons(strategy: str, seeds: tuple[int, ...]) -> list[Comparison]:
+    return [compare(seed, NODES, ORDERS, strategy) for seed in seeds]
+
+
+def _kept(comparisons: list[Comparison]) -> float:
+    return kept(
+        sum(c.on.honest_executions for c in comparisons),
+        sum(c.off.honest_executions for c in comparisons),
+    )
+
+
+# ------------------------------------------------------ honest trades kept
+
+
+@pytest.mark.parametrize("strategy", ["slow-acceptor", "replayer"])
+def test_honest_nodes_keep_their_trades(strategy: str) -> None:
+    comparisons = _comparisons(strategy, SEEDS)
+    assert all(c.off.honest_executions for c in comparisons)
+    assert _kept(comparisons) >= KEEP
+
+
+def test_honest_nodes_keep_their_trades_against_a_lock_grabber() -> None:
+    comparisons = _comparisons("lock-grabber", SEEDS)
+    assert _kept(comparisons) >= KEEP
+    # Taking nothing, the grabber ends every holder's quota at its floor: one lock.
+    assert all(
+        w.end_quota and w.end_quota.max_locks == 1 for c in comparisons for w in c.on.quota.values()
+    )
+
+
+# ------------------------------------------------------------ defences
+
+
+def test_a_lock_grabber_never_holds_more_than_its_quota_and_is_limited() -> None:
+    comparisons = _comparisons("lock-grabber", SEEDS[:3])
+    for c in comparisons:
+        (watch,) = c.on.quota.values()
+        assert watch.breaches == 0
+        assert 0 < watch.peak_locks <= watch.full_quota.max_locks
+        assert 0 < watch.peak_notional <= watch.full_quota.max_lock_notional
+        # A grabber that takes nothing shrinks to the floor quota.
+        assert watch.end_quota is not None
+        assert watch.end_quota.max_lock_notional < watch.full_quota.max_lock_notional
+        # Honest holders said why they offered it less than it asked...
+        assert c.on.limited_for_adversaries["lock_quota"] > 0
+        assert c.on.limited_for_adversaries["broadcast_rate"] > 0
+        assert c.on.limited["limited:lock_quota"] >= c.on.limited_for_adversaries["lock_quota"]
+        # ...and every lock it got ran out, but for the few its own traders'
+        # orders took or released: it never accepts or releases a grab.
+        own = c.on.adversary_stats["acceptances"] + c.on.adversary_stats["releases"]
+        offered = c.on.locks_offered_to_adversaries
+        assert offered - c.on.adversary_lock_outcomes["expired"] <= own
+        assert sum(c.on.decisions_for_adversaries.values()) <= c.on.adversary_stats["acceptances"]
+        assert c.on.adversary_stats["grab_locks_kept"] > own
+        assert not c.on.suspended
+
+
+def test_holders_refuse_a_slow_acceptor_s_late_acceptances_as_expired() -> None:
+    """The checker fails a run if a holder took a lock after its expiry;
+    here holders refused some of the slow acceptor's acceptances, and took
+    the ones that arrived in time."""
+    comparisons = _comparisons("slow-acceptor", SEEDS)
+    decisions = sum((c.on.decisions_for_adversaries for c in comparisons), start=Counter())
+    assert decisions["expired"] > 0
+    assert decisions["taken"] > 0
+    # With the strategy off, the same node accepts within its budget.
+    assert all(not c.off.decisions_for_adversaries["expired"] for c in comparisons)
+
+
+def test_replayed_messages_change_nothing_at_honest_nodes() -> None:
+    comparisons = _comparisons("replayer", SEEDS)
+    replayed = sum((c.on.adversary_stats for c in comparisons), start=Counter())
+    for kind in ("OrderBroadcast", "Acceptance", "Release", "BondRequest", "PotentialTrades"):
+        assert replayed[f"replays:{kind}"] > 0, kind
+    assert sum(c.on.repeats_delivered for c in comparisons) > 0
+    assert sum(c.on.repeats_that_changed_state for c in comparisons) == 0
+
+
+# ----------------------------------------------------- faults and replay
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_every_invariant_holds_against_each_strategy_on_a_hostile_network(strategy: str) -> None:
+    comparison = compare(3, NODES, 200, strategy, faults=EVERYTHING)
+    assert comparison.on.report is not None and comparison.on.report.crashes > 0
+    assert comparison.off.honest_executions > 0
+    assert comparison.on.repeats_that_changed_state == 0
+    for watch in comparison.on.quota.values():
+        assert watch.breaches == 0
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_an_adversary_is_rebuilt_from_its_journal(strategy: str) -> None:
+    """A crashed adversary comes back as the same node, strategy state and
+    all: the simulator compares state hashes on restart (invariant 10), and
+    the strategy's state is part of the hash."""
+    (adversary,) = default_adversaries(5)
+    kind = STRATEGIES[strategy].tuned(attack_ms=10_000)
+    sim = AdversarySimulation(4, 5, [adversary], {adversary: kind}, Faults())
+    sim.fund()
+    duration_ms = flow_duration_ms(150)
+    end_ms = sim.schedule_flow(150, duration_ms)
+    sim.run(until_ms=sim.time_ms + duration_ms // 2)
+    core = sim.nodes[adversary].core
+    rebuilt = sim._new_core(adversary, list(core.journal))
+    assert type(rebuilt) is kind and isinstance(core, Adversary)
+    assert rebuilt._strategy_state() == core._strategy_state()
+    assert rebuilt.state_hash() == core.state_hash()
+    sim._crash(adversary)
+    sim.run(until_ms=end_ms)
+    assert sim.report.crashes == 1 and sim.nodes[adversary].up
+    sim.heal()
+    sim.settle()
+    sim.check_final()
+
+
+def test_a_strategy_plays_the_same_way_every_time() -> None:
+    first = compare(5, 5, 120, "replayer")
+    second = compare(5, 5, 120, "replayer")
+    assert first.on.report is not None and second.on.report is not None
+    assert first.on.report.messages == second.on.report.messages
+    assert first.on.adversary_stats == second.on.adversary_stats
+
+
+def test_knobs_are_tuned_by_name() -> None:
+    fast = LockGrabber.tuned(period_ms=5)
+    assert fast.period_ms == 5 and fast.name == "lock-grabber"
+    assert LockGrabber.period_ms == 10
+    with pytest.raises(ValueError, match="no integer knob"):
+        Replayer.tuned(speed=3)
+    with pytest.raises(ValueError, match="positive"):
+        Replayer.tuned(burst=0)
+
+
+# ------------------------------------------------------------------ CLI
+
+
+def test_sim_command_compares_a_run_with_and_without_an_adversary() -> None:
+    args = ["sim", "--nodes", "5", "--orders", "100", "--seed", "2", "--no-faults"]
+    result = CliRunner().invoke(main, [*args, "--adversary", "lock-grabber", "--adversaries", "2"])
+    assert result.exit_code == 0, result.output
+    assert "n003, n004 playing lock-grabber" in result.output
+    assert "honest executions:" in result.output
+    assert "limited" in result.output
+    assert "every invariant held in both runs" in result.output
+
+
+def test_sim_command_refuses_more_adversaries_than_it_has_honest_nodes() -> None:
+    args = ["sim", "--nodes", "3", "--orders", "10", "--adversary", "replayer"]
+    result = CliRunner().invoke(main, [*args, "--adversaries", "3"])
+    assert result.exit_code == 2
+    assert "--adversaries" in result.output
+
+
+def test_sim_command_prints_the_replay_command_of_a_broken_comparison(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(
+        node_module.NodeCore, "_book_holder_trade", lambda self, meta, peer, fill, tid, out: None
+    )
+    args = ["sim", "--nodes", "4", "--orders", "100", "--seed", "2", "--no-faults"]
+    result = CliRunner().invoke(main, [*args, "--adversary", "slow-acceptor"])
+    assert result.exit_code == 1
+    expected = "datn sim --seed 2 --nodes 4 --orders 100 --no-faults --adversary slow-acceptor"
+    assert expected in result.output
+
+
+# ------------------------------------------------------------- defaulter
+
+
+def test_honest_nodes_keep_their_trades_against_a_defaulter() -> None:
+    assert _kept(_comparisons("defaulter", SEEDS[:5])) >= KEEP
+
+
+def test_a_defaulter_is_suspended_its_bond_claimed_first_and_losses_recorded() -> None:
+    for comparison in _comparisons("defaulter", SEEDS[:5]):
+        (defaulter,) = comparison.adversaries
+        on = comparison.on
+        declared = {claimant for claimant, who, _, _ in on.defaults if who == defaulter}
+        assert declared, "someone traded with it and declared it in default"
+        honest = {n for n, _, _ in on.suspended} | declared
+        suspended = {(n, peer) for n, peer, _ in on.suspended}
+        assert all((n, defaulter) in suspended for n in honest)
+        for _, _, claimed, loss in on.defaults:
+            posted_before = network.BOND_MINOR
+            assert 0 <= claimed <= posted_before
+            assert loss == 0 or claimed == posted_before  # the bond goes first
+        # Every loss announced is on the claimant's ledger, none hidden.
+        announced = {claimant: loss for claimant, _, _, loss in on.defaults}
+        assert all(on.losses[n] == announced.get(n, 0) for n in on.losses)
+        assert not comparison.off.defaults  # honest, nobody defaults
