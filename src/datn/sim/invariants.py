@@ -197,6 +197,15 @@ class InvariantChecker:
 
     def final(self) -> None:
         sim = self.sim
+        # Every balance of every node once, by (owner, asset): the pairwise
+        # checks below read hundreds of thousands of them at 200 nodes.
+        books = {
+            node_id: {
+                (key.owner, str(key.asset)): node.core.ledger.balance(key)
+                for key in node.core.ledger.accounts()
+            }
+            for node_id, node in sim.nodes.items()
+        }
         for node_id, node in sim.nodes.items():
             problems = node.core.ledger.check_invariants()
             if problems:
@@ -216,8 +225,8 @@ class InvariantChecker:
                     continue
                 for asset in sorted(assets):
                     for kind in ("peer", "rail"):
-                        here = _balance(sim, a, f"{kind}:{b}", asset)
-                        there = _balance(sim, b, f"{kind}:{a}", asset)
+                        here = books[a].get((f"{kind}:{b}", asset), 0)
+                        there = books[b].get((f"{kind}:{a}", asset), 0)
                         if here + there != 0:
                             self.fail(
                                 f"{a} and {b} disagree on {kind} {asset}: {here} vs {there}"
@@ -225,20 +234,20 @@ class InvariantChecker:
                             )
         for asset, deposited in sim.deposited.items():
             held = sum(
-                _balance(sim, node_id, f"trader:{trader}", asset)
+                books[node_id].get((f"trader:{trader}", asset), 0)
                 for node_id, traders in sim.traders.items()
                 for trader in traders
             )
             if held != deposited:
                 self.fail(f"{asset}: traders hold {held}, {deposited} deposited (invariant 1)")
-        self._check_bonds()
+        self._check_bonds(books)
 
     def _parted(self, a: NodeId, b: NodeId) -> bool:
         """True if either node suspended the other: their books may differ."""
         nodes = self.sim.nodes
         return bool(nodes[a].core.peers[b].suspended or nodes[b].core.peers[a].suspended)
 
-    def _check_bonds(self) -> None:
+    def _check_bonds(self, books: dict[NodeId, dict[tuple[str, str], int]]) -> None:
         sim = self.sim
         for asset, funded in sim.capital.items():
             per_node = funded // len(sim.ids)
@@ -247,18 +256,18 @@ class InvariantChecker:
                 for b in sim.ids:
                     if a == b:
                         continue
-                    here = _balance(sim, a, f"bond-posted:{b}", asset)
+                    here = books[a].get((f"bond-posted:{b}", asset), 0)
                     posted += here
                     if self._parted(a, b):
                         continue  # a bond claimed in a default is not given back
-                    there = _balance(sim, b, f"bond-held:{a}", asset)
-                    kept = _balance(sim, b, f"collateral:{a}", asset)
+                    there = books[b].get((f"bond-held:{a}", asset), 0)
+                    kept = books[b].get((f"collateral:{a}", asset), 0)
                     if here + there != 0 or kept != here:
                         self.fail(
                             f"{a}'s bond with {b}: posted {here}, held {-there}, "
                             f"collateral {kept} (invariant 1)"
                         )
-                capital = _balance(sim, a, "node:capital", asset)
+                capital = books[a].get(("node:capital", asset), 0)
                 if capital + posted != per_node:
                     self.fail(f"{a}: capital {capital} + bonds {posted} != {per_node} funded")
 
