@@ -1467,13 +1467,13 @@ class NodeCore:
                         view.proposal = StatementProposal(statement)
                         view.proposal_resend_mono_ms = now.mono_ms
             self._next_settlement_mono_ms = due
+            out.append(SetTimer(due))
         for peer in self.unsettled:
             view = self.peers[peer]
             if view.proposal is not None and now.mono_ms >= view.proposal_resend_mono_ms:
                 self._send(peer, view.proposal, now, out)
                 view.proposal_resend_mono_ms = now.mono_ms + clearing.bond_resend_ms
                 out.append(SetTimer(view.proposal_resend_mono_ms))
-        out.append(SetTimer(due))
 
     def _on_statement_proposal(
         self, sender: NodeId, message: Message, now: Now, out: list[Effect]
