@@ -36,7 +36,7 @@ from datn.book import BookError, Fill, OrderBook, Reentry
 from datn.clearing.config import ClearingConfig
 from datn.clearing.exposure import exposure, exposure_cap, marked_value, obligations
 from datn.clearing.quota import AcceptanceRatio, TokenBucket, lock_quota
-from datn.clearing.settlement import Deltas, build_statement, reproduce, statement_hash
+from datn.clearing.settlement import Deltas, build_statement, net_of, reproduce, statement_hash
 from datn.domain import AssetCode, DomainError, Order, OrderType, ProductSpec, Side, TimeInForce
 from datn.ledger import (
     EXTERNAL,
@@ -373,13 +373,7 @@ class NodeCore:
         if sender not in self.peers:
             self._count("dropped_unknown_sender")
             return []
-        # _handle, unrolled for the commonest input: a receive is always journaled.
-        event = ReceiveInput(sender, hlc, message)
-        journal = JournalEntry(now, event)
-        effects: list[Effect] = [Journal(journal)]
-        self._on_receive(event, now, effects)
-        self.journal.append(journal)
-        return effects
+        return self._handle(ReceiveInput(sender, hlc, message), now)
 
     def tick(self, now: Now) -> list[Effect]:
         return self._handle(TickInput(), now)
@@ -997,7 +991,7 @@ class NodeCore:
             )
             if notional_left <= 0 or count_left <= 0:
                 limited, lockable = binding, []
-            view = self.peers[originator]
+            view, offered = self.peers[originator], 0
             for order_id, price, wanted in lockable:
                 if count_left <= 0:
                     limited = "lock_quota"
@@ -1011,16 +1005,14 @@ class NodeCore:
                 notional = per_lot * lots
                 lock = self._new_lock(originator, order_id, lots, now, notional)
                 notional_left -= notional
+                offered += notional
                 count_left -= 1
                 view.lock_notional += notional
                 view.lock_count += 1
                 priority = self.resting[order_id].priority
                 offers.append(Offer(lock.lock_id, price, lots, priority, self.config.lock_ttl_ms))
                 out.append(SetTimer(lock.expires_mono_ms))
-            if offers:
-                offered = sum(
-                    product.notional_minor(o.quantity_lots, o.price_ticks) for o in offers
-                )
+            if offered:
                 self._ratio(view, now).offer(offered, now.mono_ms)
         self._count("locks_offered", len(offers))
         if limited:
@@ -1520,20 +1512,17 @@ class NodeCore:
         """Move the net of ``lock_ids`` over the built-in rail: out of the
         peer's accounts here, into the rail account that mirrors the peer's."""
         trades, booked = self.unsettled[peer], self._unsettled_at[peer]
-        totals: dict[str, int] = {}
         for lock_id in lock_ids:
             del booked[lock_id]
-            for asset, amount in trades.pop(lock_id):
-                totals[asset] = totals.get(asset, 0) + amount
+        net = net_of(trades.pop(lock_id) for lock_id in lock_ids)
         if not trades:
             del self.unsettled[peer], self._unsettled_at[peer]
         owner, rail = self._peer_account(peer), rail_owner(peer)
         postings = []
-        for asset, amount in sorted(totals.items()):
-            if amount:
-                self.ledger.open_account(rail, AssetCode(asset), EXTERNAL)
-                postings.append(Posting(AccountKey(owner, AssetCode(asset)), -amount))
-                postings.append(Posting(AccountKey(rail, AssetCode(asset)), amount))
+        for asset, amount in net:
+            self.ledger.open_account(rail, AssetCode(asset), EXTERNAL)
+            postings.append(Posting(AccountKey(owner, AssetCode(asset)), -amount))
+            postings.append(Posting(AccountKey(rail, AssetCode(asset)), amount))
         if postings:
             self.ledger.post(Entry(EntryId(f"settle:{peer}:{cycle}"), tuple(postings)))
         self._count("statements_settled")

@@ -53,7 +53,7 @@ from datn.clearing.quota import PERMILLE, Quota, lock_quota
 from datn.domain import AssetCode, ProductSpec, Side
 from datn.domain.limits import MAX_PRICE_TICKS
 from datn.ledger import AccountKey
-from datn.protocol.clock import Hlc, Now
+from datn.protocol.clock import Now
 from datn.protocol.effects import (
     Effect,
     Executed,
@@ -134,13 +134,6 @@ class Adversary(NodeCore):
         return cast("type[Self]", type(cls.__name__, (cls,), dict(knobs)))
 
     # ------------------------------------------------------------ dispatch
-
-    def receive(self, sender: NodeId, hlc: Hlc, message: Message, now: Now) -> list[Effect]:
-        if sender not in self.peers:
-            return super().receive(sender, hlc, message, now)
-        # Through _handle, the path journal replay takes, not the core's
-        # unrolled shortcut: the strategy's hooks must run on both.
-        return self._handle(ReceiveInput(sender, hlc, message), now)
 
     def _handle(self, event: Input, now: Now) -> list[Effect]:
         if type(event) is ReceiveInput and self._swallows(event.message):
