@@ -153,7 +153,7 @@ def _check_balanced(postings: tuple[Posting, ...]) -> None:
     for posting in postings:
         asset = posting.account.asset
         sums[asset] = sums.get(asset, 0) + posting.amount
-    off = {asset: total for asset, total in sums.items() if total != 0}
-    if off:
+    if any(sums.values()):
+        off = {asset: total for asset, total in sums.items() if total != 0}
         detail = ", ".join(f"{asset} by {total:+d}" for asset, total in off.items())
         raise LedgerError("postings", "unbalanced", f"postings do not sum to zero: {detail}")
