@@ -181,6 +181,20 @@ def collateral_owner(node_id: str) -> str:
 
 
 @dataclass(slots=True)
+class _PeerAccounts:
+    """The keys of the ledger accounts this node keeps for one peer, each
+    opened on first use and kept: bonds, trades and the exposure check touch
+    them all the time, and a key built once is not validated again."""
+
+    peer: dict[str, AccountKey] | None = None
+    """What the peer owes and is owed, by asset (None until the first trade)."""
+    rail: dict[str, AccountKey] = field(default_factory=dict)
+    bond_posted: AccountKey | None = None
+    bond_held: AccountKey | None = None
+    collateral: AccountKey | None = None
+
+
+@dataclass(slots=True)
 class _PeerView:
     rtt_ms: int
     offset_ms: int = 0
@@ -216,8 +230,12 @@ class _PeerView:
     proposal_resend_mono_ms: int = 0
     statement_answers: dict[int, StatementAnswer] = field(default_factory=dict)
     """As the higher id: the answer given for each cycle, repeated on retries."""
+    settled: int = 0
+    """How many statements this node has settled with the peer: two peers that
+    count alike have settled the same statements (one is proposed at a time)."""
     suspended: str = ""
     """Why this node trades no more with the peer ("" while it does)."""
+    accounts: _PeerAccounts = field(default_factory=_PeerAccounts)
 
     @property
     def stale(self) -> bool:
@@ -331,11 +349,12 @@ class NodeCore:
         self._advert_version = 0
         self._next_heartbeat_ms: int | None = None
         self._probe_queue: deque[NodeId] = deque(self.peers)
-        self._peer_accounts: set[NodeId] = set()
         assets = {p.product_id for p in self.products.values()}
         assets.update(p.quote_currency for p in self.products.values())
         self._asset_codes: tuple[str, ...] = tuple(sorted(assets))
         self._bonds_waiting: dict[NodeId, None] = {}
+        self._capital = AccountKey(CAPITAL_OWNER, AssetCode(config.clearing.bond_asset))
+        """The node's own cash, from which it posts bonds."""
         self.unsettled: dict[NodeId, dict[int, Deltas]] = {}
         """Per peer, the trades not settled yet: lock id -> what each changed
         in the peer's accounts here."""
@@ -470,11 +489,10 @@ class NodeCore:
                 self._count("bond_withdraw_beyond_posted")
                 return
         else:
-            capital = AccountKey(CAPITAL_OWNER, AssetCode(asset))
-            if self.ledger.available(capital) < event.amount:
+            if self.ledger.available(self._capital) < event.amount:
                 self._count("bond_post_without_capital")
                 return
-            self.ledger.place_hold(f"bond:{bond_id}", capital, event.amount)
+            self.ledger.place_hold(f"bond:{bond_id}", self._capital, event.amount)
         request = BondRequest(bond_id, asset, event.amount, event.withdraw)
         view.bond_requests[bond_id] = request
         self._bonds_waiting[event.peer] = None
@@ -1321,15 +1339,13 @@ class NodeCore:
             if self._marked(peer) < 0:
                 return "owing"
             amount = -amount
-        bond, collateral = bond_held_owner(peer), collateral_owner(peer)
-        self.ledger.open_account(bond, AssetCode(asset), UNBOUNDED)
-        self.ledger.open_account(collateral, AssetCode(asset))
+        accounts = view.accounts
+        if accounts.bond_held is None or accounts.collateral is None:
+            accounts.bond_held = self.ledger.open_account(bond_held_owner(peer), asset, UNBOUNDED)
+            accounts.collateral = self.ledger.open_account(collateral_owner(peer), asset)
         entry = Entry(
             EntryId(f"bond-held:{peer}:{request.bond_id}"),
-            (
-                Posting(AccountKey(bond, AssetCode(asset)), -amount),
-                Posting(AccountKey(collateral, AssetCode(asset)), amount),
-            ),
+            (Posting(accounts.bond_held, -amount), Posting(accounts.collateral, amount)),
         )
         self.ledger.post(entry)
         view.bond_held += amount
@@ -1353,16 +1369,15 @@ class NodeCore:
                 self.ledger.release_hold(hold)
             self._count(f"bond_refused_by_peer:{message.reason}")
             return
-        asset = AssetCode(request.asset)
-        bond = bond_posted_owner(sender)
-        self.ledger.open_account(bond, asset)
+        accounts = view.accounts
+        if accounts.bond_posted is None:
+            accounts.bond_posted = self.ledger.open_account(
+                bond_posted_owner(sender), request.asset
+            )
         amount = -request.amount if request.withdraw else request.amount
         entry = Entry(
             EntryId(f"bond-posted:{sender}:{request.bond_id}"),
-            (
-                Posting(AccountKey(CAPITAL_OWNER, asset), -amount),
-                Posting(AccountKey(bond, asset), amount),
-            ),
+            (Posting(self._capital, -amount), Posting(accounts.bond_posted, amount)),
             () if hold is None else (HoldUse(HoldId(hold), request.amount),),
         )
         self.ledger.post(entry)
@@ -1373,13 +1388,11 @@ class NodeCore:
     def _marked(self, peer: NodeId) -> int:
         """The peer's accounts here, marked to the last trade prices, in the
         bond asset: positive, this node owes the peer; negative, it is owed."""
-        if peer not in self._peer_accounts:
+        keys = self.peers[peer].accounts.peer
+        if keys is None:
             return 0
-        owner = peer_owner(peer)
-        balances = {
-            asset: self.ledger.balance(AccountKey(owner, AssetCode(asset)))
-            for asset in self._asset_codes
-        }
+        balance = self.ledger.balance
+        balances = {asset: balance(key) for asset, key in keys.items()}
         return marked_value(
             balances, self.products, self.reference_prices, self.config.clearing.bond_asset
         )
@@ -1517,14 +1530,18 @@ class NodeCore:
         net = net_of(trades.pop(lock_id) for lock_id in lock_ids)
         if not trades:
             del self.unsettled[peer], self._unsettled_at[peer]
-        owner, rail = self._peer_account(peer), rail_owner(peer)
+        keys = self._peer_keys(peer)
+        rails = self.peers[peer].accounts.rail
         postings = []
         for asset, amount in net:
-            self.ledger.open_account(rail, AssetCode(asset), EXTERNAL)
-            postings.append(Posting(AccountKey(owner, AssetCode(asset)), -amount))
-            postings.append(Posting(AccountKey(rail, AssetCode(asset)), amount))
+            rail = rails.get(asset)
+            if rail is None:
+                rail = rails[asset] = self.ledger.open_account(rail_owner(peer), asset, EXTERNAL)
+            postings.append(Posting(keys[asset], -amount))
+            postings.append(Posting(rail, amount))
         if postings:
             self.ledger.post(Entry(EntryId(f"settle:{peer}:{cycle}"), tuple(postings)))
+        self.peers[peer].settled += 1
         self._count("statements_settled")
 
     def _declare_default(self, peer: NodeId, now: Now, out: list[Effect]) -> None:
@@ -1649,15 +1666,22 @@ class NodeCore:
         return int.from_bytes(digest, "big") >> 1
 
     def _peer_account(self, peer: NodeId) -> str:
-        """The ledger owner of ``peer``'s accounts, opened on its first trade:
-        a node with hundreds of peers keeps accounts only for those it trades
-        with (an account never opened reads as zero)."""
-        owner = peer_owner(peer)
-        if peer not in self._peer_accounts:
-            self._peer_accounts.add(peer)
-            for asset in self._asset_codes:
-                self.ledger.open_account(owner, AssetCode(asset), UNBOUNDED)
-        return owner
+        """The ledger owner of ``peer``'s accounts, opened on its first trade."""
+        self._peer_keys(peer)
+        return peer_owner(peer)
+
+    def _peer_keys(self, peer: NodeId) -> dict[str, AccountKey]:
+        """``peer``'s accounts by asset, opened on its first trade: a node
+        with hundreds of peers keeps accounts only for those it trades with
+        (an account never opened reads as zero)."""
+        accounts = self.peers[peer].accounts
+        if accounts.peer is None:
+            owner = peer_owner(peer)
+            accounts.peer = {
+                asset: self.ledger.open_account(owner, asset, UNBOUNDED)
+                for asset in self._asset_codes
+            }
+        return accounts.peer
 
     # ============================================================ queries
 
@@ -1675,6 +1699,9 @@ class NodeCore:
         yield sorted((k, v.quantity_lots, v.expires_mono_ms) for k, v in self.locks.items())
         yield sorted(self.decisions.items())
         yield sorted((peer, sorted(trades.items())) for peer, trades in self.unsettled.items())
+        for peer, v in self.peers.items():
+            yield peer, v.bond_posted, v.bond_held, sorted(v.bond_requests), v.lock_notional
+            yield v.lock_count, v.cycle, v.settled, v.suspended
         yield self._counter, self._advert_version, self.clock.last
 
     def next_timer_ms(self) -> int | None:
