@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from datn.domain import AssetCode
-from datn.ledger import AccountKey
+from datn.ledger import UNBOUNDED, AccountKey, Entry, EntryId, Posting
 from datn.protocol import node as node_module
+from datn.protocol.messages import NodeId
 from datn.sim import network
 from datn.sim.invariants import InvariantError
 from datn.sim.network import Faults, Simulation, run_simulation
@@ -73,3 +74,43 @@ def test_by_the_end_every_trade_is_settled_over_the_rail(seed: int) -> None:
             for asset in sim.deposited:
                 key = AccountKey(f"peer:{peer}", AssetCode(asset))
                 assert node.core.ledger.balance(key) == 0  # all of it moved over the rail
+
+
+def _run_trading(sim: Simulation, orders: int = 200) -> None:
+    sim.fund()
+    sim.run(until_ms=sim.schedule_flow(orders, 4_000))
+
+
+def test_every_settlement_cycle_is_checked_while_trading_goes_on() -> None:
+    """Settlement conservation after every cycle, not only at the end: with
+    faults on, pairs settle while other trades are in flight, and each time
+    both sides have settled the same statements their rails mirror."""
+    sim = Simulation(8, 5, faults=Faults(10, 5, (2, 40), 20, True, True, 5_000, True))
+    _run_trading(sim, 300)
+    assert sim.checker.pairs_in_step > 0
+    sim.heal()
+    sim.settle()
+    sim.check_final()
+
+
+def test_a_rail_that_moves_more_than_the_statement_is_caught_at_its_cycle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A node that books one cent more on its rail than the statement says
+    (its own ledger still balances) is caught at that cycle, during trading."""
+    settle = node_module.NodeCore._settle
+
+    def generous(
+        self: node_module.NodeCore, peer: NodeId, cycle: int, lock_ids: tuple[int, ...]
+    ) -> None:
+        settle(self, peer, cycle, lock_ids)
+        rail = self.peers[peer].accounts.rail
+        if self.node_id == "n001" and "USD" in rail:
+            slush = self.ledger.open_account("node:slush", "USD", UNBOUNDED)
+            extra = (Posting(rail["USD"], 1), Posting(slush, -1))
+            self.ledger.post(Entry(EntryId(f"extra:{peer}:{cycle}"), extra))
+
+    monkeypatch.setattr(node_module.NodeCore, "_settle", generous)
+    sim = Simulation(5, 5, faults=Faults())
+    with pytest.raises(InvariantError, match="settlement conservation"):
+        _run_trading(sim)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from datn.clearing.exposure import exposure, exposure_cap, marked_value
+from datn.clearing.settlement import net_of
 from datn.domain import Side
 from datn.ledger import AccountKey, Ledger
 from datn.protocol.effects import Effect, Send
@@ -56,6 +57,17 @@ class InvariantChecker:
         self._book_seen: dict[NodeId, dict[str, int]] = {}
         self._sums: dict[NodeId, Counter[str]] = {}
         self._balances: dict[NodeId, dict[AccountKey, int]] = {}
+        # Settlement: statements each node settled (in all, and per peer), the
+        # rail balances of every ledger summed (kept from the balances above),
+        # and per pair that is not in step what its two rails differ by.
+        self._settled_total: dict[NodeId, int] = {}
+        self._settled_seen: dict[tuple[NodeId, NodeId], int] = {}
+        self._rails: dict[NodeId, Counter[str]] = {}
+        self._rails_total: Counter[str] = Counter()
+        self._rail_gaps: dict[tuple[NodeId, NodeId], dict[str, int]] = {}
+        self.pairs_in_step = 0
+        """How many times a pair was found to have settled the same
+        statements, its rails mirroring: the per-cycle check at work."""
 
     def fail(self, text: str) -> None:
         raise InvariantError(f"seed {self.sim.seed}: {text}")
@@ -142,8 +154,14 @@ class InvariantChecker:
             seen = {key: ledger.balance(key) for key in ledger.accounts()}
             self._balances[node_id] = seen
             self._sums[node_id] = Counter()
+            rails: Counter[str] = Counter()
             for key, balance in seen.items():
                 self._sums[node_id][key.asset] += balance
+                if key.owner.startswith("rail:"):
+                    rails[key.asset] += balance
+            self._rails_total.subtract(self._rails.get(node_id, Counter()))
+            self._rails_total.update(rails)
+            self._rails[node_id] = rails
             return
         changed = set(ledger.drain_changes())
         if not changed:
@@ -151,8 +169,12 @@ class InvariantChecker:
         seen = self._balances[node_id]
         for key in changed:
             balance = ledger.balance(key)
-            sums[key.asset] += balance - seen.get(key, 0)
+            delta = balance - seen.get(key, 0)
+            sums[key.asset] += delta
             seen[key] = balance
+            if delta and key.owner.startswith("rail:"):
+                self._rails[node_id][key.asset] += delta
+                self._rails_total[key.asset] += delta
         problems = ledger.check_accounts(changed)
         problems += [f"{asset}: balances sum to {total}" for asset, total in sums.items() if total]
         if problems:
@@ -180,6 +202,10 @@ class InvariantChecker:
         if self._ledger_seen.get(node_id) != ledger_version:
             self._ledger_seen[node_id] = ledger_version
             self._check_ledger(node_id, ledger)
+            settled = core.stats.get("statements_settled", 0)
+            if self._settled_total.get(node_id, 0) != settled:
+                self._settled_total[node_id] = settled
+                self._check_settlements(node_id)
         seen = self._book_seen.get(node_id)
         if seen is None:
             seen = self._book_seen[node_id] = {}
@@ -192,6 +218,63 @@ class InvariantChecker:
                 for level in book.depth(side, 5):
                     if not 0 <= level.locked_lots <= level.quantity_lots:
                         self.fail(f"{node_id} {product_id}: locked beyond open (invariant 3)")
+
+    def _check_settlements(self, node_id: NodeId) -> None:
+        """``node_id`` settled one or more statements in this event: check
+        each pair it settled with (settlement conservation, after every
+        cycle)."""
+        for peer, view in self.sim.nodes[node_id].core.peers.items():
+            if self._settled_seen.get((node_id, peer), 0) != view.settled:
+                self._settled_seen[(node_id, peer)] = view.settled
+                self._check_pair_settled(node_id, peer)
+        gaps: Counter[str] = Counter()
+        for gap in self._rail_gaps.values():
+            gaps.update(gap)
+        if _nonzero(self._rails_total) != _nonzero(gaps):
+            self.fail(
+                f"the network's rails sum to {_nonzero(self._rails_total)}, but the pairs "
+                f"still settling account for {_nonzero(gaps)} "
+                "(invariants 1, 5: settlement conservation)"
+            )
+
+    def _check_pair_settled(self, a: NodeId, b: NodeId) -> None:
+        """After ``a`` settled with ``b``: ``a``'s accounts for ``b`` hold
+        exactly the trades not settled yet (what was settled left them, no
+        more, no less); once ``b`` has settled the same statements, the two
+        rail accounts mirror each other per asset. A pair in which one side
+        settled first is remembered with what its rails differ by, so that
+        the network-wide sum of the rails is accounted for at every cycle."""
+        nodes = self.sim.nodes
+        here, there = nodes[a].core, nodes[b].core
+        pair = (a, b) if a < b else (b, a)
+        rails = {
+            asset: _balance(self.sim, a, f"rail:{b}", asset)
+            + _balance(self.sim, b, f"rail:{a}", asset)
+            for asset in self.sim.deposited
+        }
+        gap = {asset: amount for asset, amount in rails.items() if amount}
+        if gap:
+            self._rail_gaps[pair] = gap
+        else:
+            self._rail_gaps.pop(pair, None)
+        if self._parted(a, b):
+            return  # a default claimed the bond into the peer's accounts
+        open_trades = dict(net_of(here.unsettled.get(b, {}).values()))
+        for asset in self.sim.deposited:
+            balance = _balance(self.sim, a, f"peer:{b}", asset)
+            if balance != open_trades.get(asset, 0):
+                self.fail(
+                    f"{a} settled with {b}, and its {asset} account for {b} holds {balance}, "
+                    f"not the {open_trades.get(asset, 0)} of the trades still open "
+                    "(invariants 1, 5: settlement conservation)"
+                )
+        if there.peers[a].settled == here.peers[b].settled:
+            if gap:
+                self.fail(
+                    f"{a} and {b} settled the same {here.peers[b].settled} statements, "
+                    f"but their rails differ by {gap} (invariants 1, 5: settlement conservation)"
+                )
+            self.pairs_in_step += 1
 
     # ----------------------------------------------------------- liveness
 
@@ -283,3 +366,7 @@ def _balance(sim: Simulation, node_id: NodeId, owner: str, asset: str) -> int:
     from datn.domain.assets import AssetCode  # noqa: PLC0415
 
     return sim.nodes[node_id].core.ledger.balance(AccountKey(owner, AssetCode(asset)))
+
+
+def _nonzero(amounts: Counter[str]) -> dict[str, int]:
+    return {asset: amount for asset, amount in amounts.items() if amount}
