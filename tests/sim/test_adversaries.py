@@ -14,8 +14,12 @@ from click.testing import CliRunner
 from datn.clearing.config import ClearingConfig
 from datn.clearing.quota import QuotaConfig
 from datn.cli.main import main
+from datn.domain import AssetCode
+from datn.ledger import AccountKey
 from datn.protocol import node as node_module
-from datn.protocol.node import NodeConfig
+from datn.protocol.effects import Effect, Send
+from datn.protocol.messages import DefaultNotice, NodeId
+from datn.protocol.node import LOSSES_OWNER, NodeConfig, Now
 from datn.risk import RiskConfig
 from datn.sim import network
 from datn.sim.adversaries import (
@@ -41,6 +45,13 @@ KEEP = 0.95
 """Honest nodes keep at least this share of the trades they make between
 themselves with the adversary switched off."""
 EVERYTHING = Faults(10, 5, (2, 40), 20, True, True, 5_000, True)
+MULTIPLE = 5_000
+"""Exposure and lock notional of 50 times the bond: an exposure a bond
+covers only in part."""
+SMALL_BOND = 5_000
+"""A bond smaller than one large order's notional."""
+RISE_TICKS = 5
+"""How far every product's mid price rises before each trader action."""
 
 
 def _config(quota: QuotaConfig) -> NodeConfig:
@@ -240,3 +251,58 @@ def test_a_defaulter_is_suspended_its_bond_claimed_first_and_losses_recorded() -
         announced = {claimant: loss for claimant, _, _, loss in on.defaults}
         assert all(on.losses[n] == announced.get(n, 0) for n in on.losses)
         assert not comparison.off.defaults  # honest, nobody defaults
+
+
+def test_a_defaulter_s_counterparties_lose_only_what_its_bond_did_not_cover(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Small bonds, a cap of fifty times the bond and a rising market: a
+    defaulter can owe more than it posted. Each claimant takes the bond first and records exactly
+    the rest of what was owed at the default as its loss, nothing hidden,
+    and announces the same figures."""
+    monkeypatch.setattr(network, "BOND_MINOR", SMALL_BOND)
+    seen: list[tuple[int, int, int, int, DefaultNotice]] = []
+    declare = node_module.NodeCore._declare_default
+
+    def watched(self: node_module.NodeCore, peer: NodeId, now: Now, out: list[Effect]) -> None:
+        owed, bond = max(0, -self._marked(peer)), self.peers[peer].bond_held
+        before = _bond_cash(self, peer), _balance(self, LOSSES_OWNER)
+        declare(self, peer, now, out)
+        claimed, loss = before[0] - _bond_cash(self, peer), _balance(self, LOSSES_OWNER) - before[1]
+        notice = next(e.message for e in out if isinstance(e, Send) and e.peer != peer)
+        assert isinstance(notice, DefaultNotice)
+        seen.append((owed, bond, claimed, -loss, notice))
+
+    monkeypatch.setattr(node_module.NodeCore, "_declare_default", watched)
+    order = network.Simulation._random_order
+
+    def rising(self: network.Simulation) -> None:
+        """A market that rises: a defaulter that sold owes more than it is owed."""
+        for spec, _ in PRODUCTS:
+            self.mids[spec.product_id] += RISE_TICKS
+        order(self)
+
+    monkeypatch.setattr(network.Simulation, "_random_order", rising)
+    config = NodeConfig(
+        RiskConfig(listed_products=frozenset(spec.product_id for spec, _ in PRODUCTS)),
+        clearing=ClearingConfig(
+            exposure_multiple_percent=MULTIPLE,
+            quota=QuotaConfig(lock_notional_percent=MULTIPLE, lock_count_unit_minor=1),
+        ),
+    )
+    for seed in SEEDS[:5]:
+        compare(seed, NODES, ORDERS, "defaulter", config=config)
+    assert any(loss for _, _, _, loss, _ in seen), "a defaulter owed more than its bond"
+    for owed, bond, claimed, loss, notice in seen:
+        assert claimed == min(owed, bond)  # the bond first...
+        assert loss == max(0, owed - bond)  # ...then the rest, recorded as a loss
+        assert (notice.claimed, notice.loss) == (claimed, loss)
+
+
+def _bond_cash(core: node_module.NodeCore, peer: NodeId) -> int:
+    return _balance(core, f"collateral:{peer}")
+
+
+def _balance(core: node_module.NodeCore, owner: str) -> int:
+    asset = AssetCode(core.config.clearing.bond_asset)
+    return core.ledger.balance(AccountKey(owner, asset))
