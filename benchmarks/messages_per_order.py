@@ -51,6 +51,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from importlib import metadata
+from typing import Any
 
 import datn.book.book
 from datn.protocol.clock import Now
@@ -108,21 +109,14 @@ class Observer:
     an answer's offer tied to its order.
     """
 
-    def __init__(self, sim: Simulation) -> None:
+    def __init__(self) -> None:
         self.holders: defaultdict[tuple[NodeId, int], set[NodeId]] = defaultdict(set)
         self.asked: defaultdict[tuple[NodeId, int], set[NodeId]] = defaultdict(set)
         self.messages: Counter[tuple[NodeId, int]] = Counter()
         self.unattributed = 0
         self._lock_order: dict[tuple[NodeId, int], tuple[NodeId, int]] = {}
-        send = sim._send
 
-        def observed_send(sender: NodeId, effect: Send) -> None:
-            self._observe(sender, effect)
-            send(sender, effect)
-
-        sim._send = observed_send  # type: ignore[method-assign]
-
-    def _observe(self, sender: NodeId, effect: Send) -> None:
+    def observe(self, sender: NodeId, effect: Send) -> None:
         message = effect.message
         if isinstance(message, OrderBroadcast):
             order = (sender, message.request_id)
@@ -150,11 +144,25 @@ class Observer:
         self.messages[order] += 1
 
 
+class ObservedSimulation(Simulation):
+    """The simulator, showing every message sent to an :class:`Observer`."""
+
+    def __init__(self, observer: Observer, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.observer = observer
+
+    def _send(self, sender: NodeId, effect: Send) -> None:
+        self.observer.observe(sender, effect)
+        super()._send(sender, effect)
+
+
 def run(nodes: int, targeted: bool, orders: int, seed: int, traders: int, checks: bool) -> Result:
-    sim = Simulation(seed, nodes, traders=traders, faults=Faults(), targeted=targeted)
+    observer = Observer()
+    sim = ObservedSimulation(
+        observer, seed, nodes, traders=traders, faults=Faults(), targeted=targeted
+    )
     if not checks:
-        sim.checker.after_event = _skip  # type: ignore[method-assign]
-    observer = Observer(sim)
+        sim.per_event_checks = False
     crossing_holders = count_crossing_holders(sim)
     duration_ms = max(1_000, orders * 20)
     start = time.perf_counter()
@@ -218,10 +226,6 @@ def count_crossing_holders(sim: Simulation) -> list[int]:
 
         node.core.place = counted  # type: ignore[method-assign]
     return counts
-
-
-def _skip() -> None:
-    pass
 
 
 def print_conditions(args: argparse.Namespace) -> None:

@@ -46,6 +46,8 @@ from importlib import metadata
 
 import datn.book.book
 import datn.domain.orders
+import datn.ledger.ledger
+from datn.sim import invariants, network
 from datn.sim.network import Faults, Simulation
 
 
@@ -58,6 +60,9 @@ class Run:
     trades: int
     virtual_ms: int
     crashes: int
+    setup_wall_s: float
+    """Construction and funding: every node posting a bond with every peer."""
+    setup_messages: int
 
 
 def simulate(seed: int, nodes: int, orders: int, checks: bool) -> Run:
@@ -70,8 +75,10 @@ def simulate(seed: int, nodes: int, orders: int, checks: bool) -> Run:
     start = time.perf_counter()
     sim = Simulation(seed, nodes)
     if not checks:
-        sim.checker.after_event = _skip  # type: ignore[method-assign]
+        sim.per_event_checks = False
     sim.fund()
+    setup_wall_s = time.perf_counter() - start
+    setup_messages = sum(sim.report.messages.values())
     duration_ms = max(1_000, orders * 20)
     end_ms = sim.schedule_flow(orders, duration_ms)
     sim.run(until_ms=end_ms)
@@ -88,11 +95,9 @@ def simulate(seed: int, nodes: int, orders: int, checks: bool) -> Run:
         report.trades,
         sim.time_ms,
         report.crashes,
+        setup_wall_s,
+        setup_messages,
     )
-
-
-def _skip() -> None:
-    pass
 
 
 def size(text: str) -> tuple[int, int]:
@@ -101,13 +106,19 @@ def size(text: str) -> tuple[int, int]:
     return int(nodes), int(orders or 300)
 
 
+COMPILED = (datn.book.book, datn.domain.orders, datn.ledger.ledger, network, invariants)
+"""The modules setup.py compiles with mypyc (see pyproject.toml)."""
+
+
+def compiled_modules() -> list[str]:
+    return [m.__name__ for m in COMPILED if (m.__file__ or "").endswith(".so")]
+
+
 def print_conditions(args: argparse.Namespace) -> None:
-    compiled = all(
-        (module.__file__ or "").endswith(".so") for module in (datn.book.book, datn.domain.orders)
-    )
-    build = "mypyc-compiled book and orders" if compiled else "pure-Python book and orders"
+    compiled = compiled_modules()
+    build = f"mypyc-compiled: {', '.join(compiled)}" if compiled else "pure Python"
     affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
-    print(f"datn {metadata.version('datn')}, {build} ({datn.book.book.__file__})")
+    print(f"datn {metadata.version('datn')}, {build}")
     print(
         f"python {platform.python_version()} ({platform.python_implementation()}) on "
         f"{platform.machine()}, {os.cpu_count()} cores, affinity {affinity}"
@@ -145,6 +156,14 @@ def measure(args: argparse.Namespace) -> None:
                 f"worst {first.messages / max(r.wall_s for r in done):,.0f}), "
                 f"{first.events / wall:>9,.0f} events/s, {first.orders / wall:>7,.1f} orders/s, "
                 f"wall {wall:.2f} s median"
+            )
+            setup = statistics.median(r.setup_wall_s for r in done)
+            trading = statistics.median(r.wall_s - r.setup_wall_s for r in done)
+            print(
+                f"  {'':<11} of which bond set-up {first.setup_messages:,} messages in "
+                f"{setup:.2f} s ({first.setup_messages / setup:,.0f}/s), the rest "
+                f"{first.messages - first.setup_messages:,} in {trading:.2f} s "
+                f"({(first.messages - first.setup_messages) / trading:,.0f}/s)"
             )
         if len(medians) == 2:
             cost = medians[True] - medians[False]
@@ -205,6 +224,9 @@ def profile(args: argparse.Namespace) -> None:
     )
     print()
     print(f"where the time goes (cumulative, share of {total:.1f} s profiled):")
+    if compiled_modules():
+        print("  (cProfile does not see into compiled modules: their parts are missing;")
+        print("   DATN_PURE_PYTHON=1 installs show every part, slower)")
     for label, file_name, function in PARTS:
         calls, cumulative = 0, 0.0
         for (path, _, name), (_, ncalls, _, cum, _) in raw.items():

@@ -51,6 +51,12 @@ class AccountKind(enum.Enum):
     """The world outside the ledger: unbounded, and what leaves it is issuance."""
 
 
+# Looking an enum member up on its class is slow on CPython 3.11, and every
+# posting checks its account's floor.
+_BOUNDED_KIND = AccountKind.BOUNDED
+_EXTERNAL_KIND = AccountKind.EXTERNAL
+
+
 @dataclass(frozen=True, slots=True)
 class AccountRule:
     """How low an account's available amount may go.
@@ -80,13 +86,13 @@ class AccountRule:
     @property
     def floor(self) -> int | None:
         """Lowest allowed available amount, or ``None`` when there is none."""
-        if self.kind is AccountKind.BOUNDED:
+        if self.kind is _BOUNDED_KIND:
             return -self.credit_limit
         return None
 
     @property
     def is_external(self) -> bool:
-        return self.kind is AccountKind.EXTERNAL
+        return self.kind is _EXTERNAL_KIND
 
 
 BOUNDED = AccountRule(AccountKind.BOUNDED)

@@ -23,6 +23,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from mypy_extensions import mypyc_attr
+
 from datn.clearing.exposure import exposure, exposure_cap, marked_value
 from datn.clearing.settlement import net_of
 from datn.domain import Side
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from datn.sim.network import Simulation
 
 
+@mypyc_attr(native_class=False)  # compiled module; exceptions stay Python classes
 class InvariantError(AssertionError):
     """An invariant broke; the message names it and the seed."""
 

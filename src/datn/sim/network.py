@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mypy_extensions import mypyc_attr
+
 from datn.domain import USD, ProductKind, ProductSpec, Side, TimeInForce
 from datn.domain.assets import AssetCode
 from datn.protocol.clock import Hlc, Now
@@ -127,6 +129,7 @@ class _Node:
     timer_at: int | None = None
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # compiled; AdversarySimulation extends it
 class Simulation:
     """``nodes`` node cores with ``traders`` traders each; see the module docstring."""
 
@@ -173,6 +176,10 @@ class Simulation:
         self.capital: Counter[str] = Counter()
         self.blocked: set[frozenset[NodeId]] = set()
         self.checker = InvariantChecker(self)
+        self.per_event_checks = True
+        """False skips the checks after every event (benchmarks measure what
+        they cost); the checker still watches what is sent, and the final
+        checks still run."""
         self._submitted: dict[tuple[NodeId, int], int] = {}
         self.transport = SignedTransport(seed, self.ids) if signed else None
 
@@ -264,7 +271,7 @@ class Simulation:
 
     def run(self, until_ms: int | None = None, on_event: Callable[[], None] | None = None) -> None:
         queue, pop, report = self._queue, heapq.heappop, self.report
-        after_event = self.checker.after_event
+        checker, checks = self.checker, self.per_event_checks
         end = until_ms if until_ms is not None else _FOREVER
         while queue and queue[0][0] <= end:
             at, _, kind, payload, receiver, sent = pop(queue)
@@ -274,7 +281,8 @@ class Simulation:
             else:
                 self._dispatch(kind, payload)
             report.events += 1
-            after_event()
+            if checks:
+                checker.after_event()
             if on_event is not None:
                 on_event()
 
