@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import replace
 
 import pytest
 
-from datn.domain import USD, AssetCode, ProductKind, ProductSpec, Side, TimeInForce
+from datn.domain import USD, AssetCode, DomainError, ProductKind, ProductSpec, Side, TimeInForce
 from datn.ledger import AccountKey
-from datn.protocol.clock import Now
+from datn.protocol.clock import Hlc, Now
 from datn.protocol.effects import Done, Effect, Executed, Reply, Send
-from datn.protocol.messages import Acceptance, Confirmation, NodeId, Refusal
+from datn.protocol.messages import (
+    Acceptance,
+    Confirmation,
+    NodeId,
+    OrderBroadcast,
+    PotentialTrades,
+    Refusal,
+)
 from datn.protocol.node import NodeConfig, NodeCore
 from datn.protocol.venue import OrderRequest
 from datn.risk import RiskConfig
@@ -26,9 +34,9 @@ BOND = 10_000_000
 class Pair:
     """Two nodes and a hand-driven network: messages wait until delivered."""
 
-    def __init__(self) -> None:
+    def __init__(self, config: NodeConfig = CONFIG) -> None:
         self.nodes = {
-            n: NodeCore(n, [XYZ], [A, B], CONFIG, n.encode(), {XYZ.product_id: 5_000})
+            n: NodeCore(n, [XYZ], [A, B], config, n.encode(), {XYZ.product_id: 5_000})
             for n in (A, B)
         }
         self.mono = 1_000
@@ -201,3 +209,53 @@ def test_a_fok_refused_by_a_restarted_holder_names_the_holder(pair: Pair) -> Non
         (0, "fok_unfillable", (B,))
     ]
     assert pair.balance(B, OWNER, XYZ.product_id) == 1_000
+
+
+# ------------------------------------------------- the holder's memory
+
+
+def _ask(pair: Pair, request_id: int, wall_ms: int) -> list[PotentialTrades]:
+    """B's answers to an order broadcast from A stamped ``wall_ms`` (A's HLC)."""
+    message = OrderBroadcast(request_id, 1, XYZ.product_id, Side.BUY, 1, 5_000, False)
+    effects = pair.nodes[B].receive(A, Hlc(wall_ms, 0), message, pair.now())
+    return [e.message for e in effects if isinstance(e, Send)]  # type: ignore[misc]
+
+
+def test_a_repeated_broadcast_gets_the_answer_it_got_before(pair: Pair) -> None:
+    (first,) = _ask(pair, 7, 10_000)
+    assert first.offers
+    assert _ask(pair, 7, 10_000) == [first]  # the same locks, none new
+    assert len(pair.nodes[B].locks) == len(first.offers)
+
+
+def test_the_holder_keeps_a_bounded_number_of_answers_per_peer() -> None:
+    pair = Pair(replace(CONFIG, max_answers_per_peer=3))
+    pair.place(B, Side.SELL, 10, 5_000, "s1")
+    pair.deliver()
+    for request_id in range(1, 6):
+        _ask(pair, request_id, 10_000 + request_id)
+    view = pair.nodes[B].peers[A]
+    assert list(view.answers) == [(3, 1), (4, 1), (5, 1)]
+    # A repeat of a forgotten broadcast is stale: no answer, no new locks.
+    locks = dict(pair.nodes[B].locks)
+    assert _ask(pair, 1, 10_001) == []
+    assert pair.nodes[B].locks == locks
+    assert pair.nodes[B].stats["broadcasts_stale"] == 1
+    # A remembered one is still answered as before.
+    (again,) = _ask(pair, 5, 10_005)
+    assert again == view.answers[(5, 1)][1]
+
+
+def test_answers_older_than_the_memory_window_are_forgotten(pair: Pair) -> None:
+    window = CONFIG.broadcast_memory_ms
+    _ask(pair, 1, 10_000)
+    _ask(pair, 2, 10_000 + window + 1)  # by A's own clock: B's clock plays no part
+    assert list(pair.nodes[B].peers[A].answers) == [(2, 1)]
+    assert _ask(pair, 1, 10_000) == []
+    # A broadcast A stamped later than every forgotten one is answered.
+    assert _ask(pair, 3, 10_001) != []
+
+
+def test_memory_limits_must_be_positive() -> None:
+    with pytest.raises(DomainError):
+        replace(CONFIG, max_answers_per_peer=0)

@@ -126,6 +126,15 @@ class NodeConfig:
     with have fresh figures whatever the probe interval."""
     default_rtt_ms: int = 20
     max_rounds: int = 3
+    broadcast_memory_ms: int = 60_000
+    """A holder repeats its answer to a repeated order broadcast (a retry, a
+    duplicate) while the broadcast is at most this much older, by the sending
+    peer's HLC, than the newest broadcast the peer sent; ..."""
+    max_answers_per_peer: int = 4_096
+    """...and keeps at most this many answers per peer. A broadcast stamped no
+    later than the newest answer it forgot is stale and gets no answer: its
+    originator stopped waiting long ago, and new locks for it would tie up
+    liquidity for nothing."""
     targeted_routing: bool = True
     clearing: ClearingConfig = field(default_factory=ClearingConfig)
 
@@ -138,6 +147,8 @@ class NodeConfig:
             "heartbeat_ms",
             "heartbeat_peers",
             "default_rtt_ms",
+            "broadcast_memory_ms",
+            "max_answers_per_peer",
         ):
             if getattr(self, name) <= 0:
                 raise DomainError(name, "not_positive", "must be positive")
@@ -236,6 +247,11 @@ class _PeerView:
     suspended: str = ""
     """Why this node trades no more with the peer ("" while it does)."""
     accounts: _PeerAccounts = field(default_factory=_PeerAccounts)
+    answers: dict[tuple[int, int], tuple[Hlc, PotentialTrades]] = field(default_factory=dict)
+    """As holder: the answer given to each of the peer's recent broadcasts, by
+    (request id, round), with the broadcast's HLC, oldest first."""
+    answers_forgotten_through: Hlc | None = None
+    """The latest HLC of an answer forgotten: broadcasts up to it are stale."""
 
     @property
     def stale(self) -> bool:
@@ -339,7 +355,8 @@ class NodeCore:
         self.resting: dict[int, _RestingMeta] = {}
         self.locks: dict[int, _Lock] = {}
         self.decisions: dict[int, Confirmation | Refusal] = {}
-        self.answered: dict[tuple[NodeId, int, int], PotentialTrades] = {}
+        self._hlc_in = Hlc(0, 0)
+        """The HLC stamped on the peer message being handled."""
         self.answers: dict[tuple[str, str], Accepted] = {}
         self.open_orders: dict[str, int] = {}
         self.stats: dict[str, int] = {}
@@ -503,6 +520,7 @@ class NodeCore:
     def _on_receive(self, event: Input, now: Now, out: list[Effect]) -> None:
         assert isinstance(event, ReceiveInput)
         self.clock.observe(event.hlc, now.wall_ms)
+        self._hlc_in = event.hlc
         handler = _MESSAGE_HANDLERS[type(event.message)]
         handler(self, event.sender, event.message, now, out)
 
@@ -988,12 +1006,37 @@ class NodeCore:
 
     def _on_broadcast(self, sender: NodeId, message: Message, now: Now, out: list[Effect]) -> None:
         assert isinstance(message, OrderBroadcast)
-        key = (sender, message.request_id, message.round)
-        answer = self.answered.get(key)
-        if answer is None:
-            answer = self._offer(sender, message, now, out)
-            self.answered[key] = answer
+        view = self.peers[sender]
+        key = (message.request_id, message.round)
+        remembered = view.answers.get(key)
+        if remembered is not None:
+            self._send(sender, remembered[1], now, out)
+            return
+        stamp = self._hlc_in
+        forgotten = view.answers_forgotten_through
+        if forgotten is not None and stamp <= forgotten:
+            self._count("broadcasts_stale")
+            return
+        answer = self._offer(sender, message, now, out)
+        view.answers[key] = (stamp, answer)
+        self._forget_old_answers(view, stamp)
         self._send(sender, answer, now, out)
+
+    def _forget_old_answers(self, view: _PeerView, newest: Hlc) -> None:
+        """Keep a peer's answers within ``broadcast_memory_ms`` of its newest
+        broadcast and within ``max_answers_per_peer``, forgetting the oldest
+        received first."""
+        answers, config = view.answers, self.config
+        horizon_ms = newest.wall_ms - config.broadcast_memory_ms
+        while answers:
+            oldest = next(iter(answers))
+            stamp = answers[oldest][0]
+            if len(answers) <= config.max_answers_per_peer and stamp.wall_ms >= horizon_ms:
+                return
+            del answers[oldest]
+            forgotten = view.answers_forgotten_through
+            if forgotten is None or stamp > forgotten:
+                view.answers_forgotten_through = stamp
 
     def _offer(
         self, originator: NodeId, message: OrderBroadcast, now: Now, out: list[Effect]
@@ -1702,6 +1745,7 @@ class NodeCore:
         for peer, v in self.peers.items():
             yield peer, v.bond_posted, v.bond_held, sorted(v.bond_requests), v.lock_notional
             yield v.lock_count, v.cycle, v.settled, v.suspended
+            yield list(v.answers), v.answers_forgotten_through
         yield self._counter, self._advert_version, self.clock.last
 
     def next_timer_ms(self) -> int | None:
