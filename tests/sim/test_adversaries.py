@@ -17,9 +17,11 @@ from datn.cli.main import main
 from datn.domain import AssetCode
 from datn.ledger import AccountKey
 from datn.protocol import node as node_module
+from datn.protocol.clock import Now
 from datn.protocol.effects import Effect, Send
 from datn.protocol.messages import DefaultNotice, NodeId
-from datn.protocol.node import LOSSES_OWNER, NodeConfig, Now
+from datn.protocol.node import NodeConfig
+from datn.protocol.state import LOSSES_OWNER
 from datn.risk import RiskConfig
 from datn.sim import network
 from datn.sim.adversaries import (

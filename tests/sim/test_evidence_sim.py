@@ -15,7 +15,8 @@ from datn.clearing.config import ClearingConfig
 from datn.cli.main import main
 from datn.ledger import AccountKey
 from datn.protocol.messages import NodeId
-from datn.protocol.node import NodeConfig, peer_owner
+from datn.protocol.node import NodeConfig
+from datn.protocol.state import peer_owner
 from datn.risk import RiskConfig
 from datn.sim.network import PRODUCTS, Faults, Simulation
 from datn.wire.evidence import EvidenceLog, Verification, export_bundle, verify_bundle

@@ -87,9 +87,9 @@ def test_answers_to_a_broadcast_measure_the_round_trip_too() -> None:
 
 
 def test_a_gap_in_a_peers_advert_versions_marks_its_view_stale_until_filled() -> None:
-    from datn.protocol.node import _PeerView  # noqa: PLC0415
+    from datn.protocol.state import PeerView  # noqa: PLC0415
 
-    view = _PeerView(rtt_ms=20)
+    view = PeerView(rtt_ms=20)
     assert view.see_advert(1) and not view.stale
     assert view.see_advert(3) and view.stale  # version 2 was lost or is late
     assert not view.see_advert(3)  # a duplicate is not news

@@ -17,6 +17,10 @@ timer, publish). The flow is DESIGN.md section 4:
   by that clock: a confirmation while the lock lives, a refusal after. The
   decision is recorded, so a retried acceptance gets the same answer.
 
+Clearing with peers (bonds, exposure caps, settlement, default) is the
+other half of the core, :class:`~datn.protocol.liability.Liability`, which
+NodeCore inherits; both work on the state in :mod:`datn.protocol.state`.
+
 The transport may lose, duplicate, delay or reorder messages: every handler
 is idempotent, an originator resends acceptances until a decision arrives,
 and locks end by themselves. Every input is journaled before its effects, and
@@ -27,30 +31,16 @@ that lived before is expired, so none is honoured late.
 from __future__ import annotations
 
 import hashlib
-from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import Final
 
-from datn.book import BookError, Fill, OrderBook, Reentry
-from datn.clearing.config import ClearingConfig
-from datn.clearing.exposure import exposure, exposure_cap, marked_value, obligations
-from datn.clearing.quota import AcceptanceRatio, TokenBucket, lock_quota
-from datn.clearing.settlement import Deltas, build_statement, net_of, reproduce, statement_hash
-from datn.domain import AssetCode, DomainError, Order, OrderType, ProductSpec, Side, TimeInForce
-from datn.ledger import (
-    EXTERNAL,
-    UNBOUNDED,
-    AccountKey,
-    Entry,
-    EntryId,
-    HoldId,
-    HoldUse,
-    Ledger,
-    Posting,
-)
+from datn.book import BookError, Fill, Reentry
+from datn.clearing.exposure import exposure_cap, obligations
+from datn.domain import DomainError, Order, OrderType, ProductSpec, Side, TimeInForce
+from datn.ledger import AccountKey
 from datn.protocol.booking import trade_entry
-from datn.protocol.clock import Hlc, HybridClock, Now
+from datn.protocol.clock import Hlc, Now
+from datn.protocol.config import NodeConfig
 from datn.protocol.effects import (
     Accepted,
     BondInput,
@@ -70,10 +60,10 @@ from datn.protocol.effects import (
     Reply,
     RestartInput,
     Rested,
-    Send,
     SetTimer,
     TickInput,
 )
+from datn.protocol.liability import Liability
 from datn.protocol.messages import (
     Acceptance,
     Advert,
@@ -93,243 +83,30 @@ from datn.protocol.messages import (
     StatementProposal,
     TradePrint,
 )
+from datn.protocol.state import (
+    CAPITAL_OWNER,
+    Candidate,
+    Lock,
+    PeerView,
+    RestingMeta,
+    Working,
+)
 from datn.protocol.venue import OrderRequest, order_from_request, risk_context, trader_owner
 from datn.risk import (
     Reject,
-    RiskConfig,
     RiskContext,
     check_order,
     protection_price_ticks,
     required_hold,
 )
 
+__all__ = ["NodeConfig", "NodeCore", "entry_trade_id"]
+
 MAX_OFFERS_ACCEPTED: Final = 100
 """An originator takes at most this many potential trades for one order."""
 
 
-@dataclass(frozen=True, slots=True)
-class NodeConfig:
-    """Protocol timings (milliseconds of the node's monotonic clock) and limits."""
-
-    risk: RiskConfig
-    lock_ttl_ms: int = 250
-    collection_window_ms: int = 60
-    acceptance_margin_ms: int = 10
-    resend_ms: int = 40
-    heartbeat_ms: int = 1_000
-    heartbeat_peers: int = 8
-    """At most this many peers are probed per heartbeat period, the ones probed
-    longest ago first: each peer is probed every ``heartbeat_ms`` while there
-    are at most this many peers, and every ``ceil(peers / heartbeat_peers)``
-    periods beyond, so heartbeat traffic grows with N, not N squared. Answers
-    to order broadcasts also measure round trips, so the peers a node trades
-    with have fresh figures whatever the probe interval."""
-    default_rtt_ms: int = 20
-    max_rounds: int = 3
-    broadcast_memory_ms: int = 60_000
-    """A holder repeats its answer to a repeated order broadcast (a retry, a
-    duplicate) while the broadcast is at most this much older, by the sending
-    peer's HLC, than the newest broadcast the peer sent; ..."""
-    max_answers_per_peer: int = 4_096
-    """...and keeps at most this many answers per peer. A broadcast stamped no
-    later than the newest answer it forgot is stale and gets no answer: its
-    originator stopped waiting long ago, and new locks for it would tie up
-    liquidity for nothing."""
-    targeted_routing: bool = True
-    clearing: ClearingConfig = field(default_factory=ClearingConfig)
-
-    def __post_init__(self) -> None:
-        if not 0 < self.collection_window_ms < self.lock_ttl_ms:
-            raise DomainError("collection_window_ms", "bad_window", "must be inside the lock TTL")
-        for name in (
-            "acceptance_margin_ms",
-            "resend_ms",
-            "heartbeat_ms",
-            "heartbeat_peers",
-            "default_rtt_ms",
-            "broadcast_memory_ms",
-            "max_answers_per_peer",
-        ):
-            if getattr(self, name) <= 0:
-                raise DomainError(name, "not_positive", "must be positive")
-        if not 1 <= self.max_rounds <= 16:
-            raise DomainError("max_rounds", "bad_rounds", "must be 1 to 16")
-
-
-def peer_owner(node_id: str) -> str:
-    """The ledger owner of a peer's accounts at this node: what it owes and is owed."""
-    return f"peer:{node_id}"
-
-
-CAPITAL_OWNER: Final = "node:capital"
-"""The node's own money: what it posts as bond comes from here."""
-
-
-def bond_posted_owner(node_id: str) -> str:
-    """The bond this node posted with ``node_id``: its own cash, pledged there."""
-    return f"bond-posted:{node_id}"
-
-
-def bond_held_owner(node_id: str) -> str:
-    """The bond ``node_id`` posted with this node, as owed back to it
-    (negative). It mirrors that peer's ``bond-posted`` account here."""
-    return f"bond-held:{node_id}"
-
-
-def rail_owner(node_id: str) -> str:
-    """The settlement rail to ``node_id``, as seen from this ledger: an external
-    account, since what is settled leaves this ledger for the peer's."""
-    return f"rail:{node_id}"
-
-
-LOSSES_OWNER: Final = "node:losses"
-"""What peers in default owed this node beyond their bonds: its recorded loss."""
-
-
-def collateral_owner(node_id: str) -> str:
-    """Where this node keeps the cash a peer posted with it as bond."""
-    return f"collateral:{node_id}"
-
-
-@dataclass(slots=True)
-class _PeerAccounts:
-    """The keys of the ledger accounts this node keeps for one peer, each
-    opened on first use and kept: bonds, trades and the exposure check touch
-    them all the time, and a key built once is not validated again."""
-
-    peer: dict[str, AccountKey] | None = None
-    """What the peer owes and is owed, by asset (None until the first trade)."""
-    rail: dict[str, AccountKey] = field(default_factory=dict)
-    bond_posted: AccountKey | None = None
-    bond_held: AccountKey | None = None
-    collateral: AccountKey | None = None
-
-
-@dataclass(slots=True)
-class _PeerView:
-    rtt_ms: int
-    offset_ms: int = 0
-    adverts: dict[int, Advert] = field(default_factory=dict)
-    bids: dict[str, dict[int, Advert]] = field(default_factory=dict)
-    asks: dict[str, dict[int, Advert]] = field(default_factory=dict)
-    """The same adverts by side and product: routing reads only one side."""
-    adverts_seen_through: int = 0
-    """Every advert version up to this one has arrived..."""
-    adverts_seen_above: set[int] = field(default_factory=set)
-    """...and these beyond it (a lost or late advert leaves a gap), so what a
-    node remembers per peer stays small however many adverts it received."""
-    advert_version_announced: int = 0
-    # Clearing (DESIGN.md section 7).
-    bond_posted: int = 0
-    """What this node posted with the peer, as the peer acknowledged."""
-    bond_held: int = 0
-    """What the peer posted with this node."""
-    bond_requests: dict[int, BondRequest] = field(default_factory=dict)
-    """This node's bond requests the peer has not answered yet."""
-    bond_resend_mono_ms: int = 0
-    bond_answers: dict[int, BondAnswer] = field(default_factory=dict)
-    """Answers this node gave the peer's bond requests, repeated on retries."""
-    lock_notional: int = 0
-    lock_count: int = 0
-    """The locks this node holds open for the peer, as originator."""
-    broadcasts: TokenBucket | None = None
-    ratio: AcceptanceRatio | None = None
-    cycle: int = 0
-    """The last settlement cycle of this pair that was answered."""
-    proposal: StatementProposal | None = None
-    """As the lower id: the statement proposed and not yet answered."""
-    proposal_resend_mono_ms: int = 0
-    statement_answers: dict[int, StatementAnswer] = field(default_factory=dict)
-    """As the higher id: the answer given for each cycle, repeated on retries."""
-    settled: int = 0
-    """How many statements this node has settled with the peer: two peers that
-    count alike have settled the same statements (one is proposed at a time)."""
-    suspended: str = ""
-    """Why this node trades no more with the peer ("" while it does)."""
-    accounts: _PeerAccounts = field(default_factory=_PeerAccounts)
-    answers: dict[tuple[int, int], tuple[Hlc, PotentialTrades]] = field(default_factory=dict)
-    """As holder: the answer given to each of the peer's recent broadcasts, by
-    (request id, round), with the broadcast's HLC, oldest first."""
-    answers_forgotten_through: Hlc | None = None
-    """The latest HLC of an answer forgotten: broadcasts up to it are stale."""
-
-    @property
-    def stale(self) -> bool:
-        """True when the peer announced adverts this node has not seen."""
-        return self.adverts_seen_through < self.advert_version_announced
-
-    def see_advert(self, version: int) -> bool:
-        """Note that advert ``version`` arrived; False if it had already."""
-        if version <= self.adverts_seen_through or version in self.adverts_seen_above:
-            return False
-        above = self.adverts_seen_above
-        if version == self.adverts_seen_through + 1:
-            self.adverts_seen_through = version
-            while self.adverts_seen_through + 1 in above:
-                self.adverts_seen_through += 1
-                above.discard(self.adverts_seen_through)
-        else:
-            above.add(version)
-        self.advert_version_announced = max(self.advert_version_announced, version)
-        return True
-
-
-@dataclass(slots=True)
-class _Candidate:
-    """A potential trade under consideration by an originator."""
-
-    holder: NodeId
-    offer: Offer
-    received_mono_ms: int
-
-
-@dataclass(slots=True)
-class _Working:
-    """An order this node originated and is still working across the network."""
-
-    order: Order
-    product: ProductSpec
-    hold_id: str | None
-    request_id: int
-    remaining_lots: int
-    filled_lots: int = 0
-    round: int = 0
-    awaiting: set[NodeId] = field(default_factory=set)
-    candidates: list[_Candidate] = field(default_factory=list)
-    deadline_mono_ms: int = 0
-    broadcast_mono_ms: int | None = None
-    """When the current round's broadcast left; None after a restart, when a
-    late answer would measure the old process's clock."""
-    accepted: dict[tuple[NodeId, int], int] = field(default_factory=dict)
-    resend_mono_ms: int = 0
-    refused: bool = False
-    failed_holders: list[NodeId] = field(default_factory=list)
-    cancel_requested: bool = False
-    exhausted: set[NodeId] = field(default_factory=set)
-    """Peers that answered this order without refusing: they offered all they had."""
-
-
-@dataclass(slots=True)
-class _RestingMeta:
-    order: Order
-    product: ProductSpec
-    hold_id: str | None
-    priority: Hlc
-    order_ref: int
-    filled_lots: int = 0
-
-
-@dataclass(slots=True)
-class _Lock:
-    lock_id: int
-    originator: NodeId
-    order_id: int
-    quantity_lots: int
-    expires_mono_ms: int
-    notional: int = 0
-
-
-class NodeCore:
+class NodeCore(Liability):
     """The state and rules of one node; see the module docstring."""
 
     def __init__(
@@ -341,46 +118,7 @@ class NodeCore:
         secret: bytes,
         reference_prices: dict[str, int] | None = None,
     ) -> None:
-        self.node_id = node_id
-        self.config = config
-        self.products: dict[str, ProductSpec] = {p.product_id: p for p in products}
-        self.peers = {p: _PeerView(config.default_rtt_ms) for p in sorted(peers) if p != node_id}
-        self._secret = secret
-        self.ledger = Ledger()
-        self.books: dict[str, OrderBook] = {pid: OrderBook(pid) for pid in self.products}
-        self.reference_prices = dict(reference_prices or {})
-        self.clock = HybridClock()
-        self.journal: list[JournalEntry] = []
-        self.working: dict[int, _Working] = {}
-        self.resting: dict[int, _RestingMeta] = {}
-        self.locks: dict[int, _Lock] = {}
-        self.decisions: dict[int, Confirmation | Refusal] = {}
-        self._hlc_in = Hlc(0, 0)
-        """The HLC stamped on the peer message being handled."""
-        self.answers: dict[tuple[str, str], Accepted] = {}
-        self.open_orders: dict[str, int] = {}
-        self.stats: dict[str, int] = {}
-        self._requests: dict[int, int] = {}
-        self._accepted_locks: dict[tuple[NodeId, int], int] = {}
-        self._counter = 0
-        self._advert_version = 0
-        self._next_heartbeat_ms: int | None = None
-        self._probe_queue: deque[NodeId] = deque(self.peers)
-        assets = {p.product_id for p in self.products.values()}
-        assets.update(p.quote_currency for p in self.products.values())
-        self._asset_codes: tuple[str, ...] = tuple(sorted(assets))
-        self._bonds_waiting: dict[NodeId, None] = {}
-        self._capital = AccountKey(CAPITAL_OWNER, AssetCode(config.clearing.bond_asset))
-        """The node's own cash, from which it posts bonds."""
-        self.unsettled: dict[NodeId, dict[int, Deltas]] = {}
-        """Per peer, the trades not settled yet: lock id -> what each changed
-        in the peer's accounts here."""
-        self._next_settlement_mono_ms: int | None = None
-        self._unsettled_at: dict[NodeId, dict[int, int]] = {}
-        self._default_notices: dict[NodeId, dict[NodeId, None]] = {}
-        """Per peer, the other peers that declared it in default."""
-        """Per peer, when each unsettled trade was booked (monotonic ms)."""
-        """Peers with unanswered bond requests, in a replayable order."""
+        super().__init__(node_id, products, peers, config, secret, reference_prices)
 
     # ================================================================ inputs
 
@@ -489,34 +227,6 @@ class NodeCore:
         assert isinstance(event, FundInput)
         self.ledger.deposit(self._new_id("fund"), CAPITAL_OWNER, event.asset, event.amount)
 
-    def _on_bond(self, event: Input, now: Now, out: list[Effect]) -> None:
-        """Ask a peer to hold more bond, or to give some back. Posting holds
-        the capital until the peer answers; both sides book only then."""
-        assert isinstance(event, BondInput)
-        view = self.peers.get(event.peer)
-        if view is None or event.amount <= 0:
-            self._count("bond_request_invalid")
-            return
-        asset = self.config.clearing.bond_asset
-        bond_id = self._random_id("bond", len(self.journal), self._counter)
-        self._counter += 1
-        if event.withdraw:
-            asked = sum(r.amount for r in view.bond_requests.values() if r.withdraw)
-            if event.amount > view.bond_posted - asked:
-                self._count("bond_withdraw_beyond_posted")
-                return
-        else:
-            if self.ledger.available(self._capital) < event.amount:
-                self._count("bond_post_without_capital")
-                return
-            self.ledger.place_hold(f"bond:{bond_id}", self._capital, event.amount)
-        request = BondRequest(bond_id, asset, event.amount, event.withdraw)
-        view.bond_requests[bond_id] = request
-        self._bonds_waiting[event.peer] = None
-        self._send(event.peer, request, now, out)
-        view.bond_resend_mono_ms = now.mono_ms + self.config.clearing.bond_resend_ms
-        out.append(SetTimer(view.bond_resend_mono_ms))
-
     def _on_receive(self, event: Input, now: Now, out: list[Effect]) -> None:
         assert isinstance(event, ReceiveInput)
         self.clock.observe(event.hlc, now.wall_ms)
@@ -587,7 +297,7 @@ class NodeCore:
         self.open_orders[order.trader_id] = self.open_orders.get(order.trader_id, 0) + 1
         out.append(Reply(order.trader_id, accepted))
         request_id = self._random_id("request", order_id)
-        working = _Working(order, product, hold_id, request_id, order.quantity_lots)
+        working = Working(order, product, hold_id, request_id, order.quantity_lots)
         self.working[order_id] = working
         self._requests[request_id] = order_id
         self._count("orders")
@@ -604,7 +314,7 @@ class NodeCore:
             0,
         )
 
-    def _limit_of(self, working: _Working) -> int | None:
+    def _limit_of(self, working: Working) -> int | None:
         """The worst price the order may trade at: its limit, or for a market
         order its protection price (so a fill never costs more than its hold)."""
         order = working.order
@@ -613,7 +323,7 @@ class NodeCore:
         reference = self.reference_prices[order.product_id]
         return protection_price_ticks(self.config.risk, order.side, reference)
 
-    def _start_round(self, working: _Working, now: Now, out: list[Effect]) -> None:
+    def _start_round(self, working: Working, now: Now, out: list[Effect]) -> None:
         working.round += 1
         working.candidates = self._local_offers(working, now)
         order = working.order
@@ -646,7 +356,7 @@ class NodeCore:
         cap = config.lock_ttl_ms // 2
         return min(max(config.collection_window_ms, slowest + config.acceptance_margin_ms), cap)
 
-    def _targets(self, working: _Working) -> list[NodeId]:
+    def _targets(self, working: Working) -> list[NodeId]:
         """Whom to ask. Broadcast: every peer. Targeted: every peer whose view
         may be stale, then the peers whose advertised crossing orders, best
         price first, cover what the node's own book does not; a peer that
@@ -681,7 +391,7 @@ class NodeCore:
             needed -= lots
         return chosen
 
-    def _local_offers(self, working: _Working, now: Now) -> list[_Candidate]:
+    def _local_offers(self, working: Working, now: Now) -> list[Candidate]:
         """Lock crossing quantity in this node's own book, as offers from itself."""
         order = working.order
         book = self.books[order.product_id]
@@ -692,7 +402,7 @@ class NodeCore:
         for order_id, price, lots in found:
             lock = self._new_lock(self.node_id, order_id, lots, now)
             offer = Offer(lock.lock_id, price, lots, self.resting[order_id].priority, 0)
-            candidates.append(_Candidate(self.node_id, offer, now.mono_ms))
+            candidates.append(Candidate(self.node_id, offer, now.mono_ms))
         return candidates
 
     def _on_potential_trades(
@@ -722,11 +432,11 @@ class NodeCore:
             # resent, so this is a clean round-trip sample.
             self._sample_rtt(self.peers[sender], now.mono_ms - working.broadcast_mono_ms)
         working.exhausted.add(sender)
-        working.candidates.extend(_Candidate(sender, o, now.mono_ms) for o in message.offers)
+        working.candidates.extend(Candidate(sender, o, now.mono_ms) for o in message.offers)
         if not working.awaiting:
             self._decide(working, now, out)
 
-    def _decide(self, working: _Working, now: Now, out: list[Effect]) -> None:
+    def _decide(self, working: Working, now: Now, out: list[Effect]) -> None:
         """Rank what was offered, accept the best, release the rest."""
         buy = working.order.side is Side.BUY
         ranked = sorted(
@@ -737,7 +447,7 @@ class NodeCore:
                 c.holder,
             ),
         )
-        chosen: list[tuple[_Candidate, int]] = []
+        chosen: list[tuple[Candidate, int]] = []
         wanted = working.remaining_lots
         owed: dict[NodeId, int] = {}
         for candidate in ranked[:MAX_OFFERS_ACCEPTED]:
@@ -764,7 +474,7 @@ class NodeCore:
             self._finish_round(working, now, out)
 
     def _may_accept(
-        self, working: _Working, candidate: _Candidate, lots: int, owed: dict[NodeId, int]
+        self, working: Working, candidate: Candidate, lots: int, owed: dict[NodeId, int]
     ) -> bool:
         """An originator takes no trade that would leave it owing the holder,
         marked to the last prices, more than its bond there allows. ``owed``
@@ -790,7 +500,7 @@ class NodeCore:
         owed[holder] = marked + change
         return True
 
-    def _in_budget(self, candidate: _Candidate, now: Now) -> bool:
+    def _in_budget(self, candidate: Candidate, now: Now) -> bool:
         """Accept a remote lock only while it surely still lives at its holder."""
         if candidate.holder == self.node_id:
             return candidate.offer.lock_id in self.locks
@@ -803,7 +513,7 @@ class NodeCore:
         )
         return budget_end > now.mono_ms
 
-    def _give_back(self, candidate: _Candidate, now: Now, out: list[Effect]) -> None:
+    def _give_back(self, candidate: Candidate, now: Now, out: list[Effect]) -> None:
         if candidate.holder == self.node_id:
             lock = self.locks.get(candidate.offer.lock_id)
             if lock is not None:
@@ -813,7 +523,7 @@ class NodeCore:
             self._count("releases")
 
     def _take(
-        self, working: _Working, candidate: _Candidate, lots: int, now: Now, out: list[Effect]
+        self, working: Working, candidate: Candidate, lots: int, now: Now, out: list[Effect]
     ) -> None:
         lock_id = candidate.offer.lock_id
         if candidate.holder == self.node_id:
@@ -825,7 +535,7 @@ class NodeCore:
         self._count("acceptances")
 
     def _take_local(
-        self, working: _Working, lock: _Lock, lots: int, now: Now, out: list[Effect]
+        self, working: Working, lock: Lock, lots: int, now: Now, out: list[Effect]
     ) -> None:
         """Both sides are this node's traders: trade at once, at the resting price."""
         del self.locks[lock.lock_id]
@@ -836,7 +546,7 @@ class NodeCore:
         self._executed(working, trade_id, fill.price_ticks, lots, self.node_id, out)
         self._after_fill(meta, fill, reentry, now, out)
 
-    def _resend_acceptances(self, working: _Working, now: Now, out: list[Effect]) -> None:
+    def _resend_acceptances(self, working: Working, now: Now, out: list[Effect]) -> None:
         for (holder, lock_id), lots in working.accepted.items():
             self._send(holder, Acceptance(lock_id, lots), now, out)
             self._count("acceptance_resends")
@@ -895,20 +605,20 @@ class NodeCore:
         self._count("refusals")
         self._maybe_finish(working, now, out)
 
-    def _awaiting_decision(self, holder: NodeId, lock_id: int) -> _Working | None:
+    def _awaiting_decision(self, holder: NodeId, lock_id: int) -> Working | None:
         order_id = self._accepted_locks.get((holder, lock_id))
         working = self.working.get(order_id) if order_id is not None else None
         if working is None or (holder, lock_id) not in working.accepted:
             return None  # a repeated decision: already applied
         return working
 
-    def _maybe_finish(self, working: _Working, now: Now, out: list[Effect]) -> None:
+    def _maybe_finish(self, working: Working, now: Now, out: list[Effect]) -> None:
         if not working.accepted:
             self._finish_round(working, now, out)
 
     def _executed(
         self,
-        working: _Working,
+        working: Working,
         trade_id: int,
         price_ticks: int,
         lots: int,
@@ -920,7 +630,7 @@ class NodeCore:
         event = Executed(working.order.order_id, trade_id, price_ticks, lots, counterparty)
         out.append(Reply(working.order.trader_id, event))
 
-    def _finish_round(self, working: _Working, now: Now, out: list[Effect]) -> None:
+    def _finish_round(self, working: Working, now: Now, out: list[Effect]) -> None:
         order = working.order
         tif = order.time_in_force
         if working.remaining_lots == 0:
@@ -943,12 +653,12 @@ class NodeCore:
             reason = "cancelled" if working.cancel_requested else "ioc_remainder"
             self._finish(working, reason, now, out)
 
-    def _untried_liquidity(self, working: _Working) -> bool:
+    def _untried_liquidity(self, working: Working) -> bool:
         """Targeted routing asked only the peers it needed; if they had less
         than advertised, others may still have crossing orders."""
         return self.config.targeted_routing and bool(self._targets(working))
 
-    def _finish(self, working: _Working, reason: str, now: Now, out: list[Effect]) -> None:
+    def _finish(self, working: Working, reason: str, now: Now, out: list[Effect]) -> None:
         order = working.order
         del self.working[order.order_id]
         del self._requests[working.request_id]
@@ -966,7 +676,7 @@ class NodeCore:
         )
         out.append(Reply(order.trader_id, done))
 
-    def _rest(self, working: _Working, now: Now, out: list[Effect]) -> None:
+    def _rest(self, working: Working, now: Now, out: list[Effect]) -> None:
         """Put a GTC remainder in the book and tell every peer."""
         order = working.order
         remainder = Order.create(
@@ -982,7 +692,7 @@ class NodeCore:
         )
         del self.working[order.order_id]
         del self._requests[working.request_id]
-        meta = _RestingMeta(
+        meta = RestingMeta(
             order,
             working.product,
             working.hold_id,
@@ -1022,7 +732,7 @@ class NodeCore:
         self._forget_old_answers(view, stamp)
         self._send(sender, answer, now, out)
 
-    def _forget_old_answers(self, view: _PeerView, newest: Hlc) -> None:
+    def _forget_old_answers(self, view: PeerView, newest: Hlc) -> None:
         """Keep a peer's answers within ``broadcast_memory_ms`` of its newest
         broadcast and within ``max_answers_per_peer``, forgetting the oldest
         received first."""
@@ -1082,12 +792,12 @@ class NodeCore:
 
     def _new_lock(
         self, originator: NodeId, order_id: int, lots: int, now: Now, notional: int = 0
-    ) -> _Lock:
+    ) -> Lock:
         lock_id = self._random_id("lock", len(self.journal), self._counter)
         self._counter += 1
         meta = self.resting[order_id]
         self.books[meta.order.product_id].lock(lock_id, order_id, lots)
-        lock = _Lock(
+        lock = Lock(
             lock_id, originator, order_id, lots, now.mono_ms + self.config.lock_ttl_ms, notional
         )
         self.locks[lock_id] = lock
@@ -1104,7 +814,7 @@ class NodeCore:
         self._send(sender, decision, now, out)
 
     def _decide_acceptance(
-        self, lock: _Lock, message: Acceptance, now: Now, out: list[Effect]
+        self, lock: Lock, message: Acceptance, now: Now, out: list[Effect]
     ) -> Confirmation | Refusal:
         """The holder's final word on a lock, by its own clock."""
         if now.mono_ms >= lock.expires_mono_ms:
@@ -1149,7 +859,7 @@ class NodeCore:
         return confirmation
 
     def _book_holder_trade(
-        self, meta: _RestingMeta, originator: NodeId, fill: Fill, trade_id: int, out: list[Effect]
+        self, meta: RestingMeta, originator: NodeId, fill: Fill, trade_id: int, out: list[Effect]
     ) -> None:
         resting_party, peer = trader_owner(meta.order.trader_id), self._peer_account(originator)
         buyer, seller = (
@@ -1189,7 +899,7 @@ class NodeCore:
                 self._end_lock(lock, Refusal(lock.lock_id, "expired"), now, out)
                 self._count("locks_expired")
 
-    def _end_lock(self, lock: _Lock, decision: Refusal, now: Now, out: list[Effect]) -> None:
+    def _end_lock(self, lock: Lock, decision: Refusal, now: Now, out: list[Effect]) -> None:
         """End a lock without a trade; its quantity goes back to its order."""
         del self.locks[lock.lock_id]
         self._lock_closed(lock)
@@ -1199,16 +909,20 @@ class NodeCore:
         reentry = self.books[meta.order.product_id].release(lock.lock_id)
         self._after_reentry(meta, reentry, now, out)
 
+    def _end_locks_of(self, peer: NodeId, reason: str, now: Now, out: list[Effect]) -> None:
+        for lock in [lock for lock in self.locks.values() if lock.originator == peer]:
+            self._end_lock(lock, Refusal(lock.lock_id, reason), now, out)
+
     # ============================================================ resting
 
-    def _lock_closed(self, lock: _Lock) -> None:
+    def _lock_closed(self, lock: Lock) -> None:
         view = self.peers.get(lock.originator)
         if view is not None:
             view.lock_notional -= lock.notional
             view.lock_count -= 1
 
     def _after_fill(
-        self, meta: _RestingMeta, fill: Fill, reentry: Reentry, now: Now, out: list[Effect]
+        self, meta: RestingMeta, fill: Fill, reentry: Reentry, now: Now, out: list[Effect]
     ) -> None:
         if fill.maker_done or reentry.order_done:
             self._close_resting(meta, "filled", reentry.cancelled_lots, now, out)
@@ -1216,7 +930,7 @@ class NodeCore:
         self._after_reentry(meta, reentry, now, out)
 
     def _after_reentry(
-        self, meta: _RestingMeta, reentry: Reentry, now: Now, out: list[Effect]
+        self, meta: RestingMeta, reentry: Reentry, now: Now, out: list[Effect]
     ) -> None:
         """Book what returning quantity traded locally, then show the order anew."""
         for fill in reentry.fills:
@@ -1230,7 +944,7 @@ class NodeCore:
         if view is not None:
             self._advert(meta, view.open_lots, now, out)
 
-    def _local_fill(self, taker: _RestingMeta, fill: Fill, now: Now, out: list[Effect]) -> None:
+    def _local_fill(self, taker: RestingMeta, fill: Fill, now: Now, out: list[Effect]) -> None:
         """A resting order of this node traded with another one of its orders."""
         maker = self.resting[fill.maker_order_id]
         trade_id = self._trade(taker.order, maker, fill.price_ticks, fill.quantity_lots, now, out)
@@ -1247,7 +961,7 @@ class NodeCore:
                 self._advert(maker, view.open_lots, now, out)
 
     def _trade(
-        self, taker: Order, maker: _RestingMeta, price: int, lots: int, now: Now, out: list[Effect]
+        self, taker: Order, maker: RestingMeta, price: int, lots: int, now: Now, out: list[Effect]
     ) -> int:
         """Book a trade between two of this node's traders."""
         taker_hold = self._hold_of(taker.order_id)
@@ -1283,7 +997,7 @@ class NodeCore:
             return working.hold_id
         return self.resting[order_id].hold_id
 
-    def _release_part(self, meta: _RestingMeta, lots: int) -> None:
+    def _release_part(self, meta: RestingMeta, lots: int) -> None:
         """Release the hold behind ``lots`` of a resting order that will never fill."""
         if meta.hold_id is None or not lots or not self.ledger.find_hold(meta.hold_id):
             return
@@ -1298,7 +1012,7 @@ class NodeCore:
         self.ledger.release_hold(meta.hold_id, min(amount, held.amount))
 
     def _close_resting(
-        self, meta: _RestingMeta, reason: str, cancelled: int, now: Now, out: list[Effect]
+        self, meta: RestingMeta, reason: str, cancelled: int, now: Now, out: list[Effect]
     ) -> None:
         order = meta.order
         del self.resting[order.order_id]
@@ -1309,7 +1023,7 @@ class NodeCore:
         done = Done(order.order_id, meta.filled_lots, cancelled, reason)
         out.append(Reply(order.trader_id, done))
 
-    def _advert(self, meta: _RestingMeta, lots: int, now: Now, out: list[Effect]) -> None:
+    def _advert(self, meta: RestingMeta, lots: int, now: Now, out: list[Effect]) -> None:
         self._advert_version += 1
         order = meta.order
         assert order.price_ticks is not None
@@ -1350,309 +1064,6 @@ class NodeCore:
     ) -> None:
         self._count("prints_received")
 
-    # ================================================================ bonds
-
-    def _on_bond_request(
-        self, sender: NodeId, message: Message, now: Now, out: list[Effect]
-    ) -> None:
-        """As holder of a peer's bond: book a posting or a withdrawal once,
-        and give the same answer to every retry."""
-        assert isinstance(message, BondRequest)
-        view = self.peers[sender]
-        answer = view.bond_answers.get(message.bond_id)
-        if answer is None:
-            reason = self._hold_bond(sender, view, message)
-            answer = BondAnswer(message.bond_id, reason)
-            view.bond_answers[message.bond_id] = answer
-            self._count("bond_requests_done" if not reason else f"bond_refused:{reason}")
-        self._send(sender, answer, now, out)
-
-    def _hold_bond(self, peer: NodeId, view: _PeerView, request: BondRequest) -> str:
-        asset = self.config.clearing.bond_asset
-        if request.asset != asset:
-            return "wrong_asset"
-        if request.amount <= 0:
-            return "bad_amount"
-        amount = request.amount
-        if request.withdraw:
-            if amount > view.bond_held:
-                return "beyond_bond"
-            if view.lock_count:
-                return "locks_open"
-            if self._marked(peer) < 0:
-                return "owing"
-            amount = -amount
-        accounts = view.accounts
-        if accounts.bond_held is None or accounts.collateral is None:
-            accounts.bond_held = self.ledger.open_account(bond_held_owner(peer), asset, UNBOUNDED)
-            accounts.collateral = self.ledger.open_account(collateral_owner(peer), asset)
-        entry = Entry(
-            EntryId(f"bond-held:{peer}:{request.bond_id}"),
-            (Posting(accounts.bond_held, -amount), Posting(accounts.collateral, amount)),
-        )
-        self.ledger.post(entry)
-        view.bond_held += amount
-        return ""
-
-    def _on_bond_answer(
-        self, sender: NodeId, message: Message, now: Now, out: list[Effect]
-    ) -> None:
-        """As poster: the peer has booked (or refused) a bond request; book
-        this side of it, once."""
-        assert isinstance(message, BondAnswer)
-        view = self.peers[sender]
-        request = view.bond_requests.pop(message.bond_id, None)
-        if request is None:
-            return  # a repeated answer
-        if not view.bond_requests:
-            self._bonds_waiting.pop(sender, None)
-        hold = None if request.withdraw else f"bond:{request.bond_id}"
-        if message.reason:
-            if hold is not None:
-                self.ledger.release_hold(hold)
-            self._count(f"bond_refused_by_peer:{message.reason}")
-            return
-        accounts = view.accounts
-        if accounts.bond_posted is None:
-            accounts.bond_posted = self.ledger.open_account(
-                bond_posted_owner(sender), request.asset
-            )
-        amount = -request.amount if request.withdraw else request.amount
-        entry = Entry(
-            EntryId(f"bond-posted:{sender}:{request.bond_id}"),
-            (Posting(self._capital, -amount), Posting(accounts.bond_posted, amount)),
-            () if hold is None else (HoldUse(HoldId(hold), request.amount),),
-        )
-        self.ledger.post(entry)
-        view.bond_posted += amount
-
-    # ============================================================= exposure
-
-    def _marked(self, peer: NodeId) -> int:
-        """The peer's accounts here, marked to the last trade prices, in the
-        bond asset: positive, this node owes the peer; negative, it is owed."""
-        keys = self.peers[peer].accounts.peer
-        if keys is None:
-            return 0
-        balance = self.ledger.balance
-        balances = {asset: balance(key) for asset, key in keys.items()}
-        return marked_value(
-            balances, self.products, self.reference_prices, self.config.clearing.bond_asset
-        )
-
-    def _lock_budget(self, originator: NodeId, now: Now) -> tuple[int, int, str]:
-        """How much notional, and how many locks, this node may still offer
-        ``originator``: the lesser of its lock quota and its exposure room;
-        with the limit that binds (the reason, if that is nothing)."""
-        view = self.peers[originator]
-        clearing = self.config.clearing
-        if view.suspended:
-            return 0, 0, "suspended"
-        if view.bond_held <= 0:
-            return 0, 0, "no_bond"
-        if view.broadcasts is None:
-            view.broadcasts = TokenBucket(
-                clearing.quota.broadcasts_per_s, clearing.quota.broadcast_burst, now.mono_ms
-            )
-        if not view.broadcasts.take(now.mono_ms):
-            return 0, 0, "broadcast_rate"
-        ratio = self._ratio(view, now).permille(now.mono_ms, clearing.quota.ratio_min_offered_minor)
-        quota = lock_quota(view.bond_held, ratio, clearing.quota)
-        cap = exposure_cap(view.bond_held, clearing.exposure_multiple_percent)
-        room = cap - exposure(self._marked(originator), view.lock_notional)
-        quota_left = quota.max_lock_notional - view.lock_notional
-        binding = "exposure_cap" if room < quota_left else "lock_quota"
-        notional = min(quota_left, room)
-        count = quota.max_locks - view.lock_count
-        if notional <= 0 or count <= 0:
-            return 0, 0, binding if notional <= 0 else "lock_quota"
-        return notional, count, binding
-
-    def _ratio(self, view: _PeerView, now: Now) -> AcceptanceRatio:
-        if view.ratio is None:
-            view.ratio = AcceptanceRatio(self.config.clearing.quota.ratio_half_life_ms, now.mono_ms)
-        return view.ratio
-
-    # ============================================================ settlement
-
-    def _unsettled_trade(
-        self,
-        peer: NodeId,
-        lock_id: int,
-        product: ProductSpec,
-        peer_buys: bool,
-        lots: int,
-        price_ticks: int,
-        now: Now,
-    ) -> None:
-        """Remember what a trade changed in ``peer``'s accounts here, for the
-        next settlement statement of the pair."""
-        notional = product.notional_minor(lots, price_ticks)
-        cash, delivered = (-notional, lots) if peer_buys else (notional, -lots)
-        deltas = tuple(sorted(((product.quote_currency, cash), (product.product_id, delivered))))
-        self.unsettled.setdefault(peer, {})[lock_id] = deltas
-        self._unsettled_at.setdefault(peer, {})[lock_id] = now.mono_ms
-
-    def _settlement_cycle(self, now: Now, out: list[Effect]) -> None:
-        """As the lower id of a pair: propose the statement of every trade not
-        settled yet; resend one still unanswered."""
-        clearing = self.config.clearing
-        due = self._next_settlement_mono_ms
-        if due is None or now.mono_ms >= due:
-            due = now.mono_ms + clearing.settlement_cycle_ms
-            ripe = now.mono_ms - clearing.settlement_lag_ms
-            overdue = now.mono_ms - clearing.settlement_deadline_ms
-            for peer in list(self.unsettled):
-                booked = self._unsettled_at[peer]
-                if min(booked.values()) <= overdue:
-                    self._declare_default(peer, now, out)
-                    continue
-                view = self.peers[peer]
-                if self.node_id < peer and view.proposal is None:
-                    trades = {k: v for k, v in self.unsettled[peer].items() if booked[k] <= ripe}
-                    if trades:
-                        statement = build_statement(self.node_id, peer, view.cycle + 1, trades)
-                        view.proposal = StatementProposal(statement)
-                        view.proposal_resend_mono_ms = now.mono_ms
-            self._next_settlement_mono_ms = due
-            out.append(SetTimer(due))
-        for peer in self.unsettled:
-            view = self.peers[peer]
-            if view.proposal is not None and now.mono_ms >= view.proposal_resend_mono_ms:
-                self._send(peer, view.proposal, now, out)
-                view.proposal_resend_mono_ms = now.mono_ms + clearing.bond_resend_ms
-                out.append(SetTimer(view.proposal_resend_mono_ms))
-
-    def _on_statement_proposal(
-        self, sender: NodeId, message: Message, now: Now, out: list[Effect]
-    ) -> None:
-        """As the higher id: settle the proposed statement if this node's own
-        records give the same one; answer each cycle once, the same way on
-        every retry."""
-        assert isinstance(message, StatementProposal)
-        view = self.peers[sender]
-        statement = message.statement
-        answer = view.statement_answers.get(statement.cycle)
-        if answer is None:
-            mine, reason = reproduce(statement, self.node_id, self.unsettled.get(sender, {}))
-            if not reason and (statement.low != sender or statement.cycle <= view.cycle):
-                mine, reason = None, "out_of_turn"
-            if mine is not None and not reason:
-                self._settle(sender, statement.cycle, statement.lock_ids)
-                view.cycle = statement.cycle
-            else:
-                self._count(f"statements_refused:{reason}")
-            answer = StatementAnswer(statement.cycle, statement_hash(mine or statement), reason)
-            view.statement_answers[statement.cycle] = answer
-        self._send(sender, answer, now, out)
-
-    def _on_statement_answer(
-        self, sender: NodeId, message: Message, now: Now, out: list[Effect]
-    ) -> None:
-        """As the lower id: the peer settled (or refused) the proposal."""
-        assert isinstance(message, StatementAnswer)
-        view = self.peers[sender]
-        proposal = view.proposal
-        if proposal is None or proposal.statement.cycle != message.cycle:
-            return  # a repeated answer
-        view.proposal = None
-        view.cycle = max(view.cycle, message.cycle)
-        statement = proposal.statement
-        if message.reason or message.statement_hash != statement_hash(statement):
-            # Flagged, nothing moves; the trades stay open for the next cycle.
-            self._count(f"statements_mismatched:{message.reason or 'hash'}")
-            return
-        self._settle(sender, statement.cycle, statement.lock_ids)
-
-    def _settle(self, peer: NodeId, cycle: int, lock_ids: tuple[int, ...]) -> None:
-        """Move the net of ``lock_ids`` over the built-in rail: out of the
-        peer's accounts here, into the rail account that mirrors the peer's."""
-        trades, booked = self.unsettled[peer], self._unsettled_at[peer]
-        for lock_id in lock_ids:
-            del booked[lock_id]
-        net = net_of(trades.pop(lock_id) for lock_id in lock_ids)
-        if not trades:
-            del self.unsettled[peer], self._unsettled_at[peer]
-        keys = self._peer_keys(peer)
-        rails = self.peers[peer].accounts.rail
-        postings = []
-        for asset, amount in net:
-            rail = rails.get(asset)
-            if rail is None:
-                rail = rails[asset] = self.ledger.open_account(rail_owner(peer), asset, EXTERNAL)
-            postings.append(Posting(keys[asset], -amount))
-            postings.append(Posting(rail, amount))
-        if postings:
-            self.ledger.post(Entry(EntryId(f"settle:{peer}:{cycle}"), tuple(postings)))
-        self.peers[peer].settled += 1
-        self._count("statements_settled")
-
-    def _declare_default(self, peer: NodeId, now: Now, out: list[Effect]) -> None:
-        """``peer`` did not settle by the deadline: suspend it, close out what
-        it owes against its bond, record the rest as this node's loss, and
-        tell every other peer."""
-        view = self.peers[peer]
-        asset = AssetCode(self.config.clearing.bond_asset)
-        shortfall = max(0, -self._marked(peer))
-        collateral = AccountKey(collateral_owner(peer), asset)
-        claimed = min(shortfall, self.ledger.balance(collateral))
-        loss = shortfall - claimed
-        owner = self._peer_account(peer)
-        if claimed:
-            self.ledger.post(
-                Entry(
-                    EntryId(f"claim:{peer}"),
-                    (Posting(collateral, -claimed), Posting(AccountKey(owner, asset), claimed)),
-                )
-            )
-        if loss:
-            self.ledger.open_account(LOSSES_OWNER, asset, UNBOUNDED)
-            self.ledger.post(
-                Entry(
-                    EntryId(f"loss:{peer}"),
-                    (
-                        Posting(AccountKey(LOSSES_OWNER, asset), -loss),
-                        Posting(AccountKey(owner, asset), loss),
-                    ),
-                )
-            )
-        self.unsettled.pop(peer, None)
-        self._unsettled_at.pop(peer, None)
-        view.proposal = None
-        self._suspend(peer, "default", now, out)
-        self._count("defaults_declared")
-        notice = DefaultNotice(peer, claimed, loss)
-        for other in self.peers:
-            if other != peer:
-                self._send(other, notice, now, out)
-
-    def _suspend(self, peer: NodeId, reason: str, now: Now, out: list[Effect]) -> None:
-        """No new locks for ``peer`` and none taken from it; its open locks end."""
-        view = self.peers[peer]
-        if view.suspended:
-            return
-        view.suspended = reason
-        for lock in [lock for lock in self.locks.values() if lock.originator == peer]:
-            self._end_lock(lock, Refusal(lock.lock_id, "suspended"), now, out)
-
-    def _on_default_notice(
-        self, sender: NodeId, message: Message, now: Now, out: list[Effect]
-    ) -> None:
-        assert isinstance(message, DefaultNotice)
-        self._count("default_notices")
-        defaulter = message.defaulter
-        if defaulter not in self.peers or defaulter == sender:
-            return
-        witnesses = self._default_notices.setdefault(defaulter, {})
-        witnesses[sender] = None
-        quorum = self.config.clearing.default_notice_quorum
-        if quorum and len(witnesses) >= quorum:
-            self._suspend(defaulter, "notices", now, out)
-
-    def settling(self) -> bool:
-        """True while a proposed statement waits for its answer."""
-        return any(self.peers[peer].proposal is not None for peer in self.unsettled)
-
     # =========================================================== heartbeats
 
     def _heartbeat(self, now: Now, out: list[Effect]) -> None:
@@ -1683,48 +1094,13 @@ class NodeCore:
             view.offset_ms = message.wall_ms - (now.wall_ms - rtt // 2)
 
     @staticmethod
-    def _sample_rtt(view: _PeerView, rtt: int) -> bool:
+    def _sample_rtt(view: PeerView, rtt: int) -> bool:
         """Fold one round-trip sample into the peer's estimate, like TCP's
         SRTT in integers (7/8 old, 1/8 new); False if it is implausible."""
         if not 0 <= rtt <= 60_000:
             return False
         view.rtt_ms = (7 * view.rtt_ms + rtt) // 8
         return True
-
-    # ============================================================ helpers
-
-    def _send(self, peer: NodeId, message: Message, now: Now, out: list[Effect]) -> None:
-        out.append(Send(peer, self.clock.tick(now.wall_ms), message))
-
-    def _count(self, name: str, amount: int = 1) -> None:
-        self.stats[name] = self.stats.get(name, 0) + amount
-
-    def _new_id(self, kind: str) -> str:
-        self._counter += 1
-        return f"{kind}:{self._counter}"
-
-    def _random_id(self, *parts: object) -> int:
-        """An id peers cannot link to a trader or guess: a keyed hash of a counter."""
-        digest = hashlib.blake2b(repr(parts).encode(), key=self._secret, digest_size=8).digest()
-        return int.from_bytes(digest, "big") >> 1
-
-    def _peer_account(self, peer: NodeId) -> str:
-        """The ledger owner of ``peer``'s accounts, opened on its first trade."""
-        self._peer_keys(peer)
-        return peer_owner(peer)
-
-    def _peer_keys(self, peer: NodeId) -> dict[str, AccountKey]:
-        """``peer``'s accounts by asset, opened on its first trade: a node
-        with hundreds of peers keeps accounts only for those it trades with
-        (an account never opened reads as zero)."""
-        accounts = self.peers[peer].accounts
-        if accounts.peer is None:
-            owner = peer_owner(peer)
-            accounts.peer = {
-                asset: self.ledger.open_account(owner, asset, UNBOUNDED)
-                for asset in self._asset_codes
-            }
-        return accounts.peer
 
     # ============================================================ queries
 

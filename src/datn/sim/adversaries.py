@@ -82,7 +82,8 @@ from datn.protocol.messages import (
     StatementAnswer,
     StatementProposal,
 )
-from datn.protocol.node import LOSSES_OWNER, NodeConfig, NodeCore, _Candidate, _Working
+from datn.protocol.node import NodeConfig, NodeCore
+from datn.protocol.state import LOSSES_OWNER, Candidate, Working
 from datn.sim.network import BOND_SETUP_MS, Faults, SimReport, Simulation
 
 _STRATEGY_INPUTS: Final = (ReceiveInput, TickInput, RestartInput)
@@ -269,10 +270,10 @@ class SlowAcceptor(Adversary):
     name = "slow-acceptor"
     lead_ms: ClassVar[int] = 6
 
-    def _edge_ms(self, candidate: _Candidate) -> int:
+    def _edge_ms(self, candidate: Candidate) -> int:
         return candidate.received_mono_ms + candidate.offer.ttl_ms - self.lead_ms
 
-    def _decide(self, working: _Working, now: Now, out: list[Effect]) -> None:
+    def _decide(self, working: Working, now: Now, out: list[Effect]) -> None:
         if self._attacking(now):
             edges = [self._edge_ms(c) for c in working.candidates if c.holder != self.node_id]
             if edges and now.mono_ms < min(edges):
@@ -282,7 +283,7 @@ class SlowAcceptor(Adversary):
                 return
         super()._decide(working, now, out)
 
-    def _in_budget(self, candidate: _Candidate, now: Now) -> bool:
+    def _in_budget(self, candidate: Candidate, now: Now) -> bool:
         if candidate.holder == self.node_id or not self._attacking(now):
             return super()._in_budget(candidate, now)
         return now.mono_ms <= self._edge_ms(candidate)

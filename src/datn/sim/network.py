@@ -46,7 +46,8 @@ from datn.protocol.messages import (
     Refusal,
     Release,
 )
-from datn.protocol.node import NodeConfig, NodeCore, peer_owner
+from datn.protocol.node import NodeConfig, NodeCore
+from datn.protocol.state import peer_owner
 from datn.protocol.venue import OrderRequest, trader_owner
 from datn.risk import RiskConfig
 from datn.sim.invariants import InvariantChecker, InvariantError
