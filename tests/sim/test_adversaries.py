@@ -276,15 +276,17 @@ def test_a_defaulter_s_counterparties_lose_only_what_its_bond_did_not_cover(
         seen.append((owed, bond, claimed, -loss, notice))
 
     monkeypatch.setattr(node_module.NodeCore, "_declare_default", watched)
-    order = network.Simulation._random_order
+    # The adversaries' simulation is a Python subclass of the compiled
+    # simulator: its methods can be patched, the simulator's own cannot.
+    order = AdversarySimulation._random_order
 
-    def rising(self: network.Simulation) -> None:
+    def rising(self: AdversarySimulation) -> None:
         """A market that rises: a defaulter that sold owes more than it is owed."""
         for spec, _ in PRODUCTS:
             self.mids[spec.product_id] += RISE_TICKS
         order(self)
 
-    monkeypatch.setattr(network.Simulation, "_random_order", rising)
+    monkeypatch.setattr(AdversarySimulation, "_random_order", rising)
     config = NodeConfig(
         RiskConfig(listed_products=frozenset(spec.product_id for spec, _ in PRODUCTS)),
         clearing=ClearingConfig(

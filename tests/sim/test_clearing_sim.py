@@ -114,3 +114,26 @@ def test_a_rail_that_moves_more_than_the_statement_is_caught_at_its_cycle(
     sim = Simulation(5, 5, faults=Faults())
     with pytest.raises(InvariantError, match="settlement conservation"):
         _run_trading(sim)
+
+
+def test_a_settlement_that_takes_more_from_the_peer_accounts_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A node that moves a cent more out of the peer's accounts than its
+    statement (into one of its own, so its ledger still balances and its
+    rail still mirrors the peer's) is caught at that cycle."""
+    settle = node_module.NodeCore._settle
+
+    def skimming(
+        self: node_module.NodeCore, peer: NodeId, cycle: int, lock_ids: tuple[int, ...]
+    ) -> None:
+        settle(self, peer, cycle, lock_ids)
+        if self.node_id == "n002":
+            skim = self.ledger.open_account("node:skim", "USD", UNBOUNDED)
+            taken = (Posting(self._peer_keys(peer)["USD"], -1), Posting(skim, 1))
+            self.ledger.post(Entry(EntryId(f"skim:{peer}:{cycle}"), taken))
+
+    monkeypatch.setattr(node_module.NodeCore, "_settle", skimming)
+    sim = Simulation(5, 5, faults=Faults())
+    with pytest.raises(InvariantError, match="trades still open"):
+        _run_trading(sim)

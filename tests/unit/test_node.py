@@ -7,6 +7,8 @@ from dataclasses import replace
 
 import pytest
 
+from datn.clearing.config import ClearingConfig
+from datn.clearing.quota import QuotaConfig
 from datn.domain import USD, AssetCode, DomainError, ProductKind, ProductSpec, Side, TimeInForce
 from datn.ledger import AccountKey
 from datn.protocol.clock import Hlc, Now
@@ -213,6 +215,9 @@ def test_a_fok_refused_by_a_restarted_holder_names_the_holder(pair: Pair) -> Non
 
 # ------------------------------------------------- the holder's memory
 
+ASKING = replace(CONFIG, clearing=ClearingConfig(quota=QuotaConfig(ratio_min_offered_minor=10**15)))
+"""Quotas by bond alone: B keeps offering to A, which takes nothing here."""
+
 
 def _ask(pair: Pair, request_id: int, wall_ms: int) -> list[PotentialTrades]:
     """B's answers to an order broadcast from A stamped ``wall_ms`` (A's HLC)."""
@@ -246,16 +251,40 @@ def test_the_holder_keeps_a_bounded_number_of_answers_per_peer() -> None:
     assert again == view.answers[(5, 1)][1]
 
 
-def test_answers_older_than_the_memory_window_are_forgotten(pair: Pair) -> None:
+def test_answers_older_than_the_memory_window_are_forgotten() -> None:
+    pair = Pair(ASKING)
+    pair.place(B, Side.SELL, 10, 5_000, "s1")
+    pair.deliver()
     window = CONFIG.broadcast_memory_ms
     _ask(pair, 1, 10_000)
     _ask(pair, 2, 10_000 + window + 1)  # by A's own clock: B's clock plays no part
     assert list(pair.nodes[B].peers[A].answers) == [(2, 1)]
-    assert _ask(pair, 1, 10_000) == []
-    # A broadcast A stamped later than every forgotten one is answered.
-    assert _ask(pair, 3, 10_001) != []
+    assert _ask(pair, 1, 10_000) == []  # the network's copy of a forgotten one
+    # Older than the window behind A's newest broadcast: stale, even if new.
+    assert _ask(pair, 3, 10_000) == []
+    assert pair.nodes[B].stats["broadcasts_stale"] == 2
+    (within,) = _ask(pair, 4, 10_002)
+    assert within.offers
 
 
-def test_memory_limits_must_be_positive() -> None:
+def test_a_broadcast_sent_again_under_a_new_stamp_is_a_new_message() -> None:
+    """Originators never resend a broadcast; a copy with a new stamp is not
+    the network's duplicate but a new message (refusing replayed frames is
+    the link's job), so once its first answer is forgotten it is answered
+    afresh."""
+    pair = Pair(replace(ASKING, max_answers_per_peer=1))
+    pair.place(B, Side.SELL, 10, 5_000, "s1")
+    pair.deliver()
+    (first,) = _ask(pair, 1, 10_000)
+    _ask(pair, 2, 10_001)  # pushes the first answer out
+    (again,) = _ask(pair, 1, 10_002)
+    assert again.offers and {o.lock_id for o in again.offers}.isdisjoint(
+        o.lock_id for o in first.offers
+    )
+
+
+def test_memory_limits_are_checked() -> None:
     with pytest.raises(DomainError):
         replace(CONFIG, max_answers_per_peer=0)
+    with pytest.raises(DomainError):
+        replace(CONFIG, broadcast_memory_ms=CONFIG.lock_ttl_ms - 1)

@@ -412,9 +412,11 @@ class Ledger:
             self._changed.append(account)
 
     def check_accounts(self, accounts: Iterable[AccountKey]) -> list[str]:
-        """What :meth:`check_invariants` checks of single accounts (held equal
-        to what its open holds add up to, 64-bit range, floor), for
-        ``accounts`` only; the per-asset sums are the caller's to keep."""
+        """What :meth:`check_invariants` checks of single accounts, for
+        ``accounts`` only: 64-bit range, floor, and held equal to the
+        per-account hold total the ledger keeps apart (recounting the holds
+        themselves is the full check's); the per-asset sums are the caller's
+        to keep."""
         wanted = set(accounts)
         held = self._held_on
         problems: list[str] = []

@@ -29,14 +29,18 @@ class NodeConfig:
     default_rtt_ms: int = 20
     max_rounds: int = 3
     broadcast_memory_ms: int = 60_000
-    """A holder repeats its answer to a repeated order broadcast (a retry, a
-    duplicate) while the broadcast is at most this much older, by the sending
-    peer's HLC, than the newest broadcast the peer sent; ..."""
+    """A holder answers a broadcast the network delivered twice (the copy
+    carries the original's HLC stamp) with the answer it gave the first,
+    while that broadcast is at most this much older, by the sending peer's
+    HLC, than the newest broadcast the peer sent; ..."""
     max_answers_per_peer: int = 4_096
-    """...and keeps at most this many answers per peer. A broadcast stamped no
-    later than the newest answer it forgot is stale and gets no answer: its
-    originator stopped waiting long ago, and new locks for it would tie up
-    liquidity for nothing."""
+    """...and keeps at most this many answers per peer. A broadcast older
+    than that window, or stamped no later than an answer it forgot, is stale
+    and gets no answer: its originator stopped waiting long ago, and new locks
+    for it would tie up liquidity for nothing. Originators never resend a
+    broadcast; a copy sent again under a new stamp is a new message to the
+    holder, and refusing replayed frames is the link's job (per-link
+    sequence numbers, :mod:`datn.wire`)."""
     targeted_routing: bool = True
     clearing: ClearingConfig = field(default_factory=ClearingConfig)
 
@@ -54,5 +58,9 @@ class NodeConfig:
         ):
             if getattr(self, name) <= 0:
                 raise DomainError(name, "not_positive", "must be positive")
+        if self.broadcast_memory_ms < self.lock_ttl_ms:
+            raise DomainError(
+                "broadcast_memory_ms", "shorter_than_ttl", "must be at least lock_ttl_ms"
+            )
         if not 1 <= self.max_rounds <= 16:
             raise DomainError("max_rounds", "bad_rounds", "must be 1 to 16")

@@ -723,21 +723,24 @@ class NodeCore(Liability):
             self._send(sender, remembered[1], now, out)
             return
         stamp = self._hlc_in
+        if view.newest_broadcast is None or stamp > view.newest_broadcast:
+            view.newest_broadcast = stamp
+        horizon_ms = view.newest_broadcast.wall_ms - self.config.broadcast_memory_ms
         forgotten = view.answers_forgotten_through
-        if forgotten is not None and stamp <= forgotten:
+        if stamp.wall_ms < horizon_ms or (forgotten is not None and stamp <= forgotten):
             self._count("broadcasts_stale")
             return
         answer = self._offer(sender, message, now, out)
         view.answers[key] = (stamp, answer)
-        self._forget_old_answers(view, stamp)
+        self._forget_old_answers(view, horizon_ms)
         self._send(sender, answer, now, out)
 
-    def _forget_old_answers(self, view: PeerView, newest: Hlc) -> None:
-        """Keep a peer's answers within ``broadcast_memory_ms`` of its newest
-        broadcast and within ``max_answers_per_peer``, forgetting the oldest
-        received first."""
+    def _forget_old_answers(self, view: PeerView, horizon_ms: int) -> None:
+        """Keep a peer's answers to broadcasts stamped from ``horizon_ms`` on,
+        at most ``max_answers_per_peer`` of them, forgetting the first
+        received first (an older one received later goes when it comes first,
+        or when a newer stamp makes it stale anyway)."""
         answers, config = view.answers, self.config
-        horizon_ms = newest.wall_ms - config.broadcast_memory_ms
         while answers:
             oldest = next(iter(answers))
             stamp = answers[oldest][0]
@@ -1121,7 +1124,7 @@ class NodeCore(Liability):
         for peer, v in self.peers.items():
             yield peer, v.bond_posted, v.bond_held, sorted(v.bond_requests), v.lock_notional
             yield v.lock_count, v.cycle, v.settled, v.suspended
-            yield list(v.answers), v.answers_forgotten_through
+            yield list(v.answers), v.answers_forgotten_through, v.newest_broadcast
         yield self._counter, self._advert_version, self.clock.last
 
     def next_timer_ms(self) -> int | None:

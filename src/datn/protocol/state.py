@@ -135,6 +135,8 @@ class PeerView:
     (request id, round), with the broadcast's HLC, oldest first."""
     answers_forgotten_through: Hlc | None = None
     """The latest HLC of an answer forgotten: broadcasts up to it are stale."""
+    newest_broadcast: Hlc | None = None
+    """The latest HLC of any broadcast from the peer: the memory window ends there."""
 
     @property
     def stale(self) -> bool:

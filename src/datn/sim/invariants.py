@@ -68,6 +68,8 @@ class InvariantChecker:
         self._rails: dict[NodeId, Counter[str]] = {}
         self._rails_total: Counter[str] = Counter()
         self._rail_gaps: dict[tuple[NodeId, NodeId], dict[str, int]] = {}
+        self._settling: list[NodeId] = []
+        """Nodes that settled a statement in this event."""
         self.pairs_in_step = 0
         """How many times a pair was found to have settled the same
         statements, its rails mirroring: the per-cycle check at work."""
@@ -195,6 +197,13 @@ class InvariantChecker:
         for node_id in self._touched:
             self._check_node(node_id)
         self._touched.clear()
+        if self._settling:
+            # After every touched ledger is checked: the rails' running
+            # total then covers every change of this event.
+            for node_id in self._settling:
+                self._check_settlements(node_id)
+            self._settling.clear()
+            self._check_rails()
 
     def _check_node(self, node_id: NodeId) -> None:
         core = self.sim.nodes[node_id].core
@@ -205,10 +214,12 @@ class InvariantChecker:
         if self._ledger_seen.get(node_id) != ledger_version:
             self._ledger_seen[node_id] = ledger_version
             self._check_ledger(node_id, ledger)
-            settled = core.stats.get("statements_settled", 0)
-            if self._settled_total.get(node_id, 0) != settled:
-                self._settled_total[node_id] = settled
-                self._check_settlements(node_id)
+        # Outside the ledger check: a statement that nets to nothing settles
+        # without a ledger entry.
+        settled = core.stats.get("statements_settled", 0)
+        if self._settled_total.get(node_id, 0) != settled:
+            self._settled_total[node_id] = settled
+            self._settling.append(node_id)
         seen = self._book_seen.get(node_id)
         if seen is None:
             seen = self._book_seen[node_id] = {}
@@ -230,6 +241,12 @@ class InvariantChecker:
             if self._settled_seen.get((node_id, peer), 0) != view.settled:
                 self._settled_seen[(node_id, peer)] = view.settled
                 self._check_pair_settled(node_id, peer)
+
+    def _check_rails(self) -> None:
+        """The rails of the whole network, summed from every ledger's balances
+        as this checker follows them, equal what the pairs still settling
+        differ by, each of which is the statement its lower id has yet to
+        settle: settling creates and destroys nothing."""
         gaps: Counter[str] = Counter()
         for gap in self._rail_gaps.values():
             gaps.update(gap)
@@ -243,25 +260,26 @@ class InvariantChecker:
     def _check_pair_settled(self, a: NodeId, b: NodeId) -> None:
         """After ``a`` settled with ``b``: ``a``'s accounts for ``b`` hold
         exactly the trades not settled yet (what was settled left them, no
-        more, no less); once ``b`` has settled the same statements, the two
-        rail accounts mirror each other per asset. A pair in which one side
-        settled first is remembered with what its rails differ by, so that
-        the network-wide sum of the rails is accounted for at every cycle."""
+        more, no less). The higher id settles a statement first, when it
+        reproduces the proposal; the lower id when the answer comes back. So
+        either both have settled the same statements and their rails mirror
+        per asset, or the higher id is one statement ahead and the rails
+        differ by exactly the net of the proposal the lower id still waits on."""
         nodes = self.sim.nodes
-        here, there = nodes[a].core, nodes[b].core
-        pair = (a, b) if a < b else (b, a)
+        low, high = (a, b) if a < b else (b, a)
         rails = {
-            asset: _balance(self.sim, a, f"rail:{b}", asset)
-            + _balance(self.sim, b, f"rail:{a}", asset)
+            asset: _balance(self.sim, low, f"rail:{high}", asset)
+            + _balance(self.sim, high, f"rail:{low}", asset)
             for asset in self.sim.deposited
         }
         gap = {asset: amount for asset, amount in rails.items() if amount}
         if gap:
-            self._rail_gaps[pair] = gap
+            self._rail_gaps[(low, high)] = gap
         else:
-            self._rail_gaps.pop(pair, None)
+            self._rail_gaps.pop((low, high), None)
         if self._parted(a, b):
             return  # a default claimed the bond into the peer's accounts
+        here = nodes[a].core
         open_trades = dict(net_of(here.unsettled.get(b, {}).values()))
         for asset in self.sim.deposited:
             balance = _balance(self.sim, a, f"peer:{b}", asset)
@@ -271,13 +289,25 @@ class InvariantChecker:
                     f"not the {open_trades.get(asset, 0)} of the trades still open "
                     "(invariants 1, 5: settlement conservation)"
                 )
-        if there.peers[a].settled == here.peers[b].settled:
-            if gap:
-                self.fail(
-                    f"{a} and {b} settled the same {here.peers[b].settled} statements, "
-                    f"but their rails differ by {gap} (invariants 1, 5: settlement conservation)"
-                )
+        lower = nodes[low].core.peers[high]
+        ahead = nodes[high].core.peers[low].settled - lower.settled
+        if ahead == 0:
+            expected: dict[str, int] = {}
             self.pairs_in_step += 1
+        elif ahead == 1 and lower.proposal is not None:
+            expected = {asset: -amount for asset, amount in lower.proposal.statement.net}
+        else:
+            self.fail(
+                f"{high} settled {ahead} statements more than {low} "
+                "(invariants 1, 5: settlement conservation)"
+            )
+            return
+        if gap != expected:
+            self.fail(
+                f"{low} and {high} have settled {lower.settled} and {lower.settled + ahead} "
+                f"statements, and their rails differ by {gap}, not {expected} "
+                "(invariants 1, 5: settlement conservation)"
+            )
 
     # ----------------------------------------------------------- liveness
 
