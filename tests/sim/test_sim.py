@@ -3,6 +3,8 @@ invariant checkers that are shown to catch a broken node."""
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 
 from datn.protocol import node as node_module
@@ -158,3 +160,12 @@ def test_every_message_survives_the_signed_wire(fault_class: str) -> None:
 @pytest.mark.parametrize("seed", range(20))
 def test_random_seeds_over_the_signed_wire(seed: int) -> None:
     run_simulation(seed, nodes=5, orders=60, signed=True)
+
+
+def test_faults_and_reports_travel_between_processes() -> None:
+    """Sweeps and comparisons run seeds in worker processes and send their
+    faults and reports back: both survive pickling, compiled or not."""
+    faults = FAULT_CLASSES["everything"]
+    assert pickle.loads(pickle.dumps(faults)) == faults
+    report = run_simulation(4, nodes=3, orders=40, faults=faults)
+    assert pickle.loads(pickle.dumps(report)) == report

@@ -88,6 +88,21 @@ class Faults:
     def none(cls) -> Faults:
         return cls()
 
+    def __reduce__(self) -> tuple[type[Faults], tuple[object, ...]]:
+        """Pickled as a constructor call: compiled, the frozen class refuses
+        the attribute writes pickle would otherwise make (runs in other
+        processes send their faults back)."""
+        return Faults, (
+            self.loss_pct,
+            self.duplicate_pct,
+            self.latency_ms,
+            self.reorder_pct,
+            self.partitions,
+            self.crashes,
+            self.max_skew_ms,
+            self.clock_jumps,
+        )
+
     @classmethod
     def from_seed(cls, rng: random.Random) -> Faults:
         low = rng.randint(1, 5)
