@@ -107,18 +107,8 @@ MAX_OFFERS_ACCEPTED: Final = 100
 
 
 class NodeCore(Liability):
-    """The state and rules of one node; see the module docstring."""
-
-    def __init__(
-        self,
-        node_id: NodeId,
-        products: Iterable[ProductSpec],
-        peers: Iterable[NodeId],
-        config: NodeConfig,
-        secret: bytes,
-        reference_prices: dict[str, int] | None = None,
-    ) -> None:
-        super().__init__(node_id, products, peers, config, secret, reference_prices)
+    """The state and rules of one node; see the module docstring. Its state
+    and constructor are :class:`~datn.protocol.state.NodeState`'s."""
 
     # ================================================================ inputs
 
