@@ -112,17 +112,9 @@ class Adversary(NodeCore):
     """How long the strategy plays, from the moment every peer has booked this
     node's bond; after that the node behaves like an honest one."""
 
-    def __init__(
-        self,
-        node_id: NodeId,
-        products: Iterable[ProductSpec],
-        peers: Iterable[NodeId],
-        config: NodeConfig,
-        secret: bytes,
-        reference_prices: dict[str, int] | None = None,
-    ) -> None:
-        super().__init__(node_id, products, peers, config, secret, reference_prices)
-        self._attack_from_ms: int | None = None
+    # A strategy's own state starts from these class-level values; assigning
+    # one makes it the instance's.
+    _attack_from_ms: int | None = None
 
     @classmethod
     def tuned(cls, **knobs: int) -> type[Self]:
@@ -201,19 +193,8 @@ class LockGrabber(Adversary):
     name = "lock-grabber"
     period_ms: ClassVar[int] = 10
     lots: ClassVar[int] = 1_000_000
-
-    def __init__(
-        self,
-        node_id: NodeId,
-        products: Iterable[ProductSpec],
-        peers: Iterable[NodeId],
-        config: NodeConfig,
-        secret: bytes,
-        reference_prices: dict[str, int] | None = None,
-    ) -> None:
-        super().__init__(node_id, products, peers, config, secret, reference_prices)
-        self._grabs = 0
-        self._next_grab_ms: int | None = None
+    _grabs: int = 0
+    _next_grab_ms: int | None = None
 
     def _swallows(self, message: Message) -> bool:
         return type(message) is PotentialTrades and message.request_id not in self._requests
