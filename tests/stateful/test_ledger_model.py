@@ -6,14 +6,21 @@ succeed and with which reason code it should be refused; the machine then
 runs the command on the real ledger and checks that both agree, that a refused
 command changed nothing, and that conservation and the floors still hold.
 A ``restart`` rule rebuilds the ledger from the journal of applied commands
-and requires the same state hash.
+and requires the same state hash; a ``swap`` rule replaces the ledger with
+one restored from its snapshot, sent through bytes, and the machine goes on
+comparing. The model also remembers entries and ended hold ids the way the
+ledger should: all of them, or with a small ``id_memory`` (the second
+machine) only the most recent, so that retries of forgotten ids are expected
+to be treated as new.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
+import msgspec
 from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -38,6 +45,7 @@ from datn.ledger import (
     HoldUse,
     Ledger,
     LedgerError,
+    LedgerSnapshot,
     Outcome,
     Posting,
 )
@@ -72,17 +80,24 @@ SPECIAL_FLOORS: dict[AccountKey, int | None] = {
 """Floors of the accounts opened with a rule before the first step."""
 
 Command = Callable[[Ledger], object]
+V = TypeVar("V")
 
 
 @dataclass
 class Model:
     """What the ledger should contain, kept as naively as possible."""
 
+    memory: int | None = None
     balances: dict[AccountKey, int] = field(default_factory=dict)
     floors: dict[AccountKey, int | None] = field(default_factory=dict)
     external: set[AccountKey] = field(default_factory=set)
     holds: dict[str, tuple[AccountKey, int]] = field(default_factory=dict)
     placed: dict[str, AccountKey] = field(default_factory=dict)
+    """The account each hold id was last placed on, open or not."""
+    entries: dict[str, Entry] = field(default_factory=dict)
+    """Remembered entries, oldest first."""
+    ended: dict[str, None] = field(default_factory=dict)
+    """Remembered ended hold ids, oldest first."""
 
     def floor(self, account: AccountKey) -> int | None:
         return self.floors.get(account, 0)
@@ -96,7 +111,11 @@ class Model:
     def hold_error(self, hold_id: str) -> str | None:
         if hold_id in self.holds:
             return None
-        return "hold_ended" if hold_id in self.placed else "unknown_hold"
+        return "hold_ended" if hold_id in self.ended else "unknown_hold"
+
+    def end_hold(self, hold_id: str) -> None:
+        del self.holds[hold_id]
+        _remember(self.ended, hold_id, None, self.memory)
 
     def entry_errors(self, entry: Entry) -> set[str]:
         """Reason codes the entry should be refused with, stage by stage; empty if none."""
@@ -131,11 +150,14 @@ class Model:
 
     def apply_entry(self, entry: Entry) -> None:
         for use in entry.hold_uses:
-            account, remaining = self.holds.pop(use.hold_id)
+            account, remaining = self.holds[use.hold_id]
             if remaining > use.amount:
                 self.holds[use.hold_id] = (account, remaining - use.amount)
+            else:
+                self.end_hold(use.hold_id)
         for posting in entry.postings:
             self.balances[posting.account] = self.balances.get(posting.account, 0) + posting.amount
+        _remember(self.entries, entry.entry_id, entry, self.memory)
 
     def issued(self, asset: str) -> int:
         return -sum(self.balances.get(a, 0) for a in self.external if a.asset == asset)
@@ -144,11 +166,12 @@ class Model:
 class LedgerMachine(RuleBasedStateMachine):
     holds = Bundle("holds")
     entries = Bundle("entries")
+    id_memory: int | None = None
 
     def __init__(self) -> None:
         super().__init__()
-        self.ledger = Ledger()
-        self.model = Model()
+        self.ledger = Ledger(id_memory=self.id_memory)
+        self.model = Model(memory=self.id_memory)
         self.journal: list[Command] = []
         self.counter = 0
 
@@ -294,7 +317,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def _place(self, hold_id: str, account: AccountKey, amount: int) -> None:
         floor = self.model.floor(account)
-        if hold_id in self.model.placed:
+        if hold_id in self.model.holds or hold_id in self.model.ended:
             errors = {"duplicate_hold"}
         elif floor is not None and self.model.available(account) - amount < floor:
             errors = {"insufficient_available"}
@@ -341,11 +364,13 @@ class LedgerMachine(RuleBasedStateMachine):
         result = self.run("release", lambda ledger: ledger.release_hold(hold_id, amount), errors)
         if errors:
             return
-        account, remaining = self.model.holds.pop(hold_id)
+        account, remaining = self.model.holds[hold_id]
         released = remaining if amount is None else amount
         assert result == released
         if remaining > released:
             self.model.holds[hold_id] = (account, remaining - released)
+        else:
+            self.model.end_hold(hold_id)
 
     @rule(owner=traders, asset=assets, limit=st.integers(0, 2_000))
     def set_credit(self, owner: str, asset: str, limit: int) -> None:
@@ -363,8 +388,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(entry=entries)
     def replay_entry(self, entry: Entry) -> None:
-        result = self.run("replay", lambda ledger: ledger.post(entry), set())
-        assert result is Outcome.DUPLICATE
+        self.post_again("replay", entry)
 
     @rule(entry=entries, amount=amounts)
     def reuse_entry_id(self, entry: Entry, amount: int) -> None:
@@ -374,9 +398,20 @@ class LedgerMachine(RuleBasedStateMachine):
             AccountKey("trader:bob", USD),
             amount,
         )
-        if other == entry:
-            return
-        self.run("conflict", lambda ledger: ledger.post(other), {"entry_id_conflict"})
+        self.post_again("conflict", other)
+
+    def post_again(self, label: str, entry: Entry) -> None:
+        """Post an entry whose id was used before: a duplicate of the remembered
+        entry, a conflict with it, or, once it is forgotten, a new entry."""
+        known = self.model.entries.get(entry.entry_id)
+        if known is None:
+            event(f"{label}: forgotten")
+            self.post(entry)
+        elif known == entry:
+            result = self.run(label, lambda ledger: ledger.post(entry), set())
+            assert result is Outcome.DUPLICATE
+        else:
+            self.run(label, lambda ledger: ledger.post(entry), {"entry_id_conflict"})
 
     @rule(
         operation=st.sampled_from(("deposit", "withdraw", "place_hold", "transfer", "release")),
@@ -399,11 +434,24 @@ class LedgerMachine(RuleBasedStateMachine):
     def restart(self) -> None:
         # Rebuilding from the journal must give the very same state, and the
         # machine goes on with the rebuilt ledger.
-        rebuilt = Ledger()
+        rebuilt = Ledger(id_memory=self.id_memory)
         for command in self.journal:
             command(rebuilt)
         assert rebuilt.state_hash() == self.ledger.state_hash()
         self.ledger = rebuilt
+
+    @rule()
+    def swap(self) -> None:
+        # A ledger restored from its snapshot, sent through bytes, must be the
+        # same ledger; the machine goes on with it and keeps comparing.
+        snapshot = self.ledger.snapshot()
+        data = msgspec.msgpack.encode(snapshot)
+        decoded = msgspec.msgpack.decode(data, type=LedgerSnapshot)
+        assert decoded == snapshot
+        restored = Ledger.restore(decoded)
+        assert restored.snapshot() == snapshot
+        assert restored.state_hash() == self.ledger.state_hash()
+        self.ledger = restored
 
     # Comparison after every step -----------------------------------------------
 
@@ -422,6 +470,20 @@ class LedgerMachine(RuleBasedStateMachine):
         assert opened == self.model.holds
 
     @invariant()
+    def remembered_ids_match_the_model(self) -> None:
+        snapshot = self.ledger.snapshot()
+        entry_ids = [entry.entry_id for entry in snapshot.entries]
+        ended = list(snapshot.ended_holds)
+        if self.id_memory is None:
+            # Everything is remembered and listed sorted.
+            assert entry_ids == sorted(self.model.entries)
+            assert ended == sorted(self.model.ended)
+        else:
+            # The most recent ids, oldest first: the order they are forgotten in.
+            assert entry_ids == list(self.model.entries)
+            assert ended == list(self.model.ended)
+
+    @invariant()
     def conservation_and_floors_hold(self) -> None:
         for asset in ASSETS:
             assert sum(b for a, b in self.model.balances.items() if a.asset == asset) == 0
@@ -434,6 +496,13 @@ class LedgerMachine(RuleBasedStateMachine):
         assert self.ledger.check_invariants() == []
 
 
+def _remember(ids: dict[str, V], key: str, value: V, memory: int | None) -> None:
+    """Remember ``key``, forgetting the oldest id beyond ``memory``."""
+    ids[key] = value
+    if memory is not None and len(ids) > memory:
+        del ids[next(iter(ids))]
+
+
 def _open_special_accounts(ledger: Ledger) -> None:
     # Carol trades on credit in cash, Bob may sell short, the peer owes freely.
     for asset in ASSETS:
@@ -442,5 +511,17 @@ def _open_special_accounts(ledger: Ledger) -> None:
     ledger.open_account("trader:bob", XYZ, AccountRule.with_credit(5))
 
 
+class SmallMemoryLedgerMachine(LedgerMachine):
+    """The same machine with a ledger that remembers only three entries and
+    three ended hold ids, so that ids are forgotten within a run."""
+
+    id_memory = 3
+
+
 TestLedgerModel = LedgerMachine.TestCase
 TestLedgerModel.settings = settings(max_examples=1000, stateful_step_count=30, deadline=None)
+
+TestSmallMemoryLedgerModel = SmallMemoryLedgerMachine.TestCase
+TestSmallMemoryLedgerModel.settings = settings(
+    max_examples=500, stateful_step_count=30, deadline=None
+)

@@ -6,7 +6,8 @@ per asset, so per asset the balances of all accounts always sum to zero:
 deposits come from external accounts, whose negative balances are what the
 node has issued. A hold reserves part of an account's available amount for an
 open order or a pending withdrawal and later either is consumed by an entry
-(in the same atomic step as the movement) or released.
+(in the same atomic step as the movement) or released. A snapshot holds the
+whole state as one immutable value, from which a ledger is restored.
 """
 
 from datn.ledger.accounts import (
@@ -20,6 +21,14 @@ from datn.ledger.accounts import (
 from datn.ledger.entries import Entry, EntryId, Hold, HoldId, HoldUse, Posting
 from datn.ledger.errors import LedgerError
 from datn.ledger.ledger import EXTERNAL_OWNER, Ledger, Outcome
+from datn.ledger.snapshot import (
+    AccountSnapshot,
+    EntrySnapshot,
+    HoldSnapshot,
+    HoldUseSnapshot,
+    LedgerSnapshot,
+    PostingSnapshot,
+)
 
 __all__ = [
     "BOUNDED",
@@ -29,13 +38,19 @@ __all__ = [
     "AccountKey",
     "AccountKind",
     "AccountRule",
+    "AccountSnapshot",
     "Entry",
     "EntryId",
+    "EntrySnapshot",
     "Hold",
     "HoldId",
+    "HoldSnapshot",
     "HoldUse",
+    "HoldUseSnapshot",
     "Ledger",
     "LedgerError",
+    "LedgerSnapshot",
     "Outcome",
     "Posting",
+    "PostingSnapshot",
 ]

@@ -16,12 +16,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NewType
 
+import msgspec
+
 from datn.domain.assets import AssetCode
 from datn.domain.limits import MAX_AMOUNT_MINOR
 from datn.ledger._checks import check_amount, check_name, check_range
 from datn.ledger.accounts import AccountKey
 from datn.ledger.errors import LedgerError
-from datn.ledger.limits import MAX_HOLD_USES_PER_ENTRY, MAX_POSTINGS_PER_ENTRY
+from datn.ledger.limits import (
+    MAX_HOLD_USES_PER_ENTRY,
+    MAX_LEDGER_ID_LENGTH,
+    MAX_POSTINGS_PER_ENTRY,
+)
 
 EntryId = NewType("EntryId", str)
 HoldId = NewType("HoldId", str)
@@ -57,18 +63,33 @@ class HoldUse:
         check_amount("amount", self.amount)
 
 
-@dataclass(frozen=True, slots=True)
-class Hold:
-    """An open reservation: ``amount`` of ``account`` that is no longer available."""
+class Hold(msgspec.Struct, frozen=True, gc=False):
+    """An open reservation: ``amount`` of ``account`` that is no longer available.
+
+    A frozen msgspec struct rather than a dataclass, like :class:`AccountKey`:
+    every partial fill builds a new one, and a restore builds one per open
+    hold, so its construction cost counts.
+    """
 
     hold_id: HoldId
     account: AccountKey
     amount: int
 
     def __post_init__(self) -> None:
-        check_name("hold_id", self.hold_id)
-        _check_account("account", self.account)
-        check_amount("amount", self.amount)
+        hold_id, amount = self.hold_id, self.amount
+        # The common case inline, as in AccountKey; a refusal takes the checks
+        # that give its reason code.
+        if not (
+            type(hold_id) is str
+            and 0 < len(hold_id) <= MAX_LEDGER_ID_LENGTH
+            and hold_id.isprintable()
+            and type(self.account) is AccountKey
+            and type(amount) is int
+            and 0 < amount <= MAX_AMOUNT_MINOR
+        ):
+            check_name("hold_id", hold_id)
+            _check_account("account", self.account)
+            check_amount("amount", amount)
 
 
 @dataclass(frozen=True, slots=True)

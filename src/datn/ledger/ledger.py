@@ -13,7 +13,14 @@ touching state (the plan), then write them; all refusals happen while planning.
 Entries are idempotent by ``entry_id``: posting an entry again with the same
 content is a no-op that reports :attr:`Outcome.DUPLICATE`; with other content
 it is refused. Hold ids are never reused, not even after the hold ended, so a
-late retry cannot consume a new hold that happens to share an old id.
+late retry cannot consume a new hold that happens to share an old id. Both
+rules need the ledger to remember past ids; by default it remembers all of
+them, and with ``id_memory`` only the most recent ones, so that a long-running
+node keeps in memory what is live and leaves its history to a store.
+
+:meth:`Ledger.snapshot` captures the whole state as one immutable value and
+:meth:`Ledger.restore` checks one and rebuilds a ledger from it; the state hash
+is the digest of the snapshot.
 
 The ledger does no I/O and reads no clock; ids come in as arguments.
 """
@@ -21,18 +28,33 @@ The ledger does no I/O and reads no clock; ids come in as arguments.
 from __future__ import annotations
 
 import enum
-import hashlib
-import json
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
-from typing import Final
+import operator
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from itertools import compress, islice, repeat
+from typing import Final, NoReturn, TypeVar, cast
 
 from datn.domain.assets import AssetCode
-from datn.ledger._checks import check_amount, check_name, check_range
+from datn.ledger._checks import check_amount, check_ints, check_name, check_range
 from datn.ledger.accounts import BOUNDED, EXTERNAL, AccountKey, AccountKind, AccountRule
 from datn.ledger.entries import Entry, EntryId, Hold, HoldId, HoldUse, Posting
 from datn.ledger.errors import LedgerError
-from datn.ledger.limits import MAX_BALANCE, MAX_OPEN_HOLDS, MIN_BALANCE
+from datn.ledger.limits import MAX_BALANCE, MAX_ID_MEMORY, MAX_OPEN_HOLDS, MIN_BALANCE
+from datn.ledger.snapshot import (
+    AccountSnapshot,
+    EntrySnapshot,
+    HoldSnapshot,
+    HoldUseSnapshot,
+    LedgerSnapshot,
+    PostingSnapshot,
+)
+
+_Sortable = TypeVar("_Sortable", AccountKey, str)
+
+_NO_FLOOR: Final = MIN_BALANCE - MAX_BALANCE - 1
+"""Below the lowest available amount any account can have: the floor a
+restore compares unbounded accounts with."""
 
 EXTERNAL_OWNER: Final = "external:bank"
 """Default counterpart of deposits and withdrawals: the world outside the node."""
@@ -51,10 +73,10 @@ class _Account:
 
     __slots__ = ("balance", "held", "rule")
 
-    def __init__(self, rule: AccountRule) -> None:
+    def __init__(self, rule: AccountRule, balance: int = 0, held: int = 0) -> None:
         self.rule = rule
-        self.balance = 0
-        self.held = 0
+        self.balance = balance
+        self.held = held
 
 
 _EMPTY_BOUNDED: Final = _Account(BOUNDED)
@@ -78,12 +100,33 @@ class Ledger:
     entry that credits it opens it as one: a bounded account cannot go below
     its floor, so opening one implicitly can never break an invariant. Accounts
     that may go negative must be opened explicitly.
+
+    ``id_memory`` bounds what the ledger remembers of its past. ``None`` (the
+    default) remembers every entry and every ended hold id. An integer N keeps
+    the N most recently posted entries and, apart from them, the N most
+    recently ended hold ids, forgetting the oldest first. Within that window
+    nothing changes: a repeated entry is a duplicate, a conflicting one is
+    refused, an ended hold id cannot be placed again. Beyond it the ledger can
+    no longer tell: a forgotten entry posted again is applied again, and a
+    forgotten hold id may be placed anew. So a caller that sets a bound must
+    guarantee that it never reuses an entry id or a hold id older than the
+    window, nor retries a command that old. The node core derives its ids from
+    counters that only grow, so it never does. Open holds and accounts are live
+    state and are always kept, whatever the bound.
     """
 
-    def __init__(self, *, max_open_holds: int = MAX_OPEN_HOLDS) -> None:
+    def __init__(self, *, max_open_holds: int = MAX_OPEN_HOLDS, id_memory: object = None) -> None:
+        # ``id_memory`` is typed ``object`` and checked first: compiled, an
+        # ``int`` parameter would take ``True`` as 1 before the check saw it.
         self._max_open_holds = check_range("max_open_holds", max_open_holds, 1, MAX_OPEN_HOLDS)
+        self._id_memory = (
+            None if id_memory is None else check_range("id_memory", id_memory, 1, MAX_ID_MEMORY)
+        )
         self._accounts: dict[AccountKey, _Account] = {}
-        self._owners: dict[str, list[AccountKey]] = {}
+        self._owners: dict[str, list[AccountKey]] | None = {}
+        """Each owner's accounts, for :meth:`accounts_of`; ``None`` until first
+        asked for after a restore, which thereby skips one pass over every
+        account for an index the node itself never reads."""
         self._holds: dict[HoldId, Hold] = {}
         self._held_on: dict[AccountKey, int] = {}
         """What the open holds of each account add up to, kept apart from the
@@ -91,6 +134,11 @@ class Ledger:
         scanning every hold (the full check recomputes it from the holds)."""
         self._ended_holds: dict[HoldId, None] = {}
         self._entries: dict[EntryId, Entry] = {}
+        # With a bounded memory, the ids in the order they were remembered, so
+        # that the oldest is found in O(1): a dict finds its first key only by
+        # skipping the slots its deletions left behind.
+        self._ended_order: deque[HoldId] = deque()
+        self._entry_order: deque[EntryId] = deque()
         # Running per-asset totals, so the figures a checker polls after every
         # step cost O(1); check_invariants recomputes them from scratch.
         self._issued: dict[AssetCode, int] = {}
@@ -164,7 +212,12 @@ class Ledger:
 
     def accounts_of(self, owner: str) -> tuple[AccountKey, ...]:
         """The open accounts of ``owner``, sorted by asset."""
-        return tuple(sorted(self._owners.get(owner, ())))
+        owners = self._owners
+        if owners is None:
+            owners = self._owners = {}
+            for account in self._accounts:
+                owners.setdefault(account.owner, []).append(account)
+        return tuple(sorted(owners.get(owner, ())))
 
     # Entries ------------------------------------------------------------------
 
@@ -206,6 +259,7 @@ class Ledger:
         return self._post(entry, self._external_opening("sink", outside))
 
     def find_entry(self, entry_id: str) -> Entry | None:
+        """The remembered entry ``entry_id``, or ``None`` (also once it is forgotten)."""
         return self._entries.get(EntryId(entry_id))
 
     def _post(self, entry: Entry, opening: dict[AccountKey, AccountRule]) -> Outcome:
@@ -223,8 +277,17 @@ class Ledger:
         changes, hold_updates = self._plan_entry(entry, opening)
         self._write(changes)
         self._write_holds(hold_updates)
-        self._entries[entry.entry_id] = entry
+        self._remember_entry(entry)
         return Outcome.APPLIED
+
+    def _remember_entry(self, entry: Entry) -> None:
+        """Remember a posted entry, forgetting the oldest beyond ``id_memory``."""
+        self._entries[entry.entry_id] = entry
+        memory = self._id_memory
+        if memory is not None:
+            self._entry_order.append(entry.entry_id)
+            if len(self._entry_order) > memory:
+                del self._entries[self._entry_order.popleft()]
 
     def _plan_entry(
         self, entry: Entry, opening: dict[AccountKey, AccountRule]
@@ -373,10 +436,19 @@ class Ledger:
             else:
                 del self._held_on[hold.account]
             if remaining:
-                self._holds[hold.hold_id] = replace(hold, amount=remaining)
+                self._holds[hold.hold_id] = Hold(hold.hold_id, hold.account, remaining)
             else:
                 del self._holds[hold.hold_id]
-                self._ended_holds[hold.hold_id] = None
+                self._remember_ended(hold.hold_id)
+
+    def _remember_ended(self, hold_id: HoldId) -> None:
+        """Remember an ended hold id, forgetting the oldest beyond ``id_memory``."""
+        self._ended_holds[hold_id] = None
+        memory = self._id_memory
+        if memory is not None:
+            self._ended_order.append(hold_id)
+            if len(self._ended_order) > memory:
+                del self._ended_holds[self._ended_order.popleft()]
 
     # Totals, invariants, state hash ------------------------------------------
 
@@ -445,23 +517,18 @@ class Ledger:
             *self._conservation_violations(),
             *self._account_violations(),
             *self._hold_violations(),
+            *self._memory_violations(),
         ]
 
     def state_hash(self) -> str:
-        """SHA-256 (hex) of a canonical, sorted serialization of the whole state.
+        """SHA-256 (hex) of the canonical encoding of :meth:`snapshot`.
 
-        It covers balances, rules and open holds, and also the ids of past
-        entries and ended holds: they decide how a retried command is answered,
-        so two ledgers that differ in them do not behave alike.
+        It covers balances, rules, open holds and bounds, and also the
+        remembered entries and ended hold ids: they decide how a retried
+        command is answered, so two ledgers that differ in them do not behave
+        alike. Ids the ledger has forgotten are not state and are not covered.
         """
-        doc = {
-            "accounts": [_account_doc(key, self._accounts[key]) for key in self.accounts()],
-            "holds": [_hold_doc(hold) for hold in self.open_holds()],
-            "ended_holds": sorted(self._ended_holds),
-            "entries": [_entry_doc(self._entries[key]) for key in sorted(self._entries)],
-        }
-        text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-        return hashlib.sha256(text.encode()).hexdigest()
+        return self.snapshot().digest()
 
     def _conservation_violations(self) -> Iterable[str]:
         totals: dict[AssetCode, int] = {}
@@ -505,6 +572,202 @@ class Ledger:
         if _nonzero(by_asset) != _nonzero(self._held_by_asset):
             yield f"held totals {self._held_by_asset} do not match the holds' {by_asset}"
 
+    def _memory_violations(self) -> Iterable[str]:
+        memory = self._id_memory
+        if memory is None:
+            return
+        for name, remembered, queued in (
+            ("entries", len(self._entries), len(self._entry_order)),
+            ("ended holds", len(self._ended_holds), len(self._ended_order)),
+        ):
+            if remembered > memory:
+                yield f"{remembered} {name} remembered, more than id_memory {memory}"
+            if remembered != queued:
+                yield f"{remembered} {name} remembered but {queued} queued to be forgotten"
+
+    # Snapshot and restore -----------------------------------------------------
+
+    def snapshot(self) -> LedgerSnapshot:
+        """The whole state as one immutable value, in canonical order.
+
+        Accounts are sorted by key and open holds by id. Remembered entries and
+        ended hold ids are sorted by id when the ledger remembers them all, and
+        listed oldest first when its memory is bounded, since that order
+        decides what it forgets next. The version and change watching are not
+        state and are left out.
+        """
+        ended: Iterable[HoldId] = self._ended_holds
+        entry_ids: Iterable[EntryId] = self._entries
+        if self._id_memory is None:
+            ended, entry_ids = sorted(self._ended_holds), sorted(self._entries)
+        accounts = self._accounts
+        holds = self._holds
+        entries = self._entries
+        return LedgerSnapshot(
+            self._max_open_holds,
+            self._id_memory,
+            tuple([_account_snapshot(key, accounts[key]) for key in sorted(accounts)]),
+            tuple([_hold_snapshot(holds[hold_id]) for hold_id in sorted(holds)]),
+            tuple(ended),
+            tuple([_entry_snapshot(entries[entry_id]) for entry_id in entry_ids]),
+        )
+
+    @classmethod
+    def restore(cls, snapshot: LedgerSnapshot) -> Ledger:
+        """A new ledger in the state ``snapshot`` describes, once it is checked.
+
+        Refuses with :class:`LedgerError` a snapshot that no ledger could have
+        taken: an invalid name or amount, a sequence out of canonical order or
+        with repeats, balances of an asset that do not sum to zero, an account
+        below its floor, a hold on an account that is not open, held amounts
+        that differ from the sum of their holds, an id both open and ended, an
+        unbalanced entry or one on an account that is not open, and more holds
+        or remembered ids than the bounds allow. The totals the ledger derives
+        are recomputed here. The new ledger's version starts at zero and it
+        watches no changes: neither is state.
+        """
+        if not isinstance(snapshot, LedgerSnapshot):
+            raise LedgerError(
+                "snapshot", "not_snapshot", f"must be a LedgerSnapshot, got {snapshot!r}"
+            )
+        snapshot.check_shape()
+        ledger = cls(max_open_holds=snapshot.max_open_holds, id_memory=snapshot.id_memory)
+        ledger._restore_accounts(snapshot.accounts)
+        ledger._restore_holds(snapshot.holds)
+        ledger._restore_ended_holds(snapshot.ended_holds)
+        ledger._restore_entries(snapshot.entries)
+        return ledger
+
+    # Restore checks and builds column by column with builtins (map, zip, set,
+    # min, max) where it can, rather than account by account: in pure Python
+    # every step of a loop body costs about what a whole column pass costs per
+    # item, and a node restores hundreds of thousands of accounts and holds
+    # each time it starts.
+
+    def _restore_accounts(self, items: tuple[AccountSnapshot, ...]) -> None:
+        _check_items("accounts", items, AccountSnapshot)
+        keys = [AccountKey(item.owner, item.asset) for item in items]
+        _check_ascending("accounts", keys)
+        balances = [item.balance for item in items]
+        helds = [item.held for item in items]
+        check_ints("balance", balances, MIN_BALANCE, MAX_BALANCE)
+        check_ints("held", helds, 0, MAX_BALANCE)
+        kinds = [item.kind for item in items]
+        rules, floors = _restored_rules(kinds, [item.credit_limit for item in items])
+        _check_floors(keys, balances, helds, floors)
+        self._accounts.update(zip(keys, map(_Account, rules, balances, helds), strict=True))
+        self._owners = None
+        # What the accounts say they hold; the holds must add up to exactly this.
+        self._held_on = dict(compress(zip(keys, helds, strict=True), helds))
+        self._restore_totals([item.asset for item in items], kinds, balances, helds)
+
+    def _restore_totals(
+        self,
+        assets: list[AssetCode],
+        kinds: list[AccountKind],
+        balances: list[int],
+        helds: list[int],
+    ) -> None:
+        """Recompute the per-asset totals, refusing balances that do not sum to zero."""
+        totals: dict[AssetCode, int] = {}
+        for asset, balance in zip(assets, balances, strict=True):
+            totals[asset] = totals.get(asset, 0) + balance
+        for asset, total in totals.items():
+            if total:
+                raise LedgerError("accounts", "unbalanced", f"{asset}: balances sum to {total}")
+        external = map(operator.is_, kinds, repeat(AccountKind.EXTERNAL))
+        for asset, balance in compress(zip(assets, balances, strict=True), external):
+            self._add(self._issued, asset, -balance)
+        for asset, held in compress(zip(assets, helds, strict=True), helds):
+            self._add(self._held_by_asset, asset, held)
+
+    def _restore_holds(self, items: tuple[HoldSnapshot, ...]) -> None:
+        _check_items("holds", items, HoldSnapshot)
+        if len(items) > self._max_open_holds:
+            raise LedgerError(
+                "holds",
+                "too_many_holds",
+                f"{len(items)} open, max_open_holds is {self._max_open_holds}",
+            )
+        hold_ids = [item.hold_id for item in items]
+        # A hold is on an open account: its key is that account's, so it is
+        # looked up, not built and checked again (a node restores a hold per
+        # open order), and the restored ledger shares one key per account.
+        keys = {(key.owner, key.asset): key for key in self._accounts}
+        found = [keys.get((item.owner, item.asset)) for item in items]
+        if None in found:
+            item = items[found.index(None)]
+            raise LedgerError(
+                "holds",
+                "account_not_open",
+                f"hold {item.hold_id} is on {item.owner}/{item.asset}, which is not open",
+            )
+        accounts = cast("list[AccountKey]", found)
+        amounts = [item.amount for item in items]
+        holds = list(map(Hold, hold_ids, accounts, amounts))
+        _check_ascending("holds", hold_ids)
+        sums: dict[AccountKey, int] = {}
+        for account, amount in zip(accounts, amounts, strict=True):
+            sums[account] = sums.get(account, 0) + amount
+        if sums != self._held_on:
+            self._refuse_holds(holds, sums)
+        self._holds.update(zip(hold_ids, holds, strict=True))
+
+    def _refuse_holds(self, holds: list[Hold], sums: dict[AccountKey, int]) -> NoReturn:
+        """Say why the holds do not add up to what the accounts hold."""
+        for hold in holds:
+            if hold.account not in self._accounts:
+                raise LedgerError(
+                    "holds", "account_not_open", f"hold {hold.hold_id} is on {hold.account}"
+                )
+        for account, state in self._accounts.items():
+            if state.held != sums.get(account, 0):
+                raise LedgerError(
+                    "holds",
+                    "held_mismatch",
+                    f"{account} holds {state.held} but its holds sum to {sums.get(account, 0)}",
+                )
+        raise AssertionError("the holds add up to what the accounts hold after all")
+
+    def _restore_ended_holds(self, hold_ids: tuple[HoldId, ...]) -> None:
+        _check_items("ended_holds", hold_ids, str)
+        self._check_memory("ended_holds", len(hold_ids))
+        for hold_id in hold_ids:
+            check_name("hold_id", hold_id)
+            if hold_id in self._holds:
+                raise LedgerError("ended_holds", "hold_open", f"hold {hold_id} is open and ended")
+            if hold_id in self._ended_holds:
+                raise LedgerError("ended_holds", "not_canonical", f"hold {hold_id} is repeated")
+            self._remember_ended(hold_id)
+        if self._id_memory is None:
+            _check_ascending("ended_holds", hold_ids)
+
+    def _restore_entries(self, items: tuple[EntrySnapshot, ...]) -> None:
+        _check_items("entries", items, EntrySnapshot)
+        self._check_memory("entries", len(items))
+        accounts = self._accounts
+        for item in items:
+            entry = _restored_entry(item)
+            if entry.entry_id in self._entries:
+                raise LedgerError("entries", "not_canonical", f"entry {entry.entry_id} is repeated")
+            for posting in entry.postings:
+                if posting.account not in accounts:
+                    raise LedgerError(
+                        "entries",
+                        "account_not_open",
+                        f"entry {entry.entry_id} posts to {posting.account}",
+                    )
+            self._remember_entry(entry)
+        if self._id_memory is None:
+            _check_ascending("entries", list(self._entries))
+
+    def _check_memory(self, field: str, count: int) -> None:
+        memory = self._id_memory
+        if memory is not None and count > memory:
+            raise LedgerError(
+                field, "exceeds_id_memory", f"{count} ids remembered, id_memory is {memory}"
+            )
+
     # Helpers ------------------------------------------------------------------
 
     def _existing(self, account: AccountKey) -> _Account:
@@ -518,7 +781,8 @@ class Ledger:
         self._note(account)
         state = _Account(rule)
         self._accounts[account] = state
-        self._owners.setdefault(account.owner, []).append(account)
+        if self._owners is not None:
+            self._owners.setdefault(account.owner, []).append(account)
         return state
 
     @staticmethod
@@ -564,23 +828,88 @@ def _nonzero(totals: dict[AssetCode, int]) -> dict[AssetCode, int]:
     return {asset: total for asset, total in totals.items() if total}
 
 
-def _account_doc(account: AccountKey, state: _Account) -> list[object]:
+def _account_snapshot(account: AccountKey, state: _Account) -> AccountSnapshot:
     rule = state.rule
-    return [
-        account.owner,
-        account.asset,
-        rule.kind.value,
-        rule.credit_limit,
-        state.balance,
-        state.held,
-    ]
+    return AccountSnapshot(
+        account.owner, account.asset, rule.kind, rule.credit_limit, state.balance, state.held
+    )
 
 
-def _hold_doc(hold: Hold) -> list[object]:
-    return [hold.hold_id, hold.account.owner, hold.account.asset, hold.amount]
+def _hold_snapshot(hold: Hold) -> HoldSnapshot:
+    account = hold.account
+    return HoldSnapshot(hold.hold_id, account.owner, account.asset, hold.amount)
 
 
-def _entry_doc(entry: Entry) -> list[object]:
-    postings = [[p.account.owner, p.account.asset, p.amount] for p in entry.postings]
-    uses = [[use.hold_id, use.amount] for use in entry.hold_uses]
-    return [entry.entry_id, postings, uses]
+def _entry_snapshot(entry: Entry) -> EntrySnapshot:
+    postings = tuple(
+        [PostingSnapshot(p.account.owner, p.account.asset, p.amount) for p in entry.postings]
+    )
+    uses = tuple([HoldUseSnapshot(use.hold_id, use.amount) for use in entry.hold_uses])
+    return EntrySnapshot(entry.entry_id, postings, uses)
+
+
+def _restored_entry(item: EntrySnapshot) -> Entry:
+    """The entry ``item`` describes; building it checks that it balances."""
+    _check_items("postings", item.postings, PostingSnapshot)
+    _check_items("hold_uses", item.hold_uses, HoldUseSnapshot)
+    postings = tuple([Posting(AccountKey(p.owner, p.asset), p.amount) for p in item.postings])
+    uses = tuple([HoldUse(use.hold_id, use.amount) for use in item.hold_uses])
+    return Entry(item.entry_id, postings, uses)
+
+
+def _restored_rules(
+    kinds: list[AccountKind], credit_limits: list[int]
+) -> tuple[list[AccountRule], list[int]]:
+    """The rule of each restored account, and the lowest available it allows.
+
+    Accounts share a few distinct rules, so each is built (and checked) once.
+    They are looked up by the kind's value: an enum member hashes in Python,
+    its value in C. Nor is a list of pairs kept: ``zip`` hands out the same
+    tuple again whenever nobody holds on to it, so only the distinct pairs
+    are ever allocated. An account without a floor gets one below any
+    available amount, so that one comparison checks every account.
+    """
+    if not set(map(type, kinds)) <= {AccountKind}:
+        for kind in kinds:
+            AccountRule(kind)
+    check_ints("credit_limit", credit_limits, 0, MAX_BALANCE)
+    values = [kind._value_ for kind in kinds]
+    shared = {
+        pair: AccountRule(AccountKind(pair[0]), pair[1])
+        for pair in set(zip(values, credit_limits, strict=True))
+    }
+    lowest = {
+        pair: _NO_FLOOR if rule.floor is None else rule.floor for pair, rule in shared.items()
+    }
+    rules = list(map(shared.__getitem__, zip(values, credit_limits, strict=True)))
+    return rules, list(map(lowest.__getitem__, zip(values, credit_limits, strict=True)))
+
+
+def _check_floors(
+    keys: list[AccountKey], balances: list[int], helds: list[int], floors: list[int]
+) -> None:
+    """Refuse a restored account whose available amount is below its floor."""
+    availables = list(map(operator.sub, balances, helds))
+    if any(map(operator.lt, availables, floors)):
+        for account, available, floor in zip(keys, availables, floors, strict=True):
+            if available < floor:
+                raise LedgerError(
+                    "accounts",
+                    "below_floor",
+                    f"{account} has {available} available, below its floor {floor}",
+                )
+
+
+def _check_items(field: str, items: object, kind: type) -> None:
+    """Refuse anything but a tuple of ``kind``: a snapshot built by hand may hold anything."""
+    if not isinstance(items, tuple):
+        raise LedgerError(field, "not_tuple", f"must be a tuple, got {type(items).__name__}")
+    for item in items:
+        if not isinstance(item, kind):
+            raise LedgerError(field, "wrong_type", f"must hold {kind.__name__}, got {item!r}")
+
+
+def _check_ascending(field: str, values: Sequence[_Sortable]) -> None:
+    """Refuse values out of canonical order, or repeated."""
+    if not all(map(operator.lt, values, islice(values, 1, None))):
+        raise LedgerError(field, "not_canonical", f"{field} must be sorted, without repeats")

@@ -32,3 +32,8 @@ MAX_HOLD_USES_PER_ENTRY: Final = 64
 MAX_OPEN_HOLDS: Final = 1_000_000
 """Most holds open at once in one ledger (about one per open order); the
 default, and the ceiling of what ``Ledger(max_open_holds=...)`` accepts."""
+
+MAX_ID_MEMORY: Final = 1_000_000
+"""Most entry ids, and separately most ended hold ids, that a ledger built with
+``Ledger(id_memory=...)`` may be asked to remember: hours of fills at the rate
+one node sustains, far longer than any retry stays in flight."""
