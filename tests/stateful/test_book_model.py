@@ -3,18 +3,21 @@
 The model keeps resting orders in a plain list and matches by sorting it, the
 slowest obviously-correct way. Hypothesis drives both with the same orders,
 cancels and lock operations and checks that they agree on every fill and on
-the whole book, and that the book's own invariants hold throughout.
+the whole book, and that the book's own invariants hold throughout. At any step
+the book may also be replaced by one restored from its snapshot, as a node's
+is when it starts again, and the comparison simply goes on.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import msgspec
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from datn.book import BookError, OrderBook
+from datn.book import BookError, BookSnapshot, OrderBook
 from datn.domain import Order, OrderId, OrderType, Side, TimeInForce, TraderId
 
 PRODUCT = "p1model"
@@ -270,6 +273,13 @@ class BookComparison(RuleBasedStateMachine):
                 assert error.code == "unknown_lock"
             else:
                 raise AssertionError("ended a lock that was never open")
+
+    @rule()
+    def restart_from_snapshot(self) -> None:
+        snapshot = self.book.snapshot()
+        data = msgspec.msgpack.encode(snapshot)
+        self.book = OrderBook.restore(msgspec.msgpack.decode(data, type=BookSnapshot))
+        assert self.book.snapshot() == snapshot
 
     @invariant()
     def same_book(self) -> None:

@@ -22,6 +22,11 @@ Self-trade prevention is "cancel newest": when an incoming order reaches a
 resting order of the same trader, matching stops and the incoming order's
 remainder is cancelled, so a trader's orders never fill each other and the
 book never rests crossed.
+
+A book's whole state can be taken as a :class:`BookSnapshot` and a book rebuilt
+from one (``book/snapshot.py``). The rebuild lays out the levels directly
+rather than replaying orders, which would be slower and could match, and it
+refuses a snapshot that breaks an invariant the book keeps.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from bisect import bisect_left, insort
 from typing import Final, NamedTuple
 
 from datn.book.errors import BookError
+from datn.book.snapshot import BookSnapshot, LockSnapshot, RestingSnapshot
+from datn.domain.limits import MAX_PRICE_TICKS, MAX_QUANTITY_LOTS
 from datn.domain.orders import Order, OrderType, Side, TimeInForce
 
 # A price key no real order reaches: the threshold of a market order.
@@ -38,6 +45,7 @@ _NO_LIMIT: Final = -(2**80)
 _COMPACT_SLACK: Final = 16
 
 _BUY: Final = Side.BUY
+_SELL: Final = Side.SELL
 _GTC: Final = TimeInForce.GTC
 _FOK: Final = TimeInForce.FOK
 _MARKET: Final = OrderType.MARKET
@@ -496,6 +504,54 @@ class OrderBook:
     def __len__(self) -> int:
         return len(self._orders)
 
+    # --------------------------------------------------------------- snapshots
+
+    def snapshot(self) -> BookSnapshot:
+        """The book's whole state as an immutable value; see :meth:`restore`."""
+        orders: list[RestingSnapshot] = []
+        for book_side in (self._bids, self._asks):
+            side = book_side.side
+            for key in reversed(book_side.keys):
+                level = book_side.levels[key * book_side.sign]
+                price = level.price_ticks
+                for resting in level.entries():
+                    if resting.open_lots:
+                        orders.append(
+                            RestingSnapshot(
+                                resting.order_id,
+                                resting.trader_id,
+                                side,
+                                price,
+                                resting.open_lots,
+                                resting.locked_lots,
+                                resting.cancel_pending,
+                            )
+                        )
+        locks = tuple(
+            LockSnapshot(lock.lock_id, lock.resting.order_id, lock.quantity_lots)
+            for lock in self._locks.values()
+        )
+        return BookSnapshot(self.product_id, self.version, tuple(orders), locks)
+
+    @classmethod
+    def restore(cls, snapshot: BookSnapshot) -> OrderBook:
+        """Rebuild the book that ``snapshot`` was taken of.
+
+        The new book answers every later call exactly as the original would
+        have. A snapshot comes from storage, so it is checked as any input from
+        outside is: one that breaks an invariant the book keeps (quantities,
+        level order, locks adding up, no crossing on unlocked quantity) raises
+        :class:`BookError` with code ``bad_snapshot``, and no book is built.
+        """
+        book = cls(snapshot.product_id)
+        if snapshot.version < 0:
+            raise _bad_snapshot(f"version must not be negative, got {snapshot.version}")
+        book.version = snapshot.version
+        unclaimed = book._restore_orders(snapshot.orders)
+        book._restore_locks(snapshot.locks, unclaimed)
+        book._check_uncrossed()
+        return book
+
     # --------------------------------------------------------------- internals
 
     def _match(
@@ -618,3 +674,148 @@ class OrderBook:
         if done:
             self._remove(resting)
         return Reentry(resting.order_id, tuple(fills), done, cancelled)
+
+    # ------------------------------------------------------ restoring a snapshot
+
+    def _restore_orders(self, entries: tuple[RestingSnapshot, ...]) -> dict[int, int]:
+        """Rest every order of a snapshot in its place in its level's queue.
+
+        Returns the locked lots of each order that has any, for
+        :meth:`_restore_locks` to account for. Levels arrive best first, so each
+        side's keys are collected in descending order and reversed at the end.
+        """
+        orders = self._orders
+        unclaimed: dict[int, int] = {}
+        book_side = self._bids
+        side = _BUY
+        level: _Level | None = None
+        price = 0
+        queue: list[_Resting] = []
+        for entry in entries:
+            if level is None or entry.price_ticks != price or entry.side is not side:
+                if entry.side is not side:
+                    book_side = self._restore_asks(entry)
+                    side = _SELL
+                    level = None
+                level = _restore_level(book_side, level, entry)
+                price = level.price_ticks
+                queue = level.queue
+            order_id = entry.order_id
+            open_lots = entry.open_lots
+            locked_lots = entry.locked_lots
+            if order_id in orders:
+                raise _bad_snapshot(f"order {order_id} appears twice")
+            if not 0 <= locked_lots <= open_lots <= MAX_QUANTITY_LOTS or open_lots == 0:
+                raise _bad_snapshot(
+                    f"order {order_id} has {open_lots} open and {locked_lots} locked lots"
+                )
+            resting = _Resting(order_id, entry.trader_id, open_lots, level)
+            if locked_lots:
+                _restore_locked(resting, locked_lots, entry.cancel_pending)
+                unclaimed[order_id] = locked_lots
+            elif entry.cancel_pending:
+                raise _bad_snapshot(f"order {order_id} is cancel-pending but has no locked lots")
+            queue.append(resting)
+            level.open_lots += open_lots
+            orders[order_id] = resting
+        # Each level's count of live orders is its queue's length, set once at
+        # the end rather than counted up order by order.
+        for restored in (self._bids, self._asks):
+            restored.keys.reverse()
+            for done in restored.levels.values():
+                done.live = len(done.queue)
+        return unclaimed
+
+    def _restore_asks(self, entry: RestingSnapshot) -> _Side:
+        """The asks, where ``entry`` starts a new side: bids come first."""
+        if entry.side is not _SELL or self._asks.levels:
+            raise _bad_snapshot(
+                f"order {entry.order_id} is out of place: all bids come before all asks"
+            )
+        return self._asks
+
+    def _restore_locks(self, entries: tuple[LockSnapshot, ...], unclaimed: dict[int, int]) -> None:
+        """Reopen every lock of a snapshot in its order, checking that the locks
+        on each order reserve exactly its locked lots: ``unclaimed`` maps each
+        locked order to the lots that no lock has reserved yet."""
+        orders = self._orders
+        locks = self._locks
+        for entry in entries:
+            lock_id = entry.lock_id
+            order_id = entry.order_id
+            quantity = entry.quantity_lots
+            if lock_id in locks:
+                raise _bad_snapshot(f"lock {lock_id} appears twice")
+            resting = orders.get(order_id)
+            if resting is None:
+                raise _bad_snapshot(f"lock {lock_id} is on order {order_id}, which is not resting")
+            if quantity <= 0:
+                raise _bad_snapshot(f"lock {lock_id} reserves {quantity} lots")
+            left = unclaimed.get(order_id, 0) - quantity
+            if left < 0:
+                raise _bad_snapshot(
+                    f"the locks on order {order_id} reserve more than its"
+                    f" {resting.locked_lots} locked lots"
+                )
+            unclaimed[order_id] = left
+            locks[lock_id] = _Lock(lock_id, resting, quantity)
+        for order_id, left in unclaimed.items():
+            if left:
+                raise _bad_snapshot(
+                    f"order {order_id} has {left} locked lots that no lock reserves"
+                )
+
+    def _check_uncrossed(self) -> None:
+        """Refuse a book whose unlocked quantity crosses. Matching never leaves
+        one so (locked quantity may cross, and trades when it comes back), and a
+        rebuilt book would behave unlike any real one."""
+        bid = _best_unlocked_price(self._bids)
+        ask = _best_unlocked_price(self._asks)
+        if bid is not None and ask is not None and bid >= ask:
+            raise _bad_snapshot(f"unlocked bids at {bid} cross unlocked asks at {ask}")
+
+
+def _bad_snapshot(message: str) -> BookError:
+    return BookError("bad_snapshot", message)
+
+
+def _restore_level(book_side: _Side, previous: _Level | None, entry: RestingSnapshot) -> _Level:
+    """Open the level of ``entry``, the first order of its price. ``previous``
+    is the level before it on the same side, which must be a better price."""
+    price = entry.price_ticks
+    if not 0 < price <= MAX_PRICE_TICKS:
+        raise _bad_snapshot(f"order {entry.order_id} has price {price}")
+    level = _Level(book_side, price)
+    if previous is not None and level.key >= previous.key:
+        # Orders of one price form a single run, and runs go from the best
+        # price to the worst; anything else has no one queue order.
+        raise _bad_snapshot(
+            f"order {entry.order_id} at {price} is out of place after price"
+            f" {previous.price_ticks}: each side lists its best price first"
+        )
+    book_side.levels[price] = level
+    book_side.keys.append(level.key)
+    return level
+
+
+def _restore_locked(resting: _Resting, locked_lots: int, cancel_pending: bool) -> None:
+    """Give a restored order its locked lots and its pending cancel, if any."""
+    if cancel_pending and locked_lots != resting.open_lots:
+        # Cancelling drops all unlocked quantity, and each lock that ends while
+        # the cancel is pending drops what it returns.
+        raise _bad_snapshot(
+            f"order {resting.order_id} is cancel-pending but has unlocked lots"
+            f" ({resting.open_lots} open, {locked_lots} locked)"
+        )
+    resting.locked_lots = locked_lots
+    resting.cancel_pending = cancel_pending
+    resting.level.locked_lots += locked_lots
+
+
+def _best_unlocked_price(book_side: _Side) -> int | None:
+    """The best price of one side at which some quantity is unlocked."""
+    for key in reversed(book_side.keys):
+        level = book_side.levels[key * book_side.sign]
+        if level.open_lots > level.locked_lots:
+            return level.price_ticks
+    return None

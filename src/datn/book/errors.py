@@ -9,6 +9,8 @@ class BookError(Exception):
     The book's callers (the node core) validate trader input before it gets
     here, so a BookError means a stale reference (an order that already left,
     a lock that already ended) or a caller bug, and the book is unchanged.
+    :meth:`OrderBook.restore` raises it with code ``bad_snapshot`` for a
+    snapshot that breaks the book's invariants, such as a corrupted one.
     """
 
     def __init__(self, code: str, message: str) -> None:
