@@ -13,13 +13,13 @@ from click.testing import CliRunner
 
 from datn.clearing.config import ClearingConfig
 from datn.cli.main import main
+from datn.evidence import EvidenceLog, Verification, export_bundle, verify_bundle
 from datn.ledger import AccountKey
+from datn.protocol.liability import peer_owner
 from datn.protocol.messages import NodeId
 from datn.protocol.node import NodeConfig
-from datn.protocol.state import peer_owner
 from datn.risk import RiskConfig
 from datn.sim.network import PRODUCTS, Faults, Simulation
-from datn.wire.evidence import EvidenceLog, Verification, export_bundle, verify_bundle
 
 SPECS = [spec for spec, _ in PRODUCTS]
 ASSETS = sorted({spec.product_id for spec in SPECS} | {spec.quote_currency for spec in SPECS})
@@ -45,7 +45,7 @@ def bundle(sim: Simulation, log: EvidenceLog, me: str, peer: str, **period: int)
 
 def peer_balances(sim: Simulation, node: str, peer: str) -> dict[str, int]:
     """``peer``'s accounts on ``node``'s ledger: what ``node`` owes it, per asset."""
-    ledger = sim.nodes[NodeId(node)].core.ledger
+    ledger = sim.nodes[NodeId(node)].core.context.ledger
     balances = {a: ledger.balance(AccountKey(peer_owner(peer), a)) for a in ASSETS}  # type: ignore[arg-type]
     return {asset: amount for asset, amount in balances.items() if amount}
 
@@ -65,7 +65,9 @@ def test_without_settlement_the_obligations_are_the_peer_accounts_on_both_ledger
     sim.fund()
     sim.run(until_ms=sim.schedule_flow(200, 4_000))
     sim.run(until_ms=sim.time_ms + 3_000)  # every lock ends, every order finishes or rests
-    assert all(not n.core.working and not n.core.locks for n in sim.nodes.values())
+    assert all(
+        not n.core.originator.working and not n.core.holder.locks for n in sim.nodes.values()
+    )
     checked = 0
     for low, high in itertools.combinations(sim.ids, 2):
         result = verify_bundle(bundle(sim, log, low, high))

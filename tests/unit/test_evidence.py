@@ -15,6 +15,18 @@ from hypothesis import strategies as st
 
 from datn.clearing.settlement import statement_hash
 from datn.domain import USD, ProductKind, ProductSpec, Side
+from datn.evidence import (
+    BundleHeader,
+    EvidenceLog,
+    EvidenceRecord,
+    Party,
+    Problem,
+    Verification,
+    export_bundle,
+    is_evidence,
+    verify_bundle,
+    write_bundle,
+)
 from datn.protocol.clock import Hlc
 from datn.protocol.messages import (
     Acceptance,
@@ -35,18 +47,6 @@ from datn.protocol.messages import (
     StatementProposal,
 )
 from datn.wire import NodeKey, OutboundLink, Purpose, seal
-from datn.wire.evidence import (
-    BundleHeader,
-    EvidenceLog,
-    EvidenceRecord,
-    Party,
-    Problem,
-    Verification,
-    export_bundle,
-    is_evidence,
-    verify_bundle,
-    write_bundle,
-)
 from datn.wire.keys import SIGNATURE_BYTES
 
 A = NodeKey(bytes([1]) * 32)

@@ -8,10 +8,10 @@ from pathlib import Path
 import click
 
 from datn.domain import USD
+from datn.evidence import Verification, export_bundle, verify_bundle
 from datn.protocol.messages import NodeId
 from datn.sim.invariants import InvariantError
 from datn.sim.network import PRODUCTS, Faults, Simulation
-from datn.wire.evidence import Verification, export_bundle, verify_bundle
 
 MAX_PROBLEMS_SHOWN = 50
 

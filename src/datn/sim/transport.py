@@ -18,10 +18,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable
 
+from datn.evidence import EvidenceLog, Party, is_evidence
 from datn.protocol.clock import Hlc
 from datn.protocol.messages import Message, NodeId
 from datn.wire import InboundLinks, NodeKey, OutboundLink, seal
-from datn.wire.evidence import EvidenceLog, Party, is_evidence
 
 
 class SignedTransport:

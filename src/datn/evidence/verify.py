@@ -1,42 +1,10 @@
-"""Verifiable evidence of what two peers owe each other (DESIGN.md sections 7, 10).
+"""The verifier: check an evidence bundle trusting nothing but its bytes, and
+recompute from its signed frames what the two nodes owe each other.
 
-Every peer message travels in a frame its sender signed (``datn.wire.frame``),
-so the evidence of a message is the exact frame it came in: anyone holding the
-frame can check the sender's signature against the sender's node id, which is
-its public key. A node keeps every frame that carries part of a trade or a
-settlement (an :class:`EvidenceLog`); :func:`export_bundle` writes the frames
-between it and one peer over a period, and :func:`verify_bundle` checks such a
-bundle trusting nothing but its bytes.
-
-The bundle is JSON lines, ASCII, every line in canonical form (sorted keys,
-no white space), so the bytes of a bundle are a function of its content::
-
-    {"kind":"header","format":"datn-evidence","version":1,"exporter":ID,
-     "nodes":[{"id":ID,"name":NAME},{"id":ID,"name":NAME}],
-     "period":{"from_ms":MS,"to_ms":MS|null},
-     "products":[{"id":PRODUCT_ID,"spec":SPEC}, ...],"chain":HEX}
-    {"kind":"record","n":0,"time_ms":MS,"sender":ID,"receiver":ID,
-     "frame":BASE64,"chain":HEX}
-    ...
-    {"kind":"seal","records":N,"chain":HEX,"signature":HEX}
-
-``nodes`` are the pair, sorted by name: a node's name is what it calls itself
-inside messages (its id on a real node; ``n000`` in the simulator), and the
-first one is the ``low`` of the pair's settlement statements. ``products``
-carries each traded product's canonical spec, so that cash amounts can be
-recomputed: a product id is the hash of its spec, which verify checks. A
-record is one signed frame, with when the exporter logged it (its own clock,
-unsigned) and the frame's two ends. Records before ``from_ms`` are context:
-the offer, acceptance, broadcast or proposal behind something in the period.
-
-Integrity, so that any altered byte names the line it is in: each line's
-``chain`` is the SHA-256 of the previous line's chain and the line's own
-canonical content, and the seal, signed by the exporter (one of the pair),
-closes the chain. A frame's own signature is checked on its own, so a record
-altered inside its frame fails its sender's signature, whatever the chain says.
-The chain and the seal protect what the frames cannot (the header, the times,
-the order and number of records); the frames are what verify trusts for
-everything it recomputes.
+Reading comes first: every line must be canonical, chained to the line above
+and closed by the exporter's seal, and every record's frame must carry a valid
+signature of its sender, so that an altered byte is reported on the line it is
+in. Only the frames that pass are analysed.
 
 What verify recomputes: a trade counts when the originator's broadcast asked
 for its product and side, the holder offered the lock, the originator signed
@@ -46,53 +14,43 @@ originator its receiver. From the trades of the period it derives what each
 side owes the other per asset (cash from the product's lot and tick size), and
 it checks every settlement statement against the trades it lists: its net,
 its hash, who proposed and who answered, and that no trade is settled twice.
-
-Unlike the rest of ``clearing``, this module reads signed frames, so it
-imports ``datn.wire``; nothing in the node core imports it (the simulator's
-transport, the CLI and the tests do).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 from datn.clearing.settlement import Deltas, net_of, statement_hash
 from datn.domain.errors import DomainError
 from datn.domain.orders import Side
 from datn.domain.products import ProductKind, ProductSpec
+from datn.evidence.bundle import FORMAT, VERSION, Party, canonical, chain_next, chain_start, without
 from datn.protocol.messages import (
     Acceptance,
     BondAnswer,
     BondRequest,
     Confirmation,
-    Message,
     NodeId,
     Offer,
     OrderBroadcast,
     PotentialTrades,
     Refusal,
-    Release,
     Statement,
     StatementAnswer,
     StatementProposal,
 )
 from datn.wire.errors import ProtocolError
 from datn.wire.frame import Envelope, open_frame, read_header
-from datn.wire.keys import NodeKey, Purpose, check_node_id, verify
+from datn.wire.keys import Purpose, check_node_id, verify
 from datn.wire.limits import MAX_INT64, MAX_NODE_NAME_LENGTH
 from datn.wire.schema import NODE_NAME_PATTERN
-
-FORMAT: Final = "datn-evidence"
-VERSION: Final = 1
-_CHAIN_START: Final = b"datn-evidence-v1\x00"
 
 _HEADER_FIELDS: Final = frozenset(
     {"kind", "format", "version", "exporter", "nodes", "period", "products", "chain"}
@@ -105,238 +63,6 @@ _SPEC_FIELDS: Final = frozenset(
 _HEX_64: Final = re.compile(r"[0-9a-f]{64}")
 _HEX_128: Final = re.compile(r"[0-9a-f]{128}")
 _NODE_NAME: Final = re.compile(NODE_NAME_PATTERN)
-
-_EVIDENCE_TYPES: Final[frozenset[type]] = frozenset(
-    {
-        OrderBroadcast,
-        PotentialTrades,
-        Acceptance,
-        Release,
-        Confirmation,
-        Refusal,
-        StatementProposal,
-        StatementAnswer,
-        BondRequest,
-        BondAnswer,
-    }
-)
-
-
-def is_evidence(message: Message) -> bool:
-    """Whether a frame carrying ``message`` is worth keeping as evidence: any
-    part of a trade (a broadcast, because an offer may answer it; an answer
-    only if it offers something), of a settlement or of a bond."""
-    if type(message) is PotentialTrades:
-        return bool(message.offers)
-    return type(message) in _EVIDENCE_TYPES
-
-
-# ------------------------------------------------------------------ the log
-
-
-class EvidenceRecord(NamedTuple):
-    """One signed frame as its node logged it; ``sender`` and ``receiver`` are
-    node ids (public keys), as in the frame's header."""
-
-    time_ms: int
-    sender: NodeId
-    receiver: NodeId
-    frame: bytes
-
-
-class EvidenceLog:
-    """The frames a node sent or received that carry evidence, in logging order."""
-
-    __slots__ = ("records",)
-
-    def __init__(self) -> None:
-        self.records: list[EvidenceRecord] = []
-
-    def add(self, time_ms: int, sender: NodeId, receiver: NodeId, frame: bytes) -> None:
-        self.records.append(EvidenceRecord(time_ms, sender, receiver, frame))
-
-    def __iter__(self) -> Iterator[EvidenceRecord]:
-        return iter(self.records)
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-
-@dataclass(frozen=True, slots=True)
-class Party:
-    """One node of a bundle: its id (public key) and the name it uses for
-    itself in messages (the id itself on a real node)."""
-
-    node_id: NodeId
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class BundleHeader:
-    """What a bundle says about itself; ``products`` pairs each product id
-    with the spec it stands for."""
-
-    exporter: NodeId
-    nodes: tuple[Party, Party]
-    from_ms: int
-    to_ms: int | None
-    products: tuple[tuple[str, ProductSpec], ...]
-
-
-# ------------------------------------------------------------------ export
-
-
-def export_bundle(
-    log: Iterable[EvidenceRecord],
-    key: NodeKey,
-    me: Party,
-    peer: Party,
-    products: Iterable[ProductSpec],
-    start_ms: int = 0,
-    end_ms: int | None = None,
-) -> bytes:
-    """The bundle of the frames between ``me`` (whose ``key`` seals it) and
-    ``peer`` logged in ``[start_ms, end_ms)``, with the earlier frames that
-    what is in the period refers to (the offer and acceptance behind a
-    confirmation, the broadcast behind an offer, the proposal an answer
-    answers, the trades a statement lists). Broadcasts that no offer answered
-    are left out."""
-    if key.node_id != me.node_id:
-        raise ValueError(f"{key.node_id} cannot seal for {me.node_id}")
-    if me.node_id == peer.node_id or me.name == peer.name:
-        raise ValueError("a bundle is between two different nodes")
-    pair = {me.node_id, peer.node_id}
-    logged = sorted(
-        (r for r in log if {r.sender, r.receiver} == pair and r.sender != r.receiver),
-        key=lambda r: r.time_ms,
-    )
-    candidates = []
-    for r in logged:
-        if end_ms is None or r.time_ms < end_ms:
-            envelopes = open_frame(r.frame).envelopes
-            candidates.append(_Candidate(r, envelopes, _links_of(envelopes)))
-    chosen = _choose(candidates, start_ms)
-    traded = {
-        e.message.product_id
-        for c in chosen
-        for e in c.envelopes
-        if isinstance(e.message, Confirmation)
-    }
-    specs: dict[str, ProductSpec] = {p.product_id: p for p in products}
-    nodes = (me, peer) if me.name < peer.name else (peer, me)
-    header = BundleHeader(
-        me.node_id,
-        nodes,
-        start_ms,
-        end_ms,
-        tuple((pid, specs[pid]) for pid in sorted(traded) if pid in specs),
-    )
-    return write_bundle(key, header, [c.record for c in chosen])
-
-
-def write_bundle(key: NodeKey, header: BundleHeader, records: Sequence[EvidenceRecord]) -> bytes:
-    """Lay out, chain and seal a bundle exactly as given (see the module
-    docstring); :func:`export_bundle` chooses what goes in."""
-    if key.node_id != header.exporter:
-        raise ValueError(f"{key.node_id} cannot seal for {header.exporter}")
-    head: dict[str, object] = {
-        "kind": "header",
-        "format": FORMAT,
-        "version": VERSION,
-        "exporter": header.exporter,
-        "nodes": [{"id": p.node_id, "name": p.name} for p in header.nodes],
-        "period": {"from_ms": header.from_ms, "to_ms": header.to_ms},
-        "products": [
-            {"id": pid, "spec": json.loads(spec.canonical_bytes())} for pid, spec in header.products
-        ],
-    }
-    chain = _chain_start(head)
-    lines = [_canonical({**head, "chain": chain})]
-    for n, record in enumerate(records):
-        doc: dict[str, object] = {
-            "kind": "record",
-            "n": n,
-            "time_ms": record.time_ms,
-            "sender": record.sender,
-            "receiver": record.receiver,
-            "frame": base64.b64encode(record.frame).decode("ascii"),
-        }
-        chain = _chain_next(chain, doc)
-        lines.append(_canonical({**doc, "chain": chain}))
-    seal: dict[str, object] = {"kind": "seal", "records": len(records), "chain": chain}
-    signature = key.sign(Purpose.EVIDENCE, _canonical(seal)).hex()
-    lines.append(_canonical({**seal, "signature": signature}))
-    return b"\n".join(lines) + b"\n"
-
-
-@dataclass(slots=True)
-class _Candidate:
-    record: EvidenceRecord
-    envelopes: tuple[Envelope, ...]
-    links: _Links
-
-
-@dataclass(slots=True)
-class _Links:
-    """What a frame's messages give (``provides``) and refer to (``needs``):
-    keys such as ``("lock", holder, lock_id)``; ``core`` is False for a frame of
-    broadcasts alone, which is kept only if an offer answers it."""
-
-    provides: set[tuple[object, ...]] = field(default_factory=set)
-    needs: set[tuple[object, ...]] = field(default_factory=set)
-    core: bool = False
-
-
-def _links_of(envelopes: Iterable[Envelope]) -> _Links:
-    links = _Links()
-    for e in envelopes:
-        m, s, r = e.message, e.sender, e.receiver
-        if isinstance(m, OrderBroadcast):
-            links.provides.add(("request", s, m.request_id, m.round))
-            continue
-        if not is_evidence(m):
-            continue
-        links.core = True
-        if isinstance(m, PotentialTrades):
-            links.needs.add(("request", r, m.request_id, m.round))
-            links.provides.update(("lock", s, o.lock_id) for o in m.offers)
-        elif isinstance(m, Acceptance | Release):
-            links.provides.add(("lock", r, m.lock_id))
-            links.needs.add(("lock", r, m.lock_id))
-        elif isinstance(m, Confirmation | Refusal):
-            links.provides.add(("lock", s, m.lock_id))
-            links.needs.add(("lock", s, m.lock_id))
-        elif isinstance(m, StatementProposal):
-            links.provides.add(("cycle", m.statement.cycle))
-            for holder in (s, r):
-                links.needs.update(("lock", holder, lock) for lock in m.statement.lock_ids)
-        elif isinstance(m, StatementAnswer):
-            links.needs.add(("cycle", m.cycle))
-        elif isinstance(m, BondRequest):
-            links.provides.add(("bond", s, m.bond_id))
-        elif isinstance(m, BondAnswer):
-            links.needs.add(("bond", r, m.bond_id))
-    return links
-
-
-def _choose(candidates: list[_Candidate], start_ms: int) -> list[_Candidate]:
-    """The period's frames, and whatever earlier frames or broadcasts they need."""
-    chosen = [c.record.time_ms >= start_ms and c.links.core for c in candidates]
-    wanted: set[tuple[object, ...]] = set()
-    for c, keep in zip(candidates, chosen, strict=True):
-        if keep:
-            wanted |= c.links.needs
-    changed = True
-    while changed:
-        changed = False
-        for i, c in enumerate(candidates):
-            if not chosen[i] and c.links.provides & wanted:
-                chosen[i] = changed = True
-                wanted |= c.links.needs
-    return [c for c, keep in zip(candidates, chosen, strict=True) if keep]
-
-
-# ------------------------------------------------------------------ verify
 
 
 @dataclass(frozen=True, slots=True)
@@ -453,7 +179,7 @@ def _read_header(raw: bytes, result: Verification) -> _HeaderDoc | None:
     try:
         doc = _parse_line(raw, _HEADER_FIELDS)
         stored = _hex(doc, "chain", _HEX_64)
-        if _chain_start(_without(doc, "chain")) != stored:
+        if chain_start(without(doc, "chain")) != stored:
             raise _LineError("does not match its digest: altered after export")
         header = _header_of(doc)
     except _LineError as bad:
@@ -580,7 +306,7 @@ def _read_records(
             chain = _hex(doc, "chain", _HEX_64)
             # The frame first: its sender's signature says more than the digest.
             envelopes = _open(doc, pair)
-            if previous is not None and _chain_next(previous, _without(doc, "chain")) != chain:
+            if previous is not None and chain_next(previous, without(doc, "chain")) != chain:
                 raise _LineError("does not match its digest: altered, moved or not exported as is")
             if doc["kind"] != "record" or doc["n"] != n:
                 raise _LineError(f"is not record {n}")
@@ -636,7 +362,7 @@ def _read_seal(
             verify(
                 header.exporter,
                 Purpose.EVIDENCE,
-                _canonical(_without(doc, "signature")),
+                canonical(without(doc, "signature")),
                 signature,
             )
         except ProtocolError:
@@ -909,24 +635,6 @@ class _Analysis:
 # ------------------------------------------------------------------ lines
 
 
-def _canonical(doc: Mapping[str, object]) -> bytes:
-    return json.dumps(
-        doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    ).encode("ascii")
-
-
-def _chain_start(header: Mapping[str, object]) -> str:
-    return hashlib.sha256(_CHAIN_START + _canonical(header)).hexdigest()
-
-
-def _chain_next(previous: str, doc: Mapping[str, object]) -> str:
-    return hashlib.sha256(bytes.fromhex(previous) + _canonical(doc)).hexdigest()
-
-
-def _without(doc: Mapping[str, object], name: str) -> dict[str, object]:
-    return {k: v for k, v in doc.items() if k != name}
-
-
 def _parse_line(raw: bytes, fields: frozenset[str]) -> dict[str, object]:
     """A line's object: ASCII, JSON, exactly ``fields``, in canonical form."""
     try:
@@ -938,10 +646,10 @@ def _parse_line(raw: bytes, fields: frozenset[str]) -> dict[str, object]:
     if not isinstance(doc, dict) or set(doc) != fields:
         raise _LineError(f"not a line of this kind: fields must be {sorted(fields)}")
     try:
-        canonical = _canonical(doc) == raw
+        in_canonical_form = canonical(doc) == raw
     except (ValueError, RecursionError):
-        canonical = False
-    if not canonical:
+        in_canonical_form = False
+    if not in_canonical_form:
         raise _LineError("not in canonical form (sorted keys, no spaces, ASCII)")
     return doc
 
@@ -965,20 +673,3 @@ def _node_id(doc: Mapping[str, object], name: str) -> NodeId:
     if not isinstance(value, str) or _HEX_64.fullmatch(value) is None:
         raise _LineError(f"{name}: not a node id")
     return check_node_id(NodeId(value))
-
-
-__all__ = [
-    "FORMAT",
-    "VERSION",
-    "BundleHeader",
-    "EvidenceLog",
-    "EvidenceRecord",
-    "Party",
-    "Problem",
-    "Trade",
-    "Verification",
-    "export_bundle",
-    "is_evidence",
-    "verify_bundle",
-    "write_bundle",
-]
