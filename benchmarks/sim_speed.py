@@ -20,7 +20,7 @@ so the cost of checking shows as the ratio of the two.
 Then one run is profiled with cProfile (sorted by own time, top functions)
 and the cumulative share of the main parts is printed: per-event checks,
 ledger recomputation, the node cores' input handling, the simulated network,
-journal replay on restart, final checks. cProfile slows pure-Python code more
+snapshots, recovery on restart, final checks. cProfile slows pure-Python code more
 than compiled code, so the shares are a guide, not a measurement of the
 unprofiled run. Nothing here asserts a figure.
 
@@ -175,23 +175,26 @@ def measure(args: argparse.Namespace) -> None:
 
 # (label, file name, function name): cumulative time of each, as a share of the run.
 PARTS = (
-    ("set-up: nodes, peer accounts", "network.py", "__init__"),
-    ("funding", "network.py", "fund"),
+    ("set-up: nodes, genesis", "network.py", "__init__"),
+    ("funding and bonds", "network.py", "fund"),
     ("simulator event loop (all events)", "network.py", "run"),
     ("  per-event invariant checks", "invariants.py", "after_event"),
     ("    node checks (ledger and book depth)", "invariants.py", "_check_node"),
     ("      ledger recomputation", "ledger.py", "check_invariants"),
-    ("  node core inputs (all)", "node.py", "_handle"),
+    ("  node core inputs (all)", "node.py", "_apply_into"),
     ("    ledger postings", "ledger.py", "post"),
-    ("    adverts built and sent", "node.py", "_advert"),
-    ("    heartbeats sent", "node.py", "_heartbeat"),
-    ("    heartbeats answered", "node.py", "_on_heartbeat"),
-    ("    lock ids and trade ids (blake2b)", "node.py", "_random_id"),
+    ("    adverts built and sent", "resting.py", "advert"),
+    ("    trade prints sent", "context.py", "print_trade"),
+    ("    trade prints received", "network.py", "on_trade_print"),
+    ("    heartbeats sent", "network.py", "heartbeat"),
+    ("    heartbeats answered", "network.py", "on_heartbeat"),
+    ("    lock ids and trade ids (blake2b)", "context.py", "random_id"),
     ("  network: send (rng draws, schedule)", "network.py", "_send"),
-    ("  checker watching sends", "invariants.py", "observe"),
+    ("  checker watching sends", "invariants.py", "watch"),
     ("  heap push", "~", "<built-in method _heapq.heappush>"),
     ("  heap pop", "~", "<built-in method _heapq.heappop>"),
-    ("  restart: journal replay, state hash", "network.py", "_restart"),
+    ("  snapshots taken (encoded)", "network.py", "_take_snapshot"),
+    ("  restart: recovery, state hash", "network.py", "_restart"),
     ("final checks", "invariants.py", "final"),
 )
 

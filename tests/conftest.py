@@ -7,6 +7,7 @@ import os
 import tomllib
 from pathlib import Path
 
+import pytest
 from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,3 +50,14 @@ def pytest_report_header() -> str:
         if (importlib.import_module(name).__file__ or "").endswith(".so")
     ]
     return f"datn core: {'compiled: ' + ', '.join(compiled) if compiled else 'pure Python'}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Long soak variants (marked ``slow``) run only when asked for, with
+    ``-m slow``; the default run has a shorter variant of each."""
+    if "slow" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="a long soak variant: run with -m slow")
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            item.add_marker(skip)

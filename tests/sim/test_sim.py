@@ -7,6 +7,8 @@ import pickle
 
 import pytest
 
+from datn.domain import Side
+from datn.protocol import holder as holder_module
 from datn.protocol import node as node_module
 from datn.protocol.clock import Hlc
 from datn.protocol.effects import Send
@@ -70,7 +72,7 @@ def test_the_checker_catches_a_lock_honoured_after_a_restart() -> None:
 def test_a_holder_that_does_not_book_its_side_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     """A holder that confirms without writing the trade breaks invariant 5."""
     monkeypatch.setattr(
-        node_module.NodeCore, "_book_holder_trade", lambda self, meta, peer, fill, tid, out: None
+        holder_module.Holder, "_book_trade", lambda self, meta, peer, fill, tid, now, out: None
     )
     with pytest.raises(InvariantError, match="invariant"):
         run_simulation(2, nodes=4, orders=100, faults=Faults())
@@ -79,15 +81,15 @@ def test_a_holder_that_does_not_book_its_side_is_caught(monkeypatch: pytest.Monk
 def test_a_holder_that_forgets_its_locks_on_restart_is_caught(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Replay must rebuild everything: a node that loses state is caught (invariant 10)."""
-    original = node_module.NodeCore.rebuild.__func__  # type: ignore[attr-defined]
+    """Recovery must rebuild everything: a node that loses state is caught (invariant 10)."""
+    original = node_module.NodeCore.recover.__func__  # type: ignore[attr-defined]
 
     def forgetful(cls, *args, **kwargs):  # type: ignore[no-untyped-def]
-        core = original(cls, *args, **kwargs)
-        core.decisions.clear()
-        return core
+        recovered = original(cls, *args, **kwargs)
+        recovered._core.holder.decisions.clear()
+        return recovered
 
-    monkeypatch.setattr(node_module.NodeCore, "rebuild", classmethod(forgetful))
+    monkeypatch.setattr(node_module.NodeCore, "recover", classmethod(forgetful))
     with pytest.raises(InvariantError, match="invariant 10"):
         run_simulation(3, nodes=6, orders=300, faults=FAULT_CLASSES["crashes"])
 
@@ -105,8 +107,8 @@ def test_targeted_routing_sends_fewer_broadcasts_than_broadcast_to_all() -> None
     assert targeted.messages["OrderBroadcast"] < everyone.messages["OrderBroadcast"] / 2
 
 
-def offer_side() -> node_module.Side:
-    return node_module.Side.BUY
+def offer_side() -> Side:
+    return Side.BUY
 
 
 _ = NodeId
@@ -130,7 +132,7 @@ def test_sim_command_prints_the_replay_command_of_a_failing_seed(
     from datn.cli.main import main  # noqa: PLC0415
 
     monkeypatch.setattr(
-        node_module.NodeCore, "_book_holder_trade", lambda self, meta, peer, fill, tid, out: None
+        holder_module.Holder, "_book_trade", lambda self, meta, peer, fill, tid, now, out: None
     )
     args = ["sim", "--nodes", "4", "--orders", "100", "--seed", "2", "--no-faults"]
     result = CliRunner().invoke(main, args)

@@ -27,9 +27,22 @@ class ClearingConfig:
     settlement_lag_ms: int = 500
     """Trades younger than this wait for the next statement, so that both
     sides have surely booked what a statement lists."""
-    settlement_deadline_ms: int = 15_000
+    settlement_deadline_ms: int = 600_000
     """A peer with a trade unsettled this long is in default: suspended, its
-    bond claimed for what it owes, and every other peer told."""
+    bond claimed for what it owes, and every other peer told.
+
+    Ten minutes, not seconds: a default is drastic (the bond is claimed and
+    every peer is told), and two honest nodes cut off from each other by a
+    WAN partition of a minute or two, each seeing the other's trades
+    unsettled, must not declare each other in default. Nothing is at risk
+    meanwhile beyond what the bond covers: while a trade is unsettled the
+    exposure cap counts it, so a silent peer gets no more locks than its
+    bond allows. Time a node spends down does not count either (a restart
+    re-bases every deadline). Networks that settle on a slower rail raise
+    it; the simulator's defaulter runs lower it to see defaults quickly."""
+    max_receipts_per_peer: int = 16
+    """Funds received from a peer over the rail for bonds it has not claimed
+    yet, kept until the claim arrives: at most this many per peer."""
     default_notice_quorum: int = 2
     """Suspend a peer once this many other peers declared it in default (0:
     never on others' word). More than one: a single peer's notice would let
@@ -46,6 +59,7 @@ class ClearingConfig:
             raise DomainError(
                 "settlement_deadline_ms", "deadline_too_short", "must exceed a cycle plus the lag"
             )
+        check_int("max_receipts_per_peer", self.max_receipts_per_peer, 1, 1_000_000)
         check_int("default_notice_quorum", self.default_notice_quorum, 0, 1_000_000)
         if not isinstance(self.quota, QuotaConfig):
             raise DomainError("quota", "not_quota", "must be a QuotaConfig")

@@ -96,6 +96,22 @@ class TokenBucket:
         """Whole tokens left at the last take."""
         return self._milli // 1_000
 
+    def rebase(self, delta_ms: int) -> None:
+        """Move onto a new clock that reads ``delta_ms`` more for the same moment."""
+        self._last_ms += delta_ms
+
+    def state(self) -> tuple[int, int, int, int]:
+        """Everything the bucket is: rate, burst and level in thousandths, last refill."""
+        return self._rate, self._burst_milli, self._milli, self._last_ms
+
+    @classmethod
+    def from_state(cls, state: tuple[int, int, int, int]) -> TokenBucket:
+        rate, burst_milli, milli, last_ms = state
+        bucket = cls(rate, burst_milli // 1_000, last_ms)
+        bucket._burst_milli = burst_milli
+        bucket._milli = milli
+        return bucket
+
 
 class AcceptanceRatio:
     """Notional offered to a peer and taken by it, both decayed over time.
@@ -135,6 +151,22 @@ class AcceptanceRatio:
     def take(self, notional: int, now_ms: int) -> None:
         self._decay(now_ms)
         self.taken += notional
+
+    def rebase(self, delta_ms: int) -> None:
+        """Move onto a new clock that reads ``delta_ms`` more for the same moment."""
+        self._last_ms += delta_ms
+
+    def state(self) -> tuple[int, int, int, int]:
+        """Everything the ratio is: half-life, last decay, offered, taken."""
+        return self._half_life, self._last_ms, self.offered, self.taken
+
+    @classmethod
+    def from_state(cls, state: tuple[int, int, int, int]) -> AcceptanceRatio:
+        half_life, last_ms, offered, taken = state
+        ratio = cls(half_life, last_ms)
+        ratio.offered = offered
+        ratio.taken = taken
+        return ratio
 
     def permille(self, now_ms: int, min_offered: int) -> int:
         """Taken per thousand offered; 1000 while too little was offered to judge."""

@@ -46,8 +46,8 @@ def replay_command(
 @click.option(
     "--adversary",
     type=click.Choice(sorted(STRATEGIES)),
-    help="Run the seed twice, the last node(s) playing this strategy and then honest, "
-    "and compare the trades honest nodes made between themselves.",
+    help="Run the seed twice, the last node(s) playing this adversary strategy of the "
+    "simulator and then honest, and compare the trades honest nodes made between themselves.",
 )
 @click.option(
     "--adversaries",
@@ -142,6 +142,7 @@ def _adversary(seed: int, nodes: int, orders: int, clean: bool, strategy: str, c
             "need at least one adversary and one honest node", param_hint="--adversaries"
         )
     ids = default_adversaries(nodes, count)
+    click.echo(f"{strategy}: {_what_it_does(strategy)}")
     click.echo(
         f"seed {seed}: {nodes} nodes, {orders} orders, run with {', '.join(ids)} playing "
         f"{strategy}, then with {'them' if count > 1 else 'it'} honest"
@@ -160,6 +161,12 @@ def _adversary(seed: int, nodes: int, orders: int, clean: bool, strategy: str, c
     for line in summary([comparison]):
         click.echo(line)
     click.echo("every invariant held in both runs; each healed network ended every lock")
+
+
+def _what_it_does(strategy: str) -> str:
+    """The first line of the strategy's own description."""
+    doc = STRATEGIES[strategy].__doc__ or ""
+    return doc.strip().split("\n\n")[0].replace("\n", " ")
 
 
 def _one(args: tuple[int, int, int, bool, bool]) -> tuple[int, str | None]:

@@ -10,7 +10,7 @@ NodeId = NewType("NodeId", str)
 """A node's id: the hex of its Ed25519 public key on a real network."""
 
 
-class Value(msgspec.Struct, frozen=True, gc=False):
+class Value(msgspec.Struct, frozen=True, gc=False, array_like=True):
     """Base of the protocol's immutable values: timestamps, messages, inputs,
     effects.
 
@@ -19,5 +19,8 @@ class Value(msgspec.Struct, frozen=True, gc=False):
     dataclass, which matters because every message makes several. ``gc=False``
     keeps them out of the cycle collector's scans: they hold only other
     immutable values, so they can never be part of a reference cycle.
+    ``array_like`` makes them encode as MessagePack arrays, not maps with
+    their field names: a snapshot of a node holds hundreds of thousands of
+    them, and the peer wire has schemas of its own (:mod:`datn.wire`).
     Subclasses say ``frozen=True`` again so that type checkers know it too.
     """

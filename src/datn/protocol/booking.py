@@ -9,7 +9,7 @@ whose account at this node records what it owes or is owed until settlement.
 from __future__ import annotations
 
 from datn.domain import ProductSpec
-from datn.ledger import AccountKey, Entry, EntryId, HoldId, HoldUse, Posting
+from datn.ledger import AccountKey, Entry, EntryId, HoldId, HoldUse, Ledger, Posting
 
 
 def trade_entry(
@@ -22,9 +22,13 @@ def trade_entry(
     *,
     buyer_hold: str | None,
     seller_hold: str | None,
+    ledger: Ledger | None = None,
 ) -> Entry:
     """The entry for ``buyer`` taking ``quantity_lots`` from ``seller``; the
-    holds, if given, are consumed by what each side pays or delivers."""
+    holds, if given, are consumed by what each side pays or delivers. With
+    ``ledger``, each consumption is capped at what is left of its hold: a
+    short sale holds only the lots the seller had, and delivers the rest
+    from its credit."""
     notional = product.notional_minor(quantity_lots, price_ticks)
     cash, lots = product.quote_currency, product.product_id
     postings = (
@@ -34,8 +38,13 @@ def trade_entry(
         Posting(AccountKey(buyer, lots), quantity_lots),
     )
     uses = []
-    if buyer_hold is not None:
-        uses.append(HoldUse(HoldId(buyer_hold), notional))
-    if seller_hold is not None:
-        uses.append(HoldUse(HoldId(seller_hold), quantity_lots))
+    for hold_id, wanted in ((buyer_hold, notional), (seller_hold, quantity_lots)):
+        if hold_id is None:
+            continue
+        amount = wanted
+        if ledger is not None:
+            hold = ledger.find_hold(hold_id)
+            amount = 0 if hold is None else min(wanted, hold.amount)
+        if amount:
+            uses.append(HoldUse(HoldId(hold_id), amount))
     return Entry(EntryId(entry_id), postings, tuple(uses))

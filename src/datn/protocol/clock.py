@@ -10,7 +10,15 @@ backwards and always moves past every timestamp the node has seen.
 
 from __future__ import annotations
 
+from typing import Final
+
 from datn.domain.value import Value
+
+MAX_LOGICAL: Final = 2**40
+"""The highest logical counter a node accepts in a peer's stamp. A node's own
+counter grows by one per event within a wall millisecond, so it stays far
+below this; a peer's stamp near the 64-bit edge would otherwise push the
+node's clock to a value it could no longer send."""
 
 
 class Now(Value, frozen=True):
@@ -41,6 +49,20 @@ class HybridClock:
         stamp = Hlc(wall_ms, 0) if wall_ms > last_wall else Hlc(last_wall, last.logical + 1)
         self.last = stamp
         return stamp
+
+    def admits(self, remote: Hlc, wall_ms: int, max_drift_ms: int) -> bool:
+        """Whether merging ``remote`` keeps this clock within ``max_drift_ms``
+        of the node's own wall clock and its counter far from overflow: a
+        stamp that fails is refused, and the clock is left as it was."""
+        return remote.wall_ms <= wall_ms + max_drift_ms and remote.logical <= MAX_LOGICAL
+
+    def observe_capped(self, remote: Hlc, wall_ms: int, max_push_ms: int) -> Hlc:
+        """Merge ``remote``, moving the clock no further than ``max_push_ms``
+        past ``wall_ms``: a stamp beyond that counts as if it were there."""
+        cap = wall_ms + max_push_ms
+        if remote.wall_ms > cap:
+            remote = Hlc(cap, 0)
+        return self.observe(remote, wall_ms)
 
     def observe(self, remote: Hlc, wall_ms: int) -> Hlc:
         last = self.last

@@ -1,18 +1,47 @@
-"""What the node core asks its runtime to do, and what it tells traders.
+"""What goes into the node core, what it asks its runtime to do, and what it
+tells traders.
 
 The core never performs I/O: each input returns a list of effects, in order.
 A runtime executes them in that order, so a ``Journal`` effect that comes
-first is durable before any ``Send`` or ``Reply`` that follows it.
+first is durable before any ``Send``, ``Reply`` or ``Pay`` that follows it.
+
+Every input is journaled, and the first entry of every journal is the node's
+:class:`Genesis`, so a node's state is a function of its journal alone.
 """
 
 from __future__ import annotations
 
+from datn.domain import ProductSpec
 from datn.domain.value import Value
 from datn.protocol.clock import Hlc, Now
+from datn.protocol.config import NodeConfig
 from datn.protocol.messages import Message, NodeId
 from datn.protocol.venue import OrderRequest
 
-# --------------------------------------------------------------- journal
+# --------------------------------------------------------------- genesis
+
+
+class Genesis(Value, frozen=True):
+    """Everything a node starts from: who it is, its rules, what it lists,
+    whom it trades with, and the secret its unguessable ids are keyed with."""
+
+    node_id: NodeId
+    config: NodeConfig
+    products: tuple[ProductSpec, ...]
+    peers: tuple[NodeId, ...]
+    secret: bytes
+    reference_prices: tuple[tuple[str, int], ...] = ()
+    """Opening marks by product id: what prices are judged against before
+    the node has heard any trade."""
+
+
+# --------------------------------------------------------------- inputs
+
+
+class GenesisInput(Value, frozen=True):
+    """The first entry of every journal."""
+
+    genesis: Genesis
 
 
 class PlaceInput(Value, frozen=True):
@@ -22,6 +51,13 @@ class PlaceInput(Value, frozen=True):
 class CancelInput(Value, frozen=True):
     trader_id: str
     order_id: int
+
+
+class CancelAllInput(Value, frozen=True):
+    """Cancel every open order of ``trader_id`` (in ``product_id`` only, if given)."""
+
+    trader_id: str
+    product_id: str | None = None
 
 
 class DepositInput(Value, frozen=True):
@@ -46,6 +82,41 @@ class BondInput(Value, frozen=True):
     withdraw: bool
 
 
+class BondReceivedInput(Value, frozen=True):
+    """The node's settlement rail (an adapter, or the operator confirming by
+    hand) reports ``amount`` of ``asset`` received from ``peer`` for its bond
+    request ``bond_id``. Only this makes a peer's bond count: its request
+    alone is a claim, not money."""
+
+    peer: NodeId
+    bond_id: int
+    asset: str
+    amount: int
+
+
+class ReinstateInput(Value, frozen=True):
+    """The operator trades with ``peer`` again after a suspension: open
+    default claims on it are reversed and its unsettled trades settle as
+    usual."""
+
+    peer: NodeId
+
+
+class AddPeerInput(Value, frozen=True):
+    peer: NodeId
+
+
+class AddProductInput(Value, frozen=True):
+    product: ProductSpec
+    reference_price_ticks: int | None = None
+
+
+class ConfigInput(Value, frozen=True):
+    """The operator changes the node's configuration."""
+
+    config: NodeConfig
+
+
 class ReceiveInput(Value, frozen=True):
     sender: NodeId
     hlc: Hlc
@@ -57,15 +128,23 @@ class TickInput(Value, frozen=True):
 
 
 class RestartInput(Value, frozen=True):
-    """The node came back up: every lock it held before is void."""
+    """The node came back up on a new monotonic clock: every lock it held
+    before is void and every deadline it keeps is re-based."""
 
 
 Input = (
-    PlaceInput
+    GenesisInput
+    | PlaceInput
     | CancelInput
+    | CancelAllInput
     | DepositInput
     | FundInput
     | BondInput
+    | BondReceivedInput
+    | ReinstateInput
+    | AddPeerInput
+    | AddProductInput
+    | ConfigInput
     | ReceiveInput
     | TickInput
     | RestartInput
@@ -106,13 +185,16 @@ class Executed(Value, frozen=True):
 class Done(Value, frozen=True):
     """The order is finished: nothing of it rests or is being worked.
     ``failed_holders`` names the peers that refused an acceptance for it (a
-    FOK that filled only partly says here which holder failed)."""
+    FOK that filled only partly says here which holder failed).
+    ``in_doubt_lots`` were accepted at a holder that has not decided yet:
+    they are reported by :class:`WaitOver` when it does."""
 
     order_id: int
     filled_lots: int
     cancelled_lots: int
     reason: str
     failed_holders: tuple[NodeId, ...] = ()
+    in_doubt_lots: int = 0
 
 
 class Rested(Value, frozen=True):
@@ -120,7 +202,37 @@ class Rested(Value, frozen=True):
     resting_lots: int
 
 
-TraderEvent = Accepted | Rejected | Executed | Done | Rested
+class CancelAnswer(Value, frozen=True):
+    """The answer to a cancel: ``cancelled`` (``cancelled_lots`` are gone),
+    ``pending`` (``locked_lots`` are promised to a peer under a lock or an
+    acceptance; their outcome follows when it ends), or ``unknown_order``."""
+
+    order_id: int
+    status: str
+    cancelled_lots: int = 0
+    locked_lots: int = 0
+
+
+class Waiting(Value, frozen=True):
+    """The order stopped waiting for ``holders`` to decide on ``lots`` it
+    accepted from them: those lots stay reserved until each decides."""
+
+    order_id: int
+    holders: tuple[NodeId, ...]
+    lots: int
+
+
+class WaitOver(Value, frozen=True):
+    """A holder the order had stopped waiting for decided on ``lots``:
+    ``filled`` (an :class:`Executed` comes with it) or ``refused``."""
+
+    order_id: int
+    holder: NodeId
+    lots: int
+    outcome: str
+
+
+TraderEvent = Accepted | Rejected | Executed | Done | Rested | CancelAnswer | Waiting | WaitOver
 
 # ----------------------------------------------------------------- effects
 
@@ -155,4 +267,25 @@ class Publish(Value, frozen=True):
     executed: Hlc
 
 
-Effect = Journal | Send | Reply | SetTimer | Publish
+class Pay(Value, frozen=True):
+    """Move ``amount`` of ``asset`` to ``peer`` over the settlement rail, for
+    ``purpose`` (``bond`` or ``bond_return``) and reference ``ref``."""
+
+    peer: NodeId
+    purpose: str
+    ref: int
+    asset: str
+    amount: int
+
+
+class Violation(Value, frozen=True):
+    """``peer`` broke the protocol in a way its signed messages prove:
+    ``messages`` are the frames in question (what it offered, what this node
+    accepted, what it confirmed), for the store to keep as evidence."""
+
+    peer: NodeId
+    reason: str
+    messages: tuple[Message, ...]
+
+
+Effect = Journal | Send | Reply | SetTimer | Publish | Pay | Violation

@@ -29,7 +29,8 @@ from datn.clearing.exposure import exposure, exposure_cap, marked_value
 from datn.clearing.settlement import net_of
 from datn.domain import Side
 from datn.ledger import AccountKey, Ledger
-from datn.protocol.effects import Effect, Send
+from datn.protocol.clock import MAX_LOGICAL
+from datn.protocol.effects import Effect, Executed, Reply, Send
 from datn.protocol.messages import Confirmation, NodeId, PotentialTrades, Refusal
 
 if TYPE_CHECKING:
@@ -45,6 +46,9 @@ class InvariantError(AssertionError):
 class _OfferedLock:
     expires_mono_ms: int
     generation: int
+    originator: NodeId
+    price_ticks: int
+    quantity_lots: int
 
 
 class InvariantChecker:
@@ -54,6 +58,8 @@ class InvariantChecker:
         self._decided: dict[tuple[NodeId, int], Confirmation | Refusal] = {}
         self._generation: Counter[NodeId] = Counter()
         self._touched: set[NodeId] = set()
+        self._walls: dict[NodeId, int] = {}
+        """The latest wall time each node has read."""
         # Versions last checked; forgotten on restart, as a rebuilt node's
         # ledger and books count again from zero.
         self._ledger_seen: dict[NodeId, int] = {}
@@ -101,14 +107,27 @@ class InvariantChecker:
             for offer in message.offers:
                 key = (holder, offer.lock_id)
                 if key not in self._offered:
-                    self._offered[key] = _OfferedLock(mono + offer.ttl_ms, self._generation[holder])
+                    self._offered[key] = _OfferedLock(
+                        mono + offer.ttl_ms,
+                        self._generation[holder],
+                        effect.peer,
+                        offer.price_ticks,
+                        offer.quantity_lots,
+                    )
         elif isinstance(message, Confirmation | Refusal):
             self._decision(holder, message)
 
     def _decision(self, holder: NodeId, message: Confirmation | Refusal) -> None:
+        if holder in self.sim.strategies:
+            return  # an adversary may say anything; what honest nodes do with it is checked
         key = (holder, message.lock_id)
         earlier = self._decided.get(key)
-        if earlier is not None and earlier != message and isinstance(earlier, Confirmation):
+        if (
+            earlier is not None
+            and earlier != message
+            and isinstance(earlier, Confirmation)
+            and not self._forgotten_after_settling(holder, earlier, message)
+        ):
             self.fail(f"{holder} changed its decision on lock {message.lock_id} (invariant 4/6)")
         if isinstance(message, Confirmation) and earlier is None:
             offered = self._offered.get(key)
@@ -122,21 +141,107 @@ class InvariantChecker:
         if earlier is None or isinstance(message, Confirmation):
             self._decided[key] = message
 
+    def _forgotten_after_settling(
+        self, holder: NodeId, confirmation: Confirmation, answer: Confirmation | Refusal
+    ) -> bool:
+        """A holder forgets a confirmation once the pair has settled its trade
+        (both sides booked it, so no honest originator asks again); to a copy
+        of the acceptance it answers ``unknown_lock``, which states that it
+        keeps no record of the lock, not that it refused it."""
+        if not isinstance(answer, Refusal) or answer.reason != "unknown_lock":
+            return False
+        core = self.sim.nodes[holder].core
+        lock_id = confirmation.lock_id
+        return lock_id not in core.holder.decisions and not any(
+            lock_id in view.unsettled for view in core.liability.peers.values()
+        )
+
+    def confirmed(
+        self, originator: NodeId, holder: NodeId, message: Confirmation, effects: list[Effect]
+    ) -> None:
+        """An originator handled a holder's confirmation: if it booked a trade,
+        the trade is on the terms the holder offered it (invariant: no trade
+        on terms other than offered)."""
+        offered = self._offered.get((holder, message.lock_id))
+        for effect in effects:
+            if type(effect) is not Reply:
+                continue
+            event = effect.event
+            if type(event) is not Executed or event.counterparty != holder:
+                continue
+            if offered is None or offered.originator != originator:
+                self.fail(f"{originator} booked a trade on lock {message.lock_id} never offered it")
+                return
+            if (
+                event.price_ticks != offered.price_ticks
+                or event.quantity_lots > offered.quantity_lots
+            ):
+                self.fail(
+                    f"{originator} booked {event.quantity_lots} at {event.price_ticks} on lock "
+                    f"{message.lock_id}, offered {offered.quantity_lots} at {offered.price_ticks}"
+                    " (terms other than offered)"
+                )
+
+    def executed(self, node_id: NodeId, event: Executed) -> None:
+        """No trader's order trades at a price worse than its limit."""
+        request = self.sim.orders.get((node_id, event.order_id))
+        if request is None or request.price_ticks is None:
+            return
+        buy = request.side is Side.BUY
+        if (buy and event.price_ticks > request.price_ticks) or (
+            not buy and event.price_ticks < request.price_ticks
+        ):
+            self.fail(
+                f"{node_id} order {event.order_id} traded at {event.price_ticks}, beyond its "
+                f"limit {request.price_ticks} (a trader never pays beyond its limit)"
+            )
+
+    def _check_collateral(self, node_id: NodeId, key: AccountKey, balance: int) -> None:
+        """A holder keeps as collateral only money its rail received."""
+        poster = NodeId(key.owner.removeprefix("collateral:"))
+        received = self.sim.rail_received[(poster, node_id)]
+        returned = self.sim.rail_returned[(poster, node_id)]
+        if balance > received - returned:
+            self.fail(
+                f"{node_id} holds {balance} collateral of {poster}, but its rail received "
+                f"{received} and paid back {returned} (collateral only from received funds)"
+            )
+
+    def _check_can_send(self, node_id: NodeId) -> None:
+        """Every node can still send: no peer pushed its clock beyond the
+        drift it allows past the latest wall time the node itself has read,
+        nor its counter towards the wire's limit."""
+        core = self.sim.nodes[node_id].core
+        last = core.context.clock.last
+        wall = self.sim.now(node_id).wall_ms
+        seen = self._walls.get(node_id, 0)
+        if wall > seen:
+            seen = self._walls[node_id] = wall
+        if last.logical > 2 * MAX_LOGICAL or last.wall_ms > seen + core.config.max_clock_drift_ms:
+            self.fail(f"{node_id}'s clock was pushed to {last} at wall {wall}: it could not send")
+
     def _check_exposure(self, holder: NodeId, originator: NodeId) -> None:
         core = self.sim.nodes[holder].core
+        context = core.context
         clearing = core.config.clearing
         open_notional = 0
-        for lock in core.locks.values():
+        for lock in core.holder.locks.values():
             if lock.originator == originator:
-                order = core.resting[lock.order_id].order
+                order = core.resting.orders[lock.order_id].order
                 assert order.price_ticks is not None
-                product = core.products[order.product_id]
+                product = context.products[order.product_id]
                 open_notional += product.notional_minor(lock.quantity_lots, order.price_ticks)
         balances = {
             asset: _balance(self.sim, holder, f"peer:{originator}", asset)
             for asset in self.sim.deposited
         }
-        marked = marked_value(balances, core.products, core.reference_prices, clearing.bond_asset)
+        # Marked as the holder marks it: at prices the originator does not set.
+        marks: dict[str, int] = {}
+        for product_id in context.products:
+            mark = context.marks.mark(product_id, originator)
+            if mark is not None:
+                marks[product_id] = mark
+        marked = marked_value(balances, context.products, marks, clearing.bond_asset)
         bond = -_balance(self.sim, holder, f"bond-held:{originator}", clearing.bond_asset)
         cap = exposure_cap(bond, clearing.exposure_multiple_percent)
         if exposure(marked, open_notional) > cap:
@@ -177,6 +282,8 @@ class InvariantChecker:
             delta = balance - seen.get(key, 0)
             sums[key.asset] += delta
             seen[key] = balance
+            if delta > 0 and key.owner.startswith("collateral:"):
+                self._check_collateral(node_id, key, balance)
             if delta and key.owner.startswith("rail:"):
                 self._rails[node_id][key.asset] += delta
                 self._rails_total[key.asset] += delta
@@ -207,9 +314,10 @@ class InvariantChecker:
 
     def _check_node(self, node_id: NodeId) -> None:
         core = self.sim.nodes[node_id].core
+        self._check_can_send(node_id)
         # Most events (heartbeats, adverts) leave the ledger and the books
         # alone; re-checking them only after a change keeps the check total.
-        ledger = core.ledger
+        ledger = core.context.ledger
         ledger_version = ledger.version
         if self._ledger_seen.get(node_id) != ledger_version:
             self._ledger_seen[node_id] = ledger_version
@@ -223,7 +331,7 @@ class InvariantChecker:
         seen = self._book_seen.get(node_id)
         if seen is None:
             seen = self._book_seen[node_id] = {}
-        for product_id, book in core.books.items():
+        for product_id, book in core.resting.books.items():
             book_version = book.version
             if seen.get(product_id) == book_version:
                 continue
@@ -237,7 +345,7 @@ class InvariantChecker:
         """``node_id`` settled one or more statements in this event: check
         each pair it settled with (settlement conservation, after every
         cycle)."""
-        for peer, view in self.sim.nodes[node_id].core.peers.items():
+        for peer, view in self.sim.nodes[node_id].core.liability.peers.items():
             if self._settled_seen.get((node_id, peer), 0) != view.settled:
                 self._settled_seen[(node_id, peer)] = view.settled
                 self._check_pair_settled(node_id, peer)
@@ -280,7 +388,7 @@ class InvariantChecker:
         if self._parted(a, b):
             return  # a default claimed the bond into the peer's accounts
         here = nodes[a].core
-        open_trades = dict(net_of(here.unsettled.get(b, {}).values()))
+        open_trades = dict(net_of(here.liability.unsettled(b).values()))
         for asset in self.sim.deposited:
             balance = _balance(self.sim, a, f"peer:{b}", asset)
             if balance != open_trades.get(asset, 0):
@@ -289,8 +397,8 @@ class InvariantChecker:
                     f"not the {open_trades.get(asset, 0)} of the trades still open "
                     "(invariants 1, 5: settlement conservation)"
                 )
-        lower = nodes[low].core.peers[high]
-        ahead = nodes[high].core.peers[low].settled - lower.settled
+        lower = nodes[low].core.liability.peers[high]
+        ahead = nodes[high].core.liability.peers[low].settled - lower.settled
         if ahead == 0:
             expected: dict[str, int] = {}
             self.pairs_in_step += 1
@@ -317,17 +425,18 @@ class InvariantChecker:
         # checks below read hundreds of thousands of them at 200 nodes.
         books = {
             node_id: {
-                (key.owner, str(key.asset)): node.core.ledger.balance(key)
-                for key in node.core.ledger.accounts()
+                (key.owner, str(key.asset)): node.core.context.ledger.balance(key)
+                for key in node.core.context.ledger.accounts()
             }
             for node_id, node in sim.nodes.items()
         }
         for node_id, node in sim.nodes.items():
-            problems = node.core.ledger.check_invariants()
+            problems = node.core.context.ledger.check_invariants()
             if problems:
                 self.fail(f"{node_id} ledger: {'; '.join(problems)} (invariants 1, 2)")
-            if node.core.locks:
-                self.fail(f"{node_id} still holds locks {sorted(node.core.locks)} (invariant 4)")
+            locks = node.core.holder.locks
+            if locks:
+                self.fail(f"{node_id} still holds locks {sorted(locks)} (invariant 4)")
         defaults = {
             node_id: node.core.stats.get("defaults_declared", 0)
             for node_id, node in sim.nodes.items()
@@ -361,7 +470,9 @@ class InvariantChecker:
     def _parted(self, a: NodeId, b: NodeId) -> bool:
         """True if either node suspended the other: their books may differ."""
         nodes = self.sim.nodes
-        return bool(nodes[a].core.peers[b].suspended or nodes[b].core.peers[a].suspended)
+        return bool(
+            nodes[a].core.liability.peers[b].suspended or nodes[b].core.liability.peers[a].suspended
+        )
 
     def _check_bonds(self, books: dict[NodeId, dict[tuple[str, str], int]]) -> None:
         sim = self.sim
@@ -390,15 +501,16 @@ class InvariantChecker:
     def lock_outcomes(self) -> Counter[str]:
         outcomes: Counter[str] = Counter()
         for node in self.sim.nodes.values():
-            for decision in node.core.decisions.values():
-                outcomes["taken" if isinstance(decision, Confirmation) else decision.reason] += 1
+            for name, count in node.core.stats.items():
+                if name.startswith("lock_outcome:"):
+                    outcomes[name.removeprefix("lock_outcome:")] += count
         return outcomes
 
 
 def _balance(sim: Simulation, node_id: NodeId, owner: str, asset: str) -> int:
     from datn.domain.assets import AssetCode  # noqa: PLC0415
 
-    return sim.nodes[node_id].core.ledger.balance(AccountKey(owner, AssetCode(asset)))
+    return sim.nodes[node_id].core.context.ledger.balance(AccountKey(owner, AssetCode(asset)))
 
 
 def _nonzero(amounts: Counter[str]) -> dict[str, int]:

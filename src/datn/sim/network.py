@@ -9,6 +9,15 @@ A run has two phases, as in TigerBeetle's simulator: a safety phase with
 faults, in which invariants are checked after every event, and a liveness
 phase on a healed network, which must end with every lock ended, every order
 finished or resting, and every trade on both nodes' ledgers.
+
+Each node keeps its journal here, as its store would: the simulator encodes
+a snapshot of every node now and then (every ``snapshot_every`` journal
+entries) and keeps only the entries after it. A crashed node is recovered
+from its latest snapshot and that tail, must hash equal to what it was, and
+restarts on a monotonic clock with another origin, lower or higher. Bond
+money moves over a built-in rail: a poster's ``Pay`` reaches the holder's
+node as a receipt after a short delay, and only then does the holder count
+the bond.
 """
 
 from __future__ import annotations
@@ -30,12 +39,17 @@ from datn.protocol.effects import (
     Done,
     Effect,
     Executed,
+    Genesis,
+    Journal,
     JournalEntry,
+    Pay,
     Rejected,
     Reply,
     Send,
     SetTimer,
+    Violation,
 )
+from datn.protocol.liability import peer_owner
 from datn.protocol.messages import (
     Acceptance,
     Confirmation,
@@ -47,12 +61,12 @@ from datn.protocol.messages import (
     Release,
 )
 from datn.protocol.node import NodeConfig, NodeCore
-from datn.protocol.state import peer_owner
 from datn.protocol.venue import OrderRequest, trader_owner
 from datn.risk import RiskConfig
 from datn.sim.invariants import InvariantChecker, InvariantError
 from datn.sim.transport import SignedTransport
 from datn.wire import ProtocolError
+from datn.wire.snapshot import decode_snapshot, encode_snapshot
 
 PRODUCTS = (
     (ProductSpec("XYZ", ProductKind.SHARE, USD.code), 5_000),
@@ -69,6 +83,13 @@ STARTING_LOTS = 1_000
 ORDER_MESSAGES = (OrderBroadcast, PotentialTrades, Acceptance, Release, Confirmation, Refusal)
 _ORDER_MESSAGE_TYPES: frozenset[type] = frozenset(ORDER_MESSAGES)
 _FOREVER = 2**62
+SNAPSHOT_EVERY = 2_000
+"""A node's store takes a snapshot after this many journal entries, and keeps
+only the entries after it."""
+RAIL_DELAY_MS = (5, 30)
+"""How long the built-in rail takes to report a bond payment received."""
+MONO_ORIGINS_MS = 10**6
+"""A node's monotonic clock starts anywhere in [0, this) at each start."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +155,8 @@ class SimReport:
     events: int = 0
     frames_refused: Counter[str] = field(default_factory=Counter)
     faults: Faults = field(default_factory=Faults)
+    violations: Counter[tuple[NodeId, NodeId, str]] = field(default_factory=Counter)
+    """(node, peer, reason) of every protocol violation a node recorded."""
 
 
 @dataclass
@@ -143,6 +166,10 @@ class _Node:
     skew_ms: int
     up: bool = True
     timer_at: int | None = None
+    snapshot: bytes | None = None
+    """The latest snapshot the node's store holds, encoded..."""
+    journal: list[JournalEntry] = field(default_factory=list)
+    """...and the journal entries after it (all of them, before the first)."""
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)  # compiled; AdversarySimulation extends it
@@ -183,10 +210,16 @@ class Simulation:
         risk = RiskConfig(listed_products=frozenset(p.product_id for p in products))
         self.config = config or NodeConfig(risk, targeted_routing=targeted)
         self.nodes: dict[NodeId, _Node] = {}
+        self.snapshot_every = SNAPSHOT_EVERY
+        self.snapshots_taken = 0
         for node_id in self.ids:
-            core = self._new_core(node_id)
             skew = self.rng.randint(-self.faults.max_skew_ms, self.faults.max_skew_ms)
-            self.nodes[node_id] = _Node(core, self.rng.randint(0, 10**6), skew)
+            origin = self.rng.randint(0, MONO_ORIGINS_MS)
+            now = Now(self.time_ms + origin, WALL_EPOCH_MS + self.time_ms + skew)
+            kind = self.strategies.get(node_id, NodeCore)
+            core, effects = kind.start(self._genesis(node_id), now)
+            node = self.nodes[node_id] = _Node(core, origin, skew)
+            node.journal.extend(e.entry for e in effects if type(e) is Journal)
         self.traders = {n: [f"{n}t{j}" for j in range(traders)] for n in self.ids}
         self.deposited: Counter[str] = Counter()
         self.capital: Counter[str] = Counter()
@@ -198,22 +231,23 @@ class Simulation:
         checks still run."""
         self._submitted: dict[tuple[NodeId, int], int] = {}
         self.transport = SignedTransport(seed, self.ids) if signed else None
+        self.rail_received: Counter[tuple[NodeId, NodeId]] = Counter()
+        """Bond money the rail delivered, by (poster, holder)."""
+        self.rail_returned: Counter[tuple[NodeId, NodeId]] = Counter()
+        """Bond money holders paid back, by (poster, holder)."""
+        self._requests: dict[tuple[NodeId, str], OrderRequest] = {}
+        """The order requests of the run, by (node, client order id)."""
+        self.orders: dict[tuple[NodeId, int], OrderRequest] = {}
+        """Accepted orders by (node, order id): what each was asked to do."""
 
-    def _new_core(self, node_id: NodeId, journal: list[JournalEntry] | None = None) -> NodeCore:
-        products = [spec for spec, _ in PRODUCTS]
-        secret = f"{self.seed}:{node_id}".encode()
-        references = dict(self.opening_references)
-        kind = self.strategies.get(node_id, NodeCore)
-        if journal is None:
-            return kind(node_id, products, self.ids, self.config, secret, references)
-        return kind.rebuild(
+    def _genesis(self, node_id: NodeId) -> Genesis:
+        return Genesis(
             node_id,
-            products,
-            self.ids,
             self.config,
-            secret,
-            journal,
-            references,
+            tuple(spec for spec, _ in PRODUCTS),
+            tuple(self.ids),
+            f"{self.seed}:{node_id}".encode(),
+            tuple(sorted(self.opening_references.items())),
         )
 
     # ------------------------------------------------------------ clocks
@@ -315,6 +349,8 @@ class Simulation:
             self.blocked.add(payload)
         elif kind == "heal":
             self.blocked.discard(payload)
+        elif kind == "rail":
+            self._rail(payload)
         elif kind == "jump":
             node = self.nodes[payload]
             node.skew_ms += self.rng.choice((-1, 1)) * self.rng.randint(1_000, 30_000)
@@ -328,7 +364,7 @@ class Simulation:
             return
         trader = self.rng.choice(self.traders[node_id])
         core = node.core
-        mine = [o for o, m in core.resting.items() if m.order.trader_id == trader]
+        mine = core.resting.of_trader(trader)
         if mine and self.rng.random() < 0.2:
             self._apply(node_id, core.cancel(trader, self.rng.choice(mine), self.now(node_id)))
             return
@@ -350,12 +386,14 @@ class Simulation:
         request = OrderRequest(
             trader, f"c{self.report.orders}", spec.product_id, side, quantity, price, tif
         )
+        self._requests[(node_id, request.client_order_id)] = request
         self._apply(node_id, core.place(request, self.now(node_id)))
 
     # ----------------------------------------------------------- network
 
     def _apply(self, node_id: NodeId, effects: list[Effect]) -> None:
         self.checker.touched(node_id)
+        node = self.nodes[node_id]
         for effect in effects:
             kind = type(effect)
             if kind is Send:
@@ -364,6 +402,41 @@ class Simulation:
                 self._set_timer(node_id, effect.at_mono_ms)  # type: ignore[union-attr]
             elif kind is Reply:
                 self._reply(node_id, effect)  # type: ignore[arg-type]
+            elif kind is Journal:
+                node.journal.append(effect.entry)  # type: ignore[union-attr]
+            elif kind is Pay:
+                self._pay(node_id, effect)  # type: ignore[arg-type]
+            elif kind is Violation:
+                violation: Violation = effect  # type: ignore[assignment]
+                self.report.violations[(node_id, violation.peer, violation.reason)] += 1
+        if len(node.journal) >= self.snapshot_every:
+            self._take_snapshot(node)
+
+    def _take_snapshot(self, node: _Node) -> None:
+        """The node's store snapshots it and drops the journal before it."""
+        node.snapshot = encode_snapshot(node.core.snapshot())
+        node.journal = []
+        self.snapshots_taken += 1
+
+    def _pay(self, payer: NodeId, pay: Pay) -> None:
+        """The built-in rail: bond money reaches the payee's node as a receipt
+        after a short delay; money paid back is only counted."""
+        if pay.purpose == "bond_return":
+            self.rail_returned[(pay.peer, payer)] += pay.amount
+            return
+        low, high = RAIL_DELAY_MS
+        self._schedule(self.time_ms + self.rng.randint(low, high), "rail", (payer, pay))
+
+    def _rail(self, payload: tuple[NodeId, Pay]) -> None:
+        payer, pay = payload
+        node = self.nodes[pay.peer]
+        if not node.up:
+            self._schedule(self.time_ms + 100, "rail", payload)
+            return
+        self.rail_received[(payer, pay.peer)] += pay.amount
+        now = self.now(pay.peer)
+        effects = node.core.bond_received(payer, pay.ref, pay.asset, pay.amount, now)
+        self._apply(pay.peer, effects)
 
     def _send(self, sender: NodeId, effect: Send) -> None:
         message = effect.message
@@ -403,12 +476,19 @@ class Simulation:
         if type(payload) is Send:
             time_ms = self.time_ms
             now = Now(time_ms + node.mono_offset_ms, WALL_EPOCH_MS + time_ms + node.skew_ms)
-            self._apply(receiver, node.core.receive(sender, payload.hlc, payload.message, now))
+            message = payload.message
+            effects = node.core.receive(sender, payload.hlc, message, now)
+            if type(message) is Confirmation:
+                self.checker.confirmed(receiver, sender, message, effects)
+            self._apply(receiver, effects)
             return
         assert isinstance(payload, bytes)
         for origin, hlc, message in self._open_frame(receiver, payload):
             now = self.now(receiver)
-            self._apply(receiver, node.core.receive(origin, hlc, message, now))
+            effects = node.core.receive(origin, hlc, message, now)
+            if type(message) is Confirmation:
+                self.checker.confirmed(receiver, origin, message, effects)
+            self._apply(receiver, effects)
 
     def _open_frame(self, receiver: NodeId, frame: bytes) -> list[tuple[NodeId, Hlc, Message]]:
         assert self.transport is not None
@@ -440,6 +520,7 @@ class Simulation:
     def _reply(self, node_id: NodeId, effect: Reply) -> None:
         event = effect.event
         if isinstance(event, Executed):
+            self.checker.executed(node_id, event)
             self.report.trades += 1
             if event.counterparty != node_id:
                 self.report.cross_node_trades += 1
@@ -450,10 +531,17 @@ class Simulation:
             self._submitted.pop((node_id, event.order_id), None)
         elif isinstance(event, Accepted):
             self._submitted[(node_id, event.order_id)] = self.time_ms
+            request = self._requests.pop((node_id, event.client_order_id), None)
+            if request is not None:
+                self.orders[(node_id, event.order_id)] = request
         elif isinstance(event, Rejected):
             self.report.rejected += 1
 
     # ------------------------------------------------------------ crashes
+
+    def crash(self, node_id: NodeId) -> None:
+        """Crash ``node_id`` now; it restarts by itself a little later."""
+        self._crash(node_id)
 
     def _crash(self, node_id: NodeId) -> None:
         node = self.nodes[node_id]
@@ -465,18 +553,25 @@ class Simulation:
         self._schedule(self.time_ms + self.rng.randint(10, 1_000), "restart", node_id)
 
     def _restart(self, node_id: NodeId) -> None:
-        """Rebuild the node from its journal, prove it identical, then restart it."""
+        """Recover the node from its store (latest snapshot and the journal
+        after it), prove it identical, then restart it on a monotonic clock
+        with a new origin."""
         node = self.nodes[node_id]
         before = node.core.state_hash()
-        rebuilt = self._new_core(node_id, list(node.core.journal))
-        if rebuilt.state_hash() != before:
+        kind = self.strategies.get(node_id, NodeCore)
+        snapshot = None if node.snapshot is None else decode_snapshot(node.snapshot)
+        journal = list(node.journal)
+        recovered = kind.recover(journal, snapshot)
+        if recovered.state_hash() != before:
             raise InvariantError(
-                f"seed {self.seed}: node {node_id} rebuilt from its journal differs (invariant 10)"
+                f"seed {self.seed}: node {node_id} recovered from its store differs (invariant 10)"
             )
-        node.core = rebuilt
+        node.mono_offset_ms = self.rng.randint(0, MONO_ORIGINS_MS)
         node.up = True
+        core, effects = recovered.restart(self.now(node_id))
+        node.core = core
         self.checker.restarted(node_id)
-        self._apply(node_id, rebuilt.restart(self.now(node_id)))
+        self._apply(node_id, effects)
 
     # ------------------------------------------------------------ phases
 
@@ -518,7 +613,14 @@ class Simulation:
         core = self.nodes[node_id].core
         if node_id in self.strategies:
             return True
-        return not core.working and not core.locks and not core.unsettled
+        # Trades with a suspended peer stay on record until the operator
+        # reinstates it: they are not left to settle.
+        return (
+            not core.originator.working
+            and not core.originator.in_doubt
+            and not core.holder.locks
+            and not any(v.unsettled and not v.suspended for v in core.liability.peers.values())
+        )
 
     def check_final(self) -> None:
         self.checker.final()
@@ -554,7 +656,7 @@ def trader_accounts(sim: Simulation, asset: str) -> int:
     """What all traders of the network hold of ``asset``."""
     total = 0
     for node_id, traders in sim.traders.items():
-        ledger = sim.nodes[node_id].core.ledger
+        ledger = sim.nodes[node_id].core.context.ledger
         for trader in traders:
             from datn.ledger import AccountKey  # noqa: PLC0415
 

@@ -4,15 +4,26 @@
 back, validating every field on the way in; ``keys`` holds node identity and
 Ed25519 signatures; ``frame`` packs envelopes into batches, one signed frame
 each; ``link`` numbers envelopes on the way out and refuses replays on the way
-in. All of it is pure: bytes and values in, bytes and values out. Whatever a
-peer sends, the only error it can cause is a :class:`RemoteProtocolError`; our
-own misuse raises :class:`LocalProtocolError`.
+in. ``journal`` and ``snapshot`` give a node's journal entries and snapshots
+their stored form, versioned, and read them back exactly. All of it is pure:
+bytes and values in, bytes and values out. Whatever a peer sends, the only
+error it can cause is a :class:`RemoteProtocolError`; our own misuse raises
+:class:`LocalProtocolError`; whatever a store hands back, the only error
+reading it can cause is a :class:`JournalError` (a :class:`SnapshotError` for a
+snapshot).
 """
 
 from __future__ import annotations
 
 from datn.wire.codec import decode_message, encode_message, from_wire, to_wire
-from datn.wire.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from datn.wire.errors import (
+    JournalError,
+    LocalProtocolError,
+    ProtocolError,
+    RemoteProtocolError,
+    SnapshotError,
+    WireError,
+)
 from datn.wire.frame import (
     FRAME_VERSION,
     Batch,
@@ -23,6 +34,7 @@ from datn.wire.frame import (
     seal,
     sign_frame,
 )
+from datn.wire.journal import JOURNAL_VERSION, decode_entry, encode_entry
 from datn.wire.keys import (
     NodeKey,
     Purpose,
@@ -32,14 +44,18 @@ from datn.wire.keys import (
     verify,
 )
 from datn.wire.link import InboundLink, InboundLinks, OutboundLink, ReplayWindow
+from datn.wire.snapshot import SNAPSHOT_FORMAT_VERSION, decode_snapshot, encode_snapshot
 
 __all__ = [
     "FRAME_VERSION",
+    "JOURNAL_VERSION",
+    "SNAPSHOT_FORMAT_VERSION",
     "Batch",
     "Envelope",
     "FrameHeader",
     "InboundLink",
     "InboundLinks",
+    "JournalError",
     "LocalProtocolError",
     "NodeKey",
     "OutboundLink",
@@ -47,9 +63,15 @@ __all__ = [
     "Purpose",
     "RemoteProtocolError",
     "ReplayWindow",
+    "SnapshotError",
+    "WireError",
     "check_node_id",
+    "decode_entry",
     "decode_message",
+    "decode_snapshot",
+    "encode_entry",
     "encode_message",
+    "encode_snapshot",
     "from_wire",
     "node_id_from_public_key",
     "open_frame",

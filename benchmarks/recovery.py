@@ -1,0 +1,376 @@
+"""Recovery: replay speed, snapshots, and the core's memory after a long run.
+
+A node's store keeps a snapshot and the journal after it; a restart decodes
+the snapshot, restores the node from it and replays the tail. This script
+measures that path on the node core itself, through the same byte encodings
+a store uses (``datn.wire.journal``, ``datn.wire.snapshot``):
+
+* a node ``a`` with a peer ``b`` (both real cores, messages delivered at
+  once, every bond posted over the built-in rail) is fed a deterministic
+  trader flow at a fixed virtual rate: first ``--book`` resting orders (buys
+  below the market, sells above it, spread over many price levels), then a
+  churn that keeps the book at that size: each action either crosses the
+  book with an IOC and tops it up (local trades), takes an order ``b`` just
+  rested inside the spread (a trade between the nodes, settled every cycle),
+  cancels a resting order and replaces it, or places an IOC that does not
+  cross;
+* after 100,000 orders and after 1,000,000 orders (``--orders``), with the
+  same live book, it measures the core's resident memory: the bytes of every
+  object reachable from the core (a walk of ``gc.get_referents``, classes
+  and modules excluded), and the process's resident set for reference;
+* at the 100,000-order point it takes a snapshot, keeps the next
+  ``--tail`` journal entries, and measures: snapshot size, time to take and
+  encode it, time to decode and restore it, time to decode and replay the
+  tail (entries per second), and the whole restore-plus-tail path, whose
+  state hash must equal the live node's; and the speed of a replay of the
+  whole journal from the genesis (entries per second).
+
+Figures are medians of ``--runs`` repetitions where a step is repeated (the
+restore path); the flow itself runs once. The core keeps answers to finished
+orders for ``client_order_memory_ms`` and refusals for
+``decision_memory_ms`` (the retention windows), so the memory of a node
+that has run longer than them is bounded by its live state and its order
+rate, not its history; this run uses a 60 s client-order memory at
+200 orders per second, as printed. Nothing here asserts a figure.
+
+Usage: python benchmarks/recovery.py [--book 100000] [--orders 100000 1000000]
+       [--tail 10000] [--runs 5] [--seed 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from collections import deque
+from dataclasses import replace
+from importlib import metadata
+from types import FunctionType, ModuleType
+
+import datn.book.book
+import datn.ledger.ledger
+from datn.domain import USD, ProductKind, ProductSpec, Side, TimeInForce
+from datn.protocol.clock import Now
+from datn.protocol.effects import Effect, Genesis, Journal, JournalEntry, Pay, Reply, Send
+from datn.protocol.messages import NodeId
+from datn.protocol.node import NodeConfig, NodeCore
+from datn.protocol.venue import OrderRequest
+from datn.risk import RiskConfig
+from datn.wire import decode_entry, decode_snapshot, encode_entry, encode_snapshot
+
+XYZ = ProductSpec("XYZ", ProductKind.SHARE, USD.code)
+A, B = NodeId("a"), NodeId("b")
+MID = 50_000
+WALL_EPOCH_MS = 1_795_000_000_000
+ORDER_INTERVAL_MS = 5
+"""Virtual time between trader actions: 200 orders per second."""
+TRADERS = 1_000
+
+
+class Flow:
+    """Two cores, a wire that delivers at once, and a deterministic flow."""
+
+    def __init__(self, seed: int, config: NodeConfig) -> None:
+        self.rng = random.Random(seed)
+        self.mono = 1_000
+        self.queue: deque[tuple[NodeId, Send]] = deque()
+        self.nodes: dict[NodeId, NodeCore] = {}
+        self.journal: list[JournalEntry] = []
+        self.tail: list[JournalEntry] | None = None
+        self.orders = 0
+        self.resting: list[int] = []
+        self.resting_set: set[int] = set()
+        for node_id in (A, B):
+            genesis = Genesis(
+                node_id, config, (XYZ,), (A, B), node_id.encode(), ((XYZ.product_id, MID),)
+            )
+            core, effects = NodeCore.start(genesis, self.now())
+            self.nodes[node_id] = core
+            self.apply(node_id, effects)
+        for node_id, core in self.nodes.items():
+            for t in range(TRADERS):
+                trader = f"t{t}"
+                self.apply(node_id, core.deposit(trader, USD.code, 10**13, self.now()))
+                self.apply(node_id, core.deposit(trader, XYZ.product_id, 10**7, self.now()))
+            self.apply(node_id, core.fund(USD.code, 10**14, self.now()))
+            peer = B if node_id == A else A
+            self.apply(node_id, core.post_bond(peer, 10**13, self.now()))
+        self.deliver()
+
+    def now(self) -> Now:
+        return Now(self.mono, WALL_EPOCH_MS + self.mono)
+
+    def apply(self, node_id: NodeId, effects: list[Effect]) -> None:
+        for effect in effects:
+            kind = type(effect)
+            if kind is Send:
+                self.queue.append((node_id, effect))  # type: ignore[arg-type]
+            elif kind is Journal and node_id == A:
+                entry = effect.entry  # type: ignore[union-attr]
+                if self.tail is not None:
+                    self.tail.append(entry)
+                else:
+                    self.journal.append(entry)
+            elif kind is Pay and effect.purpose == "bond":  # type: ignore[union-attr]
+                pay: Pay = effect  # type: ignore[assignment]
+                payee = self.nodes[pay.peer]
+                self.apply(
+                    pay.peer,
+                    payee.bond_received(node_id, pay.ref, pay.asset, pay.amount, self.now()),
+                )
+            elif kind is Reply and node_id == A:
+                self.noted(effect)  # type: ignore[arg-type]
+
+    def noted(self, reply: Reply) -> None:
+        event = reply.event
+        name = type(event).__name__
+        if name == "Rested":
+            order_id = event.order_id  # type: ignore[union-attr]
+            self.resting.append(order_id)
+            self.resting_set.add(order_id)
+        elif name == "Done":
+            self.resting_set.discard(event.order_id)  # type: ignore[union-attr]
+
+    def deliver(self) -> None:
+        while self.queue:
+            sender, send = self.queue.popleft()
+            node = self.nodes[send.peer]
+            self.apply(send.peer, node.receive(sender, send.hlc, send.message, self.now()))
+
+    def place(
+        self,
+        node_id: NodeId,
+        side: Side,
+        lots: int,
+        *,
+        far: bool = True,
+        cross: bool = False,
+        inside: bool = False,
+        tif: TimeInForce = TimeInForce.GTC,
+    ) -> None:
+        self.orders += node_id == A
+        rng = self.rng
+        if inside:
+            price = MID + 5 if side is Side.BUY else MID - 5
+        elif cross:
+            price = MID + 2_000 if side is Side.BUY else MID - 2_000
+        elif far:
+            offset = rng.randint(10, 1_500)
+            price = MID - offset if side is Side.BUY else MID + offset
+        else:
+            offset = rng.randint(1_600, 1_900)
+            price = MID - offset if side is Side.BUY else MID + offset
+        trader = f"t{rng.randrange(TRADERS)}"
+        request = OrderRequest(
+            trader,
+            f"{node_id}{self.mono}-{rng.getrandbits(32)}",
+            XYZ.product_id,
+            side,
+            lots,
+            price,
+            tif,
+        )
+        self.apply(node_id, self.nodes[node_id].place(request, self.now()))
+        self.deliver()
+
+    def step(self) -> None:
+        """One trader action at ``a``, then time moves on."""
+        self.mono += ORDER_INTERVAL_MS
+        core = self.nodes[A]
+        for node_id, node in self.nodes.items():
+            self.apply(node_id, node.tick(self.now()))
+        self.deliver()
+        rng = self.rng
+        roll = rng.random()
+        side = rng.choice((Side.BUY, Side.SELL))
+        if roll < 0.40 and self.resting:
+            # Cancel a resting order and place another: the book keeps its size.
+            order_id = self._pick_resting()
+            trader = core.resting.orders[order_id].order.trader_id
+            self.apply(A, core.cancel(trader, order_id, self.now()))
+            self.place(A, side, rng.randint(1, 20))
+        elif roll < 0.70:
+            self.place(A, side, rng.randint(1, 20), cross=True, tif=TimeInForce.IOC)
+            self.place(A, side.opposite, rng.randint(1, 20))  # and top the book up
+        elif roll < 0.80:
+            # b shows a better price than anything in a's book, and a takes it.
+            lots = rng.randint(1, 3)
+            self.place(B, side.opposite, lots, inside=True)
+            self.place(A, side, lots, inside=True, tif=TimeInForce.IOC)
+        else:
+            self.place(A, side, rng.randint(1, 20), tif=TimeInForce.IOC)
+
+    def _pick_resting(self) -> int:
+        resting, live = self.resting, self.resting_set
+        while True:
+            index = self.rng.randrange(len(resting))
+            order_id = resting[index]
+            resting[index] = resting[-1]
+            resting.pop()
+            if order_id in live:
+                return order_id
+
+
+def deep_size(root: object) -> int:
+    """Bytes of every object reachable from ``root``, each counted once;
+    classes, modules and functions (shared code, not state) excluded."""
+    seen: set[int] = set()
+    stack = [root]
+    total = 0
+    skip = (type, ModuleType, FunctionType)
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, skip):
+            continue
+        seen.add(id(obj))
+        total += sys.getsizeof(obj)
+        stack.extend(gc.get_referents(obj))
+    return total
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        pages = int(statm.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def median_time(action: object, runs: int) -> tuple[float, object]:
+    times, result = [], None
+    for _ in range(runs):
+        gc.collect()
+        start = time.perf_counter()
+        result = action()  # type: ignore[operator]
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def live_state(core: NodeCore) -> str:
+    ledger = core.context.ledger
+    return (
+        f"{len(core.resting.orders):,} resting orders, {len(ledger.open_holds()):,} open holds, "
+        f"{len(ledger.accounts()):,} accounts, {len(core.traders.answers):,} remembered answers, "
+        f"{len(core.holder.decisions):,} remembered decisions"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--book", type=int, default=100_000)
+    parser.add_argument("--orders", type=int, nargs=2, default=[100_000, 1_000_000])
+    parser.add_argument("--tail", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    compiled = [
+        m.__name__
+        for m in (datn.book.book, datn.ledger.ledger)
+        if (m.__file__ or "").endswith(".so")
+    ]
+    build = "compiled: " + ", ".join(compiled) if compiled else "pure Python"
+    print(f"datn {metadata.version('datn')}, {build}")
+    print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores")
+    risk = RiskConfig(listed_products=frozenset({XYZ.product_id}))
+    config = replace(NodeConfig(risk), client_order_memory_ms=60_000)
+    print(
+        f"node a: {args.book:,} resting orders, then churn to {args.orders[1]:,} orders; "
+        f"{1_000 // ORDER_INTERVAL_MS} orders/s virtual, client-order memory "
+        f"{config.client_order_memory_ms // 1_000} s, decision memory "
+        f"{config.decision_memory_ms // 1_000} s, ledger id memory {config.ledger_id_memory:,}; "
+        f"seed {args.seed}"
+    )
+    started = time.perf_counter()
+    flow = Flow(args.seed, config)
+    while flow.orders < args.book:
+        flow.mono += ORDER_INTERVAL_MS
+        flow.place(A, flow.rng.choice((Side.BUY, Side.SELL)), flow.rng.randint(1, 20))
+    print(f"built the book in {time.perf_counter() - started:.1f} s")
+    while flow.orders < args.orders[0]:
+        flow.step()
+    core = flow.nodes[A]
+    gc.collect()
+    first_memory = deep_size(core)
+    print(f"\nafter {flow.orders:,} orders: {live_state(core)}")
+    print(f"  core memory {first_memory / 2**20:,.1f} MiB (process RSS {rss_mb():,.0f} MiB)")
+
+    # --- snapshot, tail, restore
+    take_s, snapshot = median_time(lambda: encode_snapshot(core.snapshot()), args.runs)
+    assert isinstance(snapshot, bytes)
+    live_hash = core.state_hash()
+    size_mib = len(snapshot) / 2**20
+    print(f"  snapshot: {size_mib:,.1f} MiB, taken and encoded in {take_s * 1000:,.0f} ms")
+    flow.tail = []
+    while len(flow.tail) < args.tail:
+        flow.step()
+    tail = flow.tail  # a step journals several entries: at least --tail of them
+    flow.journal.extend(flow.tail)
+    flow.tail = None
+    encoded_tail = [encode_entry(entry) for entry in tail]
+    restore_s, restored = median_time(
+        lambda: NodeCore.recover([], decode_snapshot(snapshot)), args.runs
+    )
+    print(f"  decode and restore the snapshot: {restore_s * 1000:,.0f} ms")
+
+    def restore_and_replay() -> str:
+        entries = [decode_entry(data) for data in encoded_tail]
+        return NodeCore.recover(entries, decode_snapshot(snapshot)).state_hash()
+
+    def replay_tail_only() -> None:
+        entries = [decode_entry(data) for data in encoded_tail]
+        recovered = NodeCore.recover([], decode_snapshot(snapshot))
+        start = time.perf_counter()
+        for entry in entries:
+            recovered._core._apply(entry.input, entry.now)  # type: ignore[union-attr]
+        replay_times.append(time.perf_counter() - start)
+
+    replay_times: list[float] = []
+    for _ in range(args.runs):
+        replay_tail_only()
+    replay_s = statistics.median(replay_times)
+    print(
+        f"  replay of the {len(tail):,}-entry tail: {replay_s * 1000:,.0f} ms "
+        f"({len(tail) / replay_s:,.0f} entries/s)"
+    )
+    total_s, _ = median_time(restore_and_replay, args.runs)
+    tail_live = flow.nodes[A].state_hash()
+    assert restore_and_replay() == tail_live, "restore + tail must give the live node's state"
+    print(
+        f"  restore from the snapshot plus the {len(tail):,}-entry tail, decoding included: "
+        f"{total_s * 1000:,.0f} ms (state hash equals the live node's)"
+    )
+    _ = live_hash, restored
+
+    # --- full replay speed
+    full = list(flow.journal)
+    start = time.perf_counter()
+    NodeCore.recover(full)
+    full_s = time.perf_counter() - start
+    print(
+        f"  replay of the whole journal ({len(full):,} entries): {full_s:,.1f} s "
+        f"({len(full) / full_s:,.0f} entries/s)"
+    )
+    del full
+    flow.journal = []  # the store keeps the journal; the node does not
+
+    # --- the long run
+    while flow.orders < args.orders[1]:
+        flow.step()
+        if len(flow.journal) > 200_000:
+            flow.journal = []
+    gc.collect()
+    second_memory = deep_size(core)
+    print(f"\nafter {flow.orders:,} orders: {live_state(core)}")
+    print(f"  core memory {second_memory / 2**20:,.1f} MiB (process RSS {rss_mb():,.0f} MiB)")
+    print(
+        f"\nmemory after {args.orders[1]:,} orders / after {args.orders[0]:,}: "
+        f"{second_memory / first_memory:.2f}x"
+    )
+    print(f"total wall time {time.perf_counter() - started:,.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,262 @@
+"""What a node knows of the network around it: each peer's resting orders as
+advertised (the network book), the round trip and clock offset to each peer,
+and the heartbeats that measure them.
+
+The network book is advisory: it decides whom an originator asks, never what
+trades. It is bounded per peer (``max_adverts_per_peer``), and so is the
+record of advert versions missed (``max_advert_gaps``), so a peer that floods
+adverts cannot grow a node's memory.
+
+Round trips are estimated as TCP does (RFC 6298, in integer milliseconds): a
+smoothed RTT and a mean deviation, so an originator's acceptance budget
+leaves room for a link whose delay jitters, not only for its average.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from datn.domain import Side
+from datn.domain.value import NodeId, Value
+from datn.protocol.clock import Now
+from datn.protocol.context import Context
+from datn.protocol.effects import Effect, SetTimer
+from datn.protocol.messages import Advert, Heartbeat, TradePrint
+
+MAX_PLAUSIBLE_RTT_MS = 60_000
+"""A round-trip sample beyond this (or below zero) is dropped: it measures a
+restart or a lie, not the link."""
+
+
+class PeerViewState(Value, frozen=True):
+    peer: NodeId
+    srtt_ms: int
+    rttvar_ms: int
+    rtt_samples: int
+    offset_ms: int
+    adverts: tuple[Advert, ...]
+    adverts_seen_through: int
+    adverts_seen_above: tuple[int, ...]
+    advert_version_announced: int
+
+
+class NetworkState(Value, frozen=True):
+    views: tuple[PeerViewState, ...]
+    next_heartbeat_ms: int | None
+    probe_queue: tuple[NodeId, ...]
+
+
+@dataclass(slots=True)
+class PeerView:
+    """This node's view of one peer."""
+
+    srtt_ms: int
+    rttvar_ms: int
+    rtt_samples: int = 0
+    offset_ms: int = 0
+    adverts: dict[int, Advert] = field(default_factory=dict)
+    bids: dict[str, dict[int, Advert]] = field(default_factory=dict)
+    asks: dict[str, dict[int, Advert]] = field(default_factory=dict)
+    """The same adverts by side and product: routing reads only one side."""
+    adverts_seen_through: int = 0
+    """Every advert version up to this one has arrived..."""
+    adverts_seen_above: set[int] = field(default_factory=set)
+    """...and these beyond it (a lost or late advert leaves a gap)."""
+    advert_version_announced: int = 0
+
+    @property
+    def stale(self) -> bool:
+        """True when the peer announced adverts this node has not seen."""
+        return self.adverts_seen_through < self.advert_version_announced
+
+    @property
+    def rtt_ms(self) -> int:
+        """The smoothed round trip."""
+        return self.srtt_ms
+
+    @property
+    def rtt_budget_ms(self) -> int:
+        """The round trip to budget for: smoothed RTT plus four deviations."""
+        return self.srtt_ms + 4 * self.rttvar_ms
+
+    def sample_rtt(self, rtt: int) -> bool:
+        """Fold one round-trip sample into the estimate; False if implausible."""
+        if not 0 <= rtt <= MAX_PLAUSIBLE_RTT_MS:
+            return False
+        if self.rtt_samples == 0:
+            self.srtt_ms = rtt
+            self.rttvar_ms = rtt // 2
+        else:
+            self.rttvar_ms = (3 * self.rttvar_ms + abs(self.srtt_ms - rtt)) // 4
+            self.srtt_ms = (7 * self.srtt_ms + rtt) // 8
+        self.rtt_samples += 1
+        return True
+
+    def see_advert(self, version: int, max_gaps: int) -> bool:
+        """Note that advert ``version`` arrived; False if it had already."""
+        if version <= self.adverts_seen_through or version in self.adverts_seen_above:
+            return False
+        above = self.adverts_seen_above
+        if version == self.adverts_seen_through + 1:
+            self.adverts_seen_through = version
+        else:
+            above.add(version)
+            if len(above) > max_gaps:
+                # Too many gaps to track: give up the oldest one. The network
+                # book is advisory, and the peer stays marked stale until its
+                # adverts catch up.
+                lowest = min(above)
+                above.discard(lowest)
+                self.adverts_seen_through = lowest
+        while self.adverts_seen_through + 1 in above:
+            self.adverts_seen_through += 1
+            above.discard(self.adverts_seen_through)
+        self.advert_version_announced = max(self.advert_version_announced, version)
+        return True
+
+    def index(self, advert: Advert) -> dict[int, Advert]:
+        side = self.bids if advert.side is Side.BUY else self.asks
+        book = side.get(advert.product_id)
+        if book is None:
+            book = side[advert.product_id] = {}
+        return book
+
+
+class NetworkView:
+    """The network book, round trips and heartbeats; see the module docstring."""
+
+    def __init__(self, context: Context) -> None:
+        self.context = context
+        self.views: dict[NodeId, PeerView] = {p: self._new_view() for p in context.peers}
+        self.next_heartbeat_ms: int | None = None
+        self._probe_queue: deque[NodeId] = deque(self.views)
+
+    def _new_view(self) -> PeerView:
+        rtt = self.context.config.default_rtt_ms
+        return PeerView(rtt, rtt // 2)
+
+    def add_peer(self, peer: NodeId) -> None:
+        if peer not in self.views:
+            self.views[peer] = self._new_view()
+            self._probe_queue.append(peer)
+
+    # ============================================================ adverts
+
+    def on_advert(self, sender: NodeId, message: Advert, now: Now, out: list[Effect]) -> None:
+        context = self.context
+        view = self.views[sender]
+        if not view.see_advert(message.version, context.config.max_advert_gaps):
+            return
+        if message.product_id not in context.products:
+            context.count("adverts_unlisted")
+            return
+        current = view.adverts.get(message.order_ref)
+        if current is not None and current.version > message.version:
+            return  # an older advert overtaken by a newer one
+        if not message.quantity_lots:
+            if current is not None:
+                del view.adverts[message.order_ref]
+                view.index(current).pop(message.order_ref, None)
+            return
+        if current is None and len(view.adverts) >= context.config.max_adverts_per_peer:
+            context.count("adverts_over_limit")
+            return
+        if current is not None and (
+            current.side is not message.side or current.product_id != message.product_id
+        ):
+            view.index(current).pop(message.order_ref, None)
+        view.adverts[message.order_ref] = message
+        view.index(message)[message.order_ref] = message
+
+    def on_trade_print(
+        self, sender: NodeId, message: TradePrint, now: Now, out: list[Effect]
+    ) -> None:
+        """A peer's trade: its price joins the product's marks, as the
+        peer's (one source however many it sends)."""
+        context = self.context
+        if message.product_id not in context.products:
+            context.count("prints_unlisted")
+            return
+        context.marks.record(message.product_id, sender, message.price_ticks)
+        context.count("prints_received")
+
+    # ========================================================= heartbeats
+
+    def heartbeat(self, advert_version: int, now: Now, out: list[Effect]) -> None:
+        due = self.next_heartbeat_ms
+        if due is not None and now.mono_ms < due:
+            return
+        context = self.context
+        if due is not None:
+            beat = Heartbeat(now.mono_ms, None, now.wall_ms, advert_version)
+            # Round robin: the peers probed longest ago go first.
+            queue = self._probe_queue
+            for _ in range(min(context.config.heartbeat_peers, len(queue))):
+                peer = queue.popleft()
+                queue.append(peer)
+                context.send(peer, beat, now, out)
+        self.next_heartbeat_ms = now.mono_ms + context.config.heartbeat_ms
+        out.append(SetTimer(self.next_heartbeat_ms))
+
+    def on_heartbeat(
+        self,
+        sender: NodeId,
+        message: Heartbeat,
+        advert_version: int,
+        now: Now,
+        out: list[Effect],
+    ) -> None:
+        view = self.views[sender]
+        view.advert_version_announced = max(view.advert_version_announced, message.advert_version)
+        if message.echo_mono_ms is None:
+            answer = Heartbeat(now.mono_ms, message.sent_mono_ms, now.wall_ms, advert_version)
+            self.context.send(sender, answer, now, out)
+            return
+        rtt = now.mono_ms - message.echo_mono_ms
+        if view.sample_rtt(rtt):
+            view.offset_ms = message.wall_ms - (now.wall_ms - rtt // 2)
+
+    def restart(self) -> None:
+        self.next_heartbeat_ms = None
+
+    # ============================================================ snapshot
+
+    def snapshot(self) -> NetworkState:
+        return NetworkState(
+            tuple(
+                PeerViewState(
+                    peer,
+                    v.srtt_ms,
+                    v.rttvar_ms,
+                    v.rtt_samples,
+                    v.offset_ms,
+                    tuple(v.adverts.values()),
+                    v.adverts_seen_through,
+                    tuple(sorted(v.adverts_seen_above)),
+                    v.advert_version_announced,
+                )
+                for peer, v in self.views.items()
+            ),
+            self.next_heartbeat_ms,
+            tuple(self._probe_queue),
+        )
+
+    def restore(self, state: NetworkState) -> None:
+        self.views = {}
+        for s in state.views:
+            view = PeerView(
+                s.srtt_ms,
+                s.rttvar_ms,
+                s.rtt_samples,
+                s.offset_ms,
+                adverts_seen_through=s.adverts_seen_through,
+                adverts_seen_above=set(s.adverts_seen_above),
+                advert_version_announced=s.advert_version_announced,
+            )
+            for advert in s.adverts:
+                view.adverts[advert.order_ref] = advert
+                view.index(advert)[advert.order_ref] = advert
+            self.views[s.peer] = view
+        self.next_heartbeat_ms = state.next_heartbeat_ms
+        self._probe_queue = deque(state.probe_queue)

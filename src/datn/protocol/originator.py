@@ -1,0 +1,1090 @@
+"""The originator's part of the trade protocol (DESIGN.md section 4, steps
+1, 2, 4, 6 and 7).
+
+An originator checks and holds a new order, locks crossing quantity in its
+own book, broadcasts the order to peers (every peer, or only those its
+network book shows with crossing liquidity), collects potential trades
+until every asked peer answered or the collection window closed, ranks
+them, accepts the best and releases the rest, and books each confirmed
+trade. After refusals it broadcasts again, a bounded number of rounds; a
+GTC remainder then rests.
+
+It trusts no holder beyond what the holder signed and what its own records
+show:
+
+* an offer beyond the order's limit or for more than was asked is ignored
+  and counted, and never accepted;
+* a confirmation on other terms than offered and accepted books nothing: it
+  is the holder's protocol violation, kept with its messages as evidence,
+  and the lock counts as refused;
+* a holder that refused this order, or whose accepted lots often end
+  refused or lapsed, is ranked and routed after every other holder, so
+  liquidity that stood the whole time is taken first;
+* an order stops waiting on a holder that does not decide within
+  ``decision_timeout_ms``: the rest of the order goes on, and the accepted
+  lots stay reserved, in doubt and shown, until the holder decides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+from datn.clearing.exposure import obligations
+from datn.clearing.quota import AcceptanceRatio
+from datn.domain import DomainError, Order, OrderType, ProductSpec, Side, TimeInForce
+from datn.domain.value import NodeId, Value
+from datn.ledger import AccountKey, LedgerError
+from datn.protocol.booking import trade_entry
+from datn.protocol.clock import Hlc, Now
+from datn.protocol.context import Context
+from datn.protocol.effects import (
+    Accepted,
+    CancelAnswer,
+    Done,
+    Effect,
+    Executed,
+    Rejected,
+    Reply,
+    SetTimer,
+    Waiting,
+    WaitOver,
+)
+from datn.protocol.holder import Holder
+from datn.protocol.liability import Liability
+from datn.protocol.messages import (
+    Acceptance,
+    Advert,
+    Confirmation,
+    Offer,
+    OrderBroadcast,
+    PotentialTrades,
+    Refusal,
+    Release,
+)
+from datn.protocol.network import NetworkView
+from datn.protocol.resting import OrderState, RestingOrders
+from datn.protocol.traders import Traders
+from datn.protocol.venue import OrderRequest, order_from_request, risk_context, trader_owner
+from datn.risk import MarkedPosition, Reject, check_order, protection_price_ticks, required_hold
+
+MAX_OFFERS_ACCEPTED: Final = 100
+"""An originator takes at most this many potential trades for one order."""
+
+
+class CandidateState(Value, frozen=True):
+    holder: NodeId
+    offer: Offer
+    received_mono_ms: int
+
+
+class AcceptedState(Value, frozen=True):
+    holder: NodeId
+    lots: int
+    offer: Offer
+
+
+class WorkingState(Value, frozen=True):
+    order: OrderState
+    hold_id: str | None
+    request_id: int
+    limit_ticks: int
+    remaining_lots: int
+    filled_lots: int
+    round: int
+    asked_lots: int
+    awaiting: tuple[NodeId, ...]
+    candidates: tuple[CandidateState, ...]
+    deadline_mono_ms: int
+    broadcast_mono_ms: int | None
+    accepted: tuple[AcceptedState, ...]
+    waiting_since_mono_ms: int
+    resend_mono_ms: int
+    refused: bool
+    failed_holders: tuple[NodeId, ...]
+    cancel_requested: bool
+    exhausted: tuple[NodeId, ...]
+    in_doubt_lots: int
+
+
+class InDoubtState(Value, frozen=True):
+    holder: NodeId
+    order_id: int
+    trader_id: str
+    product_id: str
+    side: Side
+    lots: int
+    offer: Offer
+    hold_id: str | None
+    resend_mono_ms: int
+
+
+class OriginatorState(Value, frozen=True):
+    working: tuple[WorkingState, ...]
+    in_doubt: tuple[InDoubtState, ...]
+    finished_requests: tuple[int, ...]
+    reliability: tuple[tuple[NodeId, tuple[int, int, int, int]], ...]
+
+
+@dataclass(slots=True)
+class Candidate:
+    """A potential trade under consideration by an originator."""
+
+    holder: NodeId
+    offer: Offer
+    received_mono_ms: int
+
+
+@dataclass(slots=True)
+class Working:
+    """An order this node originated and is still working across the network."""
+
+    order: Order
+    product: ProductSpec
+    hold_id: str | None
+    request_id: int
+    limit_ticks: int
+    """The worst price it may trade at: its limit, or a market order's
+    protection price as it was when the order was accepted (its hold was
+    costed at that price, so the limit may not move later)."""
+    remaining_lots: int
+    filled_lots: int = 0
+    round: int = 0
+    asked_lots: int = 0
+    """The quantity the current round's broadcast asked for: no offer may exceed it."""
+    awaiting: set[NodeId] = field(default_factory=set)
+    candidates: list[Candidate] = field(default_factory=list)
+    deadline_mono_ms: int = 0
+    broadcast_mono_ms: int | None = None
+    """When the current round's broadcast left; None after a restart, when a
+    late answer would measure the old process's clock."""
+    accepted: dict[tuple[NodeId, int], tuple[int, Offer]] = field(default_factory=dict)
+    """Acceptances sent and not decided yet: lots, and the offer they took."""
+    waiting_since_mono_ms: int = 0
+    resend_mono_ms: int = 0
+    refused: bool = False
+    failed_holders: list[NodeId] = field(default_factory=list)
+    cancel_requested: bool = False
+    exhausted: set[NodeId] = field(default_factory=set)
+    """Peers that answered this order without refusing: they offered all they had."""
+    in_doubt_lots: int = 0
+    """Accepted lots this order stopped waiting for."""
+
+
+@dataclass(slots=True)
+class InDoubt:
+    """Accepted lots whose holder did not decide within the decision timeout."""
+
+    order_id: int
+    trader_id: str
+    product: ProductSpec
+    side: Side
+    lots: int
+    offer: Offer
+    hold_id: str | None
+    resend_mono_ms: int
+
+
+class Originator:
+    """Working orders and their acceptances; see the module docstring."""
+
+    def __init__(
+        self,
+        context: Context,
+        traders: Traders,
+        resting: RestingOrders,
+        holder: Holder,
+        network: NetworkView,
+        liability: Liability,
+    ) -> None:
+        self.context = context
+        self.traders = traders
+        self.resting = resting
+        self.holder = holder
+        self.network = network
+        self.liability = liability
+        self.working: dict[int, Working] = {}
+        self.in_doubt: dict[tuple[NodeId, int], InDoubt] = {}
+        self._requests: dict[int, int] = {}
+        """Request id -> order id, for the orders being worked."""
+        self._accepted: dict[tuple[NodeId, int], int] = {}
+        """(holder, lock id) -> order id, for the acceptances not decided yet."""
+        self._finished_requests: dict[int, None] = {}
+        """Request ids of recently finished orders, oldest first: locks in a
+        late answer to them are released."""
+        self._reliability: dict[NodeId, AcceptanceRatio] = {}
+        """Per holder: notional accepted (as offered) and confirmed (as taken), decayed."""
+
+    # ================================================================ intake
+
+    def place(self, request: OrderRequest, now: Now, out: list[Effect]) -> None:
+        previous = self.traders.previous(request)
+        if previous is not None:
+            out.append(Reply(request.trader_id, previous))
+            return
+        answer = self._admit(request, now, out)
+        if isinstance(answer, Rejected):
+            self.traders.rejected(request, answer, now)
+            out.append(Reply(request.trader_id, answer))
+
+    def _admit(self, request: OrderRequest, now: Now, out: list[Effect]) -> Rejected | None:
+        """Check and hold a new order, then start working it."""
+        context = self.context
+        product = context.products.get(request.product_id)
+        if product is None:
+            return Rejected(request.client_order_id, "product_not_listed", "not listed here")
+        order_id = context.counter + 1  # taken only if the order is accepted
+        try:
+            order = order_from_request(request, product, order_id)
+        except DomainError as error:
+            return Rejected(request.client_order_id, f"invalid_{error.field}", error.message)
+        risk = context.config.risk
+        check = risk_context(
+            context.ledger,
+            order,
+            product,
+            context.marks.reference(product.product_id),
+            self.traders.open_orders.get(order.trader_id, 0),
+            self.traders.recent_orders(order.trader_id, now),
+            self._positions(order.trader_id, product) if risk.short_selling else (),
+        )
+        decision = check_order(risk, check)
+        if isinstance(decision, Reject):
+            return Rejected(request.client_order_id, decision.code.value, decision.message)
+        hold = required_hold(risk, check)
+        limit = order.price_ticks
+        if order.order_type is OrderType.MARKET:
+            reference = check.reference_price_ticks
+            assert reference is not None, "risk refuses a market order without a reference"
+            limit = protection_price_ticks(risk, order.side, reference)
+        assert limit is not None
+        hold_id = None
+        if hold.amount:
+            hold_id = f"order:{order_id}"
+            account = AccountKey(trader_owner(order.trader_id), hold.asset)
+            try:
+                context.ledger.place_hold(hold_id, account, hold.amount)
+            except LedgerError as error:
+                # Only when a policy that would have refused it is off (cash
+                # or position cover): the ledger's floor still holds.
+                return Rejected(request.client_order_id, error.code, error.message)
+        context.next_counter()
+        accepted = Accepted(request.client_order_id, order_id)
+        self.traders.opened(order, now)
+        out.append(Reply(order.trader_id, accepted))
+        request_id = context.random_id("request", order_id)
+        working = Working(order, product, hold_id, request_id, limit, order.quantity_lots)
+        self.working[order_id] = working
+        self._requests[request_id] = order_id
+        context.count("orders")
+        self._start_round(working, now, out)
+        return None
+
+    def _positions(self, trader_id: str, product: ProductSpec) -> tuple[MarkedPosition, ...]:
+        """The trader's positions in products quoted like ``product``, at
+        their marks: what short-sale margin reads."""
+        context = self.context
+        owner = trader_owner(trader_id)
+        positions = []
+        for other in context.products.values():
+            if other.quote_currency != product.quote_currency:
+                continue
+            mark = context.marks.reference(other.product_id)
+            lots = context.ledger.balance(AccountKey(owner, other.product_id))
+            if mark and lots:
+                positions.append(MarkedPosition(other, lots, mark))
+        return tuple(positions)
+
+    def cancel(self, order_id: int) -> CancelAnswer:
+        """Cancel an order still being worked: it ends when its round does."""
+        working = self.working[order_id]
+        working.cancel_requested = True
+        return CancelAnswer(order_id, "pending", 0, working.remaining_lots)
+
+    # ================================================================ rounds
+
+    def _start_round(self, working: Working, now: Now, out: list[Effect]) -> None:
+        context = self.context
+        working.round += 1
+        working.candidates = self._local_offers(working, now)
+        order = working.order
+        targets = self._targets(working, now)
+        working.asked_lots = working.remaining_lots
+        message = OrderBroadcast(
+            working.request_id,
+            working.round,
+            order.product_id,
+            order.side,
+            working.remaining_lots,
+            working.limit_ticks,
+            order.time_in_force is TimeInForce.FOK,
+        )
+        for peer in targets:
+            context.send(peer, message, now, out)
+        context.count("broadcasts", len(targets))
+        if not targets:
+            self._decide(working, now, out)
+            return
+        working.awaiting = set(targets)
+        working.broadcast_mono_ms = now.mono_ms
+        working.deadline_mono_ms = now.mono_ms + self._window_ms(targets)
+        out.append(SetTimer(working.deadline_mono_ms))
+
+    def _window_ms(self, targets: list[NodeId]) -> int:
+        """Wait at least the configured window, longer for a slow peer's round
+        trip, but never so long that an answer could not be accepted in time."""
+        config = self.context.config
+        views = self.network.views
+        slowest = max(views[peer].rtt_ms for peer in targets)
+        cap = config.lock_ttl_ms // 2
+        return min(max(config.collection_window_ms, slowest + config.acceptance_margin_ms), cap)
+
+    def _demoted(self, working: Working, holder: NodeId, now: Now) -> bool:
+        """A holder that refused this order, or whose accepted lots end
+        refused too often, goes after every other."""
+        if holder == self.context.node_id:
+            return False
+        if holder in working.failed_holders:
+            return True
+        ratio = self._reliability.get(holder)
+        if ratio is None:
+            return False
+        return ratio.permille(now.mono_ms, 0) < self.context.config.unreliable_permille
+
+    def _targets(self, working: Working, now: Now) -> list[NodeId]:
+        """Whom to ask. Broadcast: every peer. Targeted: every peer whose view
+        may be stale, then the peers whose advertised crossing orders, best
+        price first (demoted holders last), cover what the node's own book
+        does not; a peer that already answered this order without a refusal
+        has given what it had."""
+        liability, views = self.liability, self.network.views
+        if not self.context.config.targeted_routing:
+            return [peer for peer in views if not liability.suspended(peer)]
+        order = working.order
+        limit = working.limit_ticks
+        buy = order.side is Side.BUY
+        chosen: list[NodeId] = []
+        advertised: list[tuple[bool, int, Hlc, NodeId, int]] = []
+        for peer, view in views.items():
+            if peer in working.exhausted or liability.suspended(peer):
+                continue
+            if view.stale:
+                chosen.append(peer)
+                continue
+            book = (view.asks if buy else view.bids).get(order.product_id)
+            if not book:
+                continue
+            demoted = self._demoted(working, peer, now)
+            for advert in book.values():
+                if _advert_crosses(advert, order.side, limit):
+                    price_key = advert.price_ticks if buy else -advert.price_ticks
+                    advertised.append(
+                        (demoted, price_key, advert.priority, peer, advert.quantity_lots)
+                    )
+        local = sum(c.offer.quantity_lots for c in working.candidates)
+        needed = working.remaining_lots - local
+        for _, _, _, peer, lots in sorted(advertised):
+            if needed <= 0:
+                break
+            if peer not in chosen:
+                chosen.append(peer)
+            needed -= lots
+        return chosen
+
+    def _local_offers(self, working: Working, now: Now) -> list[Candidate]:
+        """Lock crossing quantity in this node's own book, as offers from itself."""
+        order = working.order
+        book = self.resting.books[order.product_id]
+        node_id = self.context.node_id
+        found = book.lockable(
+            order.side, working.limit_ticks, working.remaining_lots, order.trader_id
+        )
+        candidates = []
+        for order_id, price, lots in found:
+            lock = self.holder.new_lock(node_id, order_id, lots, now)
+            offer = Offer(lock.lock_id, price, lots, self.resting.orders[order_id].priority, 0)
+            candidates.append(Candidate(node_id, offer, now.mono_ms))
+        return candidates
+
+    def on_potential_trades(
+        self, sender: NodeId, message: PotentialTrades, now: Now, out: list[Effect]
+    ) -> None:
+        context = self.context
+        order_id = self._requests.get(message.request_id)
+        working = self.working.get(order_id) if order_id is not None else None
+        if working is None or working.round != message.round or sender not in working.awaiting:
+            self._late_answer(sender, message, working, now, out)
+            return
+        working.awaiting.discard(sender)
+        if working.broadcast_mono_ms is not None:
+            # A holder answers a broadcast at once and broadcasts are never
+            # resent, so this is a clean round-trip sample.
+            self.network.views[sender].sample_rtt(now.mono_ms - working.broadcast_mono_ms)
+        working.exhausted.add(sender)
+        seen: set[int] = set()
+        for offer in message.offers:
+            if offer.lock_id in seen:
+                context.count("offers_repeated")
+                continue
+            seen.add(offer.lock_id)
+            if not self._within_terms(working, offer):
+                context.count("offers_beyond_terms")
+                context.send(sender, Release(offer.lock_id), now, out)
+                continue
+            working.candidates.append(Candidate(sender, offer, now.mono_ms))
+        if not working.awaiting:
+            self._decide(working, now, out)
+
+    @staticmethod
+    def _within_terms(working: Working, offer: Offer) -> bool:
+        """An offer may be taken only at or inside the order's limit, for no
+        more than the round asked for."""
+        if offer.quantity_lots > working.asked_lots or offer.quantity_lots <= 0:
+            return False
+        if working.order.side is Side.BUY:
+            return 0 < offer.price_ticks <= working.limit_ticks
+        return offer.price_ticks >= working.limit_ticks
+
+    def _late_answer(
+        self,
+        sender: NodeId,
+        message: PotentialTrades,
+        working: Working | None,
+        now: Now,
+        out: list[Effect],
+    ) -> None:
+        """An answer after its round closed, or a duplicate: give back every
+        lock in it that this node has neither taken nor still holds as a
+        candidate of the current round. An answer to a request this node
+        never made (or forgot) is ignored."""
+        context = self.context
+        if working is None and message.request_id not in self._finished_requests:
+            context.count("answers_unknown_request")
+            return
+        kept = (
+            {c.offer.lock_id for c in working.candidates if c.holder == sender}
+            if working is not None
+            else set()
+        )
+        for offer in message.offers:
+            key = (sender, offer.lock_id)
+            if key not in self._accepted and key not in self.in_doubt and offer.lock_id not in kept:
+                context.send(sender, Release(offer.lock_id), now, out)
+
+    def _decide(self, working: Working, now: Now, out: list[Effect]) -> None:
+        """Rank what was offered, accept the best, release the rest."""
+        buy = working.order.side is Side.BUY
+        ranked = sorted(
+            (c for c in working.candidates if self._in_budget(c, now)),
+            key=lambda c: (
+                self._demoted(working, c.holder, now),
+                c.offer.price_ticks if buy else -c.offer.price_ticks,
+                c.offer.priority,
+                c.holder,
+            ),
+        )
+        chosen: list[tuple[Candidate, int]] = []
+        wanted = working.remaining_lots
+        owed: dict[NodeId, int] = {}
+        for candidate in ranked[:MAX_OFFERS_ACCEPTED]:
+            if wanted == 0:
+                break
+            lots = min(wanted, candidate.offer.quantity_lots)
+            if not self._may_accept(working, candidate, lots, owed):
+                continue
+            chosen.append((candidate, lots))
+            wanted -= lots
+        if working.order.time_in_force is TimeInForce.FOK and wanted:
+            chosen = []  # fill or kill: take nothing unless the whole quantity is covered
+        taken = {id(c) for c, _ in chosen}
+        for candidate in working.candidates:
+            if id(candidate) not in taken:
+                self._give_back(candidate, now, out)
+        working.candidates = []
+        for candidate, lots in chosen:
+            self._take(working, candidate, lots, now, out)
+        if working.accepted:
+            working.waiting_since_mono_ms = now.mono_ms
+            working.resend_mono_ms = now.mono_ms + self.context.config.resend_ms
+            out.append(SetTimer(working.resend_mono_ms))
+        else:
+            self._finish_round(working, now, out)
+
+    def _may_accept(
+        self, working: Working, candidate: Candidate, lots: int, owed: dict[NodeId, int]
+    ) -> bool:
+        """An originator takes no trade that would leave it owing the holder,
+        marked, more than its bond there allows. ``owed`` carries what this
+        decision has already added, per holder."""
+        holder = candidate.holder
+        if holder == self.context.node_id:
+            return True
+        liability = self.liability
+        if liability.suspended(holder):
+            self.context.count("acceptances_to_suspended")
+            return False
+        product = working.product
+        price = candidate.offer.price_ticks
+        mark = self.context.marks.mark(product.product_id, holder)
+        if mark is None:
+            mark = price
+        change = product.notional_minor(lots, price) - product.notional_minor(lots, mark)
+        if working.order.side is Side.SELL:
+            change = -change  # selling: the holder pays this node the notional
+        marked = owed[holder] if holder in owed else liability.marked(holder)
+        if obligations(marked + change) > liability.posted_cap(holder):
+            self.context.count("acceptances_over_bond")
+            return False
+        owed[holder] = marked + change
+        return True
+
+    def _in_budget(self, candidate: Candidate, now: Now) -> bool:
+        """Accept a remote lock only while it surely still lives at its holder."""
+        if candidate.holder == self.context.node_id:
+            return candidate.offer.lock_id in self.holder.locks
+        config = self.context.config
+        ttl = min(candidate.offer.ttl_ms, config.max_offer_ttl_ms)
+        rtt = self.network.views[candidate.holder].rtt_budget_ms
+        return candidate.received_mono_ms + ttl - rtt - config.acceptance_margin_ms > now.mono_ms
+
+    def _give_back(self, candidate: Candidate, now: Now, out: list[Effect]) -> None:
+        if candidate.holder == self.context.node_id:
+            lock = self.holder.locks.get(candidate.offer.lock_id)
+            if lock is not None:
+                self.holder.end_lock(lock, "released", now, out)
+        else:
+            self.context.send(candidate.holder, Release(candidate.offer.lock_id), now, out)
+            self.context.count("releases")
+
+    def _take(
+        self, working: Working, candidate: Candidate, lots: int, now: Now, out: list[Effect]
+    ) -> None:
+        lock_id = candidate.offer.lock_id
+        if candidate.holder == self.context.node_id:
+            self._take_local(working, lock_id, lots, now, out)
+            return
+        key = (candidate.holder, lock_id)
+        working.accepted[key] = (lots, candidate.offer)
+        self._accepted[key] = working.order.order_id
+        self.context.send(candidate.holder, Acceptance(lock_id, lots), now, out)
+        self.context.count("acceptances")
+
+    def _take_local(
+        self, working: Working, lock_id: int, lots: int, now: Now, out: list[Effect]
+    ) -> None:
+        """Both sides are this node's traders: trade at once, at the resting price."""
+        meta, fill, reentry = self.holder.take_local(lock_id, lots)
+        self.context.count("local_trades")
+        trade_id = self.resting.local_trade(
+            working.order, working.hold_id, meta, fill.price_ticks, lots, now, out
+        )
+        self._executed(working, trade_id, fill.price_ticks, lots, self.context.node_id, out)
+        self.resting.after_fill(meta, fill, reentry, now, out)
+
+    # ============================================================ decisions
+
+    def on_confirmation(
+        self, sender: NodeId, message: Confirmation, now: Now, out: list[Effect]
+    ) -> None:
+        key = (sender, message.lock_id)
+        order_id = self._accepted.get(key)
+        if order_id is None:
+            doubt = self.in_doubt.get(key)
+            if doubt is not None:
+                self._resolve_doubt(sender, doubt, message, now, out)
+            return  # otherwise a repeated decision: already applied
+        working = self.working[order_id]
+        lots, offer = working.accepted[key]
+        order = working.order
+        if not _same_terms(message, order.product_id, order.side, lots, offer):
+            self._violation(sender, working, offer, lots, message, now, out)
+            notional = working.product.notional_minor(lots, offer.price_ticks)
+            self._refused(sender, working, key, notional, now, out)
+            return
+        del working.accepted[key]
+        del self._accepted[key]
+        self._book(
+            sender, order.trader_id, order.side, working.product, working.hold_id, message, now
+        )
+        self._executed(working, message.trade_id, message.price_ticks, lots, sender, out)
+        self._maybe_finish(working, now, out)
+
+    def _book(
+        self,
+        holder: NodeId,
+        trader_id: str,
+        side: Side,
+        product: ProductSpec,
+        hold_id: str | None,
+        confirmation: Confirmation,
+        now: Now,
+    ) -> None:
+        """Book a trade a holder confirmed on the terms accepted."""
+        context = self.context
+        lots, price = confirmation.quantity_lots, confirmation.price_ticks
+        trader, peer = trader_owner(trader_id), self.liability.peer_account(holder)
+        buyer, seller, buyer_hold, seller_hold = trader, peer, hold_id, None
+        if side is Side.SELL:
+            buyer, seller, buyer_hold, seller_hold = peer, trader, None, hold_id
+        entry = trade_entry(
+            context.new_id("trade"),
+            product,
+            buyer,
+            seller,
+            lots,
+            price,
+            buyer_hold=buyer_hold,
+            seller_hold=seller_hold,
+            ledger=context.ledger,
+        )
+        context.ledger.post(entry)
+        self.liability.unsettled_trade(
+            holder,
+            confirmation.lock_id,
+            product,
+            side is Side.SELL,
+            lots,
+            price,
+            now,
+        )
+        context.marks.record(product.product_id, holder, price)
+        notional = product.notional_minor(lots, price)
+        self._judge(holder, notional, notional, now)
+        context.count("remote_trades")
+
+    def _violation(
+        self,
+        holder: NodeId,
+        working: Working,
+        offer: Offer,
+        lots: int,
+        confirmation: Confirmation,
+        now: Now,
+        out: list[Effect],
+    ) -> None:
+        offered = PotentialTrades(working.request_id, working.round, (offer,))
+        messages = (offered, Acceptance(offer.lock_id, lots), confirmation)
+        self.liability.violation(holder, "confirmed_other_terms", messages, now, out)
+
+    def on_refusal(self, sender: NodeId, message: Refusal, now: Now, out: list[Effect]) -> None:
+        key = (sender, message.lock_id)
+        order_id = self._accepted.get(key)
+        if order_id is None:
+            doubt = self.in_doubt.get(key)
+            if doubt is not None:
+                self._refuse_doubt(sender, key, doubt, now, out)
+            return
+        working = self.working[order_id]
+        lots, offer = working.accepted[key]
+        self._refused(
+            sender, working, key, working.product.notional_minor(lots, offer.price_ticks), now, out
+        )
+
+    def _refused(
+        self,
+        holder: NodeId,
+        working: Working,
+        key: tuple[NodeId, int],
+        notional: int,
+        now: Now,
+        out: list[Effect],
+    ) -> None:
+        del working.accepted[key]
+        del self._accepted[key]
+        working.refused = True
+        working.exhausted.discard(holder)  # what it refused is open again: ask it again
+        if holder not in working.failed_holders:
+            working.failed_holders.append(holder)
+        self._judge(holder, notional, 0, now)
+        self.context.count("refusals")
+        self._maybe_finish(working, now, out)
+
+    def _judge(self, holder: NodeId, accepted: int, confirmed: int, now: Now) -> None:
+        """Count ``accepted`` notional taken from ``holder``, ``confirmed`` of
+        it confirmed: notional, not lots, so that decay keeps its precision."""
+        ratio = self._reliability.get(holder)
+        if ratio is None:
+            half_life = self.context.config.clearing.quota.ratio_half_life_ms
+            ratio = self._reliability[holder] = AcceptanceRatio(half_life, now.mono_ms)
+        ratio.offer(accepted, now.mono_ms)
+        if confirmed:
+            ratio.take(confirmed, now.mono_ms)
+
+    def _maybe_finish(self, working: Working, now: Now, out: list[Effect]) -> None:
+        if not working.accepted:
+            self._finish_round(working, now, out)
+
+    def _executed(
+        self,
+        working: Working,
+        trade_id: int,
+        price_ticks: int,
+        lots: int,
+        counterparty: NodeId,
+        out: list[Effect],
+    ) -> None:
+        working.remaining_lots -= lots
+        working.filled_lots += lots
+        event = Executed(working.order.order_id, trade_id, price_ticks, lots, counterparty)
+        out.append(Reply(working.order.trader_id, event))
+
+    def _finish_round(self, working: Working, now: Now, out: list[Effect]) -> None:
+        order = working.order
+        tif = order.time_in_force
+        if working.remaining_lots == 0:
+            self._finish(working, "filled", now, out)
+        elif tif is TimeInForce.FOK:
+            reason = "fok_holder_failed" if working.filled_lots else "fok_unfillable"
+            self._finish(working, reason, now, out)
+        elif (
+            working.round < self.context.config.max_rounds
+            and not working.cancel_requested
+            and (working.refused or self._untried_liquidity(working, now))
+        ):
+            working.refused = False
+            self._start_round(working, now, out)
+        elif (
+            tif is TimeInForce.GTC
+            and order.order_type is OrderType.LIMIT
+            and not working.cancel_requested
+        ):
+            self._rest(working, now, out)
+        else:
+            reason = "cancelled" if working.cancel_requested else "ioc_remainder"
+            self._finish(working, reason, now, out)
+
+    def _untried_liquidity(self, working: Working, now: Now) -> bool:
+        """Targeted routing asked only the peers it needed; if they had less
+        than advertised, others may still have crossing orders."""
+        return self.context.config.targeted_routing and bool(self._targets(working, now))
+
+    def _end_working(self, working: Working) -> None:
+        order = working.order
+        del self.working[order.order_id]
+        del self._requests[working.request_id]
+        finished = self._finished_requests
+        finished[working.request_id] = None
+        if len(finished) > self.context.config.finished_request_memory:
+            del finished[next(iter(finished))]
+
+    def _finish(self, working: Working, reason: str, now: Now, out: list[Effect]) -> None:
+        order = working.order
+        self._end_working(working)
+        ledger = self.context.ledger
+        if working.hold_id is not None and ledger.find_hold(working.hold_id):
+            ledger.release_hold(working.hold_id)
+        self.traders.closed(order, now)
+        if reason == "fok_holder_failed":
+            self.context.count("fok_partial_fills")
+        done = Done(
+            order.order_id,
+            working.filled_lots,
+            working.remaining_lots,
+            reason,
+            tuple(working.failed_holders),
+            working.in_doubt_lots,
+        )
+        out.append(Reply(order.trader_id, done))
+
+    def _rest(self, working: Working, now: Now, out: list[Effect]) -> None:
+        """Put a GTC remainder in the book and tell every peer."""
+        self._end_working(working)
+        self.resting.rest(
+            working.order,
+            working.product,
+            working.hold_id,
+            working.remaining_lots,
+            working.filled_lots,
+            now,
+            out,
+        )
+
+    # ================================================================ doubt
+
+    def give_up_waiting(self, working: Working, now: Now, out: list[Effect]) -> None:
+        """Holders did not decide within the decision timeout: set their
+        accepted lots apart, each with its own part of the order's hold, and
+        let the rest of the order go on."""
+        context = self.context
+        holders: list[NodeId] = []
+        total = 0
+        for key, (lots, offer) in working.accepted.items():
+            holder, lock_id = key
+            hold_id = self._split_hold(working, lots, f"doubt:{holder}:{lock_id}")
+            self.in_doubt[key] = InDoubt(
+                working.order.order_id,
+                working.order.trader_id,
+                working.product,
+                working.order.side,
+                lots,
+                offer,
+                hold_id,
+                now.mono_ms + context.config.heartbeat_ms,
+            )
+            del self._accepted[key]
+            if holder not in holders:
+                holders.append(holder)
+            total += lots
+        working.accepted.clear()
+        working.remaining_lots -= total
+        working.in_doubt_lots += total
+        context.count("orders_gave_up_waiting")
+        out.append(
+            Reply(working.order.trader_id, Waiting(working.order.order_id, tuple(holders), total))
+        )
+        self._finish_round(working, now, out)
+
+    def _split_hold(self, working: Working, lots: int, hold_id: str) -> str | None:
+        """Move the part of the order's hold that ``lots`` need to a hold of their own."""
+        if working.hold_id is None:
+            return None
+        ledger = self.context.ledger
+        held = ledger.find_hold(working.hold_id)
+        if held is None:
+            return None
+        if working.order.side is Side.BUY:
+            wanted = working.product.notional_minor(lots, working.limit_ticks)
+        else:
+            wanted = lots
+        amount = min(wanted, held.amount)
+        if not amount:
+            return None
+        ledger.release_hold(working.hold_id, amount)
+        ledger.place_hold(hold_id, held.account, amount)
+        return hold_id
+
+    def _resolve_doubt(
+        self,
+        holder: NodeId,
+        doubt: InDoubt,
+        confirmation: Confirmation,
+        now: Now,
+        out: list[Effect],
+    ) -> None:
+        key = (holder, confirmation.lock_id)
+        product_id = doubt.product.product_id
+        if not _same_terms(confirmation, product_id, doubt.side, doubt.lots, doubt.offer):
+            offered = PotentialTrades(0, 0, (doubt.offer,))
+            messages = (offered, Acceptance(doubt.offer.lock_id, doubt.lots), confirmation)
+            self.liability.violation(holder, "confirmed_other_terms", messages, now, out)
+            self._refuse_doubt(holder, key, doubt, now, out)
+            return
+        del self.in_doubt[key]
+        self._book(
+            holder, doubt.trader_id, doubt.side, doubt.product, doubt.hold_id, confirmation, now
+        )
+        self._release_doubt_hold(doubt)
+        lots, price = confirmation.quantity_lots, confirmation.price_ticks
+        trader = doubt.trader_id
+        out.append(
+            Reply(trader, Executed(doubt.order_id, confirmation.trade_id, price, lots, holder))
+        )
+        out.append(Reply(trader, WaitOver(doubt.order_id, holder, lots, "filled")))
+        working = self.working.get(doubt.order_id)
+        if working is not None:
+            working.filled_lots += lots
+            working.in_doubt_lots -= lots
+        meta = self.resting.orders.get(doubt.order_id)
+        if meta is not None:
+            meta.filled_lots += lots
+
+    def _refuse_doubt(
+        self, holder: NodeId, key: tuple[NodeId, int], doubt: InDoubt, now: Now, out: list[Effect]
+    ) -> None:
+        del self.in_doubt[key]
+        self._release_doubt_hold(doubt)
+        self._judge(
+            holder, doubt.product.notional_minor(doubt.lots, doubt.offer.price_ticks), 0, now
+        )
+        out.append(Reply(doubt.trader_id, WaitOver(doubt.order_id, holder, doubt.lots, "refused")))
+        working = self.working.get(doubt.order_id)
+        if working is not None:
+            working.in_doubt_lots -= doubt.lots
+
+    def _release_doubt_hold(self, doubt: InDoubt) -> None:
+        ledger = self.context.ledger
+        if doubt.hold_id is not None and ledger.find_hold(doubt.hold_id):
+            ledger.release_hold(doubt.hold_id)
+
+    # ================================================================ timers
+
+    def tick(self, now: Now, out: list[Effect]) -> None:
+        config = self.context.config
+        for working in list(self.working.values()):
+            if working.awaiting and now.mono_ms >= working.deadline_mono_ms:
+                working.awaiting.clear()
+                self._decide(working, now, out)
+            elif working.accepted:
+                if now.mono_ms >= working.waiting_since_mono_ms + config.decision_timeout_ms:
+                    self.give_up_waiting(working, now, out)
+                elif now.mono_ms >= working.resend_mono_ms:
+                    self._resend_acceptances(working, now, out)
+        for (holder, lock_id), doubt in self.in_doubt.items():
+            if now.mono_ms >= doubt.resend_mono_ms:
+                self.context.send(holder, Acceptance(lock_id, doubt.lots), now, out)
+                doubt.resend_mono_ms = now.mono_ms + config.heartbeat_ms
+                out.append(SetTimer(doubt.resend_mono_ms))
+
+    def _resend_acceptances(self, working: Working, now: Now, out: list[Effect]) -> None:
+        for (holder, lock_id), (lots, _) in working.accepted.items():
+            self.context.send(holder, Acceptance(lock_id, lots), now, out)
+            self.context.count("acceptance_resends")
+        working.resend_mono_ms = now.mono_ms + self.context.config.resend_ms
+        out.append(SetTimer(working.resend_mono_ms))
+
+    def next_timer_ms(self) -> int | None:
+        times: list[int] = []
+        for working in self.working.values():
+            times.append(working.deadline_mono_ms if working.awaiting else working.resend_mono_ms)
+        times.extend(doubt.resend_mono_ms for doubt in self.in_doubt.values())
+        return min(times) if times else None
+
+    def waiting_on(self) -> dict[int, tuple[NodeId, ...]]:
+        """Orders waiting for holders' decisions, and on whom: for the node's status."""
+        waiting: dict[int, list[NodeId]] = {}
+        for order_id, working in self.working.items():
+            if working.accepted:
+                waiting[order_id] = [holder for holder, _ in working.accepted]
+        for (holder, _), doubt in self.in_doubt.items():
+            waiting.setdefault(doubt.order_id, []).append(holder)
+        return {order_id: tuple(dict.fromkeys(h)) for order_id, h in waiting.items()}
+
+    def restart(self, delta_ms: int, now: Now) -> None:
+        """Orders decide at once on the new clock; offers received before
+        the restart are out of budget (their holders' locks may have ended
+        while this node was down), and resends go out now."""
+        for working in self.working.values():
+            working.deadline_mono_ms = now.mono_ms
+            working.resend_mono_ms = now.mono_ms
+            working.waiting_since_mono_ms += delta_ms
+            working.broadcast_mono_ms = None
+            for candidate in working.candidates:
+                if candidate.holder != self.context.node_id:
+                    candidate.received_mono_ms = now.mono_ms - self.context.config.max_offer_ttl_ms
+        for ratio in self._reliability.values():
+            ratio.rebase(delta_ms)
+        for doubt in self.in_doubt.values():
+            doubt.resend_mono_ms = now.mono_ms
+
+    # ============================================================ snapshot
+
+    def snapshot(self) -> OriginatorState:
+        return OriginatorState(
+            tuple(_working_state(w) for w in self.working.values()),
+            tuple(
+                InDoubtState(
+                    holder,
+                    d.order_id,
+                    d.trader_id,
+                    d.product.product_id,
+                    d.side,
+                    d.lots,
+                    d.offer,
+                    d.hold_id,
+                    d.resend_mono_ms,
+                )
+                for (holder, _), d in self.in_doubt.items()
+            ),
+            tuple(self._finished_requests),
+            tuple((holder, ratio.state()) for holder, ratio in self._reliability.items()),
+        )
+
+    def restore(self, state: OriginatorState) -> None:
+        products = self.context.products
+        self.working = {}
+        self._requests = {}
+        self._accepted = {}
+        for s in state.working:
+            working = _working_from(s, products[s.order.product_id])
+            order_id = working.order.order_id
+            self.working[order_id] = working
+            self._requests[working.request_id] = order_id
+            for key in working.accepted:
+                self._accepted[key] = order_id
+        self.in_doubt = {
+            (d.holder, d.offer.lock_id): InDoubt(
+                d.order_id,
+                d.trader_id,
+                products[d.product_id],
+                d.side,
+                d.lots,
+                d.offer,
+                d.hold_id,
+                d.resend_mono_ms,
+            )
+            for d in state.in_doubt
+        }
+        self._finished_requests = dict.fromkeys(state.finished_requests)
+        self._reliability = {
+            holder: AcceptanceRatio.from_state(ratio) for holder, ratio in state.reliability
+        }
+
+
+def _same_terms(
+    confirmation: Confirmation, product_id: str, side: Side, lots: int, offer: Offer
+) -> bool:
+    """Whether a confirmation says exactly what was offered and accepted."""
+    return (
+        confirmation.lock_id == offer.lock_id
+        and confirmation.quantity_lots == lots
+        and confirmation.price_ticks == offer.price_ticks
+        and confirmation.product_id == product_id
+        and confirmation.side is side
+    )
+
+
+def _advert_crosses(advert: Advert, side: Side, limit: int) -> bool:
+    if advert.side is side or not advert.quantity_lots:
+        return False
+    return advert.price_ticks <= limit if side is Side.BUY else advert.price_ticks >= limit
+
+
+def _working_state(w: Working) -> WorkingState:
+    return WorkingState(
+        OrderState.of(w.order),
+        w.hold_id,
+        w.request_id,
+        w.limit_ticks,
+        w.remaining_lots,
+        w.filled_lots,
+        w.round,
+        w.asked_lots,
+        tuple(sorted(w.awaiting)),
+        tuple(CandidateState(c.holder, c.offer, c.received_mono_ms) for c in w.candidates),
+        w.deadline_mono_ms,
+        w.broadcast_mono_ms,
+        tuple(AcceptedState(h, lots, offer) for (h, _), (lots, offer) in w.accepted.items()),
+        w.waiting_since_mono_ms,
+        w.resend_mono_ms,
+        w.refused,
+        tuple(w.failed_holders),
+        w.cancel_requested,
+        tuple(sorted(w.exhausted)),
+        w.in_doubt_lots,
+    )
+
+
+def _working_from(s: WorkingState, product: ProductSpec) -> Working:
+    return Working(
+        s.order.order(),
+        product,
+        s.hold_id,
+        s.request_id,
+        s.limit_ticks,
+        s.remaining_lots,
+        s.filled_lots,
+        s.round,
+        s.asked_lots,
+        set(s.awaiting),
+        [Candidate(c.holder, c.offer, c.received_mono_ms) for c in s.candidates],
+        s.deadline_mono_ms,
+        s.broadcast_mono_ms,
+        {(a.holder, a.offer.lock_id): (a.lots, a.offer) for a in s.accepted},
+        s.waiting_since_mono_ms,
+        s.resend_mono_ms,
+        s.refused,
+        list(s.failed_holders),
+        s.cancel_requested,
+        set(s.exhausted),
+        s.in_doubt_lots,
+    )
