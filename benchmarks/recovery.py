@@ -7,23 +7,30 @@ a store uses (``datn.wire.journal``, ``datn.wire.snapshot``):
 
 * a node ``a`` with a peer ``b`` (both real cores, messages delivered at
   once, every bond posted over the built-in rail) is fed a deterministic
-  trader flow at a fixed virtual rate: first ``--book`` resting orders (buys
-  below the market, sells above it, spread over many price levels), then a
-  churn that keeps the book at that size: each action either crosses the
-  book with an IOC and tops it up (local trades), takes an order ``b`` just
-  rested inside the spread (a trade between the nodes, settled every cycle),
-  cancels a resting order and replaces it, or places an IOC that does not
-  cross;
+  trader flow at a fixed virtual rate: first ``--book`` (50,000) resting
+  orders (buys below the market, sells above it, spread over many price
+  levels), then a churn that keeps the book at about that size: each
+  action either crosses the book with an IOC and tops it up (local trades),
+  takes an order ``b`` just rested inside the spread (a trade between the
+  nodes, settled every cycle), cancels a resting order and replaces it, or
+  places an IOC that does not cross;
 * after 100,000 orders and after 1,000,000 orders (``--orders``), with the
-  same live book, it measures the core's resident memory: the bytes of every
-  object reachable from the core (a walk of ``gc.get_referents``, classes
-  and modules excluded), and the process's resident set for reference;
-* at the 100,000-order point it takes a snapshot, keeps the next
-  ``--tail`` journal entries, and measures: snapshot size, time to take and
-  encode it, time to decode and restore it, time to decode and replay the
-  tail (entries per second), and the whole restore-plus-tail path, whose
-  state hash must equal the live node's; and the speed of a replay of the
-  whole journal from the genesis (entries per second).
+  same live book, both past the retention windows, it measures the core's
+  resident memory: the bytes of every object reachable from the core (a walk
+  of ``gc.get_referents``, classes and modules excluded), and the process's
+  resident set for reference; at the first point also the snapshot's size,
+  the time to take and to restore it, and a replay of the whole journal
+  from the genesis;
+* then the book grows to ``--open`` (100,000) resting orders, and it
+  measures the snapshot again; then, twice, it snapshots the node, journals
+  the next ``--tail`` entries and times the whole recovery a store's restart makes
+  (``datn.wire.recover_node``: decode the snapshot and every entry,
+  restore, replay, with the cyclic collector paused as it does), whose
+  state hash must equal the live node's, and the replay alone (entries per
+  second). The first tail is a node in a network: for each of ``a``'s
+  traders' actions, ``--network`` (10) actions elsewhere reach it as adverts
+  and prints; the second has ``a``'s traders' actions only (40 % of its
+  entries are orders), the heaviest tail a node's journal can have.
 
 Figures are medians of ``--runs`` repetitions where a step is repeated (the
 restore path); the flow itself runs once. The core keeps answers to finished
@@ -31,10 +38,11 @@ orders for ``client_order_memory_ms`` and refusals for
 ``decision_memory_ms`` (the retention windows), so the memory of a node
 that has run longer than them is bounded by its live state and its order
 rate, not its history; this run uses a 60 s client-order memory at
-200 orders per second, as printed. Nothing here asserts a figure.
+200 trader actions per second, as printed. Nothing here asserts a figure.
 
-Usage: python benchmarks/recovery.py [--book 100000] [--orders 100000 1000000]
-       [--tail 10000] [--runs 5] [--seed 7]
+Usage: python benchmarks/recovery.py [--book 50000] [--open 100000]
+       [--orders 100000 1000000] [--tail 10000] [--network 10] [--runs 5]
+       [--seed 7]
 """
 
 from __future__ import annotations
@@ -47,21 +55,24 @@ import random
 import statistics
 import sys
 import time
-from collections import deque
+from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import replace
 from importlib import metadata
 from types import FunctionType, ModuleType
 
 import datn.book.book
 import datn.ledger.ledger
+import datn.protocol.node
 from datn.domain import USD, ProductKind, ProductSpec, Side, TimeInForce
+from datn.domain.bulk import collector_paused
 from datn.protocol.clock import Now
 from datn.protocol.effects import Effect, Genesis, Journal, JournalEntry, Pay, Reply, Send
 from datn.protocol.messages import NodeId
-from datn.protocol.node import NodeConfig, NodeCore
+from datn.protocol.node import NodeConfig, NodeCore, Recovered
 from datn.protocol.venue import OrderRequest
 from datn.risk import RiskConfig
-from datn.wire import decode_entry, decode_snapshot, encode_entry, encode_snapshot
+from datn.wire import decode_entry, decode_snapshot, encode_entry, encode_snapshot, recover_node
 
 XYZ = ProductSpec("XYZ", ProductKind.SHARE, USD.code)
 A, B = NodeId("a"), NodeId("b")
@@ -83,6 +94,7 @@ class Flow:
         self.journal: list[JournalEntry] = []
         self.tail: list[JournalEntry] | None = None
         self.orders = 0
+        self.b_orders = 0
         self.resting: list[int] = []
         self.resting_set: set[int] = set()
         for node_id in (A, B):
@@ -154,6 +166,8 @@ class Flow:
         tif: TimeInForce = TimeInForce.GTC,
     ) -> None:
         self.orders += node_id == A
+        if node_id == B:
+            self.b_orders += 1
         rng = self.rng
         if inside:
             price = MID + 5 if side is Side.BUY else MID - 5
@@ -165,7 +179,7 @@ class Flow:
         else:
             offset = rng.randint(1_600, 1_900)
             price = MID - offset if side is Side.BUY else MID + offset
-        trader = f"t{rng.randrange(TRADERS)}"
+        trader = f"t{rng.randrange(TRADERS if node_id == A else 10)}"
         request = OrderRequest(
             trader,
             f"{node_id}{self.mono}-{rng.getrandbits(32)}",
@@ -205,6 +219,24 @@ class Flow:
         else:
             self.place(A, side, rng.randint(1, 20), tif=TimeInForce.IOC)
 
+    def network_step(self) -> None:
+        """The rest of the network at work, as ``a`` sees it: ``b`` rests,
+        cancels or crosses its own orders (``a`` receives its adverts and the
+        prints of its trades)."""
+        self.mono += 1
+        core, rng = self.nodes[B], self.rng
+        resting = list(core.resting.orders) if rng.random() < 0.5 else []
+        side = rng.choice((Side.BUY, Side.SELL))
+        if len(resting) > 500:
+            order_id = resting[rng.randrange(len(resting))]
+            trader = core.resting.orders[order_id].trader_id
+            self.apply(B, core.cancel(trader, order_id, self.now()))
+            self.deliver()
+        elif rng.random() < 0.3 and resting:
+            self.place(B, side, rng.randint(1, 5), cross=True, tif=TimeInForce.IOC)
+        else:
+            self.place(B, side, rng.randint(1, 20))
+
     def _pick_resting(self) -> int:
         resting, live = self.resting, self.resting_set
         while True:
@@ -239,13 +271,18 @@ def rss_mb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def median_time(action: object, runs: int) -> tuple[float, object]:
-    times, result = [], None
+def median_time(action: Callable[[], object], runs: int) -> tuple[float, object]:
+    """The median time of ``runs`` calls, each from a collected heap (the
+    previous call's result freed before, not during, the next)."""
+    times: list[float] = []
+    result: object = None
     for _ in range(runs):
+        result = None
         gc.collect()
         start = time.perf_counter()
-        result = action()  # type: ignore[operator]
+        value = action()
         times.append(time.perf_counter() - start)
+        result = value
     return statistics.median(times), result
 
 
@@ -258,17 +295,80 @@ def live_state(core: NodeCore) -> str:
     )
 
 
+def measure_tail(flow: Flow, label: str, network: int, args: argparse.Namespace) -> None:
+    """Snapshot ``a`` now, journal the next ``--tail`` entries of a flow
+    with ``network`` of ``b``'s actions for each of ``a``'s, and time the
+    recovery a store's restart makes: decode the snapshot and every entry,
+    restore, replay. The state it gives must equal the live node's."""
+    core = flow.nodes[A]
+    snapshot = encode_snapshot(core.snapshot())
+    flow.tail = []
+    while len(flow.tail) < args.tail:
+        flow.step()
+        for _ in range(network):
+            flow.network_step()
+    tail = flow.tail  # a step journals several entries: at least --tail of them
+    flow.journal.extend(tail)
+    flow.tail = None
+    kinds: Counter[str] = Counter()
+    for entry in tail:
+        kind = type(entry.input).__name__.removesuffix("Input")
+        if kind == "Receive":
+            kind = type(entry.input.message).__name__  # type: ignore[union-attr]
+        kinds[kind] += 1
+    encoded = [encode_entry(entry) for entry in tail]
+
+    def recover() -> Recovered:
+        return recover_node(snapshot, encoded)
+
+    def replay_only() -> float:
+        entries = [decode_entry(data) for data in encoded]
+        recovered = NodeCore.recover([], decode_snapshot(snapshot))
+        with collector_paused():
+            start = time.perf_counter()
+            for entry in entries:
+                recovered._core._apply(entry.input, entry.now)  # type: ignore[union-attr]
+            return time.perf_counter() - start
+
+    total_s, recovered = median_time(recover, args.runs)
+    replay_s = statistics.median(replay_only() for _ in range(args.runs))
+    assert isinstance(recovered, Recovered)
+    assert recovered.state_hash() == core.state_hash(), "recovery must give the live state"
+    mix = ", ".join(
+        f"{kind} {100 * count / len(tail):.0f} %" for kind, count in kinds.most_common(6)
+    )
+    print(
+        f"  tail with {label} flow ({mix}): replay of {len(tail):,} entries "
+        f"{replay_s * 1000:,.0f} ms ({len(tail) / replay_s:,.0f} entries/s); restore from the "
+        f"snapshot plus this tail, decoding included: {total_s * 1000:,.0f} ms "
+        "(state hash equals the live node's)"
+    )
+
+
+def snapshot_figures(core: NodeCore, runs: int) -> None:
+    take_s, snapshot = median_time(lambda: encode_snapshot(core.snapshot()), runs)
+    assert isinstance(snapshot, bytes)
+    size_mib = len(snapshot) / 2**20
+    print(f"  snapshot: {size_mib:,.1f} MiB, taken and encoded in {take_s * 1000:,.0f} ms")
+    restore_s, _ = median_time(lambda: recover_node(snapshot, []), runs)
+    print(f"  decode and restore the snapshot: {restore_s * 1000:,.0f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--book", type=int, default=100_000)
+    parser.add_argument("--book", type=int, default=50_000, help="live book of the long run")
+    parser.add_argument("--open", type=int, default=100_000, help="open orders at recovery")
     parser.add_argument("--orders", type=int, nargs=2, default=[100_000, 1_000_000])
     parser.add_argument("--tail", type=int, default=10_000)
+    parser.add_argument(
+        "--network", type=int, default=10, help="b's actions per a's in the network tail"
+    )
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     compiled = [
         m.__name__
-        for m in (datn.book.book, datn.ledger.ledger)
+        for m in (datn.book.book, datn.ledger.ledger, datn.protocol.node)
         if (m.__file__ or "").endswith(".so")
     ]
     build = "compiled: " + ", ".join(compiled) if compiled else "pure Python"
@@ -277,86 +377,42 @@ def main() -> None:
     risk = RiskConfig(listed_products=frozenset({XYZ.product_id}))
     config = replace(NodeConfig(risk), client_order_memory_ms=60_000)
     print(
-        f"node a: {args.book:,} resting orders, then churn to {args.orders[1]:,} orders; "
-        f"{1_000 // ORDER_INTERVAL_MS} orders/s virtual, client-order memory "
+        f"node a: {args.book:,} resting orders, churned to {args.orders[0]:,} and "
+        f"{args.orders[1]:,} orders, then {args.open:,} resting for recovery; "
+        f"{1_000 // ORDER_INTERVAL_MS} trader actions/s virtual, client-order memory "
         f"{config.client_order_memory_ms // 1_000} s, decision memory "
         f"{config.decision_memory_ms // 1_000} s, ledger id memory {config.ledger_id_memory:,}; "
         f"seed {args.seed}"
     )
     started = time.perf_counter()
     flow = Flow(args.seed, config)
-    while flow.orders < args.book:
-        flow.mono += ORDER_INTERVAL_MS
-        flow.place(A, flow.rng.choice((Side.BUY, Side.SELL)), flow.rng.randint(1, 20))
-    print(f"built the book in {time.perf_counter() - started:.1f} s")
+    core = flow.nodes[A]
+
+    def rest_until(open_orders: int) -> None:
+        while len(core.resting.orders) < open_orders:
+            flow.mono += ORDER_INTERVAL_MS
+            flow.place(A, flow.rng.choice((Side.BUY, Side.SELL)), flow.rng.randint(1, 20))
+
+    rest_until(args.book)
     while flow.orders < args.orders[0]:
         flow.step()
-    core = flow.nodes[A]
     gc.collect()
     first_memory = deep_size(core)
     print(f"\nafter {flow.orders:,} orders: {live_state(core)}")
     print(f"  core memory {first_memory / 2**20:,.1f} MiB (process RSS {rss_mb():,.0f} MiB)")
-
-    # --- snapshot, tail, restore
-    take_s, snapshot = median_time(lambda: encode_snapshot(core.snapshot()), args.runs)
-    assert isinstance(snapshot, bytes)
-    live_hash = core.state_hash()
-    size_mib = len(snapshot) / 2**20
-    print(f"  snapshot: {size_mib:,.1f} MiB, taken and encoded in {take_s * 1000:,.0f} ms")
-    flow.tail = []
-    while len(flow.tail) < args.tail:
-        flow.step()
-    tail = flow.tail  # a step journals several entries: at least --tail of them
-    flow.journal.extend(flow.tail)
-    flow.tail = None
-    encoded_tail = [encode_entry(entry) for entry in tail]
-    restore_s, restored = median_time(
-        lambda: NodeCore.recover([], decode_snapshot(snapshot)), args.runs
-    )
-    print(f"  decode and restore the snapshot: {restore_s * 1000:,.0f} ms")
-
-    def restore_and_replay() -> str:
-        entries = [decode_entry(data) for data in encoded_tail]
-        return NodeCore.recover(entries, decode_snapshot(snapshot)).state_hash()
-
-    def replay_tail_only() -> None:
-        entries = [decode_entry(data) for data in encoded_tail]
-        recovered = NodeCore.recover([], decode_snapshot(snapshot))
-        start = time.perf_counter()
-        for entry in entries:
-            recovered._core._apply(entry.input, entry.now)  # type: ignore[union-attr]
-        replay_times.append(time.perf_counter() - start)
-
-    replay_times: list[float] = []
-    for _ in range(args.runs):
-        replay_tail_only()
-    replay_s = statistics.median(replay_times)
-    print(
-        f"  replay of the {len(tail):,}-entry tail: {replay_s * 1000:,.0f} ms "
-        f"({len(tail) / replay_s:,.0f} entries/s)"
-    )
-    total_s, _ = median_time(restore_and_replay, args.runs)
-    tail_live = flow.nodes[A].state_hash()
-    assert restore_and_replay() == tail_live, "restore + tail must give the live node's state"
-    print(
-        f"  restore from the snapshot plus the {len(tail):,}-entry tail, decoding included: "
-        f"{total_s * 1000:,.0f} ms (state hash equals the live node's)"
-    )
-    _ = live_hash, restored
-
-    # --- full replay speed
+    snapshot_figures(core, args.runs)
     full = list(flow.journal)
-    start = time.perf_counter()
-    NodeCore.recover(full)
-    full_s = time.perf_counter() - start
+    with collector_paused():
+        start = time.perf_counter()
+        NodeCore.recover(full)
+        full_s = time.perf_counter() - start
     print(
-        f"  replay of the whole journal ({len(full):,} entries): {full_s:,.1f} s "
-        f"({len(full) / full_s:,.0f} entries/s)"
+        f"  replay of the whole journal from the genesis ({len(full):,} entries): "
+        f"{full_s:,.1f} s ({len(full) / full_s:,.0f} entries/s)"
     )
     del full
     flow.journal = []  # the store keeps the journal; the node does not
 
-    # --- the long run
     while flow.orders < args.orders[1]:
         flow.step()
         if len(flow.journal) > 200_000:
@@ -366,10 +422,17 @@ def main() -> None:
     print(f"\nafter {flow.orders:,} orders: {live_state(core)}")
     print(f"  core memory {second_memory / 2**20:,.1f} MiB (process RSS {rss_mb():,.0f} MiB)")
     print(
-        f"\nmemory after {args.orders[1]:,} orders / after {args.orders[0]:,}: "
-        f"{second_memory / first_memory:.2f}x"
+        f"  memory after {args.orders[1]:,} orders / after {args.orders[0]:,}, "
+        f"the same live book: {second_memory / first_memory:.2f}x"
     )
-    print(f"total wall time {time.perf_counter() - started:,.0f} s")
+
+    rest_until(args.open)
+    flow.journal = []
+    print(f"\nwith {len(core.resting.orders):,} open orders: {live_state(core)}")
+    snapshot_figures(core, args.runs)
+    for label, network in (("network", args.network), ("traders only", 0)):
+        measure_tail(flow, label, network, args)
+    print(f"\ntotal wall time {time.perf_counter() - started:,.0f} s")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from functools import cache
+from typing import ClassVar
 
 import pytest
 from click.testing import CliRunner
@@ -20,7 +21,6 @@ from datn.clearing.quota import QuotaConfig
 from datn.cli.main import main
 from datn.domain import AssetCode
 from datn.ledger import AccountKey
-from datn.protocol import holder as holder_module
 from datn.protocol import liability as liability_module
 from datn.protocol.clock import Now
 from datn.protocol.effects import Effect, Send
@@ -43,6 +43,7 @@ from datn.sim.adversaries import (
     kept,
     strategy_kind,
 )
+from datn.sim.invariants import InvariantError
 from datn.sim.network import PRODUCTS, Faults
 from datn.wire.snapshot import decode_snapshot
 
@@ -286,9 +287,12 @@ def test_sim_command_refuses_more_adversaries_than_it_has_honest_nodes() -> None
 def test_sim_command_prints_the_replay_command_of_a_broken_comparison(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(
-        holder_module.Holder, "_book_trade", lambda self, meta, peer, fill, tid, now, out: None
-    )
+    from datn.cli import sim as sim_command  # noqa: PLC0415
+
+    def broken(seed: int, *args: object, **kwargs: object) -> object:
+        raise InvariantError(f"seed {seed}: a node broke an invariant")
+
+    monkeypatch.setattr(sim_command, "compare", broken)
     args = ["sim", "--nodes", "4", "--orders", "100", "--seed", "2", "--no-faults"]
     result = CliRunner().invoke(main, [*args, "--adversary", "slow-acceptor"])
     assert result.exit_code == 1
@@ -326,26 +330,8 @@ def test_a_defaulter_s_counterparties_lose_only_what_its_bond_did_not_cover(
     and records exactly the rest of what was owed at the default as its loss,
     nothing hidden, and announces the same figures."""
     monkeypatch.setattr(network, "BOND_MINOR", SMALL_BOND)
-    seen: list[tuple[int, int, int, int, DefaultNotice]] = []
-    declare = liability_module.Liability._declare_default
-
-    def watched(
-        self: liability_module.Liability,
-        peer: NodeId,
-        view: PeerClearing,
-        now: Now,
-        out: list[Effect],
-    ) -> None:
-        owed, bond = max(0, -self.marked(peer)), view.bond_held
-        before = _bond_cash(self, peer), _balance(self, LOSSES_OWNER)
-        start = len(out)
-        declare(self, peer, view, now, out)
-        claimed, loss = before[0] - _bond_cash(self, peer), _balance(self, LOSSES_OWNER) - before[1]
-        notice = next(e.message for e in out[start:] if isinstance(e, Send) and e.peer != peer)
-        assert isinstance(notice, DefaultNotice)
-        seen.append((owed, bond, claimed, -loss, notice))
-
-    monkeypatch.setattr(liability_module.Liability, "_declare_default", watched)
+    seen = WatchedLiability.seen
+    seen.clear()
     # The adversaries' simulation is a Python subclass of the compiled
     # simulator: its methods can be patched, the simulator's own cannot.
     order = AdversarySimulation._random_order
@@ -365,12 +351,35 @@ def test_a_defaulter_s_counterparties_lose_only_what_its_bond_did_not_cover(
         ),
     )
     for seed in SEEDS:
-        compare(seed, NODES, ORDERS, "defaulter", config=config)
+        compare(seed, NODES, ORDERS, "defaulter", config=config, honest=WatchedCore)
     assert any(loss for _, _, _, loss, _ in seen), "a defaulter owed more than its bond"
     for owed, bond, claimed, loss, notice in seen:
         assert claimed == min(owed, bond)  # the bond first...
         assert loss == max(0, owed - bond)  # ...then the rest, recorded as a loss
         assert (notice.claimed, notice.loss) == (claimed, loss)
+
+
+class WatchedLiability(liability_module.Liability):
+    """Records, for every default it declares, what the peer owed and had
+    posted, and what was claimed, lost and announced."""
+
+    seen: ClassVar[list[tuple[int, int, int, int, DefaultNotice]]] = []
+
+    def _declare_default(
+        self, peer: NodeId, view: PeerClearing, now: Now, out: list[Effect]
+    ) -> None:
+        owed, bond = max(0, -self.marked(peer)), view.bond_held
+        before = _bond_cash(self, peer), _balance(self, LOSSES_OWNER)
+        start = len(out)
+        super()._declare_default(peer, view, now, out)
+        claimed, loss = before[0] - _bond_cash(self, peer), _balance(self, LOSSES_OWNER) - before[1]
+        notice = next(e.message for e in out[start:] if isinstance(e, Send) and e.peer != peer)
+        assert isinstance(notice, DefaultNotice)
+        self.seen.append((owed, bond, claimed, -loss, notice))
+
+
+class WatchedCore(NodeCore):
+    liability_class = WatchedLiability
 
 
 def _bond_cash(liability: liability_module.Liability, peer: NodeId) -> int:

@@ -6,12 +6,13 @@ import pytest
 
 from datn.domain import AssetCode
 from datn.ledger import UNBOUNDED, AccountKey, Entry, EntryId, Posting
-from datn.protocol import liability as liability_module
+from datn.protocol.clock import Now
 from datn.protocol.liability import Liability, PeerClearing
 from datn.protocol.messages import NodeId
+from datn.protocol.node import NodeCore
 from datn.sim import network
 from datn.sim.invariants import InvariantError
-from datn.sim.network import Faults, Simulation, run_simulation
+from datn.sim.network import Faults, Simulation
 
 SMALL_BOND = 60_000
 """Smaller than a few large orders' notional: caps bind all the time."""
@@ -48,17 +49,24 @@ def test_small_bonds_limit_trading_and_keep_every_invariant(
     assert limited > 0 and sim.report.cross_node_trades > 0
 
 
+class Reckless(Liability):
+    """Offers locks whatever the peer's exposure."""
+
+    def lock_budget(self, originator: NodeId, now: Now) -> tuple[int, int, str]:
+        return 10**12, 10**6, ""
+
+
+class RecklessCore(NodeCore):
+    liability_class = Reckless
+
+
 def test_a_holder_that_ignores_the_exposure_cap_is_caught(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(network, "BOND_MINOR", SMALL_BOND)
-    monkeypatch.setattr(
-        liability_module.Liability,
-        "lock_budget",
-        lambda self, originator, now: (10**12, 10**6, ""),
-    )
+    sim = Simulation(1, 5, faults=Faults(), strategies={NodeId("n002"): RecklessCore})
     with pytest.raises(InvariantError, match="invariant 8"):
-        run_simulation(1, nodes=5, orders=300, faults=Faults())
+        _run_trading(sim, 300)
 
 
 @pytest.mark.parametrize("seed", [5, 6, 7])
@@ -96,49 +104,54 @@ def test_every_settlement_cycle_is_checked_while_trading_goes_on() -> None:
     sim.check_final()
 
 
-def test_a_rail_that_moves_more_than_the_statement_is_caught_at_its_cycle(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A node that books one cent more on its rail than the statement says
-    (its own ledger still balances) is caught at that cycle, during trading."""
-    settle = Liability._settle
+class Generous(Liability):
+    """Books one cent more on its rail than each statement says (its own
+    ledger still balances)."""
 
-    def generous(
-        self: Liability, peer: NodeId, view: PeerClearing, cycle: int, lock_ids: tuple[int, ...]
+    def _settle(
+        self, peer: NodeId, view: PeerClearing, cycle: int, lock_ids: tuple[int, ...]
     ) -> None:
-        settle(self, peer, view, cycle, lock_ids)
+        super()._settle(peer, view, cycle, lock_ids)
         rail = view.accounts.rail
         ledger = self.context.ledger
-        if self.context.node_id == "n001" and "USD" in rail:
+        if "USD" in rail:
             slush = ledger.open_account("node:slush", "USD", UNBOUNDED)
             extra = (Posting(rail["USD"], 1), Posting(slush, -1))
             ledger.post(Entry(EntryId(f"extra:{peer}:{cycle}"), extra))
 
-    monkeypatch.setattr(Liability, "_settle", generous)
-    sim = Simulation(5, 5, faults=Faults())
+
+class GenerousCore(NodeCore):
+    liability_class = Generous
+
+
+def test_a_rail_that_moves_more_than_the_statement_is_caught_at_its_cycle() -> None:
+    """Caught at that cycle, during trading."""
+    sim = Simulation(5, 5, faults=Faults(), strategies={NodeId("n001"): GenerousCore})
     with pytest.raises(InvariantError, match="settlement conservation"):
         _run_trading(sim)
 
 
-def test_a_settlement_that_takes_more_from_the_peer_accounts_is_caught(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A node that moves a cent more out of the peer's accounts than its
-    statement (into one of its own, so its ledger still balances and its
-    rail still mirrors the peer's) is caught at that cycle."""
-    settle = Liability._settle
+class Skimming(Liability):
+    """Moves a cent more out of the peer's accounts than each statement, into
+    one of its own (so its ledger still balances and its rail still mirrors
+    the peer's)."""
 
-    def skimming(
-        self: Liability, peer: NodeId, view: PeerClearing, cycle: int, lock_ids: tuple[int, ...]
+    def _settle(
+        self, peer: NodeId, view: PeerClearing, cycle: int, lock_ids: tuple[int, ...]
     ) -> None:
-        settle(self, peer, view, cycle, lock_ids)
+        super()._settle(peer, view, cycle, lock_ids)
         ledger = self.context.ledger
-        if self.context.node_id == "n002":
-            skim = ledger.open_account("node:skim", "USD", UNBOUNDED)
-            taken = (Posting(self.peer_keys(peer)["USD"], -1), Posting(skim, 1))
-            ledger.post(Entry(EntryId(f"skim:{peer}:{cycle}"), taken))
+        skim = ledger.open_account("node:skim", "USD", UNBOUNDED)
+        taken = (Posting(self.peer_keys(peer)["USD"], -1), Posting(skim, 1))
+        ledger.post(Entry(EntryId(f"skim:{peer}:{cycle}"), taken))
 
-    monkeypatch.setattr(Liability, "_settle", skimming)
-    sim = Simulation(5, 5, faults=Faults())
+
+class SkimmingCore(NodeCore):
+    liability_class = Skimming
+
+
+def test_a_settlement_that_takes_more_from_the_peer_accounts_is_caught() -> None:
+    """Caught at that cycle."""
+    sim = Simulation(5, 5, faults=Faults(), strategies={NodeId("n002"): SkimmingCore})
     with pytest.raises(InvariantError, match="trades still open"):
         _run_trading(sim)

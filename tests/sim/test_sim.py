@@ -4,15 +4,16 @@ invariant checkers that are shown to catch a broken node."""
 from __future__ import annotations
 
 import pickle
+from collections.abc import Iterable
 
 import pytest
 
 from datn.domain import Side
-from datn.protocol import holder as holder_module
-from datn.protocol import node as node_module
 from datn.protocol.clock import Hlc
-from datn.protocol.effects import Send
+from datn.protocol.effects import JournalEntry, Send
+from datn.protocol.holder import Holder
 from datn.protocol.messages import Confirmation, NodeId, Offer, PotentialTrades
+from datn.protocol.node import NodeCore, NodeSnapshot, Recovered
 from datn.sim.invariants import InvariantError
 from datn.sim.network import Faults, Simulation, run_simulation
 
@@ -69,29 +70,53 @@ def test_the_checker_catches_a_lock_honoured_after_a_restart() -> None:
         )
 
 
-def test_a_holder_that_does_not_book_its_side_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A holder that confirms without writing the trade breaks invariant 5."""
-    monkeypatch.setattr(
-        holder_module.Holder, "_book_trade", lambda self, meta, peer, fill, tid, now, out: None
-    )
-    with pytest.raises(InvariantError, match="invariant"):
-        run_simulation(2, nodes=4, orders=100, faults=Faults())
+class CarelessHolder(Holder):
+    """Confirms trades without writing them in its ledger."""
+
+    def _book_trade(self, *args: object) -> None:
+        return None
 
 
-def test_a_holder_that_forgets_its_locks_on_restart_is_caught(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Recovery must rebuild everything: a node that loses state is caught (invariant 10)."""
-    original = node_module.NodeCore.recover.__func__  # type: ignore[attr-defined]
+class CarelessCore(NodeCore):
+    holder_class = CarelessHolder
 
-    def forgetful(cls, *args, **kwargs):  # type: ignore[no-untyped-def]
-        recovered = original(cls, *args, **kwargs)
-        recovered._core.holder.decisions.clear()
+
+class ForgetfulCore(NodeCore):
+    """Loses its holder's decisions when it is recovered from its store."""
+
+    @classmethod
+    def recover(
+        cls, journal: Iterable[JournalEntry], snapshot: NodeSnapshot | None = None
+    ) -> Recovered:
+        recovered = super().recover(journal, snapshot)
+        recovered._core.holder.decisions.clear()  # type: ignore[union-attr]
         return recovered
 
-    monkeypatch.setattr(node_module.NodeCore, "recover", classmethod(forgetful))
+
+def _run_with(kinds: dict[NodeId, type[NodeCore]], seed: int, nodes: int, orders: int) -> None:
+    sim = Simulation(seed, nodes, faults=Faults() if seed == 2 else None, strategies=kinds)
+    sim.fund()
+    sim.run(until_ms=sim.schedule_flow(orders, max(1_000, orders * 20)))
+    sim.heal()
+    sim.settle()
+    sim.check_final()
+
+
+def test_a_holder_that_does_not_book_its_side_is_caught() -> None:
+    """A holder that confirms without writing the trade breaks invariant 5."""
+    with pytest.raises(InvariantError, match="invariant"):
+        _run_with({NodeId("n001"): CarelessCore}, 2, 4, 100)
+
+
+def test_a_node_that_forgets_its_decisions_on_recovery_is_caught() -> None:
+    """Recovery must rebuild everything: a node that loses state is caught (invariant 10)."""
+    ids = [NodeId(f"n{i:03d}") for i in range(6)]
+    sim = Simulation(
+        3, 6, faults=FAULT_CLASSES["crashes"], strategies=dict.fromkeys(ids, ForgetfulCore)
+    )
+    sim.fund()
     with pytest.raises(InvariantError, match="invariant 10"):
-        run_simulation(3, nodes=6, orders=300, faults=FAULT_CLASSES["crashes"])
+        sim.run(until_ms=sim.schedule_flow(300, 6_000))
 
 
 def test_a_run_is_a_function_of_its_seed() -> None:
@@ -129,11 +154,13 @@ def test_sim_command_prints_the_replay_command_of_a_failing_seed(
 ) -> None:
     from click.testing import CliRunner  # noqa: PLC0415
 
+    from datn.cli import sim as sim_command  # noqa: PLC0415
     from datn.cli.main import main  # noqa: PLC0415
 
-    monkeypatch.setattr(
-        holder_module.Holder, "_book_trade", lambda self, meta, peer, fill, tid, now, out: None
-    )
+    def broken(seed: int, *args: object, **kwargs: object) -> object:
+        raise InvariantError(f"seed {seed}: a node broke an invariant")
+
+    monkeypatch.setattr(sim_command, "run_simulation", broken)
     args = ["sim", "--nodes", "4", "--orders", "100", "--seed", "2", "--no-faults"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 1

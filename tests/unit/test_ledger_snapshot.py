@@ -507,7 +507,8 @@ def unbalanced_entry(snapshot: LedgerSnapshot) -> LedgerSnapshot:
 INCONSISTENT: list[tuple[str, Change]] = [
     ("held_mismatch", with_alice(held=2_001)),
     ("held_mismatch", with_alice(held=0)),
-    ("account_not_open", replace_hold(0, owner="trader:zed")),
+    ("account_not_open", replace_hold(0, account=99)),
+    ("account_not_open", replace_hold(0, account=-1)),
     ("below_floor", alice_pays(9_001)),
     ("unbalanced", with_alice(balance=9_001)),
     ("not_canonical", swapped("accounts")),

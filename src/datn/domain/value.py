@@ -10,7 +10,7 @@ NodeId = NewType("NodeId", str)
 """A node's id: the hex of its Ed25519 public key on a real network."""
 
 
-class Value(msgspec.Struct, frozen=True, gc=False, array_like=True):
+class Value(msgspec.Struct, frozen=True, gc=False, array_like=True, forbid_unknown_fields=True):
     """Base of the protocol's immutable values: timestamps, messages, inputs,
     effects.
 
@@ -21,6 +21,8 @@ class Value(msgspec.Struct, frozen=True, gc=False, array_like=True):
     immutable values, so they can never be part of a reference cycle.
     ``array_like`` makes them encode as MessagePack arrays, not maps with
     their field names: a snapshot of a node holds hundreds of thousands of
-    them, and the peer wire has schemas of its own (:mod:`datn.wire`).
+    them, and the peer wire has schemas of its own (:mod:`datn.wire`). An
+    array with more elements than the struct has fields is refused, so a
+    stored value written by a newer version cannot lose a field unseen.
     Subclasses say ``frozen=True`` again so that type checkers know it too.
     """

@@ -33,7 +33,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import compress, islice, repeat
-from typing import Final, NoReturn, TypeVar, cast
+from typing import Final, NoReturn, TypeVar
 
 from datn.domain.assets import AssetCode
 from datn.ledger._checks import check_amount, check_ints, check_name, check_range
@@ -603,11 +603,13 @@ class Ledger:
         accounts = self._accounts
         holds = self._holds
         entries = self._entries
+        keys = sorted(accounts)
+        index = {key: position for position, key in enumerate(keys)}
         return LedgerSnapshot(
             self._max_open_holds,
             self._id_memory,
-            tuple([_account_snapshot(key, accounts[key]) for key in sorted(accounts)]),
-            tuple([_hold_snapshot(holds[hold_id]) for hold_id in sorted(holds)]),
+            tuple([_account_snapshot(key, accounts[key]) for key in keys]),
+            tuple([_hold_snapshot(holds[hold_id], index) for hold_id in sorted(holds)]),
             tuple(ended),
             tuple([_entry_snapshot(entries[entry_id]) for entry_id in entry_ids]),
         )
@@ -690,19 +692,22 @@ class Ledger:
                 f"{len(items)} open, max_open_holds is {self._max_open_holds}",
             )
         hold_ids = [item.hold_id for item in items]
-        # A hold is on an open account: its key is that account's, so it is
-        # looked up, not built and checked again (a node restores a hold per
-        # open order), and the restored ledger shares one key per account.
-        keys = {(key.owner, key.asset): key for key in self._accounts}
-        found = [keys.get((item.owner, item.asset)) for item in items]
-        if None in found:
-            item = items[found.index(None)]
+        # A hold names its account by its place in the snapshot's accounts
+        # (sorted like the ledger's keys), so it shares that account's key.
+        keys = sorted(self._accounts)
+        positions = [item.account for item in items]
+        if positions and (
+            set(map(type, positions)) != {int} or min(positions) < 0 or max(positions) >= len(keys)
+        ):
+            item = next(
+                i for i in items if type(i.account) is not int or not 0 <= i.account < len(keys)
+            )
             raise LedgerError(
                 "holds",
                 "account_not_open",
-                f"hold {item.hold_id} is on {item.owner}/{item.asset}, which is not open",
+                f"hold {item.hold_id} is on account {item.account!r}, which is not open",
             )
-        accounts = cast("list[AccountKey]", found)
+        accounts = [keys[position] for position in positions]
         amounts = [item.amount for item in items]
         holds = list(map(Hold, hold_ids, accounts, amounts))
         _check_ascending("holds", hold_ids)
@@ -835,9 +840,8 @@ def _account_snapshot(account: AccountKey, state: _Account) -> AccountSnapshot:
     )
 
 
-def _hold_snapshot(hold: Hold) -> HoldSnapshot:
-    account = hold.account
-    return HoldSnapshot(hold.hold_id, account.owner, account.asset, hold.amount)
+def _hold_snapshot(hold: Hold, index: dict[AccountKey, int]) -> HoldSnapshot:
+    return HoldSnapshot(hold.hold_id, index[hold.account], hold.amount)
 
 
 def _entry_snapshot(entry: Entry) -> EntrySnapshot:

@@ -33,7 +33,9 @@ from datn.ledger.entries import EntryId, HoldId
 from datn.ledger.errors import LedgerError
 
 
-class AccountSnapshot(msgspec.Struct, frozen=True, array_like=True, gc=False):
+class AccountSnapshot(
+    msgspec.Struct, frozen=True, array_like=True, gc=False, forbid_unknown_fields=True
+):
     """One open account: its key, its rule and its amounts."""
 
     owner: str
@@ -44,16 +46,22 @@ class AccountSnapshot(msgspec.Struct, frozen=True, array_like=True, gc=False):
     held: int
 
 
-class HoldSnapshot(msgspec.Struct, frozen=True, array_like=True, gc=False):
-    """One open hold with what remains of it."""
+class HoldSnapshot(
+    msgspec.Struct, frozen=True, array_like=True, gc=False, forbid_unknown_fields=True
+):
+    """One open hold with what remains of it. ``account`` is the index of
+    its account in the snapshot's ``accounts``: a node holds for every open
+    order, and naming the account (a product id is 66 characters) in each
+    would be most of the snapshot."""
 
     hold_id: HoldId
-    owner: str
-    asset: AssetCode
+    account: int
     amount: int
 
 
-class PostingSnapshot(msgspec.Struct, frozen=True, array_like=True, gc=False):
+class PostingSnapshot(
+    msgspec.Struct, frozen=True, array_like=True, gc=False, forbid_unknown_fields=True
+):
     """One posting of a remembered entry."""
 
     owner: str
@@ -61,14 +69,18 @@ class PostingSnapshot(msgspec.Struct, frozen=True, array_like=True, gc=False):
     amount: int
 
 
-class HoldUseSnapshot(msgspec.Struct, frozen=True, array_like=True, gc=False):
+class HoldUseSnapshot(
+    msgspec.Struct, frozen=True, array_like=True, gc=False, forbid_unknown_fields=True
+):
     """What a remembered entry consumed from one hold."""
 
     hold_id: HoldId
     amount: int
 
 
-class EntrySnapshot(msgspec.Struct, frozen=True, array_like=True, gc=False):
+class EntrySnapshot(
+    msgspec.Struct, frozen=True, array_like=True, gc=False, forbid_unknown_fields=True
+):
     """A remembered entry, complete, so that a retry can be told from a conflict."""
 
     entry_id: EntryId
@@ -76,7 +88,9 @@ class EntrySnapshot(msgspec.Struct, frozen=True, array_like=True, gc=False):
     hold_uses: tuple[HoldUseSnapshot, ...]
 
 
-class LedgerSnapshot(msgspec.Struct, frozen=True, array_like=True, gc=False):
+class LedgerSnapshot(
+    msgspec.Struct, frozen=True, array_like=True, gc=False, forbid_unknown_fields=True
+):
     """Everything a ledger needs to go on exactly where it was.
 
     ``max_open_holds`` and ``id_memory`` are the ledger's bounds: they decide
@@ -120,7 +134,7 @@ class LedgerSnapshot(msgspec.Struct, frozen=True, array_like=True, gc=False):
                 raise LedgerError(field, "wrong_type", f"{field} must hold {kind.__name__}")
         for field, names in (
             ("accounts", ("credit_limit", "balance", "held")),
-            ("holds", ("amount",)),
+            ("holds", ("account", "amount")),
         ):
             items = getattr(self, field)
             for name in names:

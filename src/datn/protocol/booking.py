@@ -8,8 +8,17 @@ whose account at this node records what it owes or is owed until settlement.
 
 from __future__ import annotations
 
-from datn.domain import ProductSpec
+from collections.abc import Callable
+
+from datn.domain import AssetCode, ProductSpec
 from datn.ledger import AccountKey, Entry, EntryId, HoldId, HoldUse, Ledger, Posting
+
+KeyMaker = Callable[[str, str], AccountKey]
+
+
+def new_key(owner: str, asset: str) -> AccountKey:
+    """A freshly built (and checked) account key."""
+    return AccountKey(owner, AssetCode(asset))
 
 
 def trade_entry(
@@ -23,19 +32,21 @@ def trade_entry(
     buyer_hold: str | None,
     seller_hold: str | None,
     ledger: Ledger | None = None,
+    key: KeyMaker = new_key,
 ) -> Entry:
     """The entry for ``buyer`` taking ``quantity_lots`` from ``seller``; the
     holds, if given, are consumed by what each side pays or delivers. With
     ``ledger``, each consumption is capped at what is left of its hold: a
     short sale holds only the lots the seller had, and delivers the rest
-    from its credit."""
+    from its credit. ``key`` makes account keys (a node passes its cache of
+    checked keys)."""
     notional = product.notional_minor(quantity_lots, price_ticks)
     cash, lots = product.quote_currency, product.product_id
     postings = (
-        Posting(AccountKey(buyer, cash), -notional),
-        Posting(AccountKey(seller, cash), notional),
-        Posting(AccountKey(seller, lots), -quantity_lots),
-        Posting(AccountKey(buyer, lots), quantity_lots),
+        Posting(key(buyer, cash), -notional),
+        Posting(key(seller, cash), notional),
+        Posting(key(seller, lots), -quantity_lots),
+        Posting(key(buyer, lots), quantity_lots),
     )
     uses = []
     for hold_id, wanted in ((buyer_hold, notional), (seller_hold, quantity_lots)):

@@ -14,32 +14,18 @@ from __future__ import annotations
 import hashlib
 from typing import Final
 
-from datn.domain import ProductSpec
-from datn.domain.value import NodeId, Value
-from datn.ledger import Ledger
-from datn.ledger.snapshot import LedgerSnapshot
+from datn.domain import AssetCode, ProductSpec
+from datn.domain.value import NodeId
+from datn.ledger import AccountKey, Ledger
 from datn.protocol.clock import Hlc, HybridClock, Now
-from datn.protocol.config import NodeConfig
 from datn.protocol.effects import Effect, Genesis, Publish, Send
-from datn.protocol.marks import Marks, MarksState
+from datn.protocol.marks import Marks
 from datn.protocol.messages import Message, TradePrint
+from datn.protocol.snapshot import ContextState
 
 OTHER_REASON: Final = "other"
 """What a counter names a peer's reason as when it is not one this node
 knows: a peer chooses the text, and counters must not grow with it."""
-
-
-class ContextState(Value, frozen=True):
-    genesis: Genesis
-    config: NodeConfig
-    products: tuple[ProductSpec, ...]
-    peers: tuple[NodeId, ...]
-    counter: int
-    clock: Hlc
-    last_mono_ms: int
-    stats: tuple[tuple[str, int], ...]
-    marks: MarksState
-    ledger: LedgerSnapshot
 
 
 class Context:
@@ -67,6 +53,9 @@ class Context:
         """The HLC stamped on the peer message being handled."""
         self.asset_codes: tuple[str, ...] = ()
         self._index_assets()
+        self._keys: dict[tuple[str, str], AccountKey] = {}
+        """Account keys built (and checked) once: a trade names four."""
+        self._keyed = hashlib.blake2b(key=self.secret, digest_size=8)
 
     def _index_assets(self) -> None:
         assets = set(self.products)
@@ -107,9 +96,18 @@ class Context:
         return f"{kind}:{self.next_counter()}"
 
     def random_id(self, *parts: object) -> int:
-        """An id peers cannot link to a trader or guess: a keyed hash."""
-        digest = hashlib.blake2b(repr(parts).encode(), key=self.secret, digest_size=8).digest()
-        return int.from_bytes(digest, "big") >> 1
+        """An id peers cannot link to a trader or guess: a keyed hash of its
+        parts (a kind and a counter, say)."""
+        digest = self._keyed.copy()
+        digest.update(":".join(map(str, parts)).encode())
+        return int.from_bytes(digest.digest(), "big") >> 1
+
+    def key(self, owner: str, asset: str) -> AccountKey:
+        """The key of ``owner``'s account of ``asset``, checked once and kept."""
+        key = self._keys.get((owner, asset))
+        if key is None:
+            key = self._keys[(owner, asset)] = AccountKey(owner, AssetCode(asset))
+        return key
 
     # ============================================================ snapshot
 

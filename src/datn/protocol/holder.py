@@ -23,9 +23,11 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from mypy_extensions import mypyc_attr
+
 from datn.book import Fill, Reentry
 from datn.domain import Side
-from datn.domain.value import NodeId, Value
+from datn.domain.value import NodeId
 from datn.protocol.booking import trade_entry
 from datn.protocol.clock import Hlc, Now
 from datn.protocol.context import Context
@@ -41,37 +43,8 @@ from datn.protocol.messages import (
     Release,
 )
 from datn.protocol.resting import RestingMeta, RestingOrders
+from datn.protocol.snapshot import DecisionState, HolderState, LockState, MemoryState
 from datn.protocol.venue import trader_owner
-
-
-class LockState(Value, frozen=True):
-    lock_id: int
-    originator: NodeId
-    order_id: int
-    quantity_lots: int
-    expires_mono_ms: int
-    notional: int
-
-
-class DecisionState(Value, frozen=True):
-    lock_id: int
-    originator: NodeId
-    confirmation: Confirmation | None
-    refusal: Refusal | None
-
-
-class MemoryState(Value, frozen=True):
-    peer: NodeId
-    answers: tuple[tuple[int, int, Hlc, PotentialTrades], ...]
-    forgotten_through: Hlc | None
-    newest: Hlc | None
-
-
-class HolderState(Value, frozen=True):
-    locks: tuple[LockState, ...]
-    decisions: tuple[DecisionState, ...]
-    refusals: tuple[tuple[int, int], ...]
-    memories: tuple[MemoryState, ...]
 
 
 @dataclass(slots=True)
@@ -102,6 +75,7 @@ class _Memory:
     """The latest HLC of any broadcast from the peer: the memory window ends there."""
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # strategies and tests extend it
 class Holder:
     """Locks, decisions and answered broadcasts; see the module docstring."""
 
@@ -209,7 +183,10 @@ class Holder:
         self, originator: NodeId, order_id: int, lots: int, now: Now, notional: int = 0
     ) -> Lock:
         context = self.context
-        lock_id = context.random_id("lock", context.next_counter())
+        # A lock offered to a peer gets an id it cannot guess; one of the
+        # node's own orders on its own book never leaves the node.
+        number = context.next_counter()
+        lock_id = number if originator == context.node_id else context.random_id("lock", number)
         meta = self.resting.orders[order_id]
         self.resting.books[meta.order.product_id].lock(lock_id, order_id, lots)
         lock = Lock(
@@ -323,6 +300,7 @@ class Holder:
             buyer_hold=holds[0],
             seller_hold=holds[1],
             ledger=context.ledger,
+            key=context.key,
         )
         context.ledger.post(entry)
         meta.filled_lots += fill.quantity_lots

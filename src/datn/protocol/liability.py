@@ -34,6 +34,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
+from mypy_extensions import mypyc_attr
+
 from datn.clearing.exposure import exposure, exposure_cap, marked_value
 from datn.clearing.quota import AcceptanceRatio, TokenBucket, lock_quota
 from datn.clearing.settlement import (
@@ -44,7 +46,7 @@ from datn.clearing.settlement import (
     statement_hash,
 )
 from datn.domain import AssetCode, ProductSpec
-from datn.domain.value import NodeId, Value
+from datn.domain.value import NodeId
 from datn.ledger import EXTERNAL, UNBOUNDED, AccountKey, Entry, EntryId, HoldId, HoldUse, Posting
 from datn.protocol.clock import Now
 from datn.protocol.context import OTHER_REASON, Context
@@ -57,6 +59,7 @@ from datn.protocol.messages import (
     StatementAnswer,
     StatementProposal,
 )
+from datn.protocol.snapshot import DefaultRecord, LiabilityState, PeerClearingState
 
 if TYPE_CHECKING:
     from datn.protocol.holder import Holder
@@ -123,50 +126,6 @@ def collateral_owner(node_id: str) -> str:
 def known_reason(reason: str, known: frozenset[str]) -> str:
     """A peer's reason as a counter may name it: its own text only if known."""
     return reason if reason in known else OTHER_REASON
-
-
-class DefaultRecord(Value, frozen=True):
-    """One default this node declared on a peer and has not reversed."""
-
-    number: int
-    claimed: int
-    loss: int
-
-
-class PeerClearingState(Value, frozen=True):
-    peer: NodeId
-    bond_posted: int
-    next_bond_id: int
-    outgoing: BondRequest | None
-    outgoing_paid: bool
-    queued: tuple[BondRequest, ...]
-    bond_resend_mono_ms: int
-    bond_held: int
-    last_bond_id: int
-    last_answer: BondAnswer | None
-    claim: BondRequest | None
-    receipts: tuple[tuple[int, str, int], ...]
-    received: int
-    returned: int
-    broadcasts: tuple[int, int, int, int] | None
-    ratio: tuple[int, int, int, int] | None
-    cycle: int
-    proposal: StatementProposal | None
-    proposal_resend_mono_ms: int
-    last_statement_answer: StatementAnswer | None
-    settled: int
-    unsettled: tuple[tuple[int, Deltas, int], ...]
-    suspended: str
-    defaults: int
-    open_defaults: tuple[DefaultRecord, ...]
-    witnesses: tuple[NodeId, ...]
-    declared_us: int
-    violations: tuple[tuple[str, int], ...]
-
-
-class LiabilityState(Value, frozen=True):
-    peers: tuple[PeerClearingState, ...]
-    next_settlement_mono_ms: int | None
 
 
 @dataclass(slots=True)
@@ -240,6 +199,7 @@ class PeerClearing:
     accounts: PeerAccounts = field(default_factory=PeerAccounts)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # strategies and tests extend it
 class Liability:
     """Bonds, exposure, settlement and default, per peer; see the module docstring."""
 

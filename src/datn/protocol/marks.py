@@ -20,16 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from datn.domain.value import NodeId, Value
-
-
-class MarksState(Value, frozen=True):
-    """The marks' whole state: per product, sources in recency order, and
-    the mark the last quorum gave."""
-
-    opening: tuple[tuple[str, int], ...]
-    sources: tuple[tuple[str, tuple[tuple[NodeId, int], ...]], ...]
-    anchors: tuple[tuple[str, int], ...] = ()
+from datn.domain.value import NodeId
+from datn.protocol.snapshot import MarksState
 
 
 @dataclass(slots=True)

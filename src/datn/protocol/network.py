@@ -14,37 +14,60 @@ leaves room for a link whose delay jitters, not only for its average.
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from mypy_extensions import mypyc_attr
+
 from datn.domain import Side
-from datn.domain.value import NodeId, Value
+from datn.domain.value import NodeId
 from datn.protocol.clock import Now
 from datn.protocol.context import Context
 from datn.protocol.effects import Effect, SetTimer
 from datn.protocol.messages import Advert, Heartbeat, TradePrint
+from datn.protocol.snapshot import NetworkState, PeerViewState
 
 MAX_PLAUSIBLE_RTT_MS = 60_000
 """A round-trip sample beyond this (or below zero) is dropped: it measures a
 restart or a lie, not the link."""
 
 
-class PeerViewState(Value, frozen=True):
-    peer: NodeId
-    srtt_ms: int
-    rttvar_ms: int
-    rtt_samples: int
-    offset_ms: int
-    adverts: tuple[Advert, ...]
-    adverts_seen_through: int
-    adverts_seen_above: tuple[int, ...]
-    advert_version_announced: int
+class AdvertBook:
+    """A peer's advertised orders on one side of one product, best first:
+    routing reads only as far down as the order it routes needs."""
 
+    __slots__ = ("_keys", "adverts")
 
-class NetworkState(Value, frozen=True):
-    views: tuple[PeerViewState, ...]
-    next_heartbeat_ms: int | None
-    probe_queue: tuple[NodeId, ...]
+    def __init__(self) -> None:
+        self.adverts: dict[int, Advert] = {}
+        self._keys: list[tuple[int, int, int, int]] = []
+        """(price, best first; priority wall, logical; order ref), sorted."""
+
+    @staticmethod
+    def _key(advert: Advert) -> tuple[int, int, int, int]:
+        price = advert.price_ticks if advert.side is Side.SELL else -advert.price_ticks
+        return price, advert.priority.wall_ms, advert.priority.logical, advert.order_ref
+
+    def put(self, advert: Advert) -> None:
+        self.pop(advert.order_ref)
+        self.adverts[advert.order_ref] = advert
+        insort(self._keys, self._key(advert))
+
+    def pop(self, order_ref: int) -> None:
+        advert = self.adverts.pop(order_ref, None)
+        if advert is not None:
+            keys = self._keys
+            del keys[bisect_left(keys, self._key(advert))]
+
+    def best_first(self) -> Iterator[Advert]:
+        adverts = self.adverts
+        for key in self._keys:
+            yield adverts[key[3]]
+
+    def __len__(self) -> int:
+        return len(self.adverts)
 
 
 @dataclass(slots=True)
@@ -56,9 +79,10 @@ class PeerView:
     rtt_samples: int = 0
     offset_ms: int = 0
     adverts: dict[int, Advert] = field(default_factory=dict)
-    bids: dict[str, dict[int, Advert]] = field(default_factory=dict)
-    asks: dict[str, dict[int, Advert]] = field(default_factory=dict)
-    """The same adverts by side and product: routing reads only one side."""
+    bids: dict[str, AdvertBook] = field(default_factory=dict)
+    asks: dict[str, AdvertBook] = field(default_factory=dict)
+    """The same adverts by side and product, best first: routing reads only
+    one side, and only as far as it needs."""
     adverts_seen_through: int = 0
     """Every advert version up to this one has arrived..."""
     adverts_seen_above: set[int] = field(default_factory=set)
@@ -115,14 +139,15 @@ class PeerView:
         self.advert_version_announced = max(self.advert_version_announced, version)
         return True
 
-    def index(self, advert: Advert) -> dict[int, Advert]:
+    def index(self, advert: Advert) -> AdvertBook:
         side = self.bids if advert.side is Side.BUY else self.asks
         book = side.get(advert.product_id)
         if book is None:
-            book = side[advert.product_id] = {}
+            book = side[advert.product_id] = AdvertBook()
         return book
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # strategies and tests extend it
 class NetworkView:
     """The network book, round trips and heartbeats; see the module docstring."""
 
@@ -157,17 +182,15 @@ class NetworkView:
         if not message.quantity_lots:
             if current is not None:
                 del view.adverts[message.order_ref]
-                view.index(current).pop(message.order_ref, None)
+                view.index(current).pop(message.order_ref)
             return
         if current is None and len(view.adverts) >= context.config.max_adverts_per_peer:
             context.count("adverts_over_limit")
             return
-        if current is not None and (
-            current.side is not message.side or current.product_id != message.product_id
-        ):
-            view.index(current).pop(message.order_ref, None)
+        if current is not None:
+            view.index(current).pop(message.order_ref)
         view.adverts[message.order_ref] = message
-        view.index(message)[message.order_ref] = message
+        view.index(message).put(message)
 
     def on_trade_print(
         self, sender: NodeId, message: TradePrint, now: Now, out: list[Effect]
@@ -256,7 +279,7 @@ class NetworkView:
             )
             for advert in s.adverts:
                 view.adverts[advert.order_ref] = advert
-                view.index(advert)[advert.order_ref] = advert
+                view.index(advert).put(advert)
             self.views[s.peer] = view
         self.next_heartbeat_ms = state.next_heartbeat_ms
         self._probe_queue = deque(state.probe_queue)

@@ -44,14 +44,16 @@ from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Final
 
 import msgspec
+from mypy_extensions import mypyc_attr
 
 from datn.domain import DomainError, Order, ProductSpec
+from datn.domain.bulk import collector_paused
 from datn.domain.limits import MAX_AMOUNT_MINOR, check_int, check_text
-from datn.domain.value import NodeId, Value
+from datn.domain.value import NodeId
 from datn.ledger import LedgerError
 from datn.protocol.clock import Hlc, Now
 from datn.protocol.config import NodeConfig
-from datn.protocol.context import Context, ContextState
+from datn.protocol.context import Context
 from datn.protocol.effects import (
     AddPeerInput,
     AddProductInput,
@@ -77,8 +79,8 @@ from datn.protocol.effects import (
     SetTimer,
     TickInput,
 )
-from datn.protocol.holder import Holder, HolderState
-from datn.protocol.liability import CAPITAL_OWNER, Liability, LiabilityState
+from datn.protocol.holder import Holder
+from datn.protocol.liability import CAPITAL_OWNER, Liability
 from datn.protocol.messages import (
     Acceptance,
     Advert,
@@ -96,41 +98,25 @@ from datn.protocol.messages import (
     StatementProposal,
     TradePrint,
 )
-from datn.protocol.network import NetworkState, NetworkView
-from datn.protocol.originator import Originator, OriginatorState
-from datn.protocol.resting import RestingOrders, RestingState
-from datn.protocol.traders import Traders, TradersState
+from datn.protocol.network import NetworkView
+from datn.protocol.originator import Originator
+from datn.protocol.resting import RestingOrders
+from datn.protocol.snapshot import SNAPSHOT_VERSION, NodeSnapshot
+from datn.protocol.traders import Traders
 from datn.protocol.venue import OrderRequest, trader_owner
 
-__all__ = ["NodeConfig", "NodeCore", "NodeSnapshot", "Recovered"]
+__all__ = ["SNAPSHOT_VERSION", "NodeConfig", "NodeCore", "NodeSnapshot", "Recovered"]
 
-SNAPSHOT_VERSION: Final = 1
-"""The shape of :class:`NodeSnapshot`; a snapshot of another shape is refused."""
 
 _HASH_ENCODER: Final = msgspec.msgpack.Encoder(order="deterministic")
 
 
-class NodeSnapshot(Value, frozen=True):
-    """The whole state of a node between two inputs: restoring it and
-    replaying the journal after it gives exactly the state of a full replay."""
-
-    version: int
-    context: ContextState
-    traders: TradersState
-    resting: RestingState
-    holder: HolderState
-    originator: OriginatorState
-    liability: LiabilityState
-    network: NetworkState
-    strategy: bytes = b""
-    """The state of a node subclass that plays a strategy (the simulator's
-    adversaries), in its own encoding; empty for a plain node."""
-
-
+@mypyc_attr(native_class=False)  # compiled module; exceptions stay Python classes
 class NodeError(Exception):
     """This node's own misuse of the core (never a peer's or a trader's input)."""
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # strategies and tests extend it
 class NodeCore:
     """The state and rules of one node; see the module docstring."""
 
@@ -181,6 +167,13 @@ class NodeCore:
         journal entries after it, or from the whole journal (whose first entry
         is the genesis). Its first input must be its restart: see
         :class:`Recovered`."""
+        with collector_paused():
+            core = cls._replay(journal, snapshot)
+        core._needs_restart = True
+        return Recovered(core)
+
+    @classmethod
+    def _replay(cls, journal: Iterable[JournalEntry], snapshot: NodeSnapshot | None) -> NodeCore:
         entries = iter(journal)
         if snapshot is None:
             first = next(entries, None)
@@ -194,8 +187,7 @@ class NodeCore:
             if isinstance(entry.input, GenesisInput):
                 raise NodeError("a journal has one genesis, first")
             core._apply(entry.input, entry.now)
-        core._needs_restart = True
-        return Recovered(core)
+        return core
 
     # ================================================================ inputs
 
@@ -541,9 +533,8 @@ class NodeCore:
     def from_snapshot(cls, snapshot: NodeSnapshot) -> NodeCore:
         if snapshot.version != SNAPSHOT_VERSION:
             raise NodeError(f"snapshot version {snapshot.version}, not {SNAPSHOT_VERSION}")
-        core = cls.__new__(cls)
+        core = cls(snapshot.context.genesis)
         core._build(Context.restore(snapshot.context))
-        core._needs_restart = False
         core.traders.restore(snapshot.traders)
         core.resting.restore(snapshot.resting)
         core.holder.restore(snapshot.holder)

@@ -30,11 +30,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final
 
+from mypy_extensions import mypyc_attr
+
 from datn.clearing.exposure import obligations
 from datn.clearing.quota import AcceptanceRatio
 from datn.domain import DomainError, Order, OrderType, ProductSpec, Side, TimeInForce
-from datn.domain.value import NodeId, Value
-from datn.ledger import AccountKey, LedgerError
+from datn.domain.value import NodeId
+from datn.ledger import LedgerError
 from datn.protocol.booking import trade_entry
 from datn.protocol.clock import Hlc, Now
 from datn.protocol.context import Context
@@ -63,67 +65,21 @@ from datn.protocol.messages import (
     Release,
 )
 from datn.protocol.network import NetworkView
-from datn.protocol.resting import OrderState, RestingOrders
+from datn.protocol.resting import RestingOrders
+from datn.protocol.snapshot import (
+    AcceptedState,
+    CandidateState,
+    InDoubtState,
+    OrderState,
+    OriginatorState,
+    WorkingState,
+)
 from datn.protocol.traders import Traders
 from datn.protocol.venue import OrderRequest, order_from_request, risk_context, trader_owner
 from datn.risk import MarkedPosition, Reject, check_order, protection_price_ticks, required_hold
 
 MAX_OFFERS_ACCEPTED: Final = 100
 """An originator takes at most this many potential trades for one order."""
-
-
-class CandidateState(Value, frozen=True):
-    holder: NodeId
-    offer: Offer
-    received_mono_ms: int
-
-
-class AcceptedState(Value, frozen=True):
-    holder: NodeId
-    lots: int
-    offer: Offer
-
-
-class WorkingState(Value, frozen=True):
-    order: OrderState
-    hold_id: str | None
-    request_id: int
-    limit_ticks: int
-    remaining_lots: int
-    filled_lots: int
-    round: int
-    asked_lots: int
-    awaiting: tuple[NodeId, ...]
-    candidates: tuple[CandidateState, ...]
-    deadline_mono_ms: int
-    broadcast_mono_ms: int | None
-    accepted: tuple[AcceptedState, ...]
-    waiting_since_mono_ms: int
-    resend_mono_ms: int
-    refused: bool
-    failed_holders: tuple[NodeId, ...]
-    cancel_requested: bool
-    exhausted: tuple[NodeId, ...]
-    in_doubt_lots: int
-
-
-class InDoubtState(Value, frozen=True):
-    holder: NodeId
-    order_id: int
-    trader_id: str
-    product_id: str
-    side: Side
-    lots: int
-    offer: Offer
-    hold_id: str | None
-    resend_mono_ms: int
-
-
-class OriginatorState(Value, frozen=True):
-    working: tuple[WorkingState, ...]
-    in_doubt: tuple[InDoubtState, ...]
-    finished_requests: tuple[int, ...]
-    reliability: tuple[tuple[NodeId, tuple[int, int, int, int]], ...]
 
 
 @dataclass(slots=True)
@@ -185,6 +141,7 @@ class InDoubt:
     resend_mono_ms: int
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # strategies and tests extend it
 class Originator:
     """Working orders and their acceptances; see the module docstring."""
 
@@ -240,6 +197,7 @@ class Originator:
             return Rejected(request.client_order_id, f"invalid_{error.field}", error.message)
         risk = context.config.risk
         check = risk_context(
+            context.key,
             context.ledger,
             order,
             product,
@@ -261,7 +219,7 @@ class Originator:
         hold_id = None
         if hold.amount:
             hold_id = f"order:{order_id}"
-            account = AccountKey(trader_owner(order.trader_id), hold.asset)
+            account = context.key(trader_owner(order.trader_id), hold.asset)
             try:
                 context.ledger.place_hold(hold_id, account, hold.amount)
             except LedgerError as error:
@@ -290,7 +248,7 @@ class Originator:
             if other.quote_currency != product.quote_currency:
                 continue
             mark = context.marks.reference(other.product_id)
-            lots = context.ledger.balance(AccountKey(owner, other.product_id))
+            lots = context.ledger.balance(context.key(owner, other.product_id))
             if mark and lots:
                 positions.append(MarkedPosition(other, lots, mark))
         return tuple(positions)
@@ -363,6 +321,8 @@ class Originator:
         order = working.order
         limit = working.limit_ticks
         buy = order.side is Side.BUY
+        local = sum(c.offer.quantity_lots for c in working.candidates)
+        needed = working.remaining_lots - local
         chosen: list[NodeId] = []
         advertised: list[tuple[bool, int, Hlc, NodeId, int]] = []
         for peer, view in views.items():
@@ -375,14 +335,14 @@ class Originator:
             if not book:
                 continue
             demoted = self._demoted(working, peer, now)
-            for advert in book.values():
-                if _advert_crosses(advert, order.side, limit):
-                    price_key = advert.price_ticks if buy else -advert.price_ticks
-                    advertised.append(
-                        (demoted, price_key, advert.priority, peer, advert.quantity_lots)
-                    )
-        local = sum(c.offer.quantity_lots for c in working.candidates)
-        needed = working.remaining_lots - local
+            # Best first, and no further than this order needs from one peer.
+            wanted = needed
+            for advert in book.best_first():
+                if wanted <= 0 or not _advert_crosses(advert, order.side, limit):
+                    break
+                price_key = advert.price_ticks if buy else -advert.price_ticks
+                advertised.append((demoted, price_key, advert.priority, peer, advert.quantity_lots))
+                wanted -= advert.quantity_lots
         for _, _, _, peer, lots in sorted(advertised):
             if needed <= 0:
                 break
@@ -636,6 +596,7 @@ class Originator:
             buyer_hold=buyer_hold,
             seller_hold=seller_hold,
             ledger=context.ledger,
+            key=context.key,
         )
         context.ledger.post(entry)
         self.liability.unsettled_trade(

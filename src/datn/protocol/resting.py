@@ -11,9 +11,10 @@ booked here, like any trade between two of the node's traders.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
+from mypy_extensions import mypyc_attr
 
-from datn.book import BookSnapshot, Fill, OrderBook, Reentry
+from datn.book import Fill, OrderBook, Reentry
 from datn.domain import (
     AssetCode,
     Order,
@@ -21,101 +22,99 @@ from datn.domain import (
     OrderType,
     ProductSpec,
     Side,
-    TimeInForce,
     TraderId,
 )
-from datn.domain.value import Value
 from datn.protocol.booking import trade_entry
 from datn.protocol.clock import Hlc, Now
 from datn.protocol.context import Context
 from datn.protocol.effects import CancelAnswer, Done, Effect, Executed, Reply, Rested
 from datn.protocol.messages import Advert
+from datn.protocol.snapshot import ProductRestingState, RestingMetaState, RestingState
 from datn.protocol.traders import Traders
 from datn.protocol.venue import trader_owner
 
 
-class OrderState(Value, frozen=True):
-    """An order's fields, as a snapshot keeps them."""
+class RestingMeta:
+    """What the node keeps about one of its resting orders beside the book.
 
-    order_id: int
-    trader_id: str
-    product_id: str
-    side: Side
-    quantity_lots: int
-    price_ticks: int | None
-    order_type: OrderType
-    time_in_force: TimeInForce
-    client_order_id: str
+    A node restored from a snapshot may rest hundreds of thousands of
+    orders, most of which it will not touch again for a while: each keeps
+    its snapshot state and builds its :class:`Order` when first asked."""
 
-    @classmethod
-    def of(cls, order: Order) -> OrderState:
-        return cls(
+    __slots__ = ("_order", "_state", "filled_lots", "hold_id", "order_ref", "priority", "product")
+
+    def __init__(
+        self,
+        order: Order | None,
+        product: ProductSpec,
+        hold_id: str | None,
+        priority: Hlc,
+        order_ref: int,
+        filled_lots: int = 0,
+        state: RestingMetaState | None = None,
+    ) -> None:
+        assert order is not None or state is not None
+        self._order = order
+        self._state = state
+        self.product = product
+        self.hold_id = hold_id
+        self.priority = priority
+        self.order_ref = order_ref
+        """The random id peers know the order by."""
+        self.filled_lots = filled_lots
+
+    @property
+    def order(self) -> Order:
+        order = self._order
+        if order is None:
+            m = self._state
+            assert m is not None
+            order = self._order = Order(
+                OrderId(m.order_id),
+                TraderId(m.trader_id),
+                AssetCode(self.product.product_id),
+                m.side,
+                m.quantity_lots,
+                m.price_ticks,
+                OrderType.LIMIT,
+                m.time_in_force,
+                m.client_order_id,
+            )
+            self._state = None
+        return order
+
+    @property
+    def trader_id(self) -> str:
+        state = self._state
+        return state.trader_id if state is not None else self.order.trader_id
+
+    def to_state(self) -> RestingMetaState:
+        """The order as a snapshot keeps it (without building its Order)."""
+        state = self._state
+        if state is not None:
+            # Only the filled quantity of a resting order's metadata changes.
+            if state.filled_lots == self.filled_lots:
+                return state
+            return msgspec.structs.replace(state, filled_lots=self.filled_lots)
+        order = self.order
+        assert order.order_type is OrderType.LIMIT and order.price_ticks is not None
+        assert self.hold_id in (None, f"order:{order.order_id}")
+        return RestingMetaState(
             order.order_id,
             order.trader_id,
-            order.product_id,
             order.side,
             order.quantity_lots,
             order.price_ticks,
-            order.order_type,
             order.time_in_force,
             order.client_order_id,
-        )
-
-    def order(self) -> Order:
-        return Order(
-            OrderId(self.order_id),
-            TraderId(self.trader_id),
-            AssetCode(self.product_id),
-            self.side,
-            self.quantity_lots,
-            self.price_ticks,
-            self.order_type,
-            self.time_in_force,
-            self.client_order_id,
+            self.hold_id is not None,
+            self.priority,
+            self.order_ref,
+            self.filled_lots,
         )
 
 
-class RestingMetaState(Value, frozen=True):
-    """One resting order beside its book: a GTC limit order of its book's
-    product, its hold named after it (or none), kept compact because a node
-    may rest hundreds of thousands."""
-
-    order_id: int
-    trader_id: str
-    side: Side
-    quantity_lots: int
-    price_ticks: int
-    time_in_force: TimeInForce
-    client_order_id: str
-    held: bool
-    priority: Hlc
-    order_ref: int
-    filled_lots: int
-
-
-class ProductRestingState(Value, frozen=True):
-    book: BookSnapshot
-    orders: tuple[RestingMetaState, ...]
-
-
-class RestingState(Value, frozen=True):
-    products: tuple[ProductRestingState, ...]
-    advert_version: int
-
-
-@dataclass(slots=True)
-class RestingMeta:
-    """What the node keeps about one of its resting orders beside the book."""
-
-    order: Order
-    product: ProductSpec
-    hold_id: str | None
-    priority: Hlc
-    order_ref: int
-    """The random id peers know the order by."""
-    filled_lots: int = 0
-
-
+@mypyc_attr(allow_interpreted_subclasses=True)  # strategies and tests extend it
 class RestingOrders:
     """The books and the metadata of the node's resting orders."""
 
@@ -267,6 +266,7 @@ class RestingOrders:
             buyer_hold=buyer_hold,
             seller_hold=seller_hold,
             ledger=context.ledger,
+            key=context.key,
         )
         context.ledger.post(entry)
         maker.filled_lots += lots
@@ -329,8 +329,8 @@ class RestingOrders:
         return sorted(
             order_id
             for order_id, meta in self.orders.items()
-            if meta.order.trader_id == trader_id
-            and (product_id is None or meta.order.product_id == product_id)
+            if meta.trader_id == trader_id
+            and (product_id is None or meta.product.product_id == product_id)
         )
 
     # ============================================================ snapshot
@@ -338,24 +338,7 @@ class RestingOrders:
     def snapshot(self) -> RestingState:
         by_product: dict[str, list[RestingMetaState]] = {pid: [] for pid in self.books}
         for meta in self.orders.values():
-            order = meta.order
-            assert order.order_type is OrderType.LIMIT and order.price_ticks is not None
-            assert meta.hold_id in (None, f"order:{order.order_id}")
-            by_product[order.product_id].append(
-                RestingMetaState(
-                    order.order_id,
-                    order.trader_id,
-                    order.side,
-                    order.quantity_lots,
-                    order.price_ticks,
-                    order.time_in_force,
-                    order.client_order_id,
-                    meta.hold_id is not None,
-                    meta.priority,
-                    meta.order_ref,
-                    meta.filled_lots,
-                )
-            )
+            by_product[meta.product.product_id].append(meta.to_state())
         return RestingState(
             tuple(
                 ProductRestingState(book.snapshot(), tuple(by_product[product_id]))
@@ -368,25 +351,13 @@ class RestingOrders:
         products = self.context.products
         self.books = {}
         self.orders = {}
-        limit = OrderType.LIMIT
         for part in state.products:
             product_id = part.book.product_id
             self.books[product_id] = OrderBook.restore(part.book)
             product = products[product_id]
             for m in part.orders:
-                order = Order(
-                    OrderId(m.order_id),
-                    TraderId(m.trader_id),
-                    AssetCode(product_id),
-                    m.side,
-                    m.quantity_lots,
-                    m.price_ticks,
-                    limit,
-                    m.time_in_force,
-                    m.client_order_id,
-                )
                 hold_id = f"order:{m.order_id}" if m.held else None
                 self.orders[m.order_id] = RestingMeta(
-                    order, product, hold_id, m.priority, m.order_ref, m.filled_lots
+                    None, product, hold_id, m.priority, m.order_ref, m.filled_lots, m
                 )
         self.advert_version = state.advert_version

@@ -18,11 +18,14 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 
+from mypy_extensions import mypyc_attr
+
 from datn.domain import Order
 from datn.domain.value import Value
 from datn.protocol.clock import Now
 from datn.protocol.context import Context
 from datn.protocol.effects import Accepted, Rejected
+from datn.protocol.snapshot import AnswerState, TradersState
 from datn.protocol.venue import OrderRequest
 
 Answer = Accepted | Rejected
@@ -31,20 +34,6 @@ Answer = Accepted | Rejected
 class _Remembered(Value, frozen=True):
     request: OrderRequest
     answer: Answer
-
-
-class AnswerState(Value, frozen=True):
-    request: OrderRequest
-    accepted: Accepted | None
-    rejected: Rejected | None
-
-
-class TradersState(Value, frozen=True):
-    answers: tuple[AnswerState, ...]
-    open: tuple[tuple[str, str, int], ...]
-    finished: tuple[tuple[int, str, str], ...]
-    open_orders: tuple[tuple[str, int], ...]
-    recent: tuple[tuple[str, tuple[int, ...]], ...]
 
 
 def request_of(order: Order) -> OrderRequest:
@@ -60,6 +49,7 @@ def request_of(order: Order) -> OrderRequest:
     )
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # strategies and tests extend it
 class Traders:
     """Answers to trader requests, open order counts and recent order times."""
 
@@ -164,14 +154,7 @@ class Traders:
 
     def snapshot(self) -> TradersState:
         return TradersState(
-            tuple(
-                AnswerState(
-                    r.request,
-                    r.answer if isinstance(r.answer, Accepted) else None,
-                    r.answer if isinstance(r.answer, Rejected) else None,
-                )
-                for r in self.answers.values()
-            ),
+            tuple(_answer_state(r) for r in self.answers.values()),
             tuple((trader, client, order_id) for (trader, client), order_id in self.open.items()),
             tuple((t, trader, client) for t, (trader, client) in self._finished),
             tuple(self.open_orders.items()),
@@ -181,11 +164,31 @@ class Traders:
     def restore(self, state: TradersState) -> None:
         self.answers = {}
         for a in state.answers:
-            answer = a.accepted if a.accepted is not None else a.rejected
-            assert answer is not None, "an answer is an acceptance or a rejection"
-            key = (a.request.trader_id, a.request.client_order_id)
-            self.answers[key] = _Remembered(a.request, answer)
+            request = OrderRequest(
+                a.trader_id,
+                a.client_order_id,
+                a.product_id,
+                a.side,
+                a.quantity_lots,
+                a.price_ticks,
+                a.time_in_force,
+            )
+            answer: Answer = (
+                Accepted(a.client_order_id, a.order_id)
+                if a.order_id is not None
+                else Rejected(a.client_order_id, a.reason, a.message)
+            )
+            self.answers[(a.trader_id, a.client_order_id)] = _Remembered(request, answer)
         self.open = {(trader, client): order_id for trader, client, order_id in state.open}
         self._finished = deque((t, (trader, client)) for t, trader, client in state.finished)
         self.open_orders = dict(state.open_orders)
         self._recent = {trader: deque(times) for trader, times in state.recent}
+
+
+def _answer_state(remembered: _Remembered) -> AnswerState:
+    r, answer = remembered.request, remembered.answer
+    fields = (r.trader_id, r.client_order_id, r.product_id, r.side)
+    terms = (r.quantity_lots, r.price_ticks, r.time_in_force)
+    if isinstance(answer, Accepted):
+        return AnswerState(*fields, *terms, answer.order_id)
+    return AnswerState(*fields, *terms, None, answer.reason, answer.message)

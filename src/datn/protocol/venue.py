@@ -20,7 +20,7 @@ id) gets the first answer back and changes nothing. Time comes in as
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from datn.book import Fill, OrderBook
@@ -36,7 +36,7 @@ from datn.domain import (
     Trade,
 )
 from datn.ledger import AccountKey, Ledger
-from datn.protocol.booking import trade_entry
+from datn.protocol.booking import new_key, trade_entry
 from datn.risk import (
     MarkedPosition,
     Reject,
@@ -201,6 +201,7 @@ class LocalVenue:
         owner = trader_owner(order.trader_id)
         positions = self._positions(owner, product) if self.config.short_selling else ()
         return risk_context(
+            new_key,
             self.ledger,
             order,
             product,
@@ -321,6 +322,7 @@ def order_from_request(request: OrderRequest, product: ProductSpec, order_id: in
 
 
 def risk_context(
+    key: Callable[[str, str], AccountKey],
     ledger: Ledger,
     order: Order,
     product: ProductSpec,
@@ -331,8 +333,8 @@ def risk_context(
 ) -> RiskContext:
     """What the policies read about ``order``, taken from the trader's accounts."""
     owner = trader_owner(order.trader_id)
-    cash = ledger.available(AccountKey(owner, product.quote_currency))
-    lots = ledger.available(AccountKey(owner, product.product_id))
+    cash = ledger.available(key(owner, product.quote_currency))
+    lots = ledger.available(key(owner, product.product_id))
     return RiskContext(
         order,
         product,

@@ -1776,8 +1776,11 @@ class AdversarySimulation(Simulation):
         strategies: Mapping[NodeId, type[NodeCore]] | None = None,
         faults: Faults | None = None,
         config: NodeConfig | None = None,
+        honest: type[NodeCore] = NodeCore,
     ) -> None:
-        super().__init__(seed, nodes, faults=faults, config=config, strategies=strategies)
+        super().__init__(
+            seed, nodes, faults=faults, config=config, strategies=strategies, honest=honest
+        )
         self.adversaries = frozenset(adversaries)
         unknown = self.adversaries - set(self.ids)
         if unknown:
@@ -2052,14 +2055,16 @@ def measure(
     strategy: type[NodeCore] | None,
     faults: Faults | None = CLEAN,
     config: NodeConfig | None = None,
+    honest: type[NodeCore] = NodeCore,
 ) -> RunFigures:
     """One run through every phase (see :func:`play`). ``strategy`` None
     runs the adversary nodes as plain NodeCore; ``faults`` None derives them
     from the seed. ``config`` is every node's, as given (see
-    :meth:`Adversary.network_config`)."""
+    :meth:`Adversary.network_config`); honest nodes run ``honest``."""
     ids = tuple(adversaries)
     strategies = {} if strategy is None else dict.fromkeys(ids, strategy)
-    return play(AdversarySimulation(seed, nodes, ids, strategies, faults, config), orders)
+    sim = AdversarySimulation(seed, nodes, ids, strategies, faults, config, honest)
+    return play(sim, orders)
 
 
 def strategy_kind(strategy: str | type[Adversary], orders: int) -> type[Adversary]:
@@ -2080,6 +2085,7 @@ def compare(
     adversary_ids: Iterable[NodeId] | None = None,
     faults: Faults | None = CLEAN,
     config: NodeConfig | None = None,
+    honest: type[NodeCore] = NodeCore,
 ) -> Comparison:
     """Run ``seed`` with the adversary nodes (by default the last node)
     playing ``strategy``, then with them honest; see the module docstring.
@@ -2092,8 +2098,8 @@ def compare(
     kind = strategy_kind(strategy, orders)
     config = kind.network_config(config or default_config())
     ids = tuple(adversary_ids) if adversary_ids is not None else default_adversaries(nodes)
-    on = measure(seed, nodes, orders, ids, kind, faults, config)
-    off = measure(seed, nodes, orders, ids, None, faults, config)
+    on = measure(seed, nodes, orders, ids, kind, faults, config, honest)
+    off = measure(seed, nodes, orders, ids, None, faults, config, honest)
     return Comparison(seed, nodes, orders, kind.name, ids, faults, on, off)
 
 

@@ -186,11 +186,14 @@ class Simulation:
         config: NodeConfig | None = None,
         signed: bool = False,
         strategies: Mapping[NodeId, type[NodeCore]] | None = None,
+        honest: type[NodeCore] = NodeCore,
     ) -> None:
         self.seed = seed
         # Node classes by id: a subclass of NodeCore plays a named strategy
-        # (an adversary); every other node runs NodeCore itself.
+        # (an adversary); every other node runs ``honest`` (NodeCore itself,
+        # or a subclass a test watches through).
         self.strategies = dict(strategies or {})
+        self.honest_kind = honest
         self.rng = random.Random(seed)
         self.faults = faults if faults is not None else Faults.from_seed(self.rng)
         self.report = SimReport(seed, nodes, faults=self.faults)
@@ -216,7 +219,7 @@ class Simulation:
             skew = self.rng.randint(-self.faults.max_skew_ms, self.faults.max_skew_ms)
             origin = self.rng.randint(0, MONO_ORIGINS_MS)
             now = Now(self.time_ms + origin, WALL_EPOCH_MS + self.time_ms + skew)
-            kind = self.strategies.get(node_id, NodeCore)
+            kind = self.strategies.get(node_id, honest)
             core, effects = kind.start(self._genesis(node_id), now)
             node = self.nodes[node_id] = _Node(core, origin, skew)
             node.journal.extend(e.entry for e in effects if type(e) is Journal)
@@ -558,7 +561,7 @@ class Simulation:
         with a new origin."""
         node = self.nodes[node_id]
         before = node.core.state_hash()
-        kind = self.strategies.get(node_id, NodeCore)
+        kind = self.strategies.get(node_id, self.honest_kind)
         snapshot = None if node.snapshot is None else decode_snapshot(node.snapshot)
         journal = list(node.journal)
         recovered = kind.recover(journal, snapshot)

@@ -44,6 +44,7 @@ from datn.wire.keys import (
     verify,
 )
 from datn.wire.link import InboundLink, InboundLinks, OutboundLink, ReplayWindow
+from datn.wire.recovery import recover_node
 from datn.wire.snapshot import SNAPSHOT_FORMAT_VERSION, decode_snapshot, encode_snapshot
 
 __all__ = [
@@ -77,6 +78,7 @@ __all__ = [
     "open_frame",
     "public_key_from_node_id",
     "read_header",
+    "recover_node",
     "seal",
     "sign_frame",
     "to_wire",

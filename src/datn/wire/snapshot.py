@@ -27,6 +27,7 @@ from typing import Final, TypeVar
 
 import msgspec
 
+from datn.domain.bulk import collector_paused
 from datn.protocol.node import SNAPSHOT_VERSION, NodeSnapshot
 from datn.wire.errors import SnapshotError
 from datn.wire.journal import DECODE_ERRORS, read_back_difference, stored_surplus
@@ -84,7 +85,8 @@ def decode_snapshot(data: bytes) -> NodeSnapshot:
             "unsupported_state_version",
             f"node state version {version}; this code reads {SNAPSHOT_VERSION}",
         )
-    snapshot = _read(_DECODER, body, "bad_field", "snapshot")
+    with collector_paused():
+        snapshot = _read(_DECODER, body, "bad_field", "snapshot")
     _check_as_stored(body, snapshot)
     return snapshot
 
