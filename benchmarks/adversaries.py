@@ -167,7 +167,7 @@ def main() -> None:
     quota = parse_quota(args.quota)
     print_conditions(args, quota)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
-    table: list[tuple[str, int, int, int]] = []
+    table: list[tuple[str, int, int, int, int, int]] = []
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         for strategy in args.strategies:
             started = time.perf_counter()
@@ -190,21 +190,30 @@ def main() -> None:
             print(f"  wall time {elapsed:.1f} s for {2 * len(results)} runs")
             on = sum(c.on.honest_executions for c in comparisons)
             off = sum(c.off.honest_executions for c in comparisons)
-            table.append((strategy, on, off, len(broken)))
+            lots_on = sum(c.on.honest_lots for c in comparisons)
+            lots_off = sum(c.off.honest_lots for c in comparisons)
+            table.append((strategy, on, off, lots_on, lots_off, len(broken)))
     print_table(table)
 
 
-def print_table(table: list[tuple[str, int, int, int]]) -> None:
-    """Honest executions with and without each strategy, over the seeds that
-    kept every invariant."""
+def print_table(table: list[tuple[str, int, int, int, int, int]]) -> None:
+    """Honest executions and lots with and without each strategy, over the
+    seeds that kept every invariant."""
     print()
-    print(f"{'strategy':<15}{'with':>8}{'without':>9}{'kept':>8}  note")
-    for strategy, on, off, broken in table:
+    print(
+        f"{'strategy':<15}{'executions with':>16}{'without':>9}{'kept':>8}"
+        f"{'lots with':>11}{'without':>9}{'kept':>8}  note"
+    )
+    for strategy, on, off, lots_on, lots_off, broken in table:
         share = f"{kept(on, off):.1%}" if off else "-"
+        lots_share = f"{kept(lots_on, lots_off):.1%}" if lots_off else "-"
         note = "" if not off or kept(on, off) >= TARGET else f"below the {TARGET:.0%} target"
         if broken:
             note = f"{broken} seed(s) broke an invariant (not counted); {note}".rstrip("; ")
-        print(f"{strategy:<15}{on:>8}{off:>9}{share:>8}  {note}")
+        print(
+            f"{strategy:<15}{on:>16}{off:>9}{share:>8}{lots_on:>11}{lots_off:>9}{lots_share:>8}"
+            f"  {note}"
+        )
 
 
 if __name__ == "__main__":

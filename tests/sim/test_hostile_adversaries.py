@@ -20,7 +20,8 @@ import pytest
 from datn.clearing.quota import AcceptanceRatio
 from datn.domain import AssetCode
 from datn.ledger import AccountKey
-from datn.protocol.clock import MAX_LOGICAL, HybridClock
+from datn.protocol.clock import MAX_LOGICAL
+from datn.protocol.hybrid import HybridClock
 from datn.protocol.liability import collateral_owner
 from datn.protocol.messages import NodeId
 from datn.protocol.node import NodeConfig

@@ -344,14 +344,19 @@ def test_short_sale_margin_sees_the_traders_positions_at_mark() -> None:
 
 
 def test_trade_prints_reach_every_peer() -> None:
+    """Every trade at a node changes one of its resting orders, and the
+    advert of that change carries the print to every peer."""
     net = Net(ids=(A, B, C))
     resting_sell(net)
     net.place(A, Side.BUY, 2, 5_000, "b1")
     net.deliver()
-    prints = net.sent(B, TradePrint)
-    assert len(prints) == 2  # to A and to C: the holder prints, once per peer
-    assert net.nodes[C].context.marks.mark(XYZ.product_id, None) == 5_000
+    printed = [m for m in net.sent(B, Advert) if m.traded_lots]
+    assert {(m.price_ticks, m.traded_lots) for m in printed} == {(5_000, 2)}
+    assert len(printed) == 2  # to A and to C: the holder prints, once per peer
     assert net.nodes[C].stats["prints_received"] == 1
+    assert net.nodes[C].context.marks.snapshot().sources == (
+        (XYZ.product_id, ((B, 5_000),)),
+    )
 
 
 # ============================================================= restarts

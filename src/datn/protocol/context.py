@@ -17,10 +17,11 @@ from typing import Final
 from datn.domain import AssetCode, ProductSpec
 from datn.domain.value import NodeId
 from datn.ledger import AccountKey, Ledger
-from datn.protocol.clock import Hlc, HybridClock, Now
+from datn.protocol.clock import Hlc, Now
 from datn.protocol.effects import Effect, Genesis, Publish, Send
+from datn.protocol.hybrid import HybridClock
 from datn.protocol.marks import Marks
-from datn.protocol.messages import Message, TradePrint
+from datn.protocol.messages import Message
 from datn.protocol.snapshot import ContextState
 
 OTHER_REASON: Final = "other"
@@ -72,18 +73,14 @@ class Context:
     def send(self, peer: NodeId, message: Message, now: Now, out: list[Effect]) -> None:
         out.append(Send(peer, self.clock.tick(now.wall_ms), message))
 
-    def print_trade(
+    def publish_trade(
         self, product_id: str, price_ticks: int, lots: int, now: Now, out: list[Effect]
     ) -> None:
-        """Tell this node's market-data feed and every peer about a trade whose
-        price this node's book set: each trade is printed once, by the node
-        whose resting order made the price."""
-        executed = self.clock.tick(now.wall_ms)
-        out.append(Publish(product_id, price_ticks, lots, executed))
-        trade_print = TradePrint(product_id, price_ticks, lots, executed)
-        for peer in self.peers:
-            self.send(peer, trade_print, now, out)
-        self.count("prints_sent", len(self.peers))
+        """Tell this node's market-data feed about a trade. Peers hear of it
+        from the advert of the resting order that made its price (see
+        :class:`~datn.protocol.messages.Advert`): each trade is printed once,
+        by the node whose book set the price."""
+        out.append(Publish(product_id, price_ticks, lots, self.clock.tick(now.wall_ms)))
 
     def count(self, name: str, amount: int = 1) -> None:
         self.stats[name] = self.stats.get(name, 0) + amount

@@ -310,7 +310,8 @@ class Holder:
             meta.order.order_id, trade_id, fill.price_ticks, fill.quantity_lots, originator
         )
         out.append(Reply(meta.order.trader_id, executed))
-        context.print_trade(product_id, fill.price_ticks, fill.quantity_lots, now, out)
+        context.publish_trade(product_id, fill.price_ticks, fill.quantity_lots, now, out)
+        meta.untold_lots += fill.quantity_lots
 
     def on_release(self, sender: NodeId, message: Release, now: Now, out: list[Effect]) -> None:
         lock = self.locks.get(message.lock_id)

@@ -7,13 +7,15 @@ per product, the latest trade price heard from each of a bounded number of
 *sources* (the node whose book set the price: itself for its own trades as
 holder, the holder for a trade it originated, the sender of a trade print),
 and marks at their median, counted only once at least ``quorum`` sources
-have traded the product: with fewer, one source would be the median. Until
-then, and whenever too few sources remain, the mark stays where the last
-quorum put it (at first, the opening reference from the node's genesis).
+have traded the product: with fewer, one source would be the median, and
+the opening reference from the node's genesis stands instead.
 
 Exposure to a peer is marked at the median of the *other* sources, so that
 peer's own prices never count towards its own mark: no single counterparty
-controls it. However often one peer prints, it is one source.
+controls it. When leaving the peer out would leave fewer than a quorum, the
+median of all of them stands: with two other sources at least, the peer's
+own price can only fall between theirs. However often one peer prints, it
+is one source.
 """
 
 from __future__ import annotations
@@ -38,8 +40,6 @@ class Marks:
         self.max_sources = max_sources
         self.quorum = quorum
         self._products: dict[str, _Product] = {}
-        self._anchors: dict[str, int] = {}
-        """Per product, the median of the last quorum of sources."""
 
     def record(self, product_id: str, source: NodeId, price_ticks: int) -> None:
         """``source`` traded ``product_id`` at ``price_ticks``; the oldest
@@ -53,9 +53,6 @@ class Marks:
         if len(sources) > self.max_sources:
             del sources[next(iter(sources))]
         product.ranked = None
-        if len(sources) >= self.quorum:
-            ranked = self._ranked(product)
-            self._anchors[product_id] = ranked[(len(ranked) - 1) // 2][0]
 
     def reference(self, product_id: str) -> int | None:
         """The product's mark for risk checks: the median of every source."""
@@ -64,17 +61,15 @@ class Marks:
     def mark(self, product_id: str, excluding: NodeId | None) -> int | None:
         """The median price of the product's sources other than
         ``excluding`` (the lower median of an even count), if a quorum of
-        them remains; the last quorum's mark (or the opening reference)
-        otherwise."""
+        them remains; the median of all of them if a quorum is there with
+        it; the opening reference otherwise."""
         product = self._products.get(product_id)
-        if product is None:
+        if product is None or len(product.sources) < self.quorum:
             return self.opening.get(product_id)
         ranked = self._ranked(product)
         count = len(ranked)
         excluded = excluding is not None and excluding in product.sources
-        if count - excluded < self.quorum:
-            return self._anchors.get(product_id, self.opening.get(product_id))
-        if excluded:
+        if excluded and count - 1 >= self.quorum:
             assert excluding is not None
             # The median of the list without one entry: the entry at the
             # median index moves up by one when the removed entry is at or
@@ -103,7 +98,6 @@ class Marks:
                 (product_id, tuple(product.sources.items()))
                 for product_id, product in self._products.items()
             ),
-            tuple(self._anchors.items()),
         )
 
     @classmethod
@@ -111,5 +105,4 @@ class Marks:
         marks = cls(dict(state.opening), max_sources, quorum)
         for product_id, sources in state.sources:
             marks._products[product_id] = _Product(dict(sources))
-        marks._anchors = dict(state.anchors)
         return marks

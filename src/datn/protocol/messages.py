@@ -84,7 +84,10 @@ class Refusal(Value, frozen=True):
 class Advert(Value, frozen=True):
     """Holder -> peers: resting order ``order_ref`` now shows ``quantity_lots``
     (zero: it left the book). ``version`` counts the holder's adverts, so a peer
-    can tell when it missed one."""
+    can tell when it missed one. ``traded_lots`` is the trade print: lots of
+    it that traded, at its price, since the last advert (every trade at a
+    node changes one of its resting orders, so the advert of that change
+    carries the print to every peer)."""
 
     order_ref: int
     product_id: str
@@ -93,10 +96,12 @@ class Advert(Value, frozen=True):
     quantity_lots: int
     priority: Hlc
     version: int
+    traded_lots: int = 0
 
 
 class TradePrint(Value, frozen=True):
-    """Anonymous report of a trade."""
+    """Anonymous report of a trade, on its own (the prints of a node's own
+    trades ride on its adverts)."""
 
     product_id: str
     price_ticks: int

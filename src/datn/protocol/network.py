@@ -14,7 +14,6 @@ leaves room for a link whose delay jitters, not only for its average.
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -35,35 +34,41 @@ restart or a lie, not the link."""
 
 
 class AdvertBook:
-    """A peer's advertised orders on one side of one product, best first:
-    routing reads only as far down as the order it routes needs."""
+    """A peer's advertised orders on one side of one product, read best
+    first: routing reads only as far down as the order it routes needs.
+    Adverts come far more often than orders are routed, so the order is
+    sorted when it is read after a change, not on every advert."""
 
     __slots__ = ("_keys", "adverts")
 
     def __init__(self) -> None:
         self.adverts: dict[int, Advert] = {}
-        self._keys: list[tuple[int, int, int, int]] = []
-        """(price, best first; priority wall, logical; order ref), sorted."""
-
-    @staticmethod
-    def _key(advert: Advert) -> tuple[int, int, int, int]:
-        price = advert.price_ticks if advert.side is Side.SELL else -advert.price_ticks
-        return price, advert.priority.wall_ms, advert.priority.logical, advert.order_ref
+        self._keys: list[tuple[int, int, int, int]] | None = []
+        """(price, best first; priority wall, logical; order ref), sorted,
+        or None after a change."""
 
     def put(self, advert: Advert) -> None:
-        self.pop(advert.order_ref)
         self.adverts[advert.order_ref] = advert
-        insort(self._keys, self._key(advert))
+        self._keys = None
 
     def pop(self, order_ref: int) -> None:
-        advert = self.adverts.pop(order_ref, None)
-        if advert is not None:
-            keys = self._keys
-            del keys[bisect_left(keys, self._key(advert))]
+        if self.adverts.pop(order_ref, None) is not None:
+            self._keys = None
 
     def best_first(self) -> Iterator[Advert]:
+        keys = self._keys
+        if keys is None:
+            keys = self._keys = sorted(
+                (
+                    a.price_ticks if a.side is Side.SELL else -a.price_ticks,
+                    a.priority.wall_ms,
+                    a.priority.logical,
+                    a.order_ref,
+                )
+                for a in self.adverts.values()
+            )
         adverts = self.adverts
-        for key in self._keys:
+        for key in keys:
             yield adverts[key[3]]
 
     def __len__(self) -> int:
@@ -179,6 +184,7 @@ class NetworkView:
         current = view.adverts.get(message.order_ref)
         if current is not None and current.version > message.version:
             return  # an older advert overtaken by a newer one
+        self._printed(sender, message)
         if not message.quantity_lots:
             if current is not None:
                 del view.adverts[message.order_ref]
@@ -191,6 +197,13 @@ class NetworkView:
             view.index(current).pop(message.order_ref)
         view.adverts[message.order_ref] = message
         view.index(message).put(message)
+
+    def _printed(self, sender: NodeId, message: Advert) -> None:
+        """The trade print an advert carries: its price joins the product's
+        marks, as the sender's."""
+        if message.traded_lots:
+            self.context.marks.record(message.product_id, sender, message.price_ticks)
+            self.context.count("prints_received")
 
     def on_trade_print(
         self, sender: NodeId, message: TradePrint, now: Now, out: list[Effect]

@@ -125,6 +125,8 @@ class Working:
     """Peers that answered this order without refusing: they offered all they had."""
     in_doubt_lots: int = 0
     """Accepted lots this order stopped waiting for."""
+    expected: dict[NodeId, int] = field(default_factory=dict)
+    """Lots the current round asks each peer for because of its adverts."""
 
 
 @dataclass(slots=True)
@@ -170,6 +172,9 @@ class Originator:
         """Request ids of recently finished orders, oldest first: locks in a
         late answer to them are released."""
         self._reliability: dict[NodeId, AcceptanceRatio] = {}
+        self._credibility: dict[NodeId, AcceptanceRatio] = {}
+        """Per peer: lots its adverts led this node to expect (as offered) and
+        lots it then offered (as taken), decayed, in thousandths of a lot."""
         """Per holder: notional accepted (as offered) and confirmed (as taken), decayed."""
 
     # ================================================================ intake
@@ -298,16 +303,19 @@ class Originator:
         return min(max(config.collection_window_ms, slowest + config.acceptance_margin_ms), cap)
 
     def _demoted(self, working: Working, holder: NodeId, now: Now) -> bool:
-        """A holder that refused this order, or whose accepted lots end
-        refused too often, goes after every other."""
+        """A holder that refused this order, whose accepted lots end refused
+        too often, or whose adverts promise more than it offers, goes after
+        every other."""
         if holder == self.context.node_id:
             return False
         if holder in working.failed_holders:
             return True
-        ratio = self._reliability.get(holder)
-        if ratio is None:
-            return False
-        return ratio.permille(now.mono_ms, 0) < self.context.config.unreliable_permille
+        floor = self.context.config.unreliable_permille
+        for ratios in (self._reliability, self._credibility):
+            ratio = ratios.get(holder)
+            if ratio is not None and ratio.permille(now.mono_ms, 0) < floor:
+                return True
+        return False
 
     def _targets(self, working: Working, now: Now) -> list[NodeId]:
         """Whom to ask. Broadcast: every peer. Targeted: every peer whose view
@@ -343,11 +351,13 @@ class Originator:
                 price_key = advert.price_ticks if buy else -advert.price_ticks
                 advertised.append((demoted, price_key, advert.priority, peer, advert.quantity_lots))
                 wanted -= advert.quantity_lots
+        working.expected = {}
         for _, _, _, peer, lots in sorted(advertised):
             if needed <= 0:
                 break
             if peer not in chosen:
                 chosen.append(peer)
+            working.expected[peer] = working.expected.get(peer, 0) + min(lots, needed)
             needed -= lots
         return chosen
 
@@ -381,6 +391,7 @@ class Originator:
             # resent, so this is a clean round-trip sample.
             self.network.views[sender].sample_rtt(now.mono_ms - working.broadcast_mono_ms)
         working.exhausted.add(sender)
+        expected = working.expected.pop(sender, 0)
         seen: set[int] = set()
         for offer in message.offers:
             if offer.lock_id in seen:
@@ -392,6 +403,9 @@ class Originator:
                 context.send(sender, Release(offer.lock_id), now, out)
                 continue
             working.candidates.append(Candidate(sender, offer, now.mono_ms))
+        if expected:
+            offered = sum(c.offer.quantity_lots for c in working.candidates if c.holder == sender)
+            self._credit(sender, expected, min(offered, expected), now)
         if not working.awaiting:
             self._decide(working, now, out)
 
@@ -671,6 +685,16 @@ class Originator:
         if confirmed:
             ratio.take(confirmed, now.mono_ms)
 
+    def _credit(self, holder: NodeId, expected: int, offered: int, now: Now) -> None:
+        """Count what ``holder``'s adverts promised and what it offered."""
+        ratio = self._credibility.get(holder)
+        if ratio is None:
+            half_life = self.context.config.clearing.quota.ratio_half_life_ms
+            ratio = self._credibility[holder] = AcceptanceRatio(half_life, now.mono_ms)
+        ratio.offer(1_000 * expected, now.mono_ms)
+        if offered:
+            ratio.take(1_000 * offered, now.mono_ms)
+
     def _maybe_finish(self, working: Working, now: Now, out: list[Effect]) -> None:
         if not working.accepted:
             self._finish_round(working, now, out)
@@ -922,8 +946,9 @@ class Originator:
             for candidate in working.candidates:
                 if candidate.holder != self.context.node_id:
                     candidate.received_mono_ms = now.mono_ms - self.context.config.max_offer_ttl_ms
-        for ratio in self._reliability.values():
-            ratio.rebase(delta_ms)
+        for ratios in (self._reliability, self._credibility):
+            for ratio in ratios.values():
+                ratio.rebase(delta_ms)
         for doubt in self.in_doubt.values():
             doubt.resend_mono_ms = now.mono_ms
 
@@ -948,6 +973,7 @@ class Originator:
             ),
             tuple(self._finished_requests),
             tuple((holder, ratio.state()) for holder, ratio in self._reliability.items()),
+            tuple((holder, ratio.state()) for holder, ratio in self._credibility.items()),
         )
 
     def restore(self, state: OriginatorState) -> None:
@@ -978,6 +1004,9 @@ class Originator:
         self._finished_requests = dict.fromkeys(state.finished_requests)
         self._reliability = {
             holder: AcceptanceRatio.from_state(ratio) for holder, ratio in state.reliability
+        }
+        self._credibility = {
+            holder: AcceptanceRatio.from_state(ratio) for holder, ratio in state.credibility
         }
 
 
@@ -1022,6 +1051,7 @@ def _working_state(w: Working) -> WorkingState:
         w.cancel_requested,
         tuple(sorted(w.exhausted)),
         w.in_doubt_lots,
+        tuple(w.expected.items()),
     )
 
 
@@ -1048,4 +1078,5 @@ def _working_from(s: WorkingState, product: ProductSpec) -> Working:
         s.cancel_requested,
         set(s.exhausted),
         s.in_doubt_lots,
+        dict(s.expected),
     )

@@ -41,7 +41,16 @@ class RestingMeta:
     orders, most of which it will not touch again for a while: each keeps
     its snapshot state and builds its :class:`Order` when first asked."""
 
-    __slots__ = ("_order", "_state", "filled_lots", "hold_id", "order_ref", "priority", "product")
+    __slots__ = (
+        "_order",
+        "_state",
+        "filled_lots",
+        "hold_id",
+        "order_ref",
+        "priority",
+        "product",
+        "untold_lots",
+    )
 
     def __init__(
         self,
@@ -62,6 +71,9 @@ class RestingMeta:
         self.order_ref = order_ref
         """The random id peers know the order by."""
         self.filled_lots = filled_lots
+        self.untold_lots = 0
+        """Lots traded since the order's last advert: the print the next one
+        carries (always within the same input, so never in a snapshot)."""
 
     @property
     def order(self) -> Order:
@@ -271,7 +283,8 @@ class RestingOrders:
         context.ledger.post(entry)
         maker.filled_lots += lots
         context.marks.record(maker.product.product_id, context.node_id, price)
-        context.print_trade(maker.product.product_id, price, lots, now, out)
+        context.publish_trade(maker.product.product_id, price, lots, now, out)
+        maker.untold_lots += lots
         maker_event = Executed(maker.order.order_id, trade_id, price, lots, context.node_id)
         out.append(Reply(maker.order.trader_id, maker_event))
         return trade_id
@@ -318,7 +331,9 @@ class RestingOrders:
             lots,
             meta.priority,
             self.advert_version,
+            meta.untold_lots,
         )
+        meta.untold_lots = 0
         context = self.context
         for peer in context.peers:
             context.send(peer, advert, now, out)

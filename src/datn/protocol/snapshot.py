@@ -47,12 +47,10 @@ SNAPSHOT_VERSION = 1
 
 
 class MarksState(Value, frozen=True):
-    """The marks' whole state: per product, sources in recency order, and
-    the mark the last quorum gave."""
+    """The marks' whole state: per product, sources in recency order."""
 
     opening: tuple[tuple[str, int], ...]
     sources: tuple[tuple[str, tuple[tuple[NodeId, int], ...]], ...]
-    anchors: tuple[tuple[str, int], ...] = ()
 
 
 class ContextState(Value, frozen=True):
@@ -224,6 +222,7 @@ class WorkingState(Value, frozen=True):
     cancel_requested: bool
     exhausted: tuple[NodeId, ...]
     in_doubt_lots: int
+    expected: tuple[tuple[NodeId, int], ...]
 
 
 class InDoubtState(Value, frozen=True):
@@ -243,6 +242,7 @@ class OriginatorState(Value, frozen=True):
     in_doubt: tuple[InDoubtState, ...]
     finished_requests: tuple[int, ...]
     reliability: tuple[tuple[NodeId, tuple[int, int, int, int]], ...]
+    credibility: tuple[tuple[NodeId, tuple[int, int, int, int]], ...]
 
 
 class DefaultRecord(Value, frozen=True):

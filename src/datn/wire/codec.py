@@ -232,7 +232,14 @@ def _advert_to_wire(m: Advert) -> WireAdvert:
     side = _side_to_wire(m.side)
     priority = hlc_to_wire(m.priority)
     return WireAdvert(
-        m.order_ref, m.product_id, side, m.price_ticks, m.quantity_lots, priority, m.version
+        m.order_ref,
+        m.product_id,
+        side,
+        m.price_ticks,
+        m.quantity_lots,
+        priority,
+        m.version,
+        m.traded_lots,
     )
 
 
@@ -240,7 +247,14 @@ def _advert_from_wire(w: WireAdvert) -> Advert:
     side = _SIDE_FROM_WIRE[w.side]
     priority = hlc_from_wire(w.priority)
     return Advert(
-        w.order_ref, w.product_id, side, w.price_ticks, w.quantity_lots, priority, w.version
+        w.order_ref,
+        w.product_id,
+        side,
+        w.price_ticks,
+        w.quantity_lots,
+        priority,
+        w.version,
+        w.traded_lots,
     )
 
 

@@ -152,6 +152,8 @@ class WireAdvert(_Wire, frozen=True, tag=7):
     quantity_lots: LotsOrZero
     priority: WireHlc
     version: Count
+    # Appended later, with a default: an advert sent without it still decodes.
+    traded_lots: LotsOrZero = 0
 
 
 class WireTradePrint(_Wire, frozen=True, tag=8):
