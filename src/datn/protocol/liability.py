@@ -136,6 +136,9 @@ class PeerAccounts:
     peer: dict[str, AccountKey] | None = None
     """What the peer owes and is owed, by asset (None until the first trade)."""
     rail: dict[str, AccountKey] = field(default_factory=dict)
+    bond_held: AccountKey | None = None
+    collateral: AccountKey | None = None
+    bond_posted: AccountKey | None = None
 
 
 @dataclass(slots=True)
@@ -208,6 +211,12 @@ class Liability:
         self.peers: dict[NodeId, PeerClearing] = {p: PeerClearing() for p in context.peers}
         self.holder: Holder | None = None
         """Set by the node core: a suspension ends the locks held for the peer."""
+        self._bonding: set[NodeId] = set()
+        """Peers with a bond request of this node's out (what ticks resend)..."""
+        self._trading: set[NodeId] = set()
+        """...and peers with trades not settled yet (what a settlement cycle
+        looks at): a node with hundreds of peers works on those only. Both
+        are read in sorted order, so they decide nothing by their history."""
         self._next_settlement_mono_ms: int | None = None
         asset = AssetCode(context.config.clearing.bond_asset)
         self._capital = AccountKey(CAPITAL_OWNER, asset)
@@ -222,7 +231,7 @@ class Liability:
         return self.peers[peer].unsettled
 
     def any_unsettled(self) -> bool:
-        return any(view.unsettled for view in self.peers.values())
+        return bool(self._trading)
 
     # ============================================================= accounts
 
@@ -285,6 +294,7 @@ class Liability:
             return
         view.outgoing = view.queued.pop(0)
         view.outgoing_paid = False
+        self._bonding.add(peer)
         self.context.send(peer, view.outgoing, now, out)
         view.bond_resend_mono_ms = now.mono_ms + self.context.config.clearing.bond_resend_ms
         out.append(SetTimer(view.bond_resend_mono_ms))
@@ -381,9 +391,12 @@ class Liability:
 
     def _book_held(self, peer: NodeId, view: PeerClearing, bond_id: int, amount: int) -> None:
         ledger = self.context.ledger
-        asset = self.context.config.clearing.bond_asset
-        held = ledger.open_account(bond_held_owner(peer), asset, UNBOUNDED)
-        collateral = ledger.open_account(collateral_owner(peer), asset)
+        accounts = view.accounts
+        held, collateral = accounts.bond_held, accounts.collateral
+        if held is None or collateral is None:
+            asset = self.context.config.clearing.bond_asset
+            held = accounts.bond_held = ledger.open_account(bond_held_owner(peer), asset, UNBOUNDED)
+            collateral = accounts.collateral = ledger.open_account(collateral_owner(peer), asset)
         entry = Entry(
             EntryId(f"bond-held:{peer}:{bond_id}"),
             (Posting(held, -amount), Posting(collateral, amount)),
@@ -413,6 +426,7 @@ class Liability:
                 out.append(Pay(sender, "bond", request.bond_id, request.asset, request.amount))
             return
         view.outgoing = None
+        self._bonding.discard(sender)
         hold = None if request.withdraw else self._bond_hold(sender, request.bond_id)
         if message.reason:
             if hold is not None:
@@ -426,7 +440,11 @@ class Liability:
         self, peer: NodeId, view: PeerClearing, request: BondRequest, hold: str | None
     ) -> None:
         ledger = self.context.ledger
-        posted = ledger.open_account(bond_posted_owner(peer), request.asset)
+        posted = view.accounts.bond_posted
+        if posted is None:
+            posted = view.accounts.bond_posted = ledger.open_account(
+                bond_posted_owner(peer), request.asset
+            )
         amount = -request.amount if request.withdraw else request.amount
         entry = Entry(
             EntryId(f"bond-posted:{peer}:{request.bond_id}"),
@@ -438,7 +456,8 @@ class Liability:
 
     def resend_bonds(self, now: Now, out: list[Effect]) -> None:
         resend_ms = self.context.config.clearing.bond_resend_ms
-        for peer, view in self.peers.items():
+        for peer in sorted(self._bonding):
+            view = self.peers[peer]
             if view.outgoing is not None and now.mono_ms >= view.bond_resend_mono_ms:
                 self.context.send(peer, view.outgoing, now, out)
                 view.bond_resend_mono_ms = now.mono_ms + resend_ms
@@ -532,6 +551,7 @@ class Liability:
         view = self.peers[peer]
         view.unsettled[lock_id] = deltas
         view.unsettled_at[lock_id] = now.mono_ms
+        self._trading.add(peer)
 
     def settlement_cycle(self, now: Now, out: list[Effect]) -> None:
         """As the lower id of a pair: propose the statement of every trade not
@@ -544,8 +564,9 @@ class Liability:
             due = now.mono_ms + clearing.settlement_cycle_ms
             ripe = now.mono_ms - clearing.settlement_lag_ms
             overdue = now.mono_ms - clearing.settlement_deadline_ms
-            for peer, view in self.peers.items():
-                if not view.unsettled or view.suspended:
+            for peer in sorted(self._trading):
+                view = self.peers[peer]
+                if view.suspended:
                     continue
                 if min(view.unsettled_at.values()) <= overdue:
                     self._declare_default(peer, view, now, out)
@@ -560,7 +581,8 @@ class Liability:
                         view.proposal_resend_mono_ms = now.mono_ms
             self._next_settlement_mono_ms = due
             out.append(SetTimer(due))
-        for peer, view in self.peers.items():
+        for peer in sorted(self._trading):
+            view = self.peers[peer]
             if (
                 view.proposal is not None
                 and not view.suspended
@@ -637,6 +659,8 @@ class Liability:
         net = net_of(unsettled.pop(lock_id) for lock_id in lock_ids)
         for lock_id in lock_ids:
             del booked[lock_id]
+        if not unsettled:
+            self._trading.discard(peer)
         ledger = self.context.ledger
         keys = self.peer_keys(peer)
         rails = view.accounts.rail
@@ -656,7 +680,7 @@ class Liability:
 
     def settling(self) -> bool:
         """True while a proposed statement waits for its answer."""
-        return any(view.proposal is not None for view in self.peers.values())
+        return any(self.peers[peer].proposal is not None for peer in self._trading)
 
     # ================================================================ default
 
@@ -785,14 +809,14 @@ class Liability:
     # ============================================================= timers
 
     def next_timer_ms(self) -> int | None:
-        times = [v.bond_resend_mono_ms for v in self.peers.values() if v.outgoing is not None]
-        if self.any_unsettled() and self._next_settlement_mono_ms is not None:
+        peers = self.peers
+        times = [peers[p].bond_resend_mono_ms for p in self._bonding]
+        if self._trading and self._next_settlement_mono_ms is not None:
             times.append(self._next_settlement_mono_ms)
-        times.extend(
-            v.proposal_resend_mono_ms
-            for v in self.peers.values()
-            if v.proposal is not None and not v.suspended
-        )
+        for peer in self._trading:
+            view = peers[peer]
+            if view.proposal is not None and not view.suspended:
+                times.append(view.proposal_resend_mono_ms)
         return min(times) if times else None
 
     def restart(self, delta_ms: int, now: Now) -> None:
@@ -884,3 +908,5 @@ class Liability:
                 violations=deque(s.violations),
             )
         self._next_settlement_mono_ms = state.next_settlement_mono_ms
+        self._bonding = {p for p, v in self.peers.items() if v.outgoing is not None}
+        self._trading = {p for p, v in self.peers.items() if v.unsettled}

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from mypy_extensions import mypyc_attr
 
@@ -32,6 +32,11 @@ from datn.ledger import AccountKey, Ledger
 from datn.protocol.clock import MAX_LOGICAL
 from datn.protocol.effects import Effect, Executed, Reply, Send
 from datn.protocol.messages import Confirmation, NodeId, PotentialTrades, Refusal
+
+WALL_EPOCH_MS: Final = 1_795_000_000_000
+"""Virtual time zero on the simulated nodes' wall clocks (late 2026): wall
+clocks, even skewed ones, read like real epoch milliseconds, as the wire
+expects. The simulator reads it from here."""
 
 if TYPE_CHECKING:
     from datn.sim.network import Simulation
@@ -211,9 +216,10 @@ class InvariantChecker:
         """Every node can still send: no peer pushed its clock beyond the
         drift it allows past the latest wall time the node itself has read,
         nor its counter towards the wire's limit."""
-        core = self.sim.nodes[node_id].core
+        node = self.sim.nodes[node_id]
+        core = node.core
         last = core.context.clock.last
-        wall = self.sim.now(node_id).wall_ms
+        wall = WALL_EPOCH_MS + self.sim.time_ms + node.skew_ms
         seen = self._walls.get(node_id, 0)
         if wall > seen:
             seen = self._walls[node_id] = wall

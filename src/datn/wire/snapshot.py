@@ -56,15 +56,20 @@ _VERSION_DECODER: Final = msgspec.msgpack.Decoder(_StateVersion)
 _ANY_DECODER: Final = msgspec.msgpack.Decoder()
 
 
-def encode_snapshot(snapshot: NodeSnapshot) -> bytes:
+def encode_snapshot(snapshot: NodeSnapshot, *, verify: bool = True) -> bytes:
     """The stored form of ``snapshot``; SnapshotError (``bad_snapshot``) if it
-    cannot be written or would not read back exactly."""
+    cannot be written or (``verify``, the default) would not read back
+    exactly. A caller that reads every snapshot back anyway (the simulator,
+    which recovers crashed nodes from them and checks their state) may skip
+    the check."""
     try:
         body = _ENCODER.encode(snapshot)
     except (msgspec.MsgspecError, TypeError, ValueError, OverflowError) as error:
         raise SnapshotError("bad_snapshot", str(error)) from None
     header = SNAPSHOT_MAGIC + bytes([SNAPSHOT_FORMAT_VERSION]) + hashlib.sha256(body).digest()
     data = header + body
+    if not verify:
+        return data
     try:
         read = decode_snapshot(data)
     except SnapshotError as error:
