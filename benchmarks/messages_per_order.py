@@ -55,7 +55,7 @@ from typing import Any
 
 import datn.book.book
 from datn.protocol.clock import Now
-from datn.protocol.effects import Send
+from datn.protocol.effects import Effect, Send
 from datn.protocol.messages import (
     Acceptance,
     Confirmation,
@@ -65,6 +65,7 @@ from datn.protocol.messages import (
     Refusal,
     Release,
 )
+from datn.protocol.node import NodeCore
 from datn.protocol.venue import OrderRequest
 from datn.sim.network import Faults, Simulation
 
@@ -158,12 +159,19 @@ class ObservedSimulation(Simulation):
 
 def run(nodes: int, targeted: bool, orders: int, seed: int, traders: int, checks: bool) -> Result:
     observer = Observer()
+    crossing_holders: list[int] = []
+    counting_core = crossing_counter(crossing_holders)
     sim = ObservedSimulation(
-        observer, seed, nodes, traders=traders, faults=Faults(), targeted=targeted
+        observer,
+        seed,
+        nodes,
+        traders=traders,
+        faults=Faults(),
+        targeted=targeted,
+        honest=counting_core,
     )
     if not checks:
         sim.per_event_checks = False
-    crossing_holders = count_crossing_holders(sim)
     duration_ms = max(1_000, orders * 20)
     start = time.perf_counter()
     sim.fund()
@@ -203,29 +211,34 @@ def run(nodes: int, targeted: bool, orders: int, seed: int, traders: int, checks
     )
 
 
-def count_crossing_holders(sim: Simulation) -> list[int]:
-    """For each order placed, how many other nodes had crossing unlocked
-    liquidity in their books at that moment: the k of the 2k+2 target,
-    whether or not the originator asked them."""
-    counts: list[int] = []
-    for node_id, node in sim.nodes.items():
-        place = node.core.place
+def crossing_counter(counts: list[int]) -> type[NodeCore]:
+    """A node core that records, for each order placed, how many other nodes
+    had crossing unlocked liquidity in their books at that moment: the k of
+    the 2k+2 target, whether or not the originator asked them.
 
-        def counted(request: OrderRequest, now: Now, origin: NodeId = node_id, inner=place):  # type: ignore[no-untyped-def]
+    Every honest node runs the returned class; each core it builds joins the
+    registry the counting reads (a clean network restarts no node)."""
+    cores: dict[NodeId, NodeCore] = {}
+
+    class CountingCore(NodeCore):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            cores[self.node_id] = self
+
+        def place(self, request: OrderRequest, now: Now) -> list[Effect]:
             k = 0
-            for other_id, other in sim.nodes.items():
-                book = other.core.books.get(request.product_id)
+            for other_id, other in cores.items():
+                book = other.resting.books.get(request.product_id)
                 if (
-                    other_id != origin
+                    other_id != self.node_id
                     and book is not None
                     and book.lockable(request.side, request.price_ticks, 1)
                 ):
                     k += 1
             counts.append(k)
-            return inner(request, now)
+            return super().place(request, now)
 
-        node.core.place = counted  # type: ignore[method-assign]
-    return counts
+    return CountingCore
 
 
 def print_conditions(args: argparse.Namespace) -> None:

@@ -354,9 +354,7 @@ def test_trade_prints_reach_every_peer() -> None:
     assert {(m.price_ticks, m.traded_lots) for m in printed} == {(5_000, 2)}
     assert len(printed) == 2  # to A and to C: the holder prints, once per peer
     assert net.nodes[C].stats["prints_received"] == 1
-    assert net.nodes[C].context.marks.snapshot().sources == (
-        (XYZ.product_id, ((B, 5_000),)),
-    )
+    assert net.nodes[C].context.marks.snapshot().sources == ((XYZ.product_id, ((B, 5_000),)),)
 
 
 # ============================================================= restarts
