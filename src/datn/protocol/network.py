@@ -33,38 +33,58 @@ MAX_PLAUSIBLE_RTT_MS = 60_000
 restart or a lie, not the link."""
 
 
+def _price_key(advert: Advert) -> int:
+    """Best first on either side: an ask's price, a bid's price negated."""
+    return advert.price_ticks if advert.side is Side.SELL else -advert.price_ticks
+
+
 class AdvertBook:
     """A peer's advertised orders on one side of one product, read best
     first: routing reads only as far down as the order it routes needs.
     Adverts come far more often than orders are routed, so the order is
     sorted when it is read after a change, not on every advert."""
 
-    __slots__ = ("_keys", "adverts")
+    __slots__ = ("_best", "_keys", "adverts")
 
     def __init__(self) -> None:
         self.adverts: dict[int, Advert] = {}
         self._keys: list[tuple[int, int, int, int]] | None = []
         """(price, best first; priority wall, logical; order ref), sorted,
         or None after a change."""
+        self._best: int | None = None
+        """The best price as :func:`_price_key` orders it, or None when
+        unknown (or the book is empty)."""
 
     def put(self, advert: Advert) -> None:
         self.adverts[advert.order_ref] = advert
         self._keys = None
+        best = self._best
+        if best is not None:
+            self._best = min(best, _price_key(advert))
 
     def pop(self, order_ref: int) -> None:
-        if self.adverts.pop(order_ref, None) is not None:
+        advert = self.adverts.pop(order_ref, None)
+        if advert is not None:
             self._keys = None
+            if _price_key(advert) == self._best:
+                self._best = None
+
+    def best_price_key(self) -> int | None:
+        """The best advertised price, as :func:`_price_key` orders it (lower
+        is better); None if the book is empty. Routing skips a peer whose
+        best does not cross without sorting its book."""
+        best = self._best
+        if best is None and self.adverts:
+            keys = self._keys
+            best = keys[0][0] if keys else min(_price_key(a) for a in self.adverts.values())
+            self._best = best
+        return best
 
     def best_first(self) -> Iterator[Advert]:
         keys = self._keys
         if keys is None:
             keys = self._keys = sorted(
-                (
-                    a.price_ticks if a.side is Side.SELL else -a.price_ticks,
-                    a.priority.wall_ms,
-                    a.priority.logical,
-                    a.order_ref,
-                )
+                (_price_key(a), a.priority.wall_ms, a.priority.logical, a.order_ref)
                 for a in self.adverts.values()
             )
         adverts = self.adverts

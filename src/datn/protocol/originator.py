@@ -340,8 +340,11 @@ class Originator:
                 chosen.append(peer)
                 continue
             book = (view.asks if buy else view.bids).get(order.product_id)
-            if not book:
+            if book is None:
                 continue
+            best = book.best_price_key()
+            if best is None or best > (limit if buy else -limit):
+                continue  # nothing there crosses
             demoted = self._demoted(working, peer, now)
             # Best first, and no further than this order needs from one peer.
             wanted = needed
