@@ -48,6 +48,7 @@ import datn.book.book
 import datn.domain.orders
 import datn.ledger.ledger
 import datn.protocol.node
+from datn.domain.bulk import set_up_frozen
 from datn.sim import invariants, network
 from datn.sim.network import Faults, Simulation
 
@@ -80,12 +81,13 @@ def simulate(seed: int, nodes: int, orders: int, checks: bool) -> Run:
     sim.fund()
     setup_wall_s = time.perf_counter() - start
     setup_messages = sum(sim.report.messages.values())
-    duration_ms = max(1_000, orders * 20)
-    end_ms = sim.schedule_flow(orders, duration_ms)
-    sim.run(until_ms=end_ms)
-    sim.heal()
-    sim.settle()
-    sim.check_final()
+    with set_up_frozen():  # as run_simulation does
+        duration_ms = max(1_000, orders * 20)
+        end_ms = sim.schedule_flow(orders, duration_ms)
+        sim.run(until_ms=end_ms)
+        sim.heal()
+        sim.settle()
+        sim.check_final()
     wall_s = time.perf_counter() - start
     report = sim.report
     return Run(

@@ -33,6 +33,7 @@ from mypy_extensions import mypyc_attr
 
 from datn.domain import USD, ProductKind, ProductSpec, Side, TimeInForce
 from datn.domain.assets import AssetCode
+from datn.domain.bulk import set_up_frozen
 from datn.protocol.clock import Hlc, Now
 from datn.protocol.effects import (
     Accepted,
@@ -641,15 +642,16 @@ def run_simulation(
     """One full run: safety phase with faults, liveness phase healed, final checks."""
     sim = Simulation(seed, nodes, faults=faults, targeted=targeted, signed=signed)
     sim.fund()
-    duration_ms = max(1_000, orders * 20)
-    end_ms = sim.schedule_flow(orders, duration_ms)
-    sim.run(
-        until_ms=end_ms,
-        on_event=None if on_progress is None else lambda: on_progress(sim.report),
-    )
-    sim.heal()
-    sim.settle()
-    sim.check_final()
+    with set_up_frozen():
+        duration_ms = max(1_000, orders * 20)
+        end_ms = sim.schedule_flow(orders, duration_ms)
+        sim.run(
+            until_ms=end_ms,
+            on_event=None if on_progress is None else lambda: on_progress(sim.report),
+        )
+        sim.heal()
+        sim.settle()
+        sim.check_final()
     sim.report.lock_outcomes = sim.checker.lock_outcomes()
     return sim.report
 
