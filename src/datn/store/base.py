@@ -1,0 +1,287 @@
+"""The store's contract: what every backend keeps, and how it fails.
+
+A node's store keeps three things:
+
+* the **journal**: the node's inputs, encoded by :mod:`datn.wire.journal`,
+  at positions 1, 2, 3, ... with no gap. Each entry is stored with a
+  checksum over its position and its bytes, so a flipped byte, a swapped
+  entry or a missing tail is found when the node starts, and named;
+* **snapshots**: encoded by :mod:`datn.wire.snapshot`, each covering the
+  journal up to a position; a restart loads the latest and replays the
+  entries after it;
+* the **history** traders and operators query: orders with their latest
+  status, executions, ledger entries and the signed frames kept as evidence.
+  History is derived from the journal (a node could rebuild it), so it is
+  written in the same transaction as the entries that caused it and never
+  read back by the core: the process keeps only live state in memory.
+
+:meth:`Store.commit` is one transaction: the batch's entries and history
+are durable together when it returns, or none of them are, so nothing an
+acknowledgement depends on can be half-written. Backends are synchronous:
+the runtime calls them from one writer thread, so a commit in flight never
+stalls intake, and batches what arrives meanwhile into the next commit.
+
+Every failure is a :class:`StoreError` with a machine-readable ``code``:
+``corrupt`` (what the store holds is not what was written: the message names
+the position and what is wrong), ``full`` (the disk or the database refused
+more data), ``unavailable`` (the database cannot be reached or the
+connection broke), ``conflict`` (a position or id was written twice),
+``misuse`` (a caller's bug, such as a commit after close) and ``bad_url``.
+Driver exceptions never leave a backend.
+"""
+
+from __future__ import annotations
+
+import zlib
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+SCHEMA_VERSION: Final = 1
+"""The layout of the store's tables; a store written by another version is
+refused at open, naming both."""
+
+
+class StoreError(Exception):
+    """The store refused or failed; ``code`` says how, machine-readably."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+def checksum(position: int, data: bytes) -> int:
+    """CRC-32 over the position (8 bytes, big-endian) and the bytes: a
+    changed byte, or an entry stored at another position, does not match."""
+    return zlib.crc32(data, zlib.crc32(position.to_bytes(8, "big")))
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRecord:
+    """One order as traders query it: its latest status and fills.
+
+    ``body`` is the full order as the API shows it, encoded by the caller;
+    the other fields are what queries select on."""
+
+    order_id: int
+    trader_id: str
+    client_order_id: str
+    product_id: str
+    status: str
+    open: bool
+    """Whether the order may still fill (resting, working, or partly locked)."""
+    created_ms: int
+    updated_ms: int
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionRecord:
+    """One fill of one order (a trade has one per side at this node)."""
+
+    execution_id: str
+    order_id: int
+    trader_id: str
+    product_id: str
+    at_ms: int
+    body: bytes
+    seq: int = 0
+    """The store's count of it, set when read (1 for the first execution it
+    stored): what ``Page.before`` takes to page on."""
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRecord:
+    """One ledger entry, as the operator audits it."""
+
+    entry_id: str
+    at_ms: int
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceRecord:
+    """A signed frame kept as evidence: exactly the bytes the peer signed."""
+
+    peer: str
+    at_ms: int
+    kind: str
+    frame: bytes
+
+
+@dataclass(slots=True)
+class Commit:
+    """What one transaction writes: journal entries (they take the next
+    positions, in order) and the history they caused."""
+
+    entries: list[bytes] = field(default_factory=list)
+    orders: list[OrderRecord] = field(default_factory=list)
+    """Inserted, or replacing the stored record of the same ``order_id``."""
+    executions: list[ExecutionRecord] = field(default_factory=list)
+    ledger: list[LedgerRecord] = field(default_factory=list)
+    evidence: list[EvidenceRecord] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.entries or self.orders or self.executions or self.ledger or self.evidence)
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What a node starts from: the latest snapshot (None: none yet), the
+    position it covers (0 without one), and every entry after it."""
+
+    snapshot: bytes | None
+    snapshot_position: int
+    entries: list[bytes]
+
+    @property
+    def position(self) -> int:
+        """The journal's last position: where the next commit starts after."""
+        return self.snapshot_position + len(self.entries)
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Where a listing starts and how long it is: records older than
+    ``before`` (a key the previous page ended at), newest first."""
+
+    limit: int = 100
+    before: int | None = None
+
+
+FIRST_PAGE: Final = Page()
+"""The newest 100 records."""
+
+
+class Store(ABC):
+    """One node's journal, snapshots and history. See the module docstring."""
+
+    # ------------------------------------------------------------ journal
+
+    @abstractmethod
+    def load(self) -> Stored:
+        """The latest snapshot and the entries after it, every checksum and
+        position verified. Raises ``corrupt`` naming the first bad position."""
+
+    @abstractmethod
+    def commit(self, commit: Commit) -> int:
+        """Write ``commit`` in one durable transaction; the journal's last
+        position after it. Nothing of it is stored if this raises."""
+
+    @abstractmethod
+    def save_snapshot(self, position: int, data: bytes) -> None:
+        """Keep ``data`` as the snapshot of the state after ``position``.
+        Durable when it returns; a later :meth:`load` starts from the
+        latest one."""
+
+    @abstractmethod
+    def position(self) -> int:
+        """The journal's last position (0 when empty)."""
+
+    @abstractmethod
+    def entries(self, after: int, limit: int) -> list[tuple[int, bytes]]:
+        """Up to ``limit`` journal entries after position ``after``, with
+        their positions, checksums verified (for audits and replays)."""
+
+    # ------------------------------------------------------------ history
+
+    @abstractmethod
+    def order(self, order_id: int) -> OrderRecord | None: ...
+
+    @abstractmethod
+    def order_by_client_id(self, trader_id: str, client_order_id: str) -> OrderRecord | None: ...
+
+    @abstractmethod
+    def orders(
+        self,
+        trader_id: str,
+        *,
+        open_only: bool = False,
+        product_id: str | None = None,
+        page: Page = FIRST_PAGE,
+    ) -> list[OrderRecord]:
+        """The trader's orders, newest (highest ``order_id``) first."""
+
+    @abstractmethod
+    def executions(
+        self, trader_id: str, *, order_id: int | None = None, page: Page = FIRST_PAGE
+    ) -> list[ExecutionRecord]:
+        """The trader's executions, newest first (``page.before`` is a
+        position in the order they were stored)."""
+
+    @abstractmethod
+    def ledger_entry(self, entry_id: str) -> LedgerRecord | None: ...
+
+    @abstractmethod
+    def evidence(self, peer: str, since_ms: int, until_ms: int) -> list[EvidenceRecord]:
+        """Frames kept from ``peer`` with ``since_ms <= at_ms < until_ms``,
+        oldest first."""
+
+    # ------------------------------------------------------------ life
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the files or connections; later calls raise ``misuse``."""
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def verify_journal(first: int, rows: Sequence[tuple[int, bytes, int]]) -> list[bytes]:
+    """The entries of ``rows`` (position, bytes, stored checksum), which must
+    run from ``first`` without a gap and match their checksums."""
+    entries: list[bytes] = []
+    expected = first
+    for position, data, stored in rows:
+        if position != expected:
+            raise StoreError(
+                "corrupt",
+                f"journal entry {expected} is missing (the next stored entry is {position})",
+            )
+        actual = checksum(position, data)
+        if actual != stored:
+            raise StoreError(
+                "corrupt",
+                f"journal entry {position} does not match its checksum "
+                f"(stored {stored:#010x}, computed {actual:#010x}): its bytes changed "
+                "after they were written",
+            )
+        entries.append(data)
+        expected += 1
+    return entries
+
+
+def check_tail(last_written: int, last_found: int) -> None:
+    """The journal must end where its last commit said it did."""
+    if last_found < last_written:
+        raise StoreError(
+            "corrupt",
+            f"the journal ends at entry {last_found}, but entries up to {last_written} "
+            f"were committed: entries {last_found + 1} to {last_written} are missing "
+            "(a truncated tail)",
+        )
+    if last_found > last_written:
+        raise StoreError(
+            "corrupt",
+            f"the journal holds entries up to {last_found}, but its last commit ended "
+            f"at {last_written}",
+        )
+
+
+def check_page(page: Page) -> None:
+    if not 1 <= page.limit <= 1_000:
+        raise StoreError("misuse", f"a page holds 1 to 1,000 records, not {page.limit}")
+
+
+def check_snapshot_position(position: int, last: int) -> None:
+    if not 0 < position <= last:
+        raise StoreError(
+            "misuse",
+            f"a snapshot after position {position} cannot be kept: the journal "
+            f"runs from 1 to {last}",
+        )

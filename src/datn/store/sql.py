@@ -1,0 +1,368 @@
+"""The SQL both relational backends share: tables, statements and the
+checks of :mod:`datn.store.base`, written once with ``?`` placeholders.
+
+A backend supplies a connection's two operations: run read statements, and
+run a function inside one transaction whose commit is durable when it
+returns (SQLite: WAL with ``synchronous=FULL``; PostgreSQL:
+``synchronous_commit=on``); and maps its driver's exceptions to
+:class:`~datn.store.base.StoreError`.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any, Final, TypeVar
+
+from datn.store.base import (
+    FIRST_PAGE,
+    SCHEMA_VERSION,
+    Commit,
+    EvidenceRecord,
+    ExecutionRecord,
+    LedgerRecord,
+    OrderRecord,
+    Page,
+    Store,
+    Stored,
+    StoreError,
+    check_page,
+    check_snapshot_position,
+    check_tail,
+    checksum,
+    verify_journal,
+)
+
+T = TypeVar("T")
+Row = tuple[Any, ...]
+
+SNAPSHOTS_KEPT: Final = 2
+"""Snapshots kept: the latest, and the one before it for an operator who
+needs to look back. The journal itself is never pruned."""
+
+
+def schema(blob: str) -> list[str]:
+    """The tables, with ``blob`` as the bytes type of the dialect."""
+    return [
+        "CREATE TABLE IF NOT EXISTS datn_meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL)",
+        f"CREATE TABLE IF NOT EXISTS journal (position BIGINT PRIMARY KEY, entry {blob} NOT NULL,"
+        " checksum BIGINT NOT NULL)",
+        f"CREATE TABLE IF NOT EXISTS snapshots (position BIGINT PRIMARY KEY, data {blob} NOT NULL,"
+        " checksum BIGINT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS orders (order_id BIGINT PRIMARY KEY,"
+        " trader_id TEXT NOT NULL, client_order_id TEXT NOT NULL, product_id TEXT NOT NULL,"
+        " status TEXT NOT NULL, is_open BOOLEAN NOT NULL, created_ms BIGINT NOT NULL,"
+        f" updated_ms BIGINT NOT NULL, body {blob} NOT NULL,"
+        " UNIQUE (trader_id, client_order_id))",
+        "CREATE INDEX IF NOT EXISTS orders_by_trader ON orders (trader_id, order_id)",
+        "CREATE TABLE IF NOT EXISTS executions (seq BIGINT PRIMARY KEY,"
+        " execution_id TEXT NOT NULL UNIQUE, order_id BIGINT NOT NULL, trader_id TEXT NOT NULL,"
+        f" product_id TEXT NOT NULL, at_ms BIGINT NOT NULL, body {blob} NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS executions_by_trader ON executions (trader_id, seq)",
+        "CREATE TABLE IF NOT EXISTS ledger (entry_id TEXT PRIMARY KEY, at_ms BIGINT NOT NULL,"
+        f" body {blob} NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS evidence (seq BIGINT PRIMARY KEY, peer TEXT NOT NULL,"
+        f" at_ms BIGINT NOT NULL, kind TEXT NOT NULL, frame {blob} NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS evidence_by_peer ON evidence (peer, at_ms)",
+    ]
+
+
+_UPSERT_ORDER: Final = (
+    "INSERT INTO orders (order_id, trader_id, client_order_id, product_id, status, is_open,"
+    " created_ms, updated_ms, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (order_id) DO UPDATE SET status = excluded.status,"
+    " is_open = excluded.is_open, updated_ms = excluded.updated_ms, body = excluded.body"
+    " WHERE orders.trader_id = excluded.trader_id"
+    " AND orders.client_order_id = excluded.client_order_id"
+)
+_ORDER_COLUMNS: Final = (
+    "order_id, trader_id, client_order_id, product_id, status, is_open, created_ms,"
+    " updated_ms, body"
+)
+_EXECUTION_COLUMNS: Final = "execution_id, order_id, trader_id, product_id, at_ms, body, seq"
+
+
+class Executor:
+    """What a transaction function may do: run a statement, read rows."""
+
+    def __init__(self, run: Callable[[str, Sequence[Any]], list[Row]]) -> None:
+        self.run = run
+
+
+class SqlStore(Store):
+    """The shared logic; see the module docstring."""
+
+    def __init__(self) -> None:
+        self._closed = False
+
+    # --------------------------------------------------- backend hooks
+
+    @abstractmethod
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Rows of one read statement (``?`` placeholders)."""
+
+    @abstractmethod
+    def _transaction(self, work: Callable[[Executor], T]) -> T:
+        """Run ``work`` in one transaction, committed durably when it returns
+        and rolled back if it raises; driver errors become StoreErrors."""
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError("misuse", "the store is closed")
+
+    def _create(self, blob: str) -> None:
+        """Create the tables if new; refuse a store of another layout."""
+
+        def create(tx: Executor) -> None:
+            for statement in schema(blob):
+                tx.run(statement, ())
+            rows = tx.run("SELECT value FROM datn_meta WHERE key = 'schema_version'", ())
+            if not rows:
+                tx.run(
+                    "INSERT INTO datn_meta (key, value) VALUES ('schema_version', ?),"
+                    " ('last_position', 0), ('executions', 0), ('evidence', 0)",
+                    (SCHEMA_VERSION,),
+                )
+            elif rows[0][0] != SCHEMA_VERSION:
+                raise StoreError(
+                    "corrupt",
+                    f"the store's tables are of layout {rows[0][0]}; this datn reads "
+                    f"layout {SCHEMA_VERSION}",
+                )
+
+        self._transaction(create)
+
+    # ------------------------------------------------------------ journal
+
+    def load(self) -> Stored:
+        self._check_open()
+
+        def read(tx: Executor) -> Stored:
+            last_written = _meta(tx, "last_position")
+            snapshot: bytes | None = None
+            start = 0
+            rows = tx.run(
+                "SELECT position, data, checksum FROM snapshots ORDER BY position DESC LIMIT 1", ()
+            )
+            if rows:
+                start, data, stored = rows[0][0], bytes(rows[0][1]), rows[0][2]
+                if checksum(start, data) != stored:
+                    raise StoreError(
+                        "corrupt",
+                        f"the snapshot after entry {start} does not match its checksum "
+                        "(its bytes changed after they were written)",
+                    )
+                if start > last_written:
+                    raise StoreError(
+                        "corrupt",
+                        f"the latest snapshot is after entry {start}, but the journal's last "
+                        f"commit ended at {last_written}",
+                    )
+                snapshot = data
+            journal = tx.run(
+                "SELECT position, entry, checksum FROM journal WHERE position > ?"
+                " ORDER BY position",
+                (start,),
+            )
+            entries = verify_journal(start + 1, [(p, bytes(e), c) for p, e, c in journal])
+            found = tx.run("SELECT MAX(position) FROM journal", ())[0][0] or 0
+            check_tail(last_written, found)
+            return Stored(snapshot, start, entries)
+
+        return self._transaction(read)
+
+    def commit(self, commit: Commit) -> int:
+        self._check_open()
+        if not commit:
+            return self.position()
+
+        def write(tx: Executor) -> int:
+            position = _meta(tx, "last_position")
+            for data in commit.entries:
+                position += 1
+                tx.run(
+                    "INSERT INTO journal (position, entry, checksum) VALUES (?, ?, ?)",
+                    (position, bytes(data), checksum(position, data)),
+                )
+            tx.run("UPDATE datn_meta SET value = ? WHERE key = 'last_position'", (position,))
+            for order in commit.orders:
+                changed = tx.run(
+                    _UPSERT_ORDER + " RETURNING order_id",
+                    (
+                        order.order_id,
+                        order.trader_id,
+                        order.client_order_id,
+                        order.product_id,
+                        order.status,
+                        order.open,
+                        order.created_ms,
+                        order.updated_ms,
+                        order.body,
+                    ),
+                )
+                if not changed:
+                    raise StoreError(
+                        "conflict",
+                        f"order {order.order_id} is stored for another trader or client order id",
+                    )
+            if commit.executions:
+                seq = _meta(tx, "executions")
+                for record in commit.executions:
+                    seq += 1
+                    tx.run(
+                        f"INSERT INTO executions ({_EXECUTION_COLUMNS})"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            record.execution_id,
+                            record.order_id,
+                            record.trader_id,
+                            record.product_id,
+                            record.at_ms,
+                            record.body,
+                            seq,
+                        ),
+                    )
+                tx.run("UPDATE datn_meta SET value = ? WHERE key = 'executions'", (seq,))
+            for entry in commit.ledger:
+                tx.run(
+                    "INSERT INTO ledger (entry_id, at_ms, body) VALUES (?, ?, ?)",
+                    (entry.entry_id, entry.at_ms, entry.body),
+                )
+            if commit.evidence:
+                seq = _meta(tx, "evidence")
+                for frame in commit.evidence:
+                    seq += 1
+                    tx.run(
+                        "INSERT INTO evidence (seq, peer, at_ms, kind, frame)"
+                        " VALUES (?, ?, ?, ?, ?)",
+                        (seq, frame.peer, frame.at_ms, frame.kind, frame.frame),
+                    )
+                tx.run("UPDATE datn_meta SET value = ? WHERE key = 'evidence'", (seq,))
+            return position
+
+        return self._transaction(write)
+
+    def save_snapshot(self, position: int, data: bytes) -> None:
+        self._check_open()
+
+        def write(tx: Executor) -> None:
+            check_snapshot_position(position, _meta(tx, "last_position"))
+            tx.run(
+                "INSERT INTO snapshots (position, data, checksum) VALUES (?, ?, ?)"
+                " ON CONFLICT (position) DO UPDATE SET data = excluded.data,"
+                " checksum = excluded.checksum",
+                (position, bytes(data), checksum(position, data)),
+            )
+            kept = tx.run(
+                "SELECT position FROM snapshots ORDER BY position DESC LIMIT 1 OFFSET ?",
+                (SNAPSHOTS_KEPT - 1,),
+            )
+            if kept:
+                tx.run("DELETE FROM snapshots WHERE position < ?", (kept[0][0],))
+
+        self._transaction(write)
+
+    def position(self) -> int:
+        self._check_open()
+        return self._transaction(lambda tx: _meta(tx, "last_position"))
+
+    def entries(self, after: int, limit: int) -> list[tuple[int, bytes]]:
+        self._check_open()
+        rows = self._read(
+            "SELECT position, entry, checksum FROM journal WHERE position > ?"
+            " ORDER BY position LIMIT ?",
+            (after, limit),
+        )
+        entries = verify_journal(after + 1, [(p, bytes(e), c) for p, e, c in rows])
+        return [(after + 1 + i, data) for i, data in enumerate(entries)]
+
+    # ------------------------------------------------------------ history
+
+    def order(self, order_id: int) -> OrderRecord | None:
+        self._check_open()
+        rows = self._read(f"SELECT {_ORDER_COLUMNS} FROM orders WHERE order_id = ?", (order_id,))
+        return _order(rows[0]) if rows else None
+
+    def order_by_client_id(self, trader_id: str, client_order_id: str) -> OrderRecord | None:
+        self._check_open()
+        rows = self._read(
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE trader_id = ? AND client_order_id = ?",
+            (trader_id, client_order_id),
+        )
+        return _order(rows[0]) if rows else None
+
+    def orders(
+        self,
+        trader_id: str,
+        *,
+        open_only: bool = False,
+        product_id: str | None = None,
+        page: Page = FIRST_PAGE,
+    ) -> list[OrderRecord]:
+        self._check_open()
+        check_page(page)
+        where, params = ["trader_id = ?"], [trader_id]
+        if open_only:
+            where.append("is_open")
+        if product_id is not None:
+            where.append("product_id = ?")
+            params.append(product_id)
+        if page.before is not None:
+            where.append("order_id < ?")
+            params.append(page.before)  # type: ignore[arg-type]
+        rows = self._read(
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE {' AND '.join(where)}"
+            " ORDER BY order_id DESC LIMIT ?",
+            (*params, page.limit),
+        )
+        return [_order(row) for row in rows]
+
+    def executions(
+        self, trader_id: str, *, order_id: int | None = None, page: Page = FIRST_PAGE
+    ) -> list[ExecutionRecord]:
+        self._check_open()
+        check_page(page)
+        where: list[str] = ["trader_id = ?"]
+        params: list[Any] = [trader_id]
+        if order_id is not None:
+            where.append("order_id = ?")
+            params.append(order_id)
+        if page.before is not None:
+            where.append("seq < ?")
+            params.append(page.before)
+        rows = self._read(
+            f"SELECT {_EXECUTION_COLUMNS} FROM executions WHERE {' AND '.join(where)}"
+            " ORDER BY seq DESC LIMIT ?",
+            (*params, page.limit),
+        )
+        return [ExecutionRecord(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), r[6]) for r in rows]
+
+    def ledger_entry(self, entry_id: str) -> LedgerRecord | None:
+        self._check_open()
+        rows = self._read(
+            "SELECT entry_id, at_ms, body FROM ledger WHERE entry_id = ?", (entry_id,)
+        )
+        return LedgerRecord(rows[0][0], rows[0][1], bytes(rows[0][2])) if rows else None
+
+    def evidence(self, peer: str, since_ms: int, until_ms: int) -> list[EvidenceRecord]:
+        self._check_open()
+        rows = self._read(
+            "SELECT peer, at_ms, kind, frame FROM evidence WHERE peer = ? AND at_ms >= ?"
+            " AND at_ms < ? ORDER BY seq",
+            (peer, since_ms, until_ms),
+        )
+        return [EvidenceRecord(r[0], r[1], r[2], bytes(r[3])) for r in rows]
+
+
+def _meta(tx: Executor, key: str) -> int:
+    rows = tx.run("SELECT value FROM datn_meta WHERE key = ?", (key,))
+    if not rows:
+        raise StoreError("corrupt", f"the store's {key} is missing from its metadata")
+    value: int = rows[0][0]
+    return value
+
+
+def _order(row: Row) -> OrderRecord:
+    return OrderRecord(
+        row[0], row[1], row[2], row[3], row[4], bool(row[5]), row[6], row[7], bytes(row[8])
+    )

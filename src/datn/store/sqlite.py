@@ -1,0 +1,136 @@
+"""The embedded default: one SQLite file per node.
+
+The file runs in WAL mode with ``synchronous=FULL``, so a commit is on disk
+when it returns, even through a power cut. One process owns a store at a
+time: an exclusive lock on ``<file>.lock`` keeps a second node process (or a
+second copy of the same one) from writing the same journal. Writes go
+through one connection, reads through another, so history queries never wait
+for a commit in flight (WAL readers see the last committed state).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from datn.store.base import StoreError
+from datn.store.sql import Executor, Row, SqlStore, T
+
+# SQLite's primary result codes for the errors that are not a caller's bug.
+_FULL = {sqlite3.SQLITE_FULL}
+_CORRUPT = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
+_CONFLICT = {sqlite3.SQLITE_CONSTRAINT}
+
+
+def store_error(error: sqlite3.Error, path: Path) -> StoreError:
+    """The StoreError a driver error means."""
+    code = getattr(error, "sqlite_errorcode", 0) & 0xFF
+    if code in _FULL:
+        return StoreError("full", f"{path}: the disk or the file's size limit is full ({error})")
+    if code in _CORRUPT:
+        return StoreError("corrupt", f"{path}: the file is not an intact SQLite database ({error})")
+    if code in _CONFLICT or isinstance(error, sqlite3.IntegrityError):
+        return StoreError("conflict", f"{path}: {error}")
+    return StoreError("unavailable", f"{path}: {error}")
+
+
+class SQLiteStore(SqlStore):
+    """A node's store in the SQLite file at ``path`` (created if missing).
+
+    ``max_page_count`` caps the file's size in pages, as a full disk would
+    (tests use it); the default leaves it to the disk."""
+
+    def __init__(self, path: str | os.PathLike[str], *, max_page_count: int | None = None) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self._lock_file: IO[bytes] | None = None
+        self._write_lock = threading.Lock()
+        self._read_lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock_file = open(f"{self.path}.lock", "wb")  # noqa: SIM115 - held until close
+            try:
+                fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StoreError(
+                    "locked",
+                    f"{self.path} is in use by another process (a node already runs on it)",
+                ) from None
+            self._writer = self._connect(max_page_count)
+            self._reader = self._connect(None)
+        except OSError as error:
+            self._release()
+            raise StoreError("unavailable", f"{self.path}: {error}") from None
+        except sqlite3.Error as error:
+            self._release()
+            raise store_error(error, self.path) from None
+        except StoreError:
+            self._release()
+            raise
+        try:
+            self._create("BLOB")
+        except StoreError:
+            self.close()
+            raise
+
+    def _connect(self, max_page_count: int | None) -> sqlite3.Connection:
+        connection = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=10.0
+        )
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=FULL")
+        if max_page_count is not None:
+            connection.execute(f"PRAGMA max_page_count={int(max_page_count)}")
+        return connection
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        with self._read_lock:
+            try:
+                return self._reader.execute(sql, params).fetchall()
+            except sqlite3.Error as error:
+                raise store_error(error, self.path) from None
+
+    def _transaction(self, work: Callable[[Executor], T]) -> T:
+        connection = self._writer
+
+        def run(sql: str, params: Sequence[Any]) -> list[Row]:
+            return connection.execute(sql, params).fetchall()
+
+        with self._write_lock:
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as error:
+                raise store_error(error, self.path) from None
+            try:
+                result = work(Executor(run))
+                connection.execute("COMMIT")
+            except BaseException as error:
+                # The failed statement may have ended the transaction already.
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("ROLLBACK")
+                if isinstance(error, sqlite3.Error):
+                    raise store_error(error, self.path) from None
+                raise
+            return result
+
+    def _release(self) -> None:
+        for name in ("_writer", "_reader"):
+            connection = getattr(self, name, None)
+            if connection is not None:
+                connection.close()
+        if self._lock_file is not None:
+            self._lock_file.close()  # closing releases the lock
+            self._lock_file = None
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with self._write_lock, self._read_lock:
+            self._release()

@@ -1,0 +1,85 @@
+"""What only one backend can show: a full disk, a file that is not a
+database, URLs, a server that does not answer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from datn.store import Commit, MemoryStore, StoreError, open_store
+from datn.store.postgres import PostgresStore, split_url
+from datn.store.sqlite import SQLiteStore
+
+
+def test_a_full_disk_refuses_the_commit_and_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    # SQLite's max_page_count stands in for a full disk: 48 pages of 4 KiB.
+    path = tmp_path / "node.sqlite3"
+    acknowledged: list[bytes] = []
+    with SQLiteStore(path, max_page_count=48) as store:
+        for n in range(1_000):
+            batch = [bytes([n % 251]) * 3_000 + n.to_bytes(4, "big") for _ in range(5)]
+            try:
+                position = store.commit(Commit(entries=batch))
+            except StoreError as error:
+                assert error.code == "full"
+                assert "full" in error.message and str(path) in error.message
+                break
+            acknowledged.extend(batch)
+            assert position == len(acknowledged)
+        else:
+            pytest.fail("the capped file never filled")
+        # The refused commit left nothing behind, and the store still reads.
+        assert store.position() == len(acknowledged)
+        assert store.load().entries == acknowledged
+    with SQLiteStore(path) as store:  # the disk has room again
+        assert store.load().entries == acknowledged
+        assert store.commit(Commit(entries=[b"after"])) == len(acknowledged) + 1
+
+
+def test_a_file_that_is_not_a_database_is_refused_at_open(tmp_path: Path) -> None:
+    path = tmp_path / "node.sqlite3"
+    path.write_bytes(b"this is not a SQLite database, just some bytes " * 100)
+    with pytest.raises(StoreError) as caught:
+        SQLiteStore(path)
+    assert caught.value.code == "corrupt" and str(path) in caught.value.message
+
+
+def test_a_store_of_another_layout_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "node.sqlite3"
+    SQLiteStore(path).close()
+    import sqlite3  # noqa: PLC0415
+
+    with sqlite3.connect(path) as connection:
+        connection.execute("UPDATE datn_meta SET value = 99 WHERE key = 'schema_version'")
+    with pytest.raises(StoreError) as caught:
+        SQLiteStore(path)
+    assert caught.value.code == "corrupt" and "layout 99" in caught.value.message
+
+
+def test_storage_urls(tmp_path: Path) -> None:
+    assert isinstance(open_store("memory:"), MemoryStore)
+    with open_store(f"sqlite:///{tmp_path}/a/node.sqlite3") as store:
+        assert isinstance(store, SQLiteStore) and store.path == tmp_path / "a" / "node.sqlite3"
+    for url in ("mysql://x", "sqlite:///", "", "sqlite://relative"):
+        with pytest.raises(StoreError) as caught:
+            open_store(url)
+        assert caught.value.code == "bad_url"
+
+
+def test_postgres_urls_name_a_schema_and_hide_the_password() -> None:
+    conninfo, schema, where = split_url("postgresql://u:secret@db.example:6543/n?schema=node_a")
+    assert schema == "node_a" and "schema" not in conninfo
+    assert "secret" not in where and where == "postgresql://u@db.example:6543/n/node_a"
+    assert split_url("postgres://u@h/db")[1] == "datn"
+    for bad in ("postgresql://u@h/db?schema=Bad-Name", "postgresql://u@h/db?schema="):
+        with pytest.raises(StoreError) as caught:
+            split_url(bad)
+        assert caught.value.code == "bad_url"
+
+
+def test_a_postgres_server_that_does_not_answer_is_unavailable() -> None:
+    with pytest.raises(StoreError) as caught:
+        PostgresStore("postgresql://postgres@127.0.0.1:1/test", connect_timeout_s=2)
+    assert caught.value.code == "unavailable"
+    assert "127.0.0.1:1" in caught.value.message
