@@ -1,0 +1,389 @@
+"""One node's runtime: the core, fed from one asyncio loop, its journal
+committed to a store in groups, nothing released before it is durable.
+
+Intake is the loop thread: each input is applied to the core at once (the
+core is deterministic and fast) and its journal entry joins the *pending*
+group. One writer thread commits groups to the store, one at a time: while a
+commit is in flight, every input that arrives is applied and waits in the
+next group, so one fsync serves them all (group commit). When a group's
+commit returns, and only then, what its inputs caused leaves the process:
+the answers to the callers, trader events to the streams, messages to
+peers, payments to the rail.
+
+Reads answer from the core's state at the moment they are asked, and are
+released only once everything applied before them is durable, so no reader
+ever sees an order that a crash could still take back.
+
+A core exception or a store that cannot commit stops the runtime at once:
+the error is logged with what failed, every caller still waiting gets
+:class:`NodeStoppedError`, later inputs are refused, and :attr:`stopped` is
+set so the process can exit rather than run on state its store does not
+hold. The next start rebuilds the node from the store, which holds exactly
+what was acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+from datn.protocol.clock import Now
+from datn.protocol.effects import (
+    Effect,
+    Genesis,
+    Input,
+    Journal,
+    Pay,
+    Publish,
+    Reply,
+    Send,
+    SetTimer,
+    TickInput,
+    Violation,
+)
+from datn.protocol.node import NodeCore
+from datn.store import Commit, Store, StoreError
+from datn.wire import encode_entry, encode_snapshot, recover_node
+
+T = TypeVar("T")
+
+log = logging.getLogger("datn.runtime")
+
+
+class Clock(Protocol):
+    def now(self) -> Now: ...
+
+
+class SystemClock:
+    """The process's monotonic clock (restarts at a new process: the
+    restart input re-bases every deadline) and the wall clock, in ms."""
+
+    def now(self) -> Now:
+        return Now(time.monotonic_ns() // 1_000_000, time.time_ns() // 1_000_000)
+
+
+class NodeStoppedError(Exception):
+    """The runtime stopped: nothing more is taken in. ``cause`` says why."""
+
+    def __init__(self, cause: BaseException | None) -> None:
+        reason = "the node is shutting down" if cause is None else f"{cause}"
+        super().__init__(f"the node stopped taking input: {reason}")
+        self.cause = cause
+
+
+@dataclass
+class _Waiter:
+    future: asyncio.Future[list[Effect]]
+    effects: list[Effect]
+
+
+@dataclass
+class _Group:
+    entries: list[bytes] = field(default_factory=list)
+    waiters: list[_Waiter] = field(default_factory=list)
+
+
+@dataclass
+class RuntimeStats:
+    """What an operator's status and metrics show."""
+
+    inputs: int = 0
+    commits: int = 0
+    entries: int = 0
+    position: int = 0
+    snapshots: int = 0
+    snapshot_position: int = 0
+    last_commit_ms: float = 0.0
+    commit_ms: list[float] = field(default_factory=list)
+    """The latest commits' durations, for a latency histogram (the runtime
+    keeps the last 1,024)."""
+    group_sizes: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Outlets:
+    """Where released effects go: set by the layers above (API streams,
+    peer links, the settlement rail). Each is called on the loop thread,
+    after the effect's journal entry is durable."""
+
+    reply: Callable[[Reply], None] = lambda _effect: None
+    send: Callable[[Send], None] = lambda _effect: None
+    publish: Callable[[Publish], None] = lambda _effect: None
+    pay: Callable[[Pay], None] = lambda _effect: None
+    violation: Callable[[Violation], None] = lambda _effect: None
+
+
+class NodeRuntime:
+    """See the module docstring. Create with :meth:`open`."""
+
+    def __init__(
+        self,
+        store: Store,
+        core: NodeCore,
+        *,
+        clock: Clock,
+        snapshot_every: int,
+        outlets: Outlets,
+    ) -> None:
+        self.store = store
+        self.core = core
+        self.clock = clock
+        self.snapshot_every = snapshot_every
+        self.outlets = outlets
+        self.stats = RuntimeStats()
+        self.stopped = asyncio.Event()
+        self.failure: BaseException | None = None
+        self._loop = asyncio.get_running_loop()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="datn-store")
+        self._pending = _Group()
+        self._committing: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: int | None = None
+        self._asked_at: int | None = None
+        """The earliest tick the core asked for (SetTimer) and has not had."""
+        self._closing = False
+
+    # ------------------------------------------------------------ start
+
+    @classmethod
+    async def open(
+        cls,
+        store: Store,
+        genesis: Genesis | None = None,
+        *,
+        clock: Clock | None = None,
+        snapshot_every: int = 50_000,
+        outlets: Outlets | None = None,
+    ) -> NodeRuntime:
+        """The node the store holds, restarted on this process's clock; or,
+        for an empty store, a new node from ``genesis``. Refuses a store
+        whose journal is damaged (the error names the entry), and a genesis
+        for a store that already holds another node."""
+        clock = clock or SystemClock()
+        loop = asyncio.get_running_loop()
+        stored = await loop.run_in_executor(None, store.load)
+        now = clock.now()
+        if stored.position == 0:
+            if genesis is None:
+                raise StoreError("misuse", "the store is empty: a new node needs its genesis")
+            core, effects = NodeCore.start(genesis, now)
+            log.info("new node %s", genesis.node_id)
+        else:
+            recovered = await loop.run_in_executor(
+                None, recover_node, stored.snapshot, stored.entries
+            )
+            core, effects = recovered.restart(now)
+            if genesis is not None and genesis.node_id != core.node_id:
+                raise StoreError(
+                    "misuse",
+                    f"the store holds node {core.node_id}, not {genesis.node_id}",
+                )
+            log.info(
+                "recovered node %s from snapshot at %d and %d entries after it",
+                core.node_id,
+                stored.snapshot_position,
+                len(stored.entries),
+            )
+        runtime = cls(
+            store,
+            core,
+            clock=clock,
+            snapshot_every=snapshot_every,
+            outlets=outlets or Outlets(),
+        )
+        runtime.stats.position = stored.position
+        runtime.stats.snapshot_position = stored.snapshot_position
+        await runtime._admit(effects)
+        return runtime
+
+    # ------------------------------------------------------------ intake
+
+    async def submit(self, event: Input) -> list[Effect]:
+        """Apply ``event``; its effects (journal entries left out) once its
+        journal entry is durable and they have been released."""
+        if self.failure is not None or self._closing:
+            raise NodeStoppedError(self.failure)
+        try:
+            effects = self.core.handle(event, self.clock.now())
+        except Exception as error:
+            self._stop(error, "the node core failed on an input")
+            raise NodeStoppedError(error) from error
+        return await self._admit(effects)
+
+    async def read(self, question: Callable[[NodeCore], T]) -> T:
+        """``question`` answered from the core now, released once everything
+        applied before it is durable."""
+        if self.failure is not None:
+            raise NodeStoppedError(self.failure)
+        answer = question(self.core)
+        await self._admit([])
+        return answer
+
+    async def _admit(self, effects: list[Effect]) -> list[Effect]:
+        """Queue ``effects`` behind their journal entries in the pending
+        group; released (and returned) when that group is durable."""
+        self.stats.inputs += 1
+        group = self._pending
+        released: list[Effect] = []
+        for effect in effects:
+            if type(effect) is Journal:
+                try:
+                    group.entries.append(encode_entry(effect.entry))
+                except Exception as error:
+                    self._stop(error, "a journal entry could not be encoded")
+                    raise NodeStoppedError(error) from error
+            else:
+                released.append(effect)
+        future: asyncio.Future[list[Effect]] = self._loop.create_future()
+        group.waiters.append(_Waiter(future, released))
+        if self._committing is None:
+            self._committing = self._loop.create_task(self._commit_groups())
+        return await future
+
+    # ------------------------------------------------------------ commits
+
+    async def _commit_groups(self) -> None:
+        try:
+            while self._pending.waiters and self.failure is None:
+                group, self._pending = self._pending, _Group()
+                started = time.perf_counter()
+                try:
+                    position = await self._loop.run_in_executor(
+                        self._writer, self.store.commit, Commit(entries=group.entries)
+                    )
+                except Exception as error:
+                    self._stop(error, "the store could not commit")
+                    self._fail(group, error)
+                    break
+                elapsed_ms = (time.perf_counter() - started) * 1_000
+                self._account(group, position, elapsed_ms)
+                self._release(group)
+                self._schedule_timer()
+                if position - self.stats.snapshot_position >= self.snapshot_every:
+                    await self._snapshot(position)
+        finally:
+            self._committing = None
+            if self.failure is not None:
+                self._fail(self._pending, self.failure)
+                self._pending = _Group()
+
+    def _account(self, group: _Group, position: int, elapsed_ms: float) -> None:
+        stats = self.stats
+        stats.commits += 1
+        stats.entries += len(group.entries)
+        stats.position = position
+        stats.last_commit_ms = elapsed_ms
+        stats.commit_ms.append(elapsed_ms)
+        stats.group_sizes.append(len(group.waiters))
+        if len(stats.commit_ms) > 1_024:
+            del stats.commit_ms[:512], stats.group_sizes[:512]
+
+    def _release(self, group: _Group) -> None:
+        outlets = self.outlets
+        for waiter in group.waiters:
+            for effect in waiter.effects:
+                kind = type(effect)
+                if kind is Reply:
+                    outlets.reply(effect)  # type: ignore[arg-type]
+                elif kind is Send:
+                    outlets.send(effect)  # type: ignore[arg-type]
+                elif kind is Publish:
+                    outlets.publish(effect)  # type: ignore[arg-type]
+                elif kind is Pay:
+                    outlets.pay(effect)  # type: ignore[arg-type]
+                elif kind is Violation:
+                    outlets.violation(effect)  # type: ignore[arg-type]
+                elif kind is SetTimer:
+                    at = effect.at_mono_ms  # type: ignore[union-attr]
+                    if self._asked_at is None or at < self._asked_at:
+                        self._asked_at = at
+            if not waiter.future.done():
+                waiter.future.set_result(waiter.effects)
+
+    def _fail(self, group: _Group, error: BaseException) -> None:
+        for waiter in group.waiters:
+            if not waiter.future.done():
+                waiter.future.set_exception(NodeStoppedError(error))
+
+    def _stop(self, error: BaseException, what: str) -> None:
+        if self.failure is None:
+            self.failure = error
+            log.critical(
+                "%s; the node stops taking input, and acknowledges nothing unstored: %s",
+                what,
+                error,
+            )
+        self._cancel_timer()
+        self.stopped.set()
+
+    async def _snapshot(self, position: int) -> None:
+        """Keep a snapshot of the state after ``position``: taken on the loop
+        (the state must not move while it is read), encoded and stored on
+        the writer thread."""
+        started = time.perf_counter()
+        value = self.core.snapshot()
+        taken_ms = (time.perf_counter() - started) * 1_000
+        try:
+            data = await self._loop.run_in_executor(self._writer, encode_snapshot, value)
+            await self._loop.run_in_executor(self._writer, self.store.save_snapshot, position, data)
+        except Exception as error:
+            log.error(
+                "snapshot at %d failed (the journal still holds everything): %s", position, error
+            )
+            return
+        self.stats.snapshots += 1
+        self.stats.snapshot_position = position
+        log.info("snapshot at %d: %d bytes, state read in %.1f ms", position, len(data), taken_ms)
+
+    # ------------------------------------------------------------ timers
+
+    def _schedule_timer(self) -> None:
+        if self.failure is not None or self._closing:
+            return
+        at = self.core.next_timer_ms()
+        asked = self._asked_at
+        if asked is not None and (at is None or asked < at):
+            at = asked
+        if at is None or at == self._timer_at:
+            return
+        self._cancel_timer()
+        delay_s = max(0, at - self.clock.now().mono_ms) / 1_000
+        self._timer_at = at
+        self._timer = self._loop.call_later(delay_s, self._on_timer)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+        self._timer_at = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self._asked_at = None
+        task = self._loop.create_task(self.submit(TickInput()))
+        task.add_done_callback(_log_failure)
+
+    # ------------------------------------------------------------ life
+
+    async def close(self) -> None:
+        """Take no more input, let every group in flight commit, close the store."""
+        self._closing = True
+        self._cancel_timer()
+        while self._committing is not None:
+            await asyncio.shield(self._committing)
+        self._writer.shutdown(wait=True)
+        self.store.close()
+        self.stopped.set()
+
+
+def _log_failure(task: asyncio.Task[list[Effect]]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        error = task.exception()
+        if not isinstance(error, NodeStoppedError):
+            log.error("a timer tick failed: %s", error)

@@ -1,0 +1,256 @@
+"""The runtime: answers only after their journal entries are durable, group
+commit, a store that fails stops intake and loses nothing acknowledged, and
+a node restarts from its store exactly as it was."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from datn.domain import USD, ProductKind, ProductSpec, Side, TimeInForce
+from datn.protocol.clock import Now
+from datn.protocol.effects import (
+    Accepted,
+    DepositInput,
+    Effect,
+    Genesis,
+    Input,
+    PlaceInput,
+    Reply,
+    TickInput,
+)
+from datn.protocol.messages import NodeId
+from datn.protocol.node import NodeConfig, NodeCore
+from datn.protocol.venue import OrderRequest
+from datn.risk import RiskConfig
+from datn.runtime import NodeRuntime, NodeStoppedError, Outlets
+from datn.store import Commit, MemoryStore, StoreError
+from datn.store.sqlite import SQLiteStore
+from datn.wire import decode_entry
+
+XYZ = ProductSpec("XYZ", ProductKind.SHARE, USD.code)
+NODE = NodeId("a")
+GENESIS = Genesis(
+    NODE,
+    NodeConfig(RiskConfig(listed_products=frozenset({XYZ.product_id}))),
+    (XYZ,),
+    (),
+    b"runtime test secret",
+    ((XYZ.product_id, 5_000),),
+)
+
+
+def run(test: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    asyncio.run(asyncio.wait_for(test(), timeout=30))
+
+
+def order(n: int, side: Side = Side.BUY, price: int = 4_000) -> PlaceInput:
+    return PlaceInput(
+        OrderRequest("alice", f"c{n}", XYZ.product_id, side, 1, price, TimeInForce.GTC)
+    )
+
+
+async def funded(runtime: NodeRuntime) -> None:
+    await runtime.submit(DepositInput("alice", USD.code, 10_000_000_000))
+    await runtime.submit(DepositInput("alice", XYZ.product_id, 10_000))
+
+
+class SlowStore(MemoryStore):
+    """A memory store whose commits take a while, as an fsync does, and
+    that can be told to fail."""
+
+    def __init__(self, delay_s: float = 0.01) -> None:
+        super().__init__()
+        self.delay_s = delay_s
+        self.fail_from: int | None = None
+        self.commits = 0
+        self.in_commit = threading.Event()
+
+    def commit(self, commit: Commit) -> int:
+        self.commits += 1
+        time.sleep(self.delay_s)
+        if self.fail_from is not None and self.commits >= self.fail_from:
+            raise StoreError("full", "the disk is full")
+        return super().commit(commit)
+
+    def journaled_client_ids(self) -> set[str]:
+        found = set()
+        for data, _ in self.journal.values():
+            event = decode_entry(data).input
+            if isinstance(event, PlaceInput):
+                found.add(event.request.client_order_id)
+        return found
+
+
+def test_answers_are_released_only_once_their_entries_are_durable() -> None:
+    store = SlowStore()
+    seen_durable: list[bool] = []
+
+    def on_reply(effect: Reply) -> None:
+        if isinstance(effect.event, Accepted):
+            seen_durable.append(effect.event.client_order_id in store.journaled_client_ids())
+
+    async def test() -> None:
+        runtime = await NodeRuntime.open(store, GENESIS, outlets=Outlets(reply=on_reply))
+        await funded(runtime)
+        answers = await asyncio.gather(*(runtime.submit(order(n)) for n in range(50)))
+        assert all(any(isinstance(e, Reply) for e in effects) for effects in answers)
+        await runtime.close()
+
+    run(test)
+    assert seen_durable == [True] * 50
+
+
+def test_inputs_that_arrive_during_a_commit_share_the_next_one() -> None:
+    store = SlowStore(delay_s=0.02)
+
+    async def test() -> None:
+        runtime = await NodeRuntime.open(store, GENESIS)
+        await funded(runtime)
+        before = runtime.stats.commits
+        await asyncio.gather(*(runtime.submit(order(n)) for n in range(200)))
+        commits = runtime.stats.commits - before
+        assert commits <= 3, f"200 inputs took {commits} commits"
+        assert max(runtime.stats.group_sizes) >= 100
+        await runtime.close()
+
+    run(test)
+    assert len(store.journaled_client_ids()) == 200
+
+
+def test_a_store_that_fails_stops_intake_and_loses_nothing_acknowledged() -> None:
+    store = SlowStore(delay_s=0.001)
+    acknowledged: list[str] = []
+
+    async def test() -> None:
+        runtime = await NodeRuntime.open(store, GENESIS)
+        await funded(runtime)
+        for n in range(5):
+            await runtime.submit(order(n))
+            acknowledged.append(f"c{n}")
+        store.fail_from = store.commits + 1
+        with pytest.raises(NodeStoppedError) as caught:
+            await runtime.submit(order(99))
+        assert isinstance(caught.value.cause, StoreError) and caught.value.cause.code == "full"
+        assert runtime.stopped.is_set()
+        with pytest.raises(NodeStoppedError):
+            await runtime.submit(order(100))
+        with pytest.raises(NodeStoppedError):
+            await runtime.read(lambda core: core.status())
+
+    run(test)
+    assert store.journaled_client_ids() == set(acknowledged)
+    # The next start rebuilds the node from what was acknowledged.
+    store.fail_from = None
+    store._closed = False
+
+    async def restart() -> None:
+        runtime = await NodeRuntime.open(store)
+        count = await runtime.read(lambda core: core.status()["resting_orders"])
+        assert count == 5
+        await runtime.close()
+
+    run(restart)
+
+
+class Exploding(NodeCore):
+    def handle(self, event: Input, now: Now) -> list[Effect]:
+        raise RuntimeError("boom")
+
+
+def test_a_core_failure_stops_intake() -> None:
+    async def test() -> None:
+        runtime = await NodeRuntime.open(MemoryStore(), GENESIS)
+
+        runtime.core = Exploding.start(GENESIS, runtime.clock.now())[0]
+        with pytest.raises(NodeStoppedError) as caught:
+            await runtime.submit(order(1))
+        assert "boom" in str(caught.value) and runtime.stopped.is_set()
+
+    run(test)
+
+
+def test_a_node_restarts_from_its_file_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "node.sqlite3"
+    hashes: list[str] = []
+
+    async def first() -> None:
+        runtime = await NodeRuntime.open(SQLiteStore(path), GENESIS, snapshot_every=40)
+        await funded(runtime)
+        for n in range(60):
+            await runtime.submit(order(n, Side.BUY if n % 2 else Side.SELL, 4_990 + n % 20))
+        assert runtime.stats.snapshots >= 1
+        hashes.append(await runtime.read(lambda core: core.state_hash()))
+        # A crash: the process ends without closing anything.
+        runtime._writer.shutdown(wait=True)
+        runtime.store.close()
+
+    async def second() -> None:
+        runtime = await NodeRuntime.open(SQLiteStore(path), GENESIS)
+        # The restart is journaled first; before it the state was as left.
+        stored = runtime.store.load()
+        assert stored.snapshot_position >= 40
+        assert runtime.stats.position == stored.position
+        await runtime.close()
+
+    run(first)
+    run(second)
+    with SQLiteStore(path) as store:
+        stored = store.load()
+    from datn.wire import recover_node  # noqa: PLC0415
+
+    # Everything up to the restart entry rebuilds the state the first process had.
+    assert recover_node(stored.snapshot, stored.entries[:-1]).state_hash() == hashes[0]
+
+
+def test_a_store_of_another_node_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "node.sqlite3"
+
+    async def test() -> None:
+        runtime = await NodeRuntime.open(SQLiteStore(path), GENESIS)
+        await runtime.close()
+        other = Genesis(NodeId("b"), GENESIS.config, GENESIS.products, (), b"x")
+        with pytest.raises(StoreError) as caught:
+            await NodeRuntime.open(SQLiteStore(path), other)
+        assert "holds node a, not b" in caught.value.message
+        with pytest.raises(StoreError) as empty:
+            await NodeRuntime.open(MemoryStore())
+        assert "needs its genesis" in empty.value.message
+
+    run(test)
+
+
+def test_reads_wait_for_what_came_before_them() -> None:
+    store = SlowStore(delay_s=0.02)
+
+    async def test() -> None:
+        runtime = await NodeRuntime.open(store, GENESIS)
+        await funded(runtime)
+        placing = asyncio.ensure_future(runtime.submit(order(1)))
+        await asyncio.sleep(0)  # applied, not yet durable
+        count = await runtime.read(lambda core: core.status()["resting_orders"])
+        assert count == 1 and "c1" in store.journaled_client_ids()
+        await placing
+        await runtime.close()
+
+    run(test)
+
+
+def test_timers_tick_the_core() -> None:
+    store = SlowStore(delay_s=0)
+
+    async def test() -> None:
+        runtime = await NodeRuntime.open(store, GENESIS)
+        await asyncio.sleep(GENESIS.config.heartbeat_ms / 1_000 * 2.5)
+        await runtime.close()
+
+    run(test)
+    inputs = [decode_entry(data).input for data, _ in store.journal.values()]
+    ticks = [event for event in inputs if isinstance(event, TickInput)]
+    assert len(ticks) >= 2
