@@ -7,6 +7,7 @@ import sys
 import click
 
 from datn.cli.evidence import evidence
+from datn.cli.node import node
 from datn.cli.sim import sim
 from datn.domain import USD, Side
 from datn.sim.session import InvariantError, run_session
@@ -65,3 +66,4 @@ def demo(seed: int, orders: int, traders: int, quiet: bool) -> None:
 
 main.add_command(sim)
 main.add_command(evidence)
+main.add_command(node)

@@ -1,0 +1,64 @@
+"""``datn node``: set up a node's folder and look at it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from datn.runtime.config import CONFIG_FILE, ConfigError, init_folder, load_config, read_key
+
+
+@click.group()
+def node() -> None:
+    """Set up and inspect a node."""
+
+
+@node.command()
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result.")
+def init(folder: Path, as_json: bool) -> None:
+    """Write a new node's config (FOLDER/datn.toml) and key (FOLDER/node.key).
+
+    The config shows every setting with its default and what it does; the
+    key file is readable by its owner only, and the node id derives from it.
+    """
+    try:
+        config, identity = init_folder(folder)
+    except ConfigError as error:
+        click.echo(f"datn node init: {error}", err=True)
+        sys.exit(2)
+    if as_json:
+        click.echo(json.dumps({"node_id": identity.node_id, "config": str(config)}))
+        return
+    click.echo(f"node id   {identity.node_id}")
+    click.echo(f"config    {config}")
+    click.echo(f"key       {folder / 'node.key'} (keep it secret; the node id derives from it)")
+
+
+@node.command()
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path), default=".")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result.")
+def check(folder: Path, as_json: bool) -> None:
+    """Check FOLDER's config and key, and print what the node would start as."""
+    try:
+        settings = load_config(folder / CONFIG_FILE)
+        identity = read_key(settings.key_file)
+    except ConfigError as error:
+        click.echo(f"datn node check: {error}", err=True)
+        sys.exit(2)
+    summary = {
+        "node_id": identity.node_id,
+        "storage": settings.storage,
+        "api": str(settings.api),
+        "admin_api": str(settings.admin),
+        "products": [p.spec.symbol for p in settings.products],
+    }
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    for key, value in summary.items():
+        shown = ", ".join(value) if isinstance(value, list) else value
+        click.echo(f"{key:<10}{shown}")

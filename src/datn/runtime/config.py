@@ -1,0 +1,470 @@
+"""A node's configuration file (TOML) and its identity (an Ed25519 key file).
+
+``datn node init DIR`` writes both: ``DIR/datn.toml``, every setting shown
+with its default and what it does, and ``DIR/node.key``, the node's secret
+key seed, readable only by its owner. :func:`load_config` reads the file
+back strictly: an unknown key, a value of the wrong type or out of range is
+a :class:`ConfigError` that names the key, the value and what is allowed,
+and nothing starts.
+
+The node's identity is its key: its node id is derived from the public key
+(:func:`datn.wire.node_id_from_public_key`), and the secret its unguessable
+ids are keyed with is derived from the seed, so the key file is the only
+secret a node has.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import os
+import stat
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+
+from datn.clearing.config import ClearingConfig
+from datn.clearing.quota import QuotaConfig
+from datn.domain import ProductKind, ProductSpec
+from datn.domain.assets import AssetCode
+from datn.domain.errors import DomainError
+from datn.protocol.config import NodeConfig
+from datn.protocol.effects import Genesis
+from datn.protocol.messages import NodeId
+from datn.risk import RiskConfig
+from datn.wire import NodeKey, WireError
+
+CONFIG_FILE: Final = "datn.toml"
+KEY_FILE: Final = "node.key"
+SEED_BYTES: Final = 32
+
+
+class ConfigError(Exception):
+    """A setting was refused: ``key`` names it (dotted), ``problem`` says
+    what is wrong and what is allowed."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+@dataclass(frozen=True, slots=True)
+class ProductSetting:
+    """One listed product and the price it opens at."""
+
+    spec: ProductSpec
+    reference_price_ticks: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSettings:
+    """Everything ``datn.toml`` says, checked."""
+
+    folder: Path
+    """Where the file is: relative paths in it are relative to here."""
+    storage: str
+    """The store's URL (see :func:`datn.store.open_store`)."""
+    key_file: Path
+    api: Listen
+    admin: Listen
+    snapshot_every: int
+    core: NodeConfig
+    products: tuple[ProductSetting, ...]
+
+    def genesis(self, identity: Identity) -> Genesis:
+        """The node's genesis: its id from its key, its rules and products."""
+        listed = frozenset(p.spec.product_id for p in self.products)
+        risk = dataclasses.replace(self.core.risk, listed_products=listed)
+        return Genesis(
+            identity.key.node_id,
+            dataclasses.replace(self.core, risk=risk),
+            tuple(p.spec for p in self.products),
+            (),
+            identity.secret,
+            tuple(
+                (p.spec.product_id, p.reference_price_ticks)
+                for p in self.products
+                if p.reference_price_ticks is not None
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """A node's key, and the secret its unguessable ids are keyed with,
+    derived from the key's seed (so the key file is the only secret)."""
+
+    key: NodeKey
+    secret: bytes
+
+    @classmethod
+    def from_seed(cls, seed: bytes) -> Identity:
+        secret = hashlib.blake2b(seed, digest_size=32, person=b"datn-node-ids").digest()
+        return cls(NodeKey(seed), secret)
+
+    @property
+    def node_id(self) -> NodeId:
+        return self.key.node_id
+
+
+# ------------------------------------------------------------------ reading
+
+
+def load_config(path: str | os.PathLike[str]) -> NodeSettings:
+    """The settings in ``path`` (a ``datn.toml``), checked; see the module docstring."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(str(file), f"cannot be read: {error.strerror or error}") from None
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(str(file), f"is not valid TOML: {error}") from None
+    return settings_from(table, file.resolve().parent)
+
+
+_TOP: Final = {"node", "api", "products", "core"}
+
+
+def settings_from(table: Mapping[str, Any], folder: Path) -> NodeSettings:
+    _known(table, _TOP, "")
+    node = _table(table, "node")
+    _known(node, {"storage", "key_file", "snapshot_every"}, "node")
+    api = _table(table, "api")
+    _known(api, {"listen", "admin_listen"}, "api")
+    storage = _text(node, "storage", "node", f"sqlite:///{folder / 'node.sqlite3'}")
+    if storage.startswith("sqlite:///") and not storage.startswith("sqlite:////"):
+        relative = storage.removeprefix("sqlite:///")
+        if relative and not Path(relative).is_absolute():
+            storage = f"sqlite:///{folder / relative}"
+    key_file = folder / _text(node, "key_file", "node", KEY_FILE)
+    snapshot_every = _integer(node, "snapshot_every", "node", 50_000, 100, 100_000_000)
+    products = tuple(
+        _product(entry, f"products[{index}]")
+        for index, entry in enumerate(_array(table, "products"))
+    )
+    if not products:
+        raise ConfigError("products", "list at least one product ([[products]])")
+    symbols = [p.spec.symbol for p in products]
+    if len(set(symbols)) != len(symbols):
+        raise ConfigError("products", f"a symbol is listed twice: {symbols}")
+    core = _dataclass(NodeConfig, _table(table, "core"), "core", {"risk": RiskConfig(None)})
+    return NodeSettings(
+        folder,
+        storage,
+        key_file,
+        _listen(api, "listen", "127.0.0.1:8480"),
+        _listen(api, "admin_listen", "127.0.0.1:8481"),
+        snapshot_every,
+        core,
+        products,
+    )
+
+
+def _known(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    for key in table:
+        if key not in allowed:
+            raise ConfigError(
+                _join(where, key),
+                f"is not a setting here; the settings are: {', '.join(sorted(allowed))}",
+            )
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _table(table: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = table.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(key, f"must be a table ([{key}]), not {value!r}")
+    return value
+
+
+def _array(table: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+    value = table.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ConfigError(key, f"must be an array of tables ([[{key}]]), not {value!r}")
+    return value
+
+
+def _text(table: Mapping[str, Any], key: str, where: str, default: str) -> str:
+    value = table.get(key, default)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(_join(where, key), f"must be a non-empty string, not {value!r}")
+    return value
+
+
+def _integer(
+    table: Mapping[str, Any], key: str, where: str, default: int, low: int, high: int
+) -> int:
+    value = table.get(key, default)
+    if type(value) is not int or not low <= value <= high:
+        raise ConfigError(
+            _join(where, key), f"must be a whole number from {low:,} to {high:,}, not {value!r}"
+        )
+    return value
+
+
+def _listen(table: Mapping[str, Any], key: str, default: str) -> Listen:
+    value = _text(table, key, "api", default)
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65_535:
+        raise ConfigError(
+            f"api.{key}", f"must be HOST:PORT with a port from 0 to 65535, not {value!r}"
+        )
+    return Listen(host.strip("[]"), int(port))
+
+
+def _product(entry: Mapping[str, Any], where: str) -> ProductSetting:
+    _known(
+        entry,
+        {
+            "symbol",
+            "kind",
+            "quote_currency",
+            "tick_size_minor",
+            "lot_size",
+            "reference_price_ticks",
+        },
+        where,
+    )
+    kinds = [k.value for k in ProductKind]
+    kind = entry.get("kind", "share")
+    if kind not in kinds:
+        raise ConfigError(f"{where}.kind", f"must be one of {', '.join(kinds)}, not {kind!r}")
+    reference = entry.get("reference_price_ticks")
+    if reference is not None and (type(reference) is not int or reference <= 0):
+        raise ConfigError(
+            f"{where}.reference_price_ticks", f"must be a positive whole number, not {reference!r}"
+        )
+    try:
+        spec = ProductSpec(
+            _text(entry, "symbol", where, ""),
+            ProductKind(kind),
+            AssetCode(_text(entry, "quote_currency", where, "USD")),
+            _integer(entry, "tick_size_minor", where, 1, 1, 10**12),
+            _integer(entry, "lot_size", where, 1, 1, 10**12),
+        )
+    except DomainError as error:
+        raise ConfigError(f"{where}.{error.field}", error.message) from None
+    return ProductSetting(spec, reference)
+
+
+_T = typing.TypeVar("_T")
+
+
+def _dataclass(
+    cls: type[_T], table: Mapping[str, Any], where: str, defaults: Mapping[str, Any] | None = None
+) -> _T:
+    """``cls`` built from ``table``, every key checked against its fields."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    settable = {name for name, f in fields.items() if f.init}
+    if where == "core.risk":
+        settable.discard("listed_products")  # from [[products]]
+    _known(table, settable, where)
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = dict(defaults or {})
+    for name, value in table.items():
+        kind = hints[name]
+        key = _join(where, name)
+        if kind in _NESTED:
+            if not isinstance(value, dict):
+                raise ConfigError(key, f"must be a table ([{key}]), not {value!r}")
+            values[name] = _dataclass(kind, value, key)
+            continue
+        try:
+            values[name] = msgspec.convert(value, kind, strict=True)
+        except msgspec.ValidationError:
+            raise ConfigError(key, f"must be {_describe(kind)}, not {value!r}") from None
+    try:
+        return cls(**values)
+    except DomainError as error:
+        raise ConfigError(_join(where, error.field), error.message) from None
+    except (ValueError, TypeError) as error:
+        raise ConfigError(where, str(error)) from None
+
+
+_NESTED: Final[set[object]] = {RiskConfig, ClearingConfig, QuotaConfig}
+
+
+def _describe(kind: object) -> str:
+    if kind is bool:
+        return "true or false"
+    if kind is int:
+        return "a whole number"
+    if isinstance(kind, types.UnionType) and type(None) in typing.get_args(kind):
+        inner = [k for k in typing.get_args(kind) if k is not type(None)]
+        return f"{_describe(inner[0])} (or left out)"
+    return getattr(kind, "__name__", str(kind))
+
+
+# ------------------------------------------------------------------ identity
+
+
+def write_key(path: Path) -> Identity:
+    """A new key seed in ``path``, created readable and writable by its owner
+    only; refuses to overwrite one."""
+    seed = os.urandom(SEED_BYTES)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise ConfigError(str(path), "a key exists already; a node keeps its key") from None
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(seed.hex().encode() + b"\n")
+    return Identity.from_seed(seed)
+
+
+def read_key(path: Path) -> Identity:
+    """The node's key, refused if others may read it or it is damaged."""
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(str(path), f"the key file cannot be read: {error}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            str(path), f"the key file is readable by others (mode {stat.filemode(mode)}): chmod 600"
+        )
+    try:
+        seed = bytes.fromhex(text)
+        if len(seed) != SEED_BYTES:
+            raise ValueError
+        return Identity.from_seed(seed)
+    except (ValueError, WireError):
+        raise ConfigError(
+            str(path), f"the key file must hold {SEED_BYTES} bytes in hexadecimal"
+        ) from None
+
+
+# ------------------------------------------------------------------ writing
+
+_HEADER: Final = """\
+# datn node configuration, written by `datn node init`.
+#
+# Every key is optional unless marked; a key this version does not know is
+# an error, as is a value of the wrong type or out of range: the node names
+# the key, the value and what is allowed, and does not start.
+# Relative paths are relative to this file's folder.
+
+[node]
+# Where the journal, snapshots and history live: sqlite:///FILE (the
+# embedded default: one file, WAL, synchronous=FULL) or
+# postgresql://USER@HOST:PORT/DB?schema=NAME (see the README).
+storage = "sqlite:///node.sqlite3"
+# The node's Ed25519 key seed, readable by its owner only. The node id is
+# derived from it: keep it, and keep it secret.
+key_file = "node.key"
+# Take a snapshot after this many journal entries, so a restart replays
+# at most this many.
+snapshot_every = 50000
+
+[api]
+# Traders' REST and WebSocket API.
+listen = "127.0.0.1:8480"
+# The operator's API: a separate credential, and by default loopback only.
+admin_listen = "127.0.0.1:8481"
+
+# What the node lists: one [[products]] table each (at least one).
+# kind: share, bond, option, future, fund or other; prices are in ticks of
+# tick_size_minor minor units of quote_currency; quantities in lots.
+[[products]]
+symbol = "XYZ"
+kind = "share"
+quote_currency = "USD"
+tick_size_minor = 1
+lot_size = 1
+# The price judged against before the node has heard any trade.
+reference_price_ticks = 5000
+"""
+
+
+def config_template() -> str:
+    """The commented ``datn.toml`` that ``datn node init`` writes: the
+    settings above, then every core setting at its default, commented out."""
+    lines = [_HEADER]
+    for where, cls in (
+        ("core", NodeConfig),
+        ("core.risk", RiskConfig),
+        ("core.clearing", ClearingConfig),
+        ("core.clearing.quota", QuotaConfig),
+    ):
+        lines.append(f"\n[{where}]")
+        notes = _field_notes(cls)
+        for f in dataclasses.fields(cls):
+            if not f.init or f.name in ("risk", "clearing", "quota", "listed_products"):
+                continue
+            for note in notes.get(f.name, []):
+                lines.append(f"# {note}")
+            default = f.default if f.default is not dataclasses.MISSING else None
+            lines.append(f"# {f.name} = {_toml_value(default)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: object) -> str:
+    if value is None:
+        return "(none: leave out)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _field_notes(cls: type) -> dict[str, list[str]]:
+    """Each field's docstring (the string under it in the class body), as
+    comment lines; none where the source cannot be read."""
+    import ast  # noqa: PLC0415 - only when writing a template
+    import inspect  # noqa: PLC0415
+    import textwrap  # noqa: PLC0415
+
+    module = inspect.getmodule(cls)
+    source_file = Path(getattr(module, "__file__", "") or "")
+    source_file = source_file.with_name(source_file.name.split(".")[0] + ".py")
+    try:
+        tree = ast.parse(source_file.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError):
+        return {}
+    notes: dict[str, list[str]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and node.name == cls.__name__:
+            body = node.body
+            for statement, following in itertools.pairwise(body):
+                if (
+                    isinstance(statement, ast.AnnAssign)
+                    and isinstance(statement.target, ast.Name)
+                    and isinstance(following, ast.Expr)
+                    and isinstance(following.value, ast.Constant)
+                    and isinstance(following.value.value, str)
+                ):
+                    text = " ".join(following.value.value.split())
+                    notes[statement.target.id] = textwrap.wrap(text, 74)
+    return notes
+
+
+def init_folder(folder: Path) -> tuple[Path, Identity]:
+    """Write ``folder/datn.toml`` and ``folder/node.key``; refuses a folder
+    that has either already."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / CONFIG_FILE
+    if config.exists():
+        raise ConfigError(str(config), "exists already; init writes a new node's folder")
+    identity = write_key(folder / KEY_FILE)
+    config.write_text(config_template(), encoding="utf-8")
+    return config, identity

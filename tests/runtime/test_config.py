@@ -1,0 +1,155 @@
+"""The node's config file and key: what init writes reads back, and every
+bad setting is refused naming the key, the value and what is allowed."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from datn.cli.main import main
+from datn.protocol.node import NodeConfig
+from datn.runtime.config import (
+    ConfigError,
+    config_template,
+    init_folder,
+    load_config,
+    read_key,
+    settings_from,
+)
+
+
+def settings(**changes: Any) -> dict[str, Any]:
+    table = tomllib.loads(config_template())
+    for dotted, value in changes.items():
+        *path, key = dotted.split("__")
+        target = table
+        for part in path:
+            target = target.setdefault(part, {})
+        target[key] = value
+    return table
+
+
+def refusal(table: dict[str, Any]) -> ConfigError:
+    with pytest.raises(ConfigError) as caught:
+        settings_from(table, Path("/srv/node"))
+    return caught.value
+
+
+def test_init_writes_a_config_and_a_key_that_read_back(tmp_path: Path) -> None:
+    config, identity = init_folder(tmp_path / "n")
+    loaded = load_config(config)
+    key = read_key(loaded.key_file)
+    assert key.node_id == identity.node_id and key.secret == identity.secret
+    assert os.stat(loaded.key_file).st_mode & 0o777 == 0o600
+    assert loaded.storage == f"sqlite:///{tmp_path / 'n' / 'node.sqlite3'}"
+    assert (str(loaded.api), str(loaded.admin)) == ("127.0.0.1:8480", "127.0.0.1:8481")
+    assert loaded.core == NodeConfig(loaded.core.risk)  # every core default
+    genesis = loaded.genesis(key)
+    assert genesis.node_id == identity.node_id and genesis.secret == identity.secret
+    assert genesis.config.risk.listed_products == {genesis.products[0].product_id}
+    assert genesis.reference_prices == ((genesis.products[0].product_id, 5_000),)
+
+
+def test_init_never_overwrites_a_node(tmp_path: Path) -> None:
+    init_folder(tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        init_folder(tmp_path)
+    assert "exists already" in caught.value.problem
+    (tmp_path / "datn.toml").unlink()
+    with pytest.raises(ConfigError) as again:
+        init_folder(tmp_path)
+    assert "a key exists already" in again.value.problem
+
+
+def test_the_template_shows_every_core_setting_with_what_it_does() -> None:
+    text = config_template()
+    for field in ("lock_ttl_ms", "max_clock_drift_ms", "settlement_deadline_ms", "price_band_bps"):
+        assert f"# {field} = " in text
+    assert "may be at most this far ahead" in text  # a field's docstring, as a comment
+
+
+def test_core_settings_are_read_into_the_node_config() -> None:
+    table = settings(core__lock_ttl_ms=400, core__risk__max_open_orders=20)
+    table["core"]["clearing"] = {"settlement_cycle_ms": 2_000, "quota": {}}
+    read = settings_from(table, Path("/srv/node"))
+    assert read.core.lock_ttl_ms == 400 and read.core.risk.max_open_orders == 20
+    assert read.core.clearing.settlement_cycle_ms == 2_000
+
+
+@pytest.mark.parametrize(
+    ("changes", "key", "says"),
+    [
+        ({"node__colour": "red"}, "node.colour", "is not a setting here"),
+        ({"core__lock_tll_ms": 5}, "core.lock_tll_ms", "the settings are:"),
+        ({"core__risk__max_open_orderz": 5}, "core.risk.max_open_orderz", "not a setting"),
+        ({"core__lock_ttl_ms": "fast"}, "core.lock_ttl_ms", "must be a whole number, not 'fast'"),
+        ({"core__targeted_routing": 1}, "core.targeted_routing", "must be true or false"),
+        ({"core__lock_ttl_ms": -1}, "core.lock_ttl_ms", "-1"),
+        ({"core__risk__price_band_bps": 2.5}, "core.risk.price_band_bps", "(or left out)"),
+        ({"node__snapshot_every": 5}, "node.snapshot_every", "from 100 to"),
+        ({"api__listen": "localhost"}, "api.listen", "HOST:PORT"),
+        ({"api__listen": "127.0.0.1:70000"}, "api.listen", "port from 0 to 65535"),
+        ({"node__storage": ""}, "node.storage", "non-empty string"),
+        ({"core__risk__listed_products": ["x"]}, "core.risk.listed_products", "not a setting"),
+    ],
+)
+def test_a_bad_setting_is_refused_naming_key_value_and_what_is_allowed(
+    changes: dict[str, Any], key: str, says: str
+) -> None:
+    error = refusal(settings(**changes))
+    assert error.key == key and says in error.problem
+
+
+def test_bad_products_are_refused() -> None:
+    table = settings()
+    table["products"][0]["kind"] = "swap"
+    assert refusal(table).key == "products[0].kind"
+    table = settings()
+    table["products"][0]["symbol"] = "not a symbol!"
+    assert refusal(table).key.startswith("products[0].")
+    table = settings()
+    table["products"].append(dict(table["products"][0]))
+    assert "listed twice" in refusal(table).problem
+    table["products"] = []
+    assert "at least one product" in refusal(table).problem
+
+
+def test_a_file_that_is_not_toml_or_not_there_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "datn.toml"
+    bad.write_text("[node\nstorage = 1")
+    with pytest.raises(ConfigError) as caught:
+        load_config(bad)
+    assert "is not valid TOML" in caught.value.problem
+    with pytest.raises(ConfigError) as missing:
+        load_config(tmp_path / "nowhere.toml")
+    assert "cannot be read" in missing.value.problem
+
+
+def test_a_key_others_can_read_or_a_damaged_key_is_refused(tmp_path: Path) -> None:
+    init_folder(tmp_path)
+    key = tmp_path / "node.key"
+    key.chmod(0o644)
+    with pytest.raises(ConfigError) as caught:
+        read_key(key)
+    assert "readable by others" in caught.value.problem and "chmod 600" in caught.value.problem
+    key.chmod(0o600)
+    key.write_text("abc\n")
+    with pytest.raises(ConfigError) as damaged:
+        read_key(key)
+    assert "32 bytes in hexadecimal" in damaged.value.problem
+
+
+def test_the_cli_inits_and_checks_a_node(tmp_path: Path) -> None:
+    runner = CliRunner()
+    folder = tmp_path / "n"
+    made = runner.invoke(main, ["node", "init", str(folder), "--json"])
+    assert made.exit_code == 0, made.output
+    checked = runner.invoke(main, ["node", "check", str(folder)])
+    assert checked.exit_code == 0 and "XYZ" in checked.output
+    again = runner.invoke(main, ["node", "init", str(folder)])
+    assert again.exit_code == 2 and "exists already" in again.output
