@@ -47,6 +47,7 @@ from datn.protocol.effects import (
     Violation,
 )
 from datn.protocol.node import NodeCore
+from datn.runtime.history import History
 from datn.store import Commit, Store, StoreError
 from datn.wire import encode_entry, encode_snapshot, recover_node
 
@@ -84,7 +85,7 @@ class _Waiter:
 
 @dataclass
 class _Group:
-    entries: list[bytes] = field(default_factory=list)
+    commit: Commit = field(default_factory=Commit)
     waiters: list[_Waiter] = field(default_factory=list)
 
 
@@ -129,8 +130,10 @@ class NodeRuntime:
         clock: Clock,
         snapshot_every: int,
         outlets: Outlets,
+        history: History | None,
     ) -> None:
         self.store = store
+        self.history = history
         self.core = core
         self.clock = clock
         self.snapshot_every = snapshot_every
@@ -159,6 +162,7 @@ class NodeRuntime:
         clock: Clock | None = None,
         snapshot_every: int = 50_000,
         outlets: Outlets | None = None,
+        history: History | None = None,
     ) -> NodeRuntime:
         """The node the store holds, restarted on this process's clock; or,
         for an empty store, a new node from ``genesis``. Refuses a store
@@ -195,6 +199,7 @@ class NodeRuntime:
             clock=clock,
             snapshot_every=snapshot_every,
             outlets=outlets or Outlets(),
+            history=history,
         )
         runtime.stats.position = stored.position
         runtime.stats.snapshot_position = stored.snapshot_position
@@ -208,11 +213,18 @@ class NodeRuntime:
         journal entry is durable and they have been released."""
         if self.failure is not None or self._closing:
             raise NodeStoppedError(self.failure)
+        now = self.clock.now()
         try:
-            effects = self.core.handle(event, self.clock.now())
+            effects = self.core.handle(event, now)
         except Exception as error:
             self._stop(error, "the node core failed on an input")
             raise NodeStoppedError(error) from error
+        if self.history is not None:
+            try:
+                self.history.record(event, effects, now.wall_ms, self._pending.commit)
+            except Exception as error:
+                self._stop(error, "the history of an input could not be built")
+                raise NodeStoppedError(error) from error
         return await self._admit(effects)
 
     async def read(self, question: Callable[[NodeCore], T]) -> T:
@@ -233,7 +245,7 @@ class NodeRuntime:
         for effect in effects:
             if type(effect) is Journal:
                 try:
-                    group.entries.append(encode_entry(effect.entry))
+                    group.commit.entries.append(encode_entry(effect.entry))
                 except Exception as error:
                     self._stop(error, "a journal entry could not be encoded")
                     raise NodeStoppedError(error) from error
@@ -254,7 +266,7 @@ class NodeRuntime:
                 started = time.perf_counter()
                 try:
                     position = await self._loop.run_in_executor(
-                        self._writer, self.store.commit, Commit(entries=group.entries)
+                        self._writer, self.store.commit, group.commit
                     )
                 except Exception as error:
                     self._stop(error, "the store could not commit")
@@ -275,7 +287,7 @@ class NodeRuntime:
     def _account(self, group: _Group, position: int, elapsed_ms: float) -> None:
         stats = self.stats
         stats.commits += 1
-        stats.entries += len(group.entries)
+        stats.entries += len(group.commit.entries)
         stats.position = position
         stats.last_commit_ms = elapsed_ms
         stats.commit_ms.append(elapsed_ms)
