@@ -10,6 +10,7 @@ from backends import Backend
 from datn.sim.network import Faults, Simulation
 from datn.store import (
     Commit,
+    Credential,
     EvidenceRecord,
     ExecutionRecord,
     LedgerRecord,
@@ -290,3 +291,15 @@ def test_store_errors_say_what_failed(backend: Backend) -> None:
         assert isinstance(store, Store)
     error = StoreError("full", "the disk is full")
     assert str(error) == "full: the disk is full" and error.code == "full"
+
+
+def test_credentials_are_kept_found_and_revoked(backend: Backend) -> None:
+    key = Credential("k1", "alice", "hmac", b"shared secret", 1_000)
+    with backend.open() as store:
+        store.put_credential(key)
+        assert refusal(lambda: store.put_credential(key)).code == "conflict"
+    with backend.open() as store:
+        assert store.credential("k1") == key and store.credential("k2") is None
+        assert store.revoke_credential("k1") and not store.revoke_credential("k2")
+        found = store.credential("k1")
+        assert found is not None and found.revoked

@@ -62,3 +62,28 @@ def check(folder: Path, as_json: bool) -> None:
     for key, value in summary.items():
         shown = ", ".join(value) if isinstance(value, list) else value
         click.echo(f"{key:<10}{shown}")
+
+
+@node.command()
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path), default=".")
+def run(folder: Path) -> None:
+    """Run the node in FOLDER: its runtime, the traders' API and the operator's.
+
+    Logs are JSON lines on standard error. Stops cleanly on Ctrl-C or SIGTERM;
+    exits with status 1 if the node stopped on a failure, 2 on a bad config.
+    """
+    import asyncio  # noqa: PLC0415 - only when running a node
+
+    from datn.api.serve import configure_logging, run_node  # noqa: PLC0415
+    from datn.store import StoreError  # noqa: PLC0415
+
+    configure_logging()
+    try:
+        status = asyncio.run(run_node(folder))
+    except ConfigError as error:
+        click.echo(f"datn node run: {error}", err=True)
+        sys.exit(2)
+    except StoreError as error:
+        click.echo(f"datn node run: the store refused to start: {error}", err=True)
+        sys.exit(2)
+    sys.exit(status)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datn.store.base import (
     SCHEMA_VERSION,
     Commit,
+    Credential,
     EvidenceRecord,
     ExecutionRecord,
     LedgerRecord,
@@ -49,6 +50,7 @@ def open_store(url: str) -> Store:
 __all__ = [
     "SCHEMA_VERSION",
     "Commit",
+    "Credential",
     "EvidenceRecord",
     "ExecutionRecord",
     "LedgerRecord",

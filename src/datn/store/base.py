@@ -111,6 +111,19 @@ class EvidenceRecord:
     frame: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """How a trader (or the operator) proves who it is to the node's API:
+    ``kind`` ``hmac`` keeps the shared secret, ``ed25519`` the public key."""
+
+    key_id: str
+    trader_id: str
+    kind: str
+    material: bytes
+    created_ms: int
+    revoked: bool = False
+
+
 @dataclass(slots=True)
 class Commit:
     """What one transaction writes: journal entries (they take the next
@@ -218,6 +231,19 @@ class Store(ABC):
     def evidence(self, peer: str, since_ms: int, until_ms: int) -> list[EvidenceRecord]:
         """Frames kept from ``peer`` with ``since_ms <= at_ms < until_ms``,
         oldest first."""
+
+    # ------------------------------------------------------------ credentials
+
+    @abstractmethod
+    def put_credential(self, credential: Credential) -> None:
+        """Keep a new credential, durably; ``conflict`` if its key id exists."""
+
+    @abstractmethod
+    def credential(self, key_id: str) -> Credential | None: ...
+
+    @abstractmethod
+    def revoke_credential(self, key_id: str) -> bool:
+        """Mark it revoked; False if there is no such key."""
 
     # ------------------------------------------------------------ life
 

@@ -9,6 +9,7 @@ from dataclasses import replace
 from datn.store.base import (
     FIRST_PAGE,
     Commit,
+    Credential,
     EvidenceRecord,
     ExecutionRecord,
     LedgerRecord,
@@ -37,6 +38,7 @@ class MemoryStore(Store):
         self._execution_ids: set[str] = set()
         self._ledger: dict[str, LedgerRecord] = {}
         self._evidence: list[EvidenceRecord] = []
+        self._credentials: dict[str, Credential] = {}
         self._closed = False
 
     def _open(self) -> None:
@@ -174,6 +176,24 @@ class MemoryStore(Store):
     def evidence(self, peer: str, since_ms: int, until_ms: int) -> list[EvidenceRecord]:
         self._open()
         return [e for e in self._evidence if e.peer == peer and since_ms <= e.at_ms < until_ms]
+
+    def put_credential(self, credential: Credential) -> None:
+        self._open()
+        if credential.key_id in self._credentials:
+            raise StoreError("conflict", f"key {credential.key_id} exists already")
+        self._credentials[credential.key_id] = credential
+
+    def credential(self, key_id: str) -> Credential | None:
+        self._open()
+        return self._credentials.get(key_id)
+
+    def revoke_credential(self, key_id: str) -> bool:
+        self._open()
+        found = self._credentials.get(key_id)
+        if found is None:
+            return False
+        self._credentials[key_id] = replace(found, revoked=True)
+        return True
 
     def close(self) -> None:
         self._closed = True

@@ -18,6 +18,7 @@ from datn.store.base import (
     FIRST_PAGE,
     SCHEMA_VERSION,
     Commit,
+    Credential,
     EvidenceRecord,
     ExecutionRecord,
     LedgerRecord,
@@ -64,6 +65,9 @@ def schema(blob: str) -> list[str]:
         "CREATE TABLE IF NOT EXISTS evidence (seq BIGINT PRIMARY KEY, peer TEXT NOT NULL,"
         f" at_ms BIGINT NOT NULL, kind TEXT NOT NULL, frame {blob} NOT NULL)",
         "CREATE INDEX IF NOT EXISTS evidence_by_peer ON evidence (peer, at_ms)",
+        "CREATE TABLE IF NOT EXISTS credentials (key_id TEXT PRIMARY KEY,"
+        f" trader_id TEXT NOT NULL, kind TEXT NOT NULL, material {blob} NOT NULL,"
+        " created_ms BIGINT NOT NULL, revoked BOOLEAN NOT NULL)",
     ]
 
 
@@ -352,6 +356,47 @@ class SqlStore(Store):
             (peer, since_ms, until_ms),
         )
         return [EvidenceRecord(r[0], r[1], r[2], bytes(r[3])) for r in rows]
+
+    # ------------------------------------------------------------ credentials
+
+    def put_credential(self, credential: Credential) -> None:
+        self._check_open()
+        self._transaction(
+            lambda tx: tx.run(
+                "INSERT INTO credentials (key_id, trader_id, kind, material, created_ms, revoked)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    credential.key_id,
+                    credential.trader_id,
+                    credential.kind,
+                    credential.material,
+                    credential.created_ms,
+                    credential.revoked,
+                ),
+            )
+        )
+
+    def credential(self, key_id: str) -> Credential | None:
+        self._check_open()
+        rows = self._read(
+            "SELECT key_id, trader_id, kind, material, created_ms, revoked FROM credentials"
+            " WHERE key_id = ?",
+            (key_id,),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return Credential(r[0], r[1], r[2], bytes(r[3]), r[4], bool(r[5]))
+
+    def revoke_credential(self, key_id: str) -> bool:
+        self._check_open()
+        changed = self._transaction(
+            lambda tx: tx.run(
+                "UPDATE credentials SET revoked = ? WHERE key_id = ? RETURNING key_id",
+                (True, key_id),
+            )
+        )
+        return bool(changed)
 
 
 def _meta(tx: Executor, key: str) -> int:

@@ -1,0 +1,152 @@
+"""``datn node run``: one node process — the runtime, its store, and the
+traders' and operator's APIs on uvicorn, all on one asyncio loop.
+
+The process stops cleanly on SIGINT or SIGTERM (the APIs stop taking
+requests, groups in flight commit, the store closes), and exits with status
+1 if the runtime stopped on a failure (a store that cannot commit, a core
+exception): it must not run on state its store does not hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import uvicorn
+
+from datn.api.app import Node, admin_app, trader_app
+from datn.api.auth import Verifier, token_digest
+from datn.runtime import NodeRuntime
+from datn.runtime.config import CONFIG_FILE, load_config, read_key
+from datn.runtime.history import history_of
+from datn.store import open_store
+
+log = logging.getLogger("datn.node")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, leaving signals to the node: it stops its servers itself."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+ADMIN_TOKEN_FILE = "admin.token"
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLogFormatter())
+    logging.Formatter.converter = time.gmtime
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+
+
+def admin_token(folder: Path) -> str:
+    """The operator's token in ``folder/admin.token``, created (0600) on first run."""
+    path = folder / ADMIN_TOKEN_FILE
+    if path.exists():
+        return path.read_text(encoding="ascii").strip()
+    token = secrets.token_urlsafe(32)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(token + "\n")
+    return token
+
+
+async def run_node(folder: Path) -> int:
+    """Run the node in ``folder`` until a signal or a failure; the exit status."""
+    settings = load_config(folder / CONFIG_FILE)
+    identity = read_key(settings.key_file)
+    store = await asyncio.get_running_loop().run_in_executor(None, open_store, settings.storage)
+    history = history_of(store)
+    runtime = await NodeRuntime.open(
+        store,
+        settings.genesis(identity),
+        snapshot_every=settings.snapshot_every,
+        history=history,
+    )
+    node = Node(runtime, history, Verifier(store))
+    digest = token_digest(admin_token(settings.folder))
+    servers = [
+        _Server(
+            uvicorn.Config(
+                app,
+                host=listen.host,
+                port=listen.port,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+                timeout_keep_alive=30,
+                limit_concurrency=10_000,
+            )
+        )
+        for app, listen in (
+            (trader_app(node), settings.api),
+            (admin_app(node, digest), settings.admin),
+        )
+    ]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    tasks = [asyncio.create_task(server.serve()) for server in servers]
+    while not all(server.started for server in servers):
+        if any(task.done() for task in tasks):
+            break
+        await asyncio.sleep(0.01)
+    for task in tasks:
+        if task.done() and task.exception() is not None:
+            log.critical("an API could not start: %s", task.exception())
+            stop.set()
+    ports = [s.servers[0].sockets[0].getsockname()[1] for s in servers if s.started and s.servers]
+    log.info(
+        "node %s ready: traders' API on %s, operator's API on %s",
+        runtime.core.node_id,
+        ports[0] if ports else "-",
+        ports[1] if len(ports) > 1 else "-",
+    )
+    ready = folder / "ready.json"
+    ready.write_text(
+        json.dumps({"node_id": runtime.core.node_id, "api_port": ports[0], "admin_port": ports[1]})
+        if len(ports) == 2
+        else "{}"
+    )
+    stopped = asyncio.create_task(runtime.stopped.wait())
+    waiting = asyncio.create_task(stop.wait())
+    await asyncio.wait([stopped, waiting], return_when=asyncio.FIRST_COMPLETED)
+    for server in servers:
+        server.should_exit = True
+    await asyncio.gather(*tasks, return_exceptions=True)
+    failed = runtime.failure is not None
+    if not failed:
+        await runtime.close()
+    ready.unlink(missing_ok=True)
+    log.info("node %s stopped%s", runtime.core.node_id, " on a failure" if failed else "")
+    return 1 if failed else 0

@@ -1,0 +1,267 @@
+"""A real node process on 127.0.0.1: the operator creates a trader, funds
+it, the trader trades through the signed HTTP API, and SIGKILL at random
+moments loses nothing that was acknowledged."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from datn.api.client import AdminClient, TraderClient
+from datn.runtime.config import init_folder
+
+DATN = str(Path(sys.executable).parent / "datn")
+
+
+@dataclass
+class Running:
+    folder: Path
+    process: subprocess.Popen[bytes]
+    admin: AdminClient
+    api_url: str
+
+    def trader(self, key_id: str, secret: str) -> TraderClient:
+        return TraderClient(self.api_url, key_id, secret)
+
+
+def start(folder: Path) -> Running:
+    ready = folder / "ready.json"
+    ready.unlink(missing_ok=True)
+    log = open(folder / "node.log", "ab")  # noqa: SIM115 - the process keeps it
+    process = subprocess.Popen([DATN, "node", "run", str(folder)], stdout=log, stderr=log)
+    deadline = time.monotonic() + 30
+    while not ready.exists() or not ready.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError((folder / "node.log").read_text()[-3000:])
+        time.sleep(0.05)
+    ports = json.loads(ready.read_text())
+    token = (folder / "admin.token").read_text().strip()
+    return Running(
+        folder,
+        process,
+        AdminClient(f"http://127.0.0.1:{ports['admin_port']}", token),
+        f"http://127.0.0.1:{ports['api_port']}",
+    )
+
+
+def new_node(tmp_path: Path, storage: str | None = None) -> Path:
+    folder = tmp_path / "node"
+    config, _ = init_folder(folder)
+    text = config.read_text()
+    text = text.replace('listen = "127.0.0.1:8480"', 'listen = "127.0.0.1:0"')
+    text = text.replace('admin_listen = "127.0.0.1:8481"', 'admin_listen = "127.0.0.1:0"')
+    if storage is not None:
+        text = text.replace('storage = "sqlite:///node.sqlite3"', f'storage = "{storage}"')
+    config.write_text(text)
+    return folder
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[Running]:
+    running = start(new_node(tmp_path))
+    try:
+        yield running
+    finally:
+        stop(running)
+
+
+def stop(running: Running) -> None:
+    if running.process.poll() is None:
+        running.process.send_signal(signal.SIGTERM)
+        try:
+            running.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            running.process.kill()
+    running.admin.close()
+
+
+def make_trader(running: Running, trader_id: str, usd: int, xyz: int) -> TraderClient:
+    made = running.admin.request("POST", "/admin/traders", {"trader_id": trader_id})
+    assert made.status_code == 201, made.text
+    key = made.json()
+    for asset, amount in (("USD", usd), ("XYZ", xyz)):
+        if amount:
+            paid = running.admin.request(
+                "POST",
+                "/admin/deposits",
+                {"trader_id": trader_id, "asset": asset, "amount": amount},
+            )
+            assert paid.status_code == 201, paid.text
+    return running.trader(key["key_id"], key["secret"])
+
+
+def order(
+    client_id: str, side: str, lots: int, price: int | None, **extra: object
+) -> dict[str, object]:
+    body: dict[str, object] = {
+        "client_order_id": client_id,
+        "product": "XYZ",
+        "side": side,
+        "quantity_lots": lots,
+        **extra,
+    }
+    if price is not None:
+        body["price_ticks"] = price
+    return body
+
+
+def test_a_trader_trades_through_the_signed_api(node: Running) -> None:
+    alice = make_trader(node, "alice", 0, 100)
+    bob = make_trader(node, "bob", 10_000_000, 0)
+    placed = alice.request("POST", "/v1/orders", order("s1", "sell", 10, 5_000))
+    assert placed.status_code == 201, placed.text
+    sell = placed.json()
+    assert (sell["status"], sell["quantity_lots"], sell["side"]) == ("new", 10, "sell")
+    bought = bob.request("POST", "/v1/orders", order("b1", "buy", 4, 5_000, time_in_force="ioc"))
+    assert bought.status_code == 201 and bought.json()["status"] == "filled"
+    # A retry returns the original order, not a second one.
+    again = bob.request("POST", "/v1/orders", order("b1", "buy", 4, 5_000, time_in_force="ioc"))
+    assert again.status_code == 200 and again.json()["order_id"] == bought.json()["order_id"]
+    seen = alice.request("GET", f"/v1/orders/{sell['order_id']}").json()
+    assert (seen["status"], seen["filled_lots"]) == ("partially_filled", 4)
+    fills = bob.request("GET", "/v1/executions").json()
+    assert [(f["quantity_lots"], f["price_ticks"]) for f in fills] == [(4, 5_000)]
+    balances = {b["asset"]: b for b in bob.request("GET", "/v1/balances").json()}
+    assert balances["USD"]["balance"] == 10_000_000 - 4 * 5_000
+    # Another trader's order is not found; a cancel of it is refused.
+    assert bob.request("GET", f"/v1/orders/{sell['order_id']}").status_code == 404
+    assert bob.request("DELETE", f"/v1/orders/{sell['order_id']}").status_code == 404
+    cancelled = alice.request("DELETE", f"/v1/orders/{sell['order_id']}")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    listed = alice.request("GET", "/v1/orders?client_order_id=s1").json()
+    assert listed[0]["status"] == "cancelled" and listed[0]["filled_lots"] == 4
+
+
+def test_bad_requests_get_a_4xx_with_a_code_and_change_nothing(node: Running) -> None:
+    alice = make_trader(node, "alice", 1_000, 0)
+    refusals = [
+        (alice.request("POST", "/v1/orders", {"client_order_id": "x"}), 400, "bad_request"),
+        (alice.request("POST", "/v1/orders", order("x", "buy", 1, None)), 400, "price_required"),
+        (alice.request("POST", "/v1/orders", order("x", "buy", 0, 5)), 400, "bad_request"),
+        (alice.request("POST", "/v1/orders", order("x", "hold", 1, 5)), 400, "bad_request"),
+        (
+            alice.request("POST", "/v1/orders", {**order("x", "buy", 1, 5), "product": "NOPE"}),
+            404,
+            "unknown_product",
+        ),
+        (alice.request("POST", "/v1/orders", order("big", "buy", 10, 5_000)), 422, None),
+        (alice.request("GET", "/v1/orders/999999"), 404, "unknown_order"),
+    ]
+    for response, status, code in refusals:
+        assert response.status_code == status, response.text
+        body = response.json()
+        assert body["message"] and (code is None or body["code"] == code), body
+    # The rejected order is remembered: the retry gets the same answer.
+    retry = alice.request("POST", "/v1/orders", order("big", "buy", 10, 5_000))
+    assert retry.status_code == 422 and retry.json()["code"] == refusals[5][0].json()["code"]
+    unsigned = alice.http.get("/v1/orders")
+    assert unsigned.status_code == 401 and unsigned.json()["code"] == "unsigned"
+    forged = TraderClient(node.api_url, alice.key_id, "00" * 32).request("GET", "/v1/orders")
+    assert forged.status_code == 401 and forged.json()["code"] == "bad_signature"
+    admin = AdminClient(node.admin.http.base_url.__str__(), "wrong")
+    assert admin.request("GET", "/admin/status").status_code == 401
+    balances = {b["asset"]: b for b in alice.request("GET", "/v1/balances").json()}
+    assert balances["USD"]["balance"] == balances["USD"]["available"] == 1_000
+
+
+KILLS = int(os.environ.get("DATN_KILLS", "20"))
+
+
+def test_sigkill_at_random_moments_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    """Orders flow from two traders; the node is killed with SIGKILL at a
+    random moment, KILLS times, and restarted. Every acknowledged order is
+    found after with the same id; money and shares are conserved exactly."""
+    folder = new_node(tmp_path)
+    rng = random.Random(7)
+    running = start(folder)
+    keys = {}
+    for name, usd, xyz in (("alice", 10**12, 10**6), ("bob", 10**12, 10**6)):
+        client = make_trader(running, name, usd, xyz)
+        keys[name] = (client.key_id, client.secret.hex())
+        client.close()
+    acknowledged: dict[tuple[str, str], int] = {}
+    sent = 0
+    for _ in range(KILLS):
+        clients = {name: running.trader(*key) for name, key in keys.items()}
+        moment = time.monotonic() + rng.uniform(0.05, 0.4)
+        while time.monotonic() < moment:
+            name = rng.choice(["alice", "bob"])
+            sent += 1
+            body = order(
+                f"o{sent}",
+                rng.choice(["buy", "sell"]),
+                rng.randint(1, 5),
+                rng.randint(4_990, 5_010),
+            )
+            try:
+                answer = clients[name].request("POST", "/v1/orders", body)
+            except Exception:
+                break
+            if answer.status_code in (200, 201):
+                acknowledged[(name, str(body["client_order_id"]))] = answer.json()["order_id"]
+        running.process.send_signal(signal.SIGKILL)
+        running.process.wait(timeout=10)
+        for client in clients.values():
+            client.close()
+        running.admin.close()
+        running = start(folder)
+    try:
+        assert len(acknowledged) > KILLS, "orders were acknowledged between kills"
+        clients = {name: running.trader(*key) for name, key in keys.items()}
+        for (name, client_id), order_id in acknowledged.items():
+            found = clients[name].request("GET", f"/v1/orders?client_order_id={client_id}")
+            assert found.status_code == 200, f"{name}/{client_id} acknowledged, then lost"
+            assert found.json()[0]["order_id"] == order_id
+        totals = {"USD": 0, "XYZ": 0}
+        for client in clients.values():
+            for balance in client.request("GET", "/v1/balances").json():
+                symbol = "USD" if balance["asset"] == "USD" else "XYZ"
+                totals[symbol] += balance["balance"]
+        assert totals == {"USD": 2 * 10**12, "XYZ": 2 * 10**6}
+    finally:
+        stop(running)
+
+
+POSTGRES_URL = os.environ.get("DATN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def test_a_node_on_postgresql_trades_and_survives_a_kill(tmp_path: Path) -> None:
+    import psycopg  # noqa: PLC0415
+
+    try:
+        psycopg.connect(POSTGRES_URL, connect_timeout=3).close()
+    except psycopg.Error as error:
+        if os.environ.get("DATN_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL at {POSTGRES_URL} is not reachable: {error}")
+        pytest.skip(f"PostgreSQL at {POSTGRES_URL} is not reachable: {error}")
+    schema = f"node_{os.getpid()}_{random.Random().randrange(10**9)}"
+    folder = new_node(tmp_path, f"{POSTGRES_URL}?schema={schema}")
+    running = start(folder)
+    try:
+        alice = make_trader(running, "alice", 0, 50)
+        bob = make_trader(running, "bob", 10_000_000, 0)
+        sell = alice.request("POST", "/v1/orders", order("s1", "sell", 10, 5_000)).json()
+        assert bob.request("POST", "/v1/orders", order("b1", "buy", 3, 5_000)).status_code == 201
+        keys = (alice.key_id, alice.secret.hex())
+        running.process.send_signal(signal.SIGKILL)
+        running.process.wait(timeout=10)
+        running.admin.close()
+        running = start(folder)
+        alice = running.trader(*keys)
+        seen = alice.request("GET", f"/v1/orders/{sell['order_id']}").json()
+        assert (seen["status"], seen["filled_lots"]) == ("partially_filled", 3)
+    finally:
+        stop(running)
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
+            connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
