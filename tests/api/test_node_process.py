@@ -265,3 +265,48 @@ def test_a_node_on_postgresql_trades_and_survives_a_kill(tmp_path: Path) -> None
         stop(running)
         with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
             connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def test_a_newcomer_goes_from_nothing_to_a_filled_order_with_the_cli(node: Running) -> None:
+    from click.testing import CliRunner  # noqa: PLC0415
+
+    from datn.cli.main import main  # noqa: PLC0415
+
+    runner = CliRunner()
+
+    def datn(*args: str) -> str:
+        result = runner.invoke(main, list(args))
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    at = ["admin", "--node", str(node.folder)]
+    seller, buyer = node.folder / "seller.json", node.folder / "buyer.json"
+    assert "key_id" in datn(*at, "trader-add", "seller", "--save", str(seller))
+    datn(*at, "trader-add", "buyer", "--save", str(buyer))
+    assert seller.stat().st_mode & 0o777 == 0o600
+    datn(*at, "deposit", "seller", "XYZ", "10")
+    datn(*at, "deposit", "buyer", "USD", "100000")
+    datn("trader", "--credentials", str(seller), "place", "sell", "5", "XYZ", "--price", "5000")
+    bought = datn(
+        "trader",
+        "--credentials",
+        str(buyer),
+        "place",
+        "buy",
+        "5",
+        "XYZ",
+        "--price",
+        "5000",
+        "--json",
+    )
+    assert json.loads(bought)["status"] == "filled"
+    table = datn("trader", "--credentials", str(seller), "orders")
+    assert "filled" in table.splitlines()[1] and "client_order_id" in table.splitlines()[0]
+    balances = json.loads(datn("trader", "--credentials", str(buyer), "balances", "--json"))
+    assert {b["asset"]: b["balance"] for b in balances}["USD"] == 100_000 - 5 * 5_000
+    status = json.loads(datn("node", "status", str(node.folder), "--json"))
+    assert status["journal_position"] > 0
+    refused = runner.invoke(
+        main, ["trader", "--credentials", str(buyer), "place", "buy", "0", "XYZ", "--price", "1"]
+    )
+    assert refused.exit_code == 1 and "refused (400" in refused.output

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from datn.cli.clients import admin, trader
 from datn.cli.evidence import evidence
 from datn.cli.node import node
 from datn.cli.sim import sim
@@ -67,3 +68,5 @@ def demo(seed: int, orders: int, traders: int, quiet: bool) -> None:
 main.add_command(sim)
 main.add_command(evidence)
 main.add_command(node)
+main.add_command(admin)
+main.add_command(trader)

@@ -87,3 +87,15 @@ def run(folder: Path) -> None:
         click.echo(f"datn node run: the store refused to start: {error}", err=True)
         sys.exit(2)
     sys.exit(status)
+
+
+@node.command()
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path), default=".")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result.")
+@click.pass_context
+def status(ctx: click.Context, folder: Path, as_json: bool) -> None:
+    """The running node's status (the same as `datn admin --node FOLDER status`)."""
+    from datn.cli.clients import admin  # noqa: PLC0415
+
+    args = ["--node", str(folder), "status"] + (["--json"] if as_json else [])
+    admin.main(args=args, prog_name="datn admin", standalone_mode=True)

@@ -1,0 +1,302 @@
+"""``datn admin`` and ``datn trader``: thin clients of a node's APIs, with
+readable tables and ``--json`` on every command.
+
+``datn admin`` finds the node's operator API from the node's folder
+(``--node DIR``: the addresses it wrote in ``ready.json`` and its
+``admin.token``). ``datn admin trader-add ID --save FILE`` writes a
+trader's credentials file (0600) that ``datn trader --credentials FILE``
+reads: the API's address, the key id and its secret.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+
+from datn.api.client import AdminClient, TraderClient
+
+
+def _fail(message: str) -> None:
+    click.echo(message, err=True)
+    sys.exit(1)
+
+
+def _show(response: httpx.Response, as_json: bool, columns: Sequence[str] | None = None) -> None:
+    """Print the answer: JSON as is, or a table; a refusal goes to stderr
+    with its code, and the command exits 1."""
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = {"code": "bad_answer", "message": response.text[:200]}
+    if response.status_code >= 400:
+        if as_json:
+            click.echo(json.dumps(body))
+        else:
+            click.echo(
+                f"refused ({response.status_code} {body.get('code')}): {body.get('message')}",
+                err=True,
+            )
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps(body))
+        return
+    rows = body if isinstance(body, list) else [body]
+    if not rows:
+        click.echo("(none)")
+        return
+    if isinstance(rows[0], dict):
+        shown = list(columns or rows[0].keys())
+        table = [[_cell(row.get(c)) for c in shown] for row in rows]
+        widths = [max(len(c), *(len(r[i]) for r in table)) for i, c in enumerate(shown)]
+        click.echo("  ".join(c.ljust(w) for c, w in zip(shown, widths, strict=True)))
+        for r in table:
+            click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
+    else:
+        click.echo(str(body))
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)
+
+
+def _request(
+    client: AdminClient | TraderClient, method: str, path: str, body: Any = None
+) -> httpx.Response:
+    try:
+        return client.request(method, path, body)
+    except httpx.HTTPError as error:
+        _fail(f"the node does not answer: {error}")
+        raise AssertionError from error  # unreachable: _fail exits
+
+
+# ------------------------------------------------------------------ admin
+
+
+@click.group()
+@click.option(
+    "--node",
+    "folder",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=".",
+    show_default=True,
+    help="The node's folder (for its ready.json and admin.token).",
+)
+@click.pass_context
+def admin(ctx: click.Context, folder: Path) -> None:
+    """The operator's commands, through the node's operator API."""
+    ready = folder / "ready.json"
+    try:
+        ports = json.loads(ready.read_text())
+        token = (folder / "admin.token").read_text().strip()
+    except (OSError, ValueError):
+        _fail(f"no running node in {folder} (start it with: datn node run {folder})")
+        return
+    ctx.obj = AdminClient(f"http://127.0.0.1:{ports['admin_port']}", token)
+    ctx.meta["api_url"] = f"http://127.0.0.1:{ports['api_port']}"
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+@admin.command("trader-add")
+@click.argument("trader_id")
+@click.option(
+    "--save",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the trader's credentials file (0600) for `datn trader --credentials`.",
+)
+@json_option
+@click.pass_context
+def trader_add(ctx: click.Context, trader_id: str, save: Path | None, as_json: bool) -> None:
+    """Create TRADER_ID and its API key; the secret is shown once."""
+    response = _request(ctx.obj, "POST", "/admin/traders", {"trader_id": trader_id})
+    if response.status_code == 201 and save is not None:
+        key = response.json()
+        descriptor = os.open(save, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            json.dump({"api_url": ctx.meta["api_url"], **key}, file)
+    _show(response, as_json, ["trader_id", "key_id", "secret"])
+
+
+@admin.command()
+@click.argument("trader_id")
+@click.argument("asset")
+@click.argument("amount", type=int)
+@json_option
+@click.pass_obj
+def deposit(client: AdminClient, trader_id: str, asset: str, amount: int, as_json: bool) -> None:
+    """Credit AMOUNT of ASSET (a currency, in minor units, or a product symbol, in lots)."""
+    body = {"trader_id": trader_id, "asset": asset, "amount": amount}
+    _show(_request(client, "POST", "/admin/deposits", body), as_json)
+
+
+@admin.command()
+@click.argument("asset")
+@click.argument("amount", type=int)
+@json_option
+@click.pass_obj
+def fund(client: AdminClient, asset: str, amount: int, as_json: bool) -> None:
+    """Add AMOUNT of ASSET to the node's own capital."""
+    _show(_request(client, "POST", "/admin/fund", {"asset": asset, "amount": amount}), as_json)
+
+
+@admin.command()
+@click.argument("key_id")
+@json_option
+@click.pass_obj
+def revoke(client: AdminClient, key_id: str, as_json: bool) -> None:
+    """Revoke an API key: requests signed with it are refused from now on."""
+    _show(_request(client, "POST", f"/admin/keys/{key_id}/revoke"), as_json)
+
+
+@admin.command()
+@json_option
+@click.pass_obj
+def status(client: AdminClient, as_json: bool) -> None:
+    """The node's status: journal position, commits, orders, locks, counters."""
+    response = _request(client, "GET", "/admin/status")
+    if as_json or response.status_code >= 400:
+        _show(response, as_json)
+        return
+    for key, value in response.json().items():
+        click.echo(f"{key:<22}{_cell(value)}")
+
+
+# ------------------------------------------------------------------ trader
+
+
+@click.group()
+@click.option(
+    "--credentials",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="DATN_CREDENTIALS",
+    required=True,
+    help="The credentials file `datn admin trader-add --save` wrote (or $DATN_CREDENTIALS).",
+)
+@click.pass_context
+def trader(ctx: click.Context, credentials: Path) -> None:
+    """A trader's commands, signed with its API key."""
+    try:
+        data = json.loads(credentials.read_text())
+        ctx.obj = TraderClient(data["api_url"], data["key_id"], data["secret"])
+    except (OSError, ValueError, KeyError) as error:
+        _fail(f"{credentials}: not a credentials file ({error})")
+
+
+ORDER_COLUMNS = [
+    "order_id",
+    "client_order_id",
+    "product_id",
+    "side",
+    "type",
+    "time_in_force",
+    "price_ticks",
+    "quantity_lots",
+    "filled_lots",
+    "status",
+    "reason",
+]
+
+
+@trader.command()
+@click.argument("side", type=click.Choice(["buy", "sell"]))
+@click.argument("lots", type=int)
+@click.argument("product")
+@click.option("--price", type=int, help="Limit price in ticks; without it, a market order.")
+@click.option("--tif", type=click.Choice(["gtc", "ioc", "fok"]), default="gtc", show_default=True)
+@click.option("--client-id", help="Your id for the order (default: a new one); retries reuse it.")
+@json_option
+@click.pass_obj
+def place(
+    client: TraderClient,
+    side: str,
+    lots: int,
+    product: str,
+    price: int | None,
+    tif: str,
+    client_id: str | None,
+    as_json: bool,
+) -> None:
+    """Place an order: SIDE LOTS PRODUCT [--price TICKS]."""
+    body: dict[str, object] = {
+        "client_order_id": client_id or uuid.uuid4().hex[:16],
+        "product": product,
+        "side": side,
+        "quantity_lots": lots,
+        "type": "market" if price is None else "limit",
+        "time_in_force": tif,
+    }
+    if price is not None:
+        body["price_ticks"] = price
+    _show(_request(client, "POST", "/v1/orders", body), as_json, ORDER_COLUMNS)
+
+
+@trader.command()
+@click.argument("order_id", type=int)
+@json_option
+@click.pass_obj
+def cancel(client: TraderClient, order_id: int, as_json: bool) -> None:
+    """Cancel one order."""
+    _show(_request(client, "DELETE", f"/v1/orders/{order_id}"), as_json)
+
+
+@trader.command("cancel-all")
+@click.option("--product", help="Only this product's orders.")
+@json_option
+@click.pass_obj
+def cancel_all(client: TraderClient, product: str | None, as_json: bool) -> None:
+    """Cancel every open order."""
+    path = "/v1/orders" + (f"?product={product}" if product else "")
+    _show(_request(client, "DELETE", path), as_json)
+
+
+@trader.command()
+@click.option("--open", "open_only", is_flag=True, help="Only orders that may still fill.")
+@click.option("--limit", type=int, default=50, show_default=True)
+@json_option
+@click.pass_obj
+def orders(client: TraderClient, open_only: bool, limit: int, as_json: bool) -> None:
+    """Your orders, newest first."""
+    path = f"/v1/orders?limit={limit}" + ("&open=true" if open_only else "")
+    _show(_request(client, "GET", path), as_json, ORDER_COLUMNS)
+
+
+@trader.command()
+@click.option("--limit", type=int, default=50, show_default=True)
+@json_option
+@click.pass_obj
+def executions(client: TraderClient, limit: int, as_json: bool) -> None:
+    """Your fills, newest first."""
+    _show(
+        _request(client, "GET", f"/v1/executions?limit={limit}"),
+        as_json,
+        ["order_id", "trade_id", "side", "price_ticks", "quantity_lots", "counterparty", "at_ms"],
+    )
+
+
+@trader.command()
+@json_option
+@click.pass_obj
+def balances(client: TraderClient, as_json: bool) -> None:
+    """Your balances: total, available, and held for open orders."""
+    _show(_request(client, "GET", "/v1/balances"), as_json)
+
+
+@trader.command()
+@json_option
+@click.pass_obj
+def products(client: TraderClient, as_json: bool) -> None:
+    """What the node lists."""
+    _show(_request(client, "GET", "/v1/products"), as_json)
