@@ -55,10 +55,14 @@ def start(folder: Path) -> Running:
     )
 
 
-def new_node(tmp_path: Path, storage: str | None = None) -> Path:
+def new_node(
+    tmp_path: Path, storage: str | None = None, rate: tuple[int, int] = (100_000, 100_000)
+) -> Path:
     folder = tmp_path / "node"
     config, _ = init_folder(folder)
     text = config.read_text()
+    text = text.replace("rate_per_second = 50", f"rate_per_second = {rate[0]}")
+    text = text.replace("rate_burst = 100", f"rate_burst = {rate[1]}")
     text = text.replace('listen = "127.0.0.1:8480"', 'listen = "127.0.0.1:0"')
     text = text.replace('admin_listen = "127.0.0.1:8481"', 'admin_listen = "127.0.0.1:0"')
     if storage is not None:
@@ -310,3 +314,27 @@ def test_a_newcomer_goes_from_nothing_to_a_filled_order_with_the_cli(node: Runni
         main, ["trader", "--credentials", str(buyer), "place", "buy", "0", "XYZ", "--price", "1"]
     )
     assert refused.exit_code == 1 and "refused (400" in refused.output
+
+
+def test_a_trader_over_its_rate_gets_429_and_others_are_served(tmp_path: Path) -> None:
+    running = start(new_node(tmp_path, rate=(2, 5)))
+    try:
+        greedy = make_trader(running, "greedy", 0, 0)
+        polite = make_trader(running, "polite", 0, 0)
+        answers = [greedy.request("GET", "/v1/balances") for _ in range(8)]
+        statuses = [a.status_code for a in answers]
+        assert statuses[:5] == [200] * 5 and 429 in statuses[5:]
+        limited = next(a for a in answers if a.status_code == 429)
+        assert limited.json()["code"] == "rate_limited"
+        assert int(limited.headers["retry-after"]) >= 1
+        assert limited.headers["x-ratelimit-limit"] == "2"
+        assert polite.request("GET", "/v1/balances").status_code == 200
+        metrics = running.admin.request("GET", "/metrics")
+        assert metrics.status_code == 200
+        text = metrics.text
+        assert (
+            "datn_rate_limited_total " in text and 'datn_http_responses_total{status="429"}' in text
+        )
+        assert "datn_commit_milliseconds_bucket" in text and "datn_journal_position" in text
+    finally:
+        stop(running)

@@ -31,6 +31,8 @@ from litestar.openapi import OpenAPIConfig
 from litestar.params import Parameter
 
 from datn.api.auth import AuthError, Caller, Verifier, check_admin, new_hmac_key
+from datn.api.metrics import ApiCounters, render
+from datn.clearing.quota import TokenBucket
 from datn.domain import Side, TimeInForce
 from datn.protocol.effects import (
     Accepted,
@@ -68,11 +70,19 @@ TraderId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[
 class ApiError(HTTPException):
     """A refusal with a stable code."""
 
-    def __init__(self, status: int, code: str, message: str, **extra: object) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: dict[str, str] | None = None,
+        **extra: object,
+    ) -> None:
         super().__init__(status_code=status, detail=message)
         self.code = code
         self.message = message
         self.fields = extra
+        self.response_headers = headers or {}
 
 
 class PlaceOrder(msgspec.Struct, forbid_unknown_fields=True):
@@ -111,12 +121,51 @@ class Product(msgspec.Struct):
 class Node:
     """What the API handlers reach: the runtime, its store and history."""
 
-    def __init__(self, runtime: NodeRuntime, history: History, verifier: Verifier) -> None:
+    def __init__(
+        self,
+        runtime: NodeRuntime,
+        history: History,
+        verifier: Verifier,
+        rate_per_second: int = 50,
+        rate_burst: int = 100,
+    ) -> None:
         self.runtime = runtime
         self.history = history
         self.verifier = verifier
+        self.counters = ApiCounters()
+        self.rate_per_second = rate_per_second
+        self.rate_burst = rate_burst
+        self._buckets: dict[str, TokenBucket] = {}
         core = runtime.core
         self.products = {spec.symbol: spec for spec in core.context.products.values()}
+
+    def admit(self, trader_id: str) -> None:
+        """Spend one of the trader's request tokens, or refuse with 429."""
+        now_ms = time.monotonic_ns() // 1_000_000
+        bucket = self._buckets.get(trader_id)
+        if bucket is None:
+            if len(self._buckets) > 100_000:
+                self._buckets.clear()  # full buckets for everyone: never stricter than the limit
+            bucket = self._buckets[trader_id] = TokenBucket(
+                self.rate_per_second, self.rate_burst, now_ms
+            )
+        if bucket.take(now_ms):
+            return
+        self.counters.rate_limited += 1
+        _, _, milli, _ = bucket.state()
+        wait_ms = -(-(1_000 - milli) // self.rate_per_second)  # a token's worth of refill
+        wait_s = max(1, -(-wait_ms // 1_000))
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"more than {self.rate_per_second} requests a second (burst {self.rate_burst}); "
+            "retry after the time in Retry-After",
+            headers={
+                "Retry-After": str(wait_s),
+                "X-RateLimit-Limit": str(self.rate_per_second),
+                "X-RateLimit-Remaining": "0",
+            },
+        )
 
     def product_id(self, symbol: str) -> str:
         spec = self.products.get(symbol)
@@ -143,7 +192,7 @@ def _error_body(code: str, message: str, **extra: object) -> dict[str, object]:
 
 def _on_api_error(_request: Request[Any, Any, Any], error: ApiError) -> Response[Any]:
     body = _error_body(error.code, error.message, **error.fields)
-    return Response(body, status_code=error.status_code)
+    return Response(body, status_code=error.status_code, headers=error.response_headers)
 
 
 def _on_validation(_request: Request[Any, Any, Any], error: ValidationException) -> Response[Any]:
@@ -207,9 +256,12 @@ async def _caller(request: Request[Any, Any, Any], node: Node) -> Caller:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     headers = {k.lower(): v for k, v in request.headers.items()}
     try:
-        return node.verifier.verify(headers, request.method, target, body)
+        caller = node.verifier.verify(headers, request.method, target, body)
     except AuthError as error:
+        node.counters.auth_refused[error.code] += 1
         raise ApiError(401, error.code, error.message) from None
+    node.admit(caller.trader_id)
+    return caller
 
 
 @post("/v1/orders", status_code=201)
@@ -361,6 +413,10 @@ def trader_app(node: Node) -> Litestar:
     async def provide_caller(request: Request[Any, Any, Any]) -> Caller:
         return await _caller(request, node)
 
+    async def count_response(message: Any, _scope: Any) -> None:
+        if message.get("type") == "http.response.start":
+            node.counters.responses[int(message.get("status", 0))] += 1
+
     return Litestar(
         route_handlers=[
             place_order,
@@ -377,6 +433,7 @@ def trader_app(node: Node) -> Litestar:
             "caller": Provide(provide_caller),
         },
         exception_handlers=_HANDLERS,
+        before_send=[count_response],
         request_max_body_size=MAX_BODY_BYTES,
         openapi_config=OpenAPIConfig(title="datn node: traders' API", version="1"),
         logging_config=None,
@@ -462,8 +519,12 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
             "inputs": stats.inputs,
         }
 
+    @get("/metrics", media_type="text/plain; version=0.0.4")
+    async def metrics(node: Node) -> str:
+        return render(node.runtime, node.counters)
+
     return Litestar(
-        route_handlers=[create_trader, revoke_key, deposit, fund, status],
+        route_handlers=[create_trader, revoke_key, deposit, fund, status, metrics],
         dependencies={"node": Provide(provide_node), "admin": Provide(provide_admin)},
         exception_handlers=_HANDLERS,
         request_max_body_size=MAX_BODY_BYTES,

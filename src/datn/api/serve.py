@@ -92,7 +92,13 @@ async def run_node(folder: Path) -> int:
         snapshot_every=settings.snapshot_every,
         history=history,
     )
-    node = Node(runtime, history, Verifier(store))
+    node = Node(
+        runtime,
+        history,
+        Verifier(store, settings.signing_window_ms),
+        settings.rate_per_second,
+        settings.rate_burst,
+    )
     digest = token_digest(admin_token(settings.folder))
     servers = [
         _Server(

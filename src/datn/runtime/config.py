@@ -87,6 +87,12 @@ class NodeSettings:
     snapshot_every: int
     core: NodeConfig
     products: tuple[ProductSetting, ...]
+    rate_per_second: int = 50
+    """Requests per second each trader may make, on average."""
+    rate_burst: int = 100
+    """Requests a trader may make at once, above the average."""
+    signing_window_ms: int = 5_000
+    """How far a signed request's time may be from the node's clock."""
 
     def genesis(self, identity: Identity) -> Genesis:
         """The node's genesis: its id from its key, its rules and products."""
@@ -149,7 +155,11 @@ def settings_from(table: Mapping[str, Any], folder: Path) -> NodeSettings:
     node = _table(table, "node")
     _known(node, {"storage", "key_file", "snapshot_every"}, "node")
     api = _table(table, "api")
-    _known(api, {"listen", "admin_listen"}, "api")
+    _known(
+        api,
+        {"listen", "admin_listen", "rate_per_second", "rate_burst", "signing_window_ms"},
+        "api",
+    )
     storage = _text(node, "storage", "node", f"sqlite:///{folder / 'node.sqlite3'}")
     if storage.startswith("sqlite:///") and not storage.startswith("sqlite:////"):
         relative = storage.removeprefix("sqlite:///")
@@ -176,6 +186,9 @@ def settings_from(table: Mapping[str, Any], folder: Path) -> NodeSettings:
         snapshot_every,
         core,
         products,
+        _integer(api, "rate_per_second", "api", 50, 1, 1_000_000),
+        _integer(api, "rate_burst", "api", 100, 1, 1_000_000),
+        _integer(api, "signing_window_ms", "api", 5_000, 1, 60_000),
     )
 
 
@@ -381,7 +394,16 @@ snapshot_every = 50000
 # Traders' REST and WebSocket API.
 listen = "127.0.0.1:8480"
 # The operator's API: a separate credential, and by default loopback only.
+# It also serves Prometheus metrics at /metrics, without the credential.
 admin_listen = "127.0.0.1:8481"
+# Each trader may make rate_per_second requests a second on average and
+# rate_burst at once; beyond that the API answers 429 with Retry-After,
+# and other traders are served as before.
+rate_per_second = 50
+rate_burst = 100
+# A signed request's time may be at most this far from the node's clock
+# (at most 60000); a request seen before within it is refused as a replay.
+signing_window_ms = 5000
 
 # What the node lists: one [[products]] table each (at least one).
 # kind: share, bond, option, future, fund or other; prices are in ticks of

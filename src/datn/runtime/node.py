@@ -89,6 +89,31 @@ class _Group:
     waiters: list[_Waiter] = field(default_factory=list)
 
 
+COMMIT_BUCKETS_MS: tuple[float, ...] = (0.5, 1, 2, 5, 10, 25, 50, 100, 250, 1_000)
+GROUP_BUCKETS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1_024)
+
+
+@dataclass
+class Histogram:
+    """Counts per upper bound (the last counts everything above), a sum and
+    a count: what a Prometheus histogram exposes."""
+
+    bounds: tuple[float, ...]
+    counts: list[int] = field(default_factory=list)
+    total: float = 0.0
+    count: int = 0
+
+    def observe(self, value: float) -> None:
+        if not self.counts:
+            self.counts = [0] * (len(self.bounds) + 1)
+        index = 0
+        while index < len(self.bounds) and value > self.bounds[index]:
+            index += 1
+        self.counts[index] += 1
+        self.total += value
+        self.count += 1
+
+
 @dataclass
 class RuntimeStats:
     """What an operator's status and metrics show."""
@@ -104,6 +129,10 @@ class RuntimeStats:
     """The latest commits' durations, for a latency histogram (the runtime
     keeps the last 1,024)."""
     group_sizes: list[int] = field(default_factory=list)
+    commit_histogram: Histogram = field(default_factory=lambda: Histogram(COMMIT_BUCKETS_MS))
+    group_histogram: Histogram = field(default_factory=lambda: Histogram(GROUP_BUCKETS))
+    replies: dict[str, int] = field(default_factory=dict)
+    """Trader events released, by kind (accepted, rejected, executed, ...)."""
 
 
 @dataclass
@@ -292,15 +321,20 @@ class NodeRuntime:
         stats.last_commit_ms = elapsed_ms
         stats.commit_ms.append(elapsed_ms)
         stats.group_sizes.append(len(group.waiters))
+        stats.commit_histogram.observe(elapsed_ms)
+        stats.group_histogram.observe(len(group.waiters))
         if len(stats.commit_ms) > 1_024:
             del stats.commit_ms[:512], stats.group_sizes[:512]
 
     def _release(self, group: _Group) -> None:
         outlets = self.outlets
+        replies = self.stats.replies
         for waiter in group.waiters:
             for effect in waiter.effects:
                 kind = type(effect)
                 if kind is Reply:
+                    name = type(effect.event).__name__  # type: ignore[union-attr]
+                    replies[name] = replies.get(name, 0) + 1
                     outlets.reply(effect)  # type: ignore[arg-type]
                 elif kind is Send:
                     outlets.send(effect)  # type: ignore[arg-type]

@@ -1,0 +1,115 @@
+"""Prometheus metrics of a node, in the text exposition format (served at
+``/metrics`` on the operator's address)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from datn.runtime import NodeRuntime
+from datn.runtime.node import Histogram
+
+
+class ApiCounters:
+    """What the API itself counts."""
+
+    def __init__(self) -> None:
+        self.responses: Counter[int] = Counter()
+        self.auth_refused: Counter[str] = Counter()
+        self.rate_limited = 0
+
+
+def render(runtime: NodeRuntime, api: ApiCounters) -> str:
+    stats = runtime.stats
+    lines: list[str] = []
+
+    def metric(name: str, kind: str, text: str, samples: list[tuple[str, float]]) -> None:
+        lines.append(f"# HELP {name} {text}")
+        lines.append(f"# TYPE {name} {kind}")
+        lines.extend(f"{name}{labels} {_number(value)}" for labels, value in samples)
+
+    replies = stats.replies
+    metric(
+        "datn_orders_total",
+        "counter",
+        "Orders answered, by outcome.",
+        [
+            ('{outcome="accepted"}', replies.get("Accepted", 0)),
+            ('{outcome="rejected"}', replies.get("Rejected", 0)),
+        ],
+    )
+    metric(
+        "datn_executions_total",
+        "counter",
+        "Fills reported to this node's traders.",
+        [("", replies.get("Executed", 0))],
+    )
+    core_stats = runtime.core.stats
+    metric(
+        "datn_locks_total",
+        "counter",
+        "Locks this node held for peers' orders, by how they ended.",
+        [
+            (f'{{outcome="{outcome}"}}', core_stats.get(f"locks_{outcome}", 0))
+            for outcome in ("taken", "released", "expired", "refused")
+        ],
+    )
+    metric(
+        "datn_core_events_total",
+        "counter",
+        "Every counter the node core keeps, by name.",
+        [(f'{{name="{name}"}}', value) for name, value in sorted(core_stats.items())],
+    )
+    metric("datn_inputs_total", "counter", "Inputs taken in.", [("", stats.inputs)])
+    metric(
+        "datn_journal_position",
+        "gauge",
+        "The journal's last durable entry.",
+        [("", stats.position)],
+    )
+    metric(
+        "datn_snapshot_position",
+        "gauge",
+        "The journal position of the latest snapshot.",
+        [("", stats.snapshot_position)],
+    )
+    _histogram(
+        lines, "datn_commit_milliseconds", "Time each group commit took.", stats.commit_histogram
+    )
+    _histogram(lines, "datn_commit_group_size", "Inputs per group commit.", stats.group_histogram)
+    metric(
+        "datn_store_failures_total",
+        "counter",
+        "Commits the store refused (the node stops at the first).",
+        [("", 0 if runtime.failure is None else 1)],
+    )
+    metric(
+        "datn_http_responses_total",
+        "counter",
+        "Answers of the traders' API, by status.",
+        [(f'{{status="{status}"}}', count) for status, count in sorted(api.responses.items())],
+    )
+    metric(
+        "datn_auth_refused_total",
+        "counter",
+        "Requests refused as unauthenticated, by reason.",
+        [(f'{{code="{code}"}}', count) for code, count in sorted(api.auth_refused.items())],
+    )
+    metric("datn_rate_limited_total", "counter", "Requests answered 429.", [("", api.rate_limited)])
+    return "\n".join(lines) + "\n"
+
+
+def _histogram(lines: list[str], name: str, text: str, histogram: Histogram) -> None:
+    lines.append(f"# HELP {name} {text}")
+    lines.append(f"# TYPE {name} histogram")
+    counts = histogram.counts or [0] * (len(histogram.bounds) + 1)
+    running = 0
+    for bound, count in zip(histogram.bounds, counts, strict=False):
+        running += count
+        lines.append(f'{name}_bucket{{le="{_number(bound)}"}} {running}')
+    lines.append(f'{name}_bucket{{le="+Inf"}} {histogram.count}')
+    lines.append(f"{name}_sum {_number(histogram.total)}")
+    lines.append(f"{name}_count {histogram.count}")
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.6g}"
