@@ -4,6 +4,7 @@ moments loses nothing that was acknowledged."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -14,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -338,3 +340,91 @@ def test_a_trader_over_its_rate_gets_429_and_others_are_served(tmp_path: Path) -
         assert "datn_commit_milliseconds_bucket" in text and "datn_journal_position" in text
     finally:
         stop(running)
+
+
+@contextlib.contextmanager
+def ws_session(running: Running, client: TraderClient, **options: object) -> Iterator[Any]:
+    from websockets.sync.client import connect  # noqa: PLC0415
+
+    url = running.api_url.replace("http://", "ws://") + "/v1/ws"
+    with connect(url, open_timeout=10) as socket:
+        yield authenticated(socket, client, options)
+
+
+def authenticated(socket: Any, client: TraderClient, options: dict[str, object]) -> Any:
+    from datn.api.auth import sign  # noqa: PLC0415
+
+    stamp = str(int(time.time() * 1_000))
+    socket.send(
+        json.dumps(
+            {
+                "op": "auth",
+                "key_id": client.key_id,
+                "timestamp": stamp,
+                "signature": sign(client.secret, stamp, "GET", "/v1/ws", b""),
+                **options,
+            }
+        )
+    )
+    assert json.loads(socket.recv(timeout=10))["ok"] is True
+    return socket
+
+
+def next_answer(socket: Any, request_id: int) -> dict[str, Any]:
+    """The answer to ``request_id``, skipping the events before it."""
+    while True:
+        message = json.loads(socket.recv(timeout=10))
+        if message.get("id") == request_id:
+            return message
+
+
+def test_the_websocket_takes_orders_and_streams_events(node: Running) -> None:
+    alice = make_trader(node, "alice", 0, 100)
+    bob = make_trader(node, "bob", 10_000_000, 0)
+    with ws_session(node, alice) as seller:
+        websocket_flow(seller, bob)
+
+
+def websocket_flow(seller: Any, bob: TraderClient) -> None:
+    seller.send(json.dumps({"op": "place", "id": 1, "order": order("s1", "sell", 10, 5_000)}))
+    placed = next_answer(seller, 1)
+    assert placed["ok"] and placed["order"]["status"] == "new" and placed["new"] is True
+    seller.send(json.dumps({"op": "place", "id": 2, "order": order("s1", "sell", 10, 5_000)}))
+    assert next_answer(seller, 2)["new"] is False  # the retry is the original order
+    bob.request("POST", "/v1/orders", order("b1", "buy", 4, 5_000))
+    events = []
+    while not any(e.get("event") == "executed" for e in events):
+        events.append(json.loads(seller.recv(timeout=10)))
+    fill = next(e for e in events if e.get("event") == "executed")
+    assert (fill["quantity_lots"], fill["price_ticks"]) == (4, 5_000)
+    seller.send(json.dumps({"op": "place", "id": 3, "order": order("x", "sell", 0, 5)}))
+    refused = next_answer(seller, 3)
+    assert not refused["ok"] and refused["code"] == "bad_request"
+    seller.send("not json")
+    assert json.loads(seller.recv(timeout=10))["code"] == "bad_request"
+
+
+def test_cancel_on_disconnect_and_the_dead_mans_switch(node: Running) -> None:
+    alice = make_trader(node, "alice", 0, 100)
+    with ws_session(node, alice, cancel_on_disconnect=True) as careful:
+        careful.send(json.dumps({"op": "place", "id": 1, "order": order("d1", "sell", 5, 6_000)}))
+        first = next_answer(careful, 1)["order"]["order_id"]
+    deadline = time.monotonic() + 10
+    while alice.request("GET", f"/v1/orders/{first}").json()["status"] != "cancelled":
+        assert time.monotonic() < deadline, "cancel on disconnect did not cancel"
+        time.sleep(0.05)
+    with ws_session(node, alice, dead_man_s=1) as watched:
+        watched.send(json.dumps({"op": "place", "id": 1, "order": order("d2", "sell", 5, 6_000)}))
+        second = next_answer(watched, 1)["order"]["order_id"]
+        while json.loads(watched.recv(timeout=10)).get("event") != "dead_man_cancelled":
+            pass
+        assert alice.request("GET", f"/v1/orders/{second}").json()["status"] == "cancelled"
+
+
+def test_an_unsigned_websocket_is_refused(node: Running) -> None:
+    from websockets.sync.client import connect  # noqa: PLC0415
+
+    with connect(node.api_url.replace("http://", "ws://") + "/v1/ws", open_timeout=10) as socket:
+        socket.send(json.dumps({"op": "auth", "key_id": "k_x", "timestamp": "1", "signature": "0"}))
+        answer = json.loads(socket.recv(timeout=10))
+    assert answer["ok"] is False and answer["code"] == "stale_timestamp"

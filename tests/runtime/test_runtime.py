@@ -254,3 +254,18 @@ def test_timers_tick_the_core() -> None:
     inputs = [decode_entry(data).input for data, _ in store.journal.values()]
     ticks = [event for event in inputs if isinstance(event, TickInput)]
     assert len(ticks) >= 2
+
+
+def test_an_outlet_that_fails_does_not_hold_back_answers() -> None:
+    def broken(_effect: Reply) -> None:
+        raise ValueError("a stream broke")
+
+    async def test() -> None:
+        runtime = await NodeRuntime.open(MemoryStore(), GENESIS, outlets=Outlets(reply=broken))
+        await funded(runtime)
+        effects = await runtime.submit(order(1))
+        assert any(isinstance(e, Reply) for e in effects)
+        assert runtime.failure is None
+        await runtime.close()
+
+    run(test)

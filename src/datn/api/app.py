@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -264,16 +265,16 @@ async def _caller(request: Request[Any, Any, Any], node: Node) -> Caller:
     return caller
 
 
-@post("/v1/orders", status_code=201)
-async def place_order(data: PlaceOrder, caller: Caller, node: Node) -> Response[OrderView]:
-    """Place an order. A retry with the same client order id returns the
-    original order (200), never a second one."""
+async def place(node: Node, trader_id: str, data: PlaceOrder) -> tuple[bool, OrderView]:
+    """Place ``data`` for ``trader_id``: (new, the order's view), or an
+    ApiError; a retry with the same client order id gives (False, the
+    original)."""
     if data.type == "limit" and data.price_ticks is None:
         raise ApiError(400, "price_required", "a limit order needs price_ticks")
     if data.type == "market" and data.price_ticks is not None:
         raise ApiError(400, "price_not_allowed", "a market order has no price_ticks")
     request = OrderRequest(
-        caller.trader_id,
+        trader_id,
         data.client_order_id,
         node.product_id(data.product),
         Side(data.side),
@@ -281,55 +282,71 @@ async def place_order(data: PlaceOrder, caller: Caller, node: Node) -> Response[
         data.price_ticks,
         TimeInForce(data.time_in_force),
     )
-    existing = node.runtime.store.order_by_client_id(caller.trader_id, data.client_order_id)
+    existing = node.runtime.store.order_by_client_id(trader_id, data.client_order_id)
     effects = await node.runtime.submit(PlaceInput(request))
     for effect in effects:
-        if type(effect) is not Reply or effect.trader_id != caller.trader_id:
+        if type(effect) is not Reply or effect.trader_id != trader_id:
             continue
         event = effect.event
         if type(event) is Accepted and event.client_order_id == data.client_order_id:
             view = node.view(event.order_id)
             if view is None:
                 raise ApiError(404, "unknown_order", "the order is not known")
-            return Response(view, status_code=200 if existing is not None else 201)
+            return existing is None, view
         if type(event) is Rejected and event.client_order_id == data.client_order_id:
             raise ApiError(
                 422,
                 event.reason,
                 event.message,
-                order_id=rejected_order_id(caller.trader_id, data.client_order_id),
+                order_id=rejected_order_id(trader_id, data.client_order_id),
             )
     raise ApiError(409, "no_answer", "the node gave no answer to the order")
 
 
-@delete("/v1/orders/{order_id:int}", status_code=200)
-async def cancel_order(order_id: int, caller: Caller, node: Node) -> CancelResult:
-    """Cancel one order: cancelled now, or pending (its locked lots are
-    promised to a peer; their outcome follows when the lock ends)."""
-    effects = await node.runtime.submit(CancelInput(caller.trader_id, order_id))
+async def cancel(node: Node, trader_id: str, order_id: int) -> CancelResult:
+    effects = await node.runtime.submit(CancelInput(trader_id, order_id))
     for effect in effects:
         if type(effect) is Reply and type(effect.event) is CancelAnswer:
             answer = effect.event
             if answer.order_id != order_id:
                 continue
             if answer.status == "unknown_order":
-                raise ApiError(
-                    404, "unknown_order", f"order {order_id} is not an open order of yours"
-                )
+                break
             return CancelResult(order_id, answer.status, answer.cancelled_lots, answer.locked_lots)
     raise ApiError(404, "unknown_order", f"order {order_id} is not an open order of yours")
+
+
+async def cancel_everything(
+    node: Node, trader_id: str, product_id: str | None
+) -> list[CancelResult]:
+    effects = await node.runtime.submit(CancelAllInput(trader_id, product_id))
+    return [
+        CancelResult(e.event.order_id, e.event.status, e.event.cancelled_lots, e.event.locked_lots)
+        for e in effects
+        if type(e) is Reply and type(e.event) is CancelAnswer
+    ]
+
+
+@post("/v1/orders", status_code=201)
+async def place_order(data: PlaceOrder, caller: Caller, node: Node) -> Response[OrderView]:
+    """Place an order. A retry with the same client order id returns the
+    original order (200), never a second one."""
+    new, view = await place(node, caller.trader_id, data)
+    return Response(view, status_code=201 if new else 200)
+
+
+@delete("/v1/orders/{order_id:int}", status_code=200)
+async def cancel_order(order_id: int, caller: Caller, node: Node) -> CancelResult:
+    """Cancel one order: cancelled now, or pending (its locked lots are
+    promised to a peer; their outcome follows when the lock ends)."""
+    return await cancel(node, caller.trader_id, order_id)
 
 
 @delete("/v1/orders", status_code=200)
 async def cancel_all(caller: Caller, node: Node, product: str | None = None) -> list[CancelResult]:
     """Cancel every open order of the caller (in one product, if given)."""
     product_id = None if product is None else node.product_id(product)
-    effects = await node.runtime.submit(CancelAllInput(caller.trader_id, product_id))
-    return [
-        CancelResult(e.event.order_id, e.event.status, e.event.cancelled_lots, e.event.locked_lots)
-        for e in effects
-        if type(e) is Reply and type(e.event) is CancelAnswer
-    ]
+    return await cancel_everything(node, caller.trader_id, product_id)
 
 
 @get("/v1/orders/{order_id:int}")
@@ -404,8 +421,9 @@ async def products(node: Node) -> list[Product]:
     ]
 
 
-def trader_app(node: Node) -> Litestar:
-    """The traders' API, with its OpenAPI document at /schema/openapi.json."""
+def trader_app(node: Node, extra_handlers: Sequence[Any] = ()) -> Litestar:
+    """The traders' API, with its OpenAPI document at /schema/openapi.json
+    (and ``extra_handlers``: the WebSocket, :mod:`datn.api.stream`)."""
 
     async def provide_node() -> Node:
         return node
@@ -427,6 +445,7 @@ def trader_app(node: Node) -> Litestar:
             list_executions,
             balances,
             products,
+            *extra_handlers,
         ],
         dependencies={
             "node": Provide(provide_node),

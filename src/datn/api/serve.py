@@ -25,6 +25,7 @@ import uvicorn
 
 from datn.api.app import Node, admin_app, trader_app
 from datn.api.auth import Verifier, token_digest
+from datn.api.stream import Sessions, stream_handler
 from datn.runtime import NodeRuntime
 from datn.runtime.config import CONFIG_FILE, load_config, read_key
 from datn.runtime.history import history_of
@@ -99,6 +100,8 @@ async def run_node(folder: Path) -> int:
         settings.rate_per_second,
         settings.rate_burst,
     )
+    sessions = Sessions()
+    runtime.outlets.reply = sessions.publish
     digest = token_digest(admin_token(settings.folder))
     servers = [
         _Server(
@@ -114,7 +117,7 @@ async def run_node(folder: Path) -> int:
             )
         )
         for app, listen in (
-            (trader_app(node), settings.api),
+            (trader_app(node, [stream_handler(node, sessions)]), settings.api),
             (admin_app(node, digest), settings.admin),
         )
     ]

@@ -289,6 +289,7 @@ class NodeRuntime:
     # ------------------------------------------------------------ commits
 
     async def _commit_groups(self) -> None:
+        group = _Group()
         try:
             while self._pending.waiters and self.failure is None:
                 group, self._pending = self._pending, _Group()
@@ -307,6 +308,10 @@ class NodeRuntime:
                 self._schedule_timer()
                 if position - self.stats.snapshot_position >= self.snapshot_every:
                     await self._snapshot(position)
+        except Exception as error:
+            # A bug of the runtime's own: stop rather than run on uncertain state.
+            self._stop(error, "the runtime failed")
+            self._fail(group, error)
         finally:
             self._committing = None
             if self.failure is not None:
@@ -327,29 +332,38 @@ class NodeRuntime:
             del stats.commit_ms[:512], stats.group_sizes[:512]
 
     def _release(self, group: _Group) -> None:
-        outlets = self.outlets
-        replies = self.stats.replies
         for waiter in group.waiters:
             for effect in waiter.effects:
-                kind = type(effect)
-                if kind is Reply:
-                    name = type(effect.event).__name__  # type: ignore[union-attr]
-                    replies[name] = replies.get(name, 0) + 1
-                    outlets.reply(effect)  # type: ignore[arg-type]
-                elif kind is Send:
-                    outlets.send(effect)  # type: ignore[arg-type]
-                elif kind is Publish:
-                    outlets.publish(effect)  # type: ignore[arg-type]
-                elif kind is Pay:
-                    outlets.pay(effect)  # type: ignore[arg-type]
-                elif kind is Violation:
-                    outlets.violation(effect)  # type: ignore[arg-type]
-                elif kind is SetTimer:
-                    at = effect.at_mono_ms  # type: ignore[union-attr]
-                    if self._asked_at is None or at < self._asked_at:
-                        self._asked_at = at
+                try:
+                    self._deliver(effect)
+                except Exception:
+                    # An outlet (a stream, a link) that fails must not keep the
+                    # callers of this group waiting: it is logged, and the
+                    # answer still goes out.
+                    log.exception("an outlet failed on %s", type(effect).__name__)
             if not waiter.future.done():
                 waiter.future.set_result(waiter.effects)
+
+    def _deliver(self, effect: Effect) -> None:
+        outlets = self.outlets
+        kind = type(effect)
+        if kind is Reply:
+            replies = self.stats.replies
+            name = type(effect.event).__name__  # type: ignore[union-attr]
+            replies[name] = replies.get(name, 0) + 1
+            outlets.reply(effect)  # type: ignore[arg-type]
+        elif kind is Send:
+            outlets.send(effect)  # type: ignore[arg-type]
+        elif kind is Publish:
+            outlets.publish(effect)  # type: ignore[arg-type]
+        elif kind is Pay:
+            outlets.pay(effect)  # type: ignore[arg-type]
+        elif kind is Violation:
+            outlets.violation(effect)  # type: ignore[arg-type]
+        elif kind is SetTimer:
+            at = effect.at_mono_ms  # type: ignore[union-attr]
+            if self._asked_at is None or at < self._asked_at:
+                self._asked_at = at
 
     def _fail(self, group: _Group, error: BaseException) -> None:
         for waiter in group.waiters:

@@ -1,0 +1,226 @@
+"""The traders' WebSocket (``/v1/ws``): the low-latency order entry, and a
+live stream of the trader's own order updates and executions.
+
+The first message authenticates the session, signed like a request::
+
+    {"op": "auth", "key_id": K, "timestamp": T, "signature": S,
+     "cancel_on_disconnect": false, "dead_man_s": 0}
+
+where ``S`` is the HMAC of ``T + "\\nGET\\n/v1/ws\\n"`` (no body). Then the
+client sends requests, each with its own ``id``::
+
+    {"op": "place", "id": 1, "order": {...the body of POST /v1/orders...}}
+    {"op": "cancel", "id": 2, "order_id": 17}
+    {"op": "cancel_all", "id": 3, "product": "XYZ"}
+    {"op": "heartbeat", "id": 4}
+
+and gets one answer per request, ``{"id": 1, "ok": true, "order": {...}}``
+or ``{"id": 1, "ok": false, "code": ..., "message": ...}``. Events for the
+trader's orders arrive as ``{"event": "accepted" | "rested" | "executed" |
+"done" | ..., ...}``, each only after the input behind it is durable.
+
+``cancel_on_disconnect``: when the socket closes, every open order of the
+trader is cancelled. ``dead_man_s``: if N seconds pass without a message
+from the client, every open order is cancelled (the session stays open).
+A client that reads too slowly (more than 10,000 events waiting) is
+disconnected rather than let the node's memory grow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import msgspec
+from litestar import WebSocket, websocket
+from litestar.exceptions import WebSocketDisconnect
+
+from datn.api.app import ApiError, Node, PlaceOrder, cancel, cancel_everything, place
+from datn.api.auth import KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, AuthError
+from datn.protocol.effects import Reply
+from datn.runtime.node import NodeStoppedError
+
+log = logging.getLogger("datn.api.stream")
+
+MAX_QUEUED_EVENTS = 10_000
+AUTH_TIMEOUT_S = 10.0
+_EVENTS = msgspec.json.Encoder()
+
+
+class Auth(msgspec.Struct, forbid_unknown_fields=True):
+    op: str
+    key_id: str
+    timestamp: str
+    signature: str
+    cancel_on_disconnect: bool = False
+    dead_man_s: int = 0
+
+
+class Request(msgspec.Struct):
+    op: str
+    id: int | str | None = None
+    order: dict[str, Any] | None = None
+    order_id: int | None = None
+    product: str | None = None
+
+
+_AUTH = msgspec.json.Decoder(Auth)
+_REQUEST = msgspec.json.Decoder(Request)
+
+
+class Sessions:
+    """Open sessions by trader; fed by the runtime's released replies."""
+
+    def __init__(self) -> None:
+        self.by_trader: dict[str, set[asyncio.Queue[bytes | None]]] = {}
+
+    def publish(self, effect: Reply) -> None:
+        queues = self.by_trader.get(effect.trader_id)
+        if not queues:
+            return
+        event = effect.event
+        fields = {name: getattr(event, name) for name in event.__struct_fields__}
+        payload = {"event": _event_name(type(event).__name__), **msgspec.to_builtins(fields)}
+        data = _EVENTS.encode(payload)
+        for queue in list(queues):
+            if queue.qsize() >= MAX_QUEUED_EVENTS:
+                queues.discard(queue)
+                queue.put_nowait(None)  # the session closes: it cannot keep up
+            else:
+                queue.put_nowait(data)
+
+
+def _event_name(kind: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in kind).lstrip("_")
+
+
+def stream_handler(node: Node, sessions: Sessions) -> Any:
+    @websocket("/v1/ws")
+    async def stream(socket: WebSocket[Any, Any, Any]) -> None:
+        await socket.accept()
+        try:
+            raw = await asyncio.wait_for(socket.receive_data("text"), AUTH_TIMEOUT_S)
+            auth = _AUTH.decode(raw)
+            if auth.op != "auth" or not 0 <= auth.dead_man_s <= 3_600:
+                raise AuthError("unsigned", "the first message is op auth (dead_man_s 0 to 3600)")
+            headers = {
+                KEY_HEADER: auth.key_id,
+                TIMESTAMP_HEADER: auth.timestamp,
+                SIGNATURE_HEADER: auth.signature,
+            }
+            caller = node.verifier.verify(headers, "GET", "/v1/ws", b"")
+        except (AuthError, msgspec.ValidationError, msgspec.DecodeError, TimeoutError) as error:
+            code = error.code if isinstance(error, AuthError) else "bad_request"
+            await socket.send_data(
+                _EVENTS.encode({"ok": False, "code": code, "message": str(error)})
+            )
+            await socket.close(code=4401)
+            return
+        except WebSocketDisconnect:
+            return
+        trader_id = caller.trader_id
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        sessions.by_trader.setdefault(trader_id, set()).add(queue)
+        await socket.send_data(_EVENTS.encode({"ok": True, "trader_id": trader_id}))
+        session = _Session(node, socket, trader_id, queue, auth.dead_man_s)
+        try:
+            await session.run()
+        finally:
+            sessions.by_trader.get(trader_id, set()).discard(queue)
+            if auth.cancel_on_disconnect:
+                with contextlib.suppress(NodeStoppedError):
+                    await cancel_everything(node, trader_id, None)
+
+    return stream
+
+
+class _Session:
+    def __init__(
+        self,
+        node: Node,
+        socket: WebSocket[Any, Any, Any],
+        trader_id: str,
+        queue: asyncio.Queue[bytes | None],
+        dead_man_s: int,
+    ) -> None:
+        self.node = node
+        self.socket = socket
+        self.trader_id = trader_id
+        self.queue = queue
+        self.dead_man_s = dead_man_s
+
+    async def run(self) -> None:
+        sender = asyncio.create_task(self._send_events())
+        try:
+            await self._receive()
+        finally:
+            sender.cancel()
+
+    async def _send_events(self) -> None:
+        while True:
+            data = await self.queue.get()
+            if data is None:
+                await self.socket.close(code=4008, reason="too slow: events were dropped")
+                return
+            await self.socket.send_data(data)
+
+    async def _receive(self) -> None:
+        while True:
+            try:
+                if self.dead_man_s:
+                    raw = await asyncio.wait_for(self.socket.receive_data("text"), self.dead_man_s)
+                else:
+                    raw = await self.socket.receive_data("text")
+            except TimeoutError:
+                await cancel_everything(self.node, self.trader_id, None)
+                await self.socket.send_data(_EVENTS.encode({"event": "dead_man_cancelled"}))
+                continue
+            except WebSocketDisconnect:
+                return
+            answer = await self._answer(raw)
+            await self.socket.send_data(_EVENTS.encode(answer))
+
+    async def _answer(self, raw: bytes | str) -> dict[str, Any]:
+        try:
+            request = _REQUEST.decode(raw)
+        except (msgspec.ValidationError, msgspec.DecodeError) as error:
+            return {"id": None, "ok": False, "code": "bad_request", "message": str(error)}
+        node, trader = self.node, self.trader_id
+        try:
+            if request.op == "place":
+                order = msgspec.convert(request.order, PlaceOrder, strict=True)
+                new, view = await place(node, trader, order)
+                return {
+                    "id": request.id,
+                    "ok": True,
+                    "new": new,
+                    "order": msgspec.to_builtins(view),
+                }
+            if request.op == "cancel" and request.order_id is not None:
+                result = await cancel(node, trader, request.order_id)
+                return {"id": request.id, "ok": True, "cancel": msgspec.to_builtins(result)}
+            if request.op == "cancel_all":
+                product_id = None if request.product is None else node.product_id(request.product)
+                results = await cancel_everything(node, trader, product_id)
+                return {"id": request.id, "ok": True, "cancels": msgspec.to_builtins(results)}
+            if request.op == "heartbeat":
+                return {"id": request.id, "ok": True}
+            return {
+                "id": request.id,
+                "ok": False,
+                "code": "bad_request",
+                "message": "op is place, cancel (with order_id), cancel_all or heartbeat",
+            }
+        except ApiError as error:
+            return {"id": request.id, "ok": False, "code": error.code, "message": error.message}
+        except msgspec.ValidationError as error:
+            return {"id": request.id, "ok": False, "code": "bad_request", "message": str(error)}
+        except NodeStoppedError:
+            return {
+                "id": request.id,
+                "ok": False,
+                "code": "not_accepted",
+                "message": "the node could not make the request durable; a retry is safe",
+            }
