@@ -45,6 +45,8 @@ from datn.runtime.node import NodeStoppedError
 log = logging.getLogger("datn.api.stream")
 
 MAX_QUEUED_EVENTS = 10_000
+MAX_IN_FLIGHT = 1_024
+"""Requests of one session being handled at once; beyond, reading waits."""
 AUTH_TIMEOUT_S = 10.0
 _EVENTS = msgspec.json.Encoder()
 
@@ -150,6 +152,8 @@ class _Session:
         self.trader_id = trader_id
         self.queue = queue
         self.dead_man_s = dead_man_s
+        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._pending: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
         sender = asyncio.create_task(self._send_events())
@@ -178,9 +182,25 @@ class _Session:
                 await self.socket.send_data(_EVENTS.encode({"event": "dead_man_cancelled"}))
                 continue
             except WebSocketDisconnect:
+                await asyncio.gather(*self._pending, return_exceptions=True)
                 return
+            # Requests are applied in the order they arrive (a task's first
+            # step runs in creation order, and a place or cancel reaches the
+            # core in its first step); their answers go out as each becomes
+            # durable, so a session with many in flight shares group commits.
+            await self._slots.acquire()
+            task = asyncio.create_task(self._answer_and_send(raw))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    async def _answer_and_send(self, raw: bytes | str) -> None:
+        try:
             answer = await self._answer(raw)
             await self.socket.send_data(_EVENTS.encode(answer))
+        except WebSocketDisconnect:
+            pass
+        finally:
+            self._slots.release()
 
     async def _answer(self, raw: bytes | str) -> dict[str, Any]:
         try:

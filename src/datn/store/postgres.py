@@ -141,10 +141,14 @@ class PostgresStore(SqlStore):
             cursor = connection.execute(_dialect(statement), params)
             return cursor.fetchall() if cursor.description is not None else []
 
+        def run_many(statement: str, rows: Sequence[Sequence[Any]]) -> None:
+            with connection.cursor() as cursor:
+                cursor.executemany(_dialect(statement), rows)  # pipelined: one round trip
+
         with self._write_lock:
             try:
                 with connection.transaction():
-                    return work(Executor(run))
+                    return work(Executor(run, run_many))
             except psycopg.Error as error:
                 raise store_error(error, self.where) from None
 

@@ -87,10 +87,17 @@ _EXECUTION_COLUMNS: Final = "execution_id, order_id, trader_id, product_id, at_m
 
 
 class Executor:
-    """What a transaction function may do: run a statement, read rows."""
+    """What a transaction function may do: run a statement and read its
+    rows, or run one statement for many rows of parameters at once (one
+    round trip where the driver can)."""
 
-    def __init__(self, run: Callable[[str, Sequence[Any]], list[Row]]) -> None:
+    def __init__(
+        self,
+        run: Callable[[str, Sequence[Any]], list[Row]],
+        run_many: Callable[[str, Sequence[Sequence[Any]]], None],
+    ) -> None:
         self.run = run
+        self.run_many = run_many
 
 
 class SqlStore(Store):
@@ -181,13 +188,16 @@ class SqlStore(Store):
             return self.position()
 
         def write(tx: Executor) -> int:
-            position = _meta(tx, "last_position")
-            for data in commit.entries:
-                position += 1
-                tx.run(
-                    "INSERT INTO journal (position, entry, checksum) VALUES (?, ?, ?)",
-                    (position, bytes(data), checksum(position, data)),
+            first = _meta(tx, "last_position") + 1
+            rows = [
+                (first + i, bytes(data), checksum(first + i, data))
+                for i, data in enumerate(commit.entries)
+            ]
+            if rows:
+                tx.run_many(
+                    "INSERT INTO journal (position, entry, checksum) VALUES (?, ?, ?)", rows
                 )
+            position = first - 1 + len(rows)
             tx.run("UPDATE datn_meta SET value = ? WHERE key = 'last_position'", (position,))
             for order in commit.orders:
                 changed = tx.run(
@@ -210,38 +220,32 @@ class SqlStore(Store):
                         f"order {order.order_id} is stored for another trader or client order id",
                     )
             if commit.executions:
-                seq = _meta(tx, "executions")
-                for record in commit.executions:
-                    seq += 1
-                    tx.run(
-                        f"INSERT INTO executions ({_EXECUTION_COLUMNS})"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            record.execution_id,
-                            record.order_id,
-                            record.trader_id,
-                            record.product_id,
-                            record.at_ms,
-                            record.body,
-                            seq,
-                        ),
-                    )
-                tx.run("UPDATE datn_meta SET value = ? WHERE key = 'executions'", (seq,))
-            for entry in commit.ledger:
-                tx.run(
+                first_seq = _meta(tx, "executions") + 1
+                tx.run_many(
+                    f"INSERT INTO executions ({_EXECUTION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (r.execution_id, r.order_id, r.trader_id, r.product_id, r.at_ms, r.body, n)
+                        for n, r in enumerate(commit.executions, start=first_seq)
+                    ],
+                )
+                last = first_seq - 1 + len(commit.executions)
+                tx.run("UPDATE datn_meta SET value = ? WHERE key = 'executions'", (last,))
+            if commit.ledger:
+                tx.run_many(
                     "INSERT INTO ledger (entry_id, at_ms, body) VALUES (?, ?, ?)",
-                    (entry.entry_id, entry.at_ms, entry.body),
+                    [(e.entry_id, e.at_ms, e.body) for e in commit.ledger],
                 )
             if commit.evidence:
-                seq = _meta(tx, "evidence")
-                for frame in commit.evidence:
-                    seq += 1
-                    tx.run(
-                        "INSERT INTO evidence (seq, peer, at_ms, kind, frame)"
-                        " VALUES (?, ?, ?, ?, ?)",
-                        (seq, frame.peer, frame.at_ms, frame.kind, frame.frame),
-                    )
-                tx.run("UPDATE datn_meta SET value = ? WHERE key = 'evidence'", (seq,))
+                first_seq = _meta(tx, "evidence") + 1
+                tx.run_many(
+                    "INSERT INTO evidence (seq, peer, at_ms, kind, frame) VALUES (?, ?, ?, ?, ?)",
+                    [
+                        (n, f.peer, f.at_ms, f.kind, f.frame)
+                        for n, f in enumerate(commit.evidence, start=first_seq)
+                    ],
+                )
+                last = first_seq - 1 + len(commit.evidence)
+                tx.run("UPDATE datn_meta SET value = ? WHERE key = 'evidence'", (last,))
             return position
 
         return self._transaction(write)

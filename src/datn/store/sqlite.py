@@ -102,13 +102,16 @@ class SQLiteStore(SqlStore):
         def run(sql: str, params: Sequence[Any]) -> list[Row]:
             return connection.execute(sql, params).fetchall()
 
+        def run_many(sql: str, rows: Sequence[Sequence[Any]]) -> None:
+            connection.executemany(sql, rows)
+
         with self._write_lock:
             try:
                 connection.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as error:
                 raise store_error(error, self.path) from None
             try:
-                result = work(Executor(run))
+                result = work(Executor(run, run_many))
                 connection.execute("COMMIT")
             except BaseException as error:
                 # The failed statement may have ended the transaction already.
