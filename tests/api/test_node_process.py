@@ -143,6 +143,14 @@ def test_a_trader_trades_through_the_signed_api(node: Running) -> None:
     # Another trader's order is not found; a cancel of it is refused.
     assert bob.request("GET", f"/v1/orders/{sell['order_id']}").status_code == 404
     assert bob.request("DELETE", f"/v1/orders/{sell['order_id']}").status_code == 404
+    book = alice.request("GET", "/v1/book/XYZ").json()
+    assert book["asks"] == [
+        {"price_ticks": 5_000, "quantity_lots": 6, "local_lots": 6, "network_lots": 0}
+    ]
+    assert book["bids"] == []
+    tape = alice.request("GET", "/v1/prints/XYZ").json()
+    assert tape["reference_price_ticks"] == 5_000  # the opening reference: no quorum of sources yet
+    assert alice.request("GET", "/v1/book/NOPE").json()["code"] == "unknown_product"
     cancelled = alice.request("DELETE", f"/v1/orders/{sell['order_id']}")
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
     listed = alice.request("GET", "/v1/orders?client_order_id=s1").json()
@@ -171,6 +179,20 @@ def test_bad_requests_get_a_4xx_with_a_code_and_change_nothing(node: Running) ->
     # The rejected order is remembered: the retry gets the same answer.
     retry = alice.request("POST", "/v1/orders", order("big", "buy", 10, 5_000))
     assert retry.status_code == 422 and retry.json()["code"] == refusals[5][0].json()["code"]
+    from datn.api.auth import sign  # noqa: PLC0415
+
+    body = json.dumps(order("r1", "buy", 1, 1, time_in_force="ioc")).encode()
+    stamp = str(int(time.time() * 1_000))
+    headers = {
+        "datn-key": alice.key_id,
+        "datn-timestamp": stamp,
+        "datn-signature": sign(alice.secret, stamp, "POST", "/v1/orders", body),
+        "content-type": "application/json",
+    }
+    first = alice.http.post("/v1/orders", content=body, headers=headers)
+    replayed = alice.http.post("/v1/orders", content=body, headers=headers)
+    assert first.status_code == 201 and replayed.status_code == 401
+    assert replayed.json()["code"] == "replayed"
     unsigned = alice.http.get("/v1/orders")
     assert unsigned.status_code == 401 and unsigned.json()["code"] == "unsigned"
     forged = TraderClient(node.api_url, alice.key_id, "00" * 32).request("GET", "/v1/orders")

@@ -411,6 +411,87 @@ async def balances(caller: Caller, node: Node) -> list[Balance]:
     return await node.runtime.read(read)
 
 
+class BookLevel(msgspec.Struct):
+    price_ticks: int
+    quantity_lots: int
+    """Everything shown at this price: this node's own book and its peers'."""
+    local_lots: int
+    """Of it, resting at this node (locked lots included)."""
+    network_lots: int
+    """Of it, advertised by peers (what their adverts last said)."""
+
+
+class Book(msgspec.Struct):
+    product: str
+    bids: list[BookLevel]
+    asks: list[BookLevel]
+
+
+class Print(msgspec.Struct):
+    node: str
+    price_ticks: int
+
+
+class Prints(msgspec.Struct):
+    product: str
+    reference_price_ticks: int | None
+    """The mark risk checks use: the median of the sources' last prices
+    (once a quorum of them traded), else the opening reference."""
+    last_by_node: list[Print]
+
+
+@get("/v1/book/{symbol:str}")
+async def network_book(
+    symbol: str, node: Node, depth: Annotated[int, Parameter(ge=1, le=100)] = 10
+) -> Book:
+    """The network book of a product: this node's resting orders and its
+    peers' adverts, by price, best first."""
+    product_id = node.product_id(symbol)
+
+    def read(core: Any) -> Book:
+        sides: dict[Side, dict[int, list[int]]] = {Side.BUY: {}, Side.SELL: {}}
+        book = core.resting.books.get(product_id)
+        if book is not None:
+            for side in (Side.BUY, Side.SELL):
+                for level in book.depth(side, depth):
+                    sides[side].setdefault(level.price_ticks, [0, 0])[0] += level.quantity_lots
+        for view in core.network.views.values():
+            for side, books in ((Side.BUY, view.bids), (Side.SELL, view.asks)):
+                adverts = books.get(product_id)
+                if adverts is None:
+                    continue
+                for advert in adverts.adverts.values():
+                    slot = sides[side].setdefault(advert.price_ticks, [0, 0])
+                    slot[1] += advert.quantity_lots
+
+        def best(side: Side) -> list[BookLevel]:
+            prices = sorted(sides[side], reverse=side is Side.BUY)[:depth]
+            return [
+                BookLevel(p, sum(sides[side][p]), sides[side][p][0], sides[side][p][1])
+                for p in prices
+            ]
+
+        return Book(symbol, best(Side.BUY), best(Side.SELL))
+
+    return await node.runtime.read(read)
+
+
+@get("/v1/prints/{symbol:str}")
+async def prints(symbol: str, node: Node) -> Prints:
+    """The latest trade price each node printed for a product, and the mark."""
+    product_id = node.product_id(symbol)
+
+    def read(core: Any) -> Prints:
+        marks = core.context.marks
+        last: list[Print] = []
+        for listed, sources in marks.snapshot().sources:
+            if listed == product_id:
+                last = [Print(source, price) for source, price in sources]
+        return Prints(symbol, marks.reference(product_id), last)
+
+    return await node.runtime.read(read)
+
+
 @get("/v1/products")
 async def products(node: Node) -> list[Product]:
     return [
@@ -445,6 +526,8 @@ def trader_app(node: Node, extra_handlers: Sequence[Any] = ()) -> Litestar:
             list_executions,
             balances,
             products,
+            network_book,
+            prints,
             *extra_handlers,
         ],
         dependencies={

@@ -12,8 +12,9 @@ exchanges' APIs do): three headers,
 A request is refused (401, nothing changes) when a header is missing, the key
 is unknown or revoked, the timestamp is further than the window from the
 node's clock (default 5 s, at most 60 s), the signature does not match
-(compared in constant time), or the same signature was seen within the
-window (a replay).
+(compared in constant time), or, for a request that changes something
+(not GET or HEAD) and for a WebSocket session's start, the same signature
+was seen within the window (a replay).
 """
 
 from __future__ import annotations
@@ -85,7 +86,13 @@ class Verifier:
         target: str,
         body: bytes,
         now_ms: int | None = None,
+        *,
+        once: bool | None = None,
     ) -> Caller:
+        """The caller a signed request comes from. ``once``: refuse a
+        signature seen within the window (a replay); by default for every
+        method but GET and HEAD, whose repeats change nothing (a client may
+        well read the same thing twice in a millisecond)."""
         now = int(time.time() * 1_000) if now_ms is None else now_ms
         key_id = headers.get(KEY_HEADER)
         stamp = headers.get(TIMESTAMP_HEADER)
@@ -109,10 +116,13 @@ class Verifier:
         expected = sign(credential.material, stamp, method, target, body)
         if not hmac.compare_digest(expected, signature.lower()):
             raise AuthError("bad_signature", "the signature does not match the request")
-        self._forget(now)
-        if signature in self._seen:
-            raise AuthError("replayed", "this signed request was received already")
-        self._seen[signature] = int(stamp)
+        if once is None:
+            once = method.upper() not in ("GET", "HEAD")
+        if once:
+            self._forget(now)
+            if signature in self._seen:
+                raise AuthError("replayed", "this signed request was received already")
+            self._seen[signature] = int(stamp)
         return Caller(credential.trader_id, key_id)
 
     def revoked(self, key_id: str) -> None:

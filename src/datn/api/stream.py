@@ -112,7 +112,7 @@ def stream_handler(node: Node, sessions: Sessions) -> Any:
                 TIMESTAMP_HEADER: auth.timestamp,
                 SIGNATURE_HEADER: auth.signature,
             }
-            caller = node.verifier.verify(headers, "GET", "/v1/ws", b"")
+            caller = node.verifier.verify(headers, "GET", "/v1/ws", b"", once=True)
         except (AuthError, msgspec.ValidationError, msgspec.DecodeError, TimeoutError) as error:
             code = error.code if isinstance(error, AuthError) else "bad_request"
             await socket.send_data(
