@@ -193,6 +193,13 @@ def test_bad_requests_get_a_4xx_with_a_code_and_change_nothing(node: Running) ->
     replayed = alice.http.post("/v1/orders", content=body, headers=headers)
     assert first.status_code == 201 and replayed.status_code == 401
     assert replayed.json()["code"] == "replayed"
+    huge = 10**30
+    for method, path in (("DELETE", f"/v1/orders/{huge}"), ("GET", f"/v1/orders/{huge}")):
+        answer = alice.request(method, path)
+        assert answer.status_code == 400 and answer.json()["code"] == "bad_request", answer.text
+    assert alice.request("GET", f"/v1/orders?before={huge}").status_code == 400
+    reused = alice.request("POST", "/v1/orders", order("r1", "sell", 1, 1, time_in_force="ioc"))
+    assert reused.status_code == 422 and reused.json()["code"] == "client_order_id_reused"
     unsigned = alice.http.get("/v1/orders")
     assert unsigned.status_code == 401 and unsigned.json()["code"] == "unsigned"
     forged = TraderClient(node.api_url, alice.key_id, "00" * 32).request("GET", "/v1/orders")

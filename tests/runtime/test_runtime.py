@@ -17,6 +17,7 @@ from datn.domain import USD, ProductKind, ProductSpec, Side, TimeInForce
 from datn.protocol.clock import Now
 from datn.protocol.effects import (
     Accepted,
+    CancelInput,
     DepositInput,
     Effect,
     Genesis,
@@ -29,7 +30,7 @@ from datn.protocol.messages import NodeId
 from datn.protocol.node import NodeConfig, NodeCore
 from datn.protocol.venue import OrderRequest
 from datn.risk import RiskConfig
-from datn.runtime import NodeRuntime, NodeStoppedError, Outlets
+from datn.runtime import InputRefusedError, NodeRuntime, NodeStoppedError, Outlets
 from datn.store import Commit, MemoryStore, StoreError
 from datn.store.sqlite import SQLiteStore
 from datn.wire import decode_entry
@@ -266,6 +267,22 @@ def test_an_outlet_that_fails_does_not_hold_back_answers() -> None:
         effects = await runtime.submit(order(1))
         assert any(isinstance(e, Reply) for e in effects)
         assert runtime.failure is None
+        await runtime.close()
+
+    run(test)
+
+
+def test_an_input_the_journal_cannot_hold_is_refused_and_changes_nothing() -> None:
+    store = SlowStore(delay_s=0)
+
+    async def test() -> None:
+        runtime = await NodeRuntime.open(store, GENESIS)
+        before = (store.last_committed, runtime.core.state_hash())
+        with pytest.raises(InputRefusedError):
+            await runtime.submit(CancelInput("alice", 10**30))
+        assert (store.last_committed, runtime.core.state_hash()) == before
+        assert runtime.failure is None and not runtime.stopped.is_set()
+        await funded(runtime)  # the node goes on
         await runtime.close()
 
     run(test)

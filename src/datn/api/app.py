@@ -47,7 +47,7 @@ from datn.protocol.effects import (
     Reply,
 )
 from datn.protocol.venue import OrderRequest, trader_owner
-from datn.runtime import NodeRuntime, NodeStoppedError
+from datn.runtime import InputRefusedError, NodeRuntime, NodeStoppedError
 from datn.runtime.history import (
     EXECUTION_DECODER,
     ORDER_DECODER,
@@ -222,6 +222,10 @@ def _on_stopped(_request: Request[Any, Any, Any], error: NodeStoppedError) -> Re
     )
 
 
+def _on_refused(_request: Request[Any, Any, Any], error: InputRefusedError) -> Response[Any]:
+    return Response(_error_body("bad_request", str(error.cause)), status_code=400)
+
+
 def _on_store(_request: Request[Any, Any, Any], error: StoreError) -> Response[Any]:
     log.error("store error answering a request: %s", error)
     return Response(
@@ -243,6 +247,7 @@ _HANDLERS: dict[Any, Any] = {
     ApiError: _on_api_error,
     ValidationException: _on_validation,
     NodeStoppedError: _on_stopped,
+    InputRefusedError: _on_refused,
     StoreError: _on_store,
     HTTPException: _on_http,
     Exception: _on_unexpected,
@@ -282,7 +287,22 @@ async def place(node: Node, trader_id: str, data: PlaceOrder) -> tuple[bool, Ord
         data.price_ticks,
         TimeInForce(data.time_in_force),
     )
+    # The core remembers a client order id for client_order_memory_ms; the
+    # store remembers it for good. A retry the core has forgotten is answered
+    # from the store, never placed again.
     existing = node.runtime.store.order_by_client_id(trader_id, data.client_order_id)
+    if existing is not None:
+        stored = ORDER_DECODER.decode(existing.body)
+        if not _same_terms(stored, request):
+            raise ApiError(
+                422,
+                "client_order_id_reused",
+                f"client order id {data.client_order_id!r} was used for other terms",
+                order_id=stored.order_id,
+            )
+        if stored.status == "rejected":
+            raise ApiError(422, stored.reason, stored.message, order_id=stored.order_id)
+        return False, node.view(stored.order_id) or stored
     effects = await node.runtime.submit(PlaceInput(request))
     for effect in effects:
         if type(effect) is not Reply or effect.trader_id != trader_id:
@@ -292,7 +312,7 @@ async def place(node: Node, trader_id: str, data: PlaceOrder) -> tuple[bool, Ord
             view = node.view(event.order_id)
             if view is None:
                 raise ApiError(404, "unknown_order", "the order is not known")
-            return existing is None, view
+            return True, view
         if type(event) is Rejected and event.client_order_id == data.client_order_id:
             raise ApiError(
                 422,
@@ -301,6 +321,28 @@ async def place(node: Node, trader_id: str, data: PlaceOrder) -> tuple[bool, Ord
                 order_id=rejected_order_id(trader_id, data.client_order_id),
             )
     raise ApiError(409, "no_answer", "the node gave no answer to the order")
+
+
+def _same_terms(stored: OrderView, request: OrderRequest) -> bool:
+    return (
+        stored.product_id,
+        stored.side,
+        stored.quantity_lots,
+        stored.price_ticks,
+        stored.time_in_force,
+    ) == (
+        request.product_id,
+        request.side.value,
+        request.quantity_lots,
+        request.price_ticks,
+        request.time_in_force.value,
+    )
+
+
+def check_id(value: int | None, name: str) -> None:
+    """Ids and page keys are 64-bit; anything else is refused at the edge."""
+    if value is not None and not -(2**63) <= value < 2**63:
+        raise ApiError(400, "bad_request", f"{name} is out of range")
 
 
 async def cancel(node: Node, trader_id: str, order_id: int) -> CancelResult:
@@ -351,6 +393,7 @@ async def cancel_all(caller: Caller, node: Node, product: str | None = None) -> 
 
 @get("/v1/orders/{order_id:int}")
 async def get_order(order_id: int, caller: Caller, node: Node) -> OrderView:
+    check_id(order_id, "order_id")
     view = await node.runtime.read(lambda _core: node.view(order_id))
     if view is None or view.trader_id != caller.trader_id:
         raise ApiError(404, "unknown_order", f"order {order_id} is not an order of yours")
@@ -368,6 +411,7 @@ async def list_orders(
     before: int | None = None,
 ) -> list[OrderView]:
     """The caller's orders, newest first; or the one with ``client_order_id``."""
+    check_id(before, "before")
     await node.runtime.read(lambda _core: None)  # everything before this is durable
     store = node.runtime.store
     if client_order_id is not None:
@@ -392,6 +436,8 @@ async def list_executions(
     limit: Annotated[int, Parameter(ge=1, le=1_000)] = 100,
     before: int | None = None,
 ) -> list[ExecutionView]:
+    check_id(before, "before")
+    check_id(order_id, "order_id")
     await node.runtime.read(lambda _core: None)
     records = node.runtime.store.executions(
         caller.trader_id, order_id=order_id, page=Page(limit, before)

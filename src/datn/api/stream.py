@@ -40,7 +40,7 @@ from litestar.exceptions import WebSocketDisconnect
 from datn.api.app import ApiError, Node, PlaceOrder, cancel, cancel_everything, place
 from datn.api.auth import KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, AuthError
 from datn.protocol.effects import Reply
-from datn.runtime.node import NodeStoppedError
+from datn.runtime.node import InputRefusedError, NodeStoppedError
 
 log = logging.getLogger("datn.api.stream")
 
@@ -236,6 +236,8 @@ class _Session:
         except ApiError as error:
             return {"id": request.id, "ok": False, "code": error.code, "message": error.message}
         except msgspec.ValidationError as error:
+            return {"id": request.id, "ok": False, "code": "bad_request", "message": str(error)}
+        except InputRefusedError as error:
             return {"id": request.id, "ok": False, "code": "bad_request", "message": str(error)}
         except NodeStoppedError:
             return {

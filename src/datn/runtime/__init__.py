@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datn.runtime.node import (
     Clock,
+    InputRefusedError,
     NodeRuntime,
     NodeStoppedError,
     Outlets,
@@ -13,4 +14,12 @@ from datn.runtime.node import (
     SystemClock,
 )
 
-__all__ = ["Clock", "NodeRuntime", "NodeStoppedError", "Outlets", "RuntimeStats", "SystemClock"]
+__all__ = [
+    "Clock",
+    "InputRefusedError",
+    "NodeRuntime",
+    "NodeStoppedError",
+    "Outlets",
+    "RuntimeStats",
+    "SystemClock",
+]

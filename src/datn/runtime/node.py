@@ -38,6 +38,7 @@ from datn.protocol.effects import (
     Genesis,
     Input,
     Journal,
+    JournalEntry,
     Pay,
     Publish,
     Reply,
@@ -49,7 +50,7 @@ from datn.protocol.effects import (
 from datn.protocol.node import NodeCore
 from datn.runtime.history import History
 from datn.store import Commit, Store, StoreError
-from datn.wire import encode_entry, encode_snapshot, recover_node
+from datn.wire import JournalError, encode_entry, encode_snapshot, recover_node
 
 T = TypeVar("T")
 
@@ -66,6 +67,15 @@ class SystemClock:
 
     def now(self) -> Now:
         return Now(time.monotonic_ns() // 1_000_000, time.time_ns() // 1_000_000)
+
+
+class InputRefusedError(Exception):
+    """The input cannot be journaled (a value out of the journal's range), so
+    the core never saw it and nothing changed; ``cause`` names the field."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(f"the input cannot be kept: {cause}")
+        self.cause = cause
 
 
 class NodeStoppedError(Exception):
@@ -243,6 +253,13 @@ class NodeRuntime:
         if self.failure is not None or self._closing:
             raise NodeStoppedError(self.failure)
         now = self.clock.now()
+        # The entry is encoded before the core sees the input: an input the
+        # journal cannot hold is refused here, changing nothing, instead of
+        # being applied and then stopping the node. The bytes are reused.
+        try:
+            encoded = encode_entry(JournalEntry(now, event))
+        except JournalError as error:
+            raise InputRefusedError(error) from None
         try:
             effects = self.core.handle(event, now)
         except Exception as error:
@@ -254,7 +271,7 @@ class NodeRuntime:
             except Exception as error:
                 self._stop(error, "the history of an input could not be built")
                 raise NodeStoppedError(error) from error
-        return await self._admit(effects)
+        return await self._admit(effects, encoded)
 
     async def read(self, question: Callable[[NodeCore], T]) -> T:
         """``question`` answered from the core now, released once everything
@@ -265,14 +282,19 @@ class NodeRuntime:
         await self._admit([])
         return answer
 
-    async def _admit(self, effects: list[Effect]) -> list[Effect]:
+    async def _admit(self, effects: list[Effect], encoded: bytes | None = None) -> list[Effect]:
         """Queue ``effects`` behind their journal entries in the pending
-        group; released (and returned) when that group is durable."""
+        group; released (and returned) when that group is durable.
+        ``encoded``: the first journal entry, encoded already."""
         self.stats.inputs += 1
         group = self._pending
         released: list[Effect] = []
         for effect in effects:
             if type(effect) is Journal:
+                if encoded is not None:
+                    group.commit.entries.append(encoded)
+                    encoded = None
+                    continue
                 try:
                     group.commit.entries.append(encode_entry(effect.entry))
                 except Exception as error:
