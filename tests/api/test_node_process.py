@@ -317,8 +317,12 @@ def test_a_newcomer_goes_from_nothing_to_a_filled_order_with_the_cli(node: Runni
     at = ["admin", "--node", str(node.folder)]
     seller, buyer = node.folder / "seller.json", node.folder / "buyer.json"
     assert "key_id" in datn(*at, "trader-add", "seller", "--save", str(seller))
-    datn(*at, "trader-add", "buyer", "--save", str(buyer))
+    datn(*at, "trader-add", "buyer", "--hmac", "--save", str(buyer))
     assert seller.stat().st_mode & 0o777 == 0o600
+    # The seller's key is an Ed25519 pair made on this side: the node got
+    # only its public half. The buyer's is an HMAC secret the node keeps.
+    assert "signing_key" in json.loads(seller.read_text())
+    assert "secret" in json.loads(buyer.read_text())
     datn(*at, "deposit", "seller", "XYZ", "10")
     datn(*at, "deposit", "buyer", "USD", "100000")
     datn("trader", "--credentials", str(seller), "place", "sell", "5", "XYZ", "--price", "5000")
@@ -341,6 +345,11 @@ def test_a_newcomer_goes_from_nothing_to_a_filled_order_with_the_cli(node: Runni
     assert {b["asset"]: b["balance"] for b in balances}["USD"] == 100_000 - 5 * 5_000
     status = json.loads(datn("node", "status", str(node.folder), "--json"))
     assert status["journal_position"] > 0
+    # The seller's signed order is kept as it signed it, and checks out.
+    kept = node.admin.request("GET", "/admin/traders/seller/signed-orders").json()
+    assert len(kept) == 1 and kept[0]["valid"] and kept[0]["target"] == "/v1/orders"
+    assert json.loads(kept[0]["body"])["side"] == "sell"
+    assert node.admin.request("GET", "/admin/traders/buyer/signed-orders").json() == []
     refused = runner.invoke(
         main, ["trader", "--credentials", str(buyer), "place", "buy", "0", "XYZ", "--price", "1"]
     )

@@ -31,7 +31,17 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.params import Parameter
 
-from datn.api.auth import AuthError, Caller, Verifier, check_admin, new_hmac_key
+from datn.api.auth import (
+    AuthError,
+    Caller,
+    SignedRequest,
+    Verifier,
+    check_admin,
+    decode_signed,
+    ed25519_key,
+    encode_signed,
+    new_hmac_key,
+)
 from datn.api.metrics import ApiCounters, render
 from datn.clearing.quota import TokenBucket
 from datn.domain import Side, TimeInForce
@@ -56,7 +66,7 @@ from datn.runtime.history import (
     OrderView,
     rejected_order_id,
 )
-from datn.store import Page, StoreError
+from datn.store import EvidenceRecord, Page, StoreError
 
 log = logging.getLogger("datn.api")
 
@@ -270,10 +280,13 @@ async def _caller(request: Request[Any, Any, Any], node: Node) -> Caller:
     return caller
 
 
-async def place(node: Node, trader_id: str, data: PlaceOrder) -> tuple[bool, OrderView]:
+async def place(
+    node: Node, trader_id: str, data: PlaceOrder, signed: SignedRequest | None = None
+) -> tuple[bool, OrderView]:
     """Place ``data`` for ``trader_id``: (new, the order's view), or an
     ApiError; a retry with the same client order id gives (False, the
-    original)."""
+    original). ``signed``: the request as the trader signed it, kept as
+    evidence in the same transaction as the order."""
     if data.type == "limit" and data.price_ticks is None:
         raise ApiError(400, "price_required", "a limit order needs price_ticks")
     if data.type == "market" and data.price_ticks is not None:
@@ -303,7 +316,12 @@ async def place(node: Node, trader_id: str, data: PlaceOrder) -> tuple[bool, Ord
         if stored.status == "rejected":
             raise ApiError(422, stored.reason, stored.message, order_id=stored.order_id)
         return False, node.view(stored.order_id) or stored
-    effects = await node.runtime.submit(PlaceInput(request))
+    evidence = None
+    if signed is not None:
+        evidence = EvidenceRecord(
+            f"trader:{trader_id}", int(signed.timestamp), "order", encode_signed(signed)
+        )
+    effects = await node.runtime.submit(PlaceInput(request), evidence)
     for effect in effects:
         if type(effect) is not Reply or effect.trader_id != trader_id:
             continue
@@ -373,7 +391,7 @@ async def cancel_everything(
 async def place_order(data: PlaceOrder, caller: Caller, node: Node) -> Response[OrderView]:
     """Place an order. A retry with the same client order id returns the
     original order (200), never a second one."""
-    new, view = await place(node, caller.trader_id, data)
+    new, view = await place(node, caller.trader_id, data, caller.signed)
     return Response(view, status_code=201 if new else 200)
 
 
@@ -594,14 +612,32 @@ def trader_app(node: Node, extra_handlers: Sequence[Any] = ()) -> Litestar:
 
 class NewTrader(msgspec.Struct, forbid_unknown_fields=True):
     trader_id: TraderId
+    public_key: Annotated[str, msgspec.Meta(pattern="^[0-9a-fA-F]{64}$")] | None = None
+    """The trader's Ed25519 public key, hex: the node keeps only it, and
+    every signed order is evidence. Without it, an HMAC key is made."""
 
 
 class TraderKey(msgspec.Struct):
     trader_id: str
     key_id: str
-    secret: str
-    """Hex; shown once: the node keeps it to check signatures and never
-    shows it again."""
+    kind: Literal["ed25519", "hmac"]
+    secret: str | None = None
+    """HMAC keys only, hex; shown once: the node keeps it to check
+    signatures and never shows it again."""
+
+
+class SignedOrder(msgspec.Struct):
+    """An order request as its trader signed it (Ed25519)."""
+
+    key_id: str
+    public_key: str
+    timestamp: str
+    method: str
+    target: str
+    body: str
+    signature: str
+    valid: bool
+    """Whether the signature is the public key's over the request."""
 
 
 class Deposit(msgspec.Struct, forbid_unknown_fields=True):
@@ -630,9 +666,19 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
 
     @post("/admin/traders", status_code=201)
     async def create_trader(data: NewTrader, admin: bool, node: Node) -> TraderKey:
-        credential, secret = new_hmac_key(data.trader_id, int(time.time() * 1_000))
+        """A new key for a trader (a new trader id makes a new trader):
+        Ed25519 with ``public_key``, else HMAC with a secret shown once."""
+        now_ms = int(time.time() * 1_000)
+        if data.public_key is not None:
+            try:
+                credential = ed25519_key(data.trader_id, bytes.fromhex(data.public_key), now_ms)
+            except ValueError as error:
+                raise ApiError(400, "bad_public_key", str(error)) from None
+            node.runtime.store.put_credential(credential)
+            return TraderKey(data.trader_id, credential.key_id, "ed25519")
+        credential, secret = new_hmac_key(data.trader_id, now_ms)
         node.runtime.store.put_credential(credential)
-        return TraderKey(data.trader_id, credential.key_id, secret.hex())
+        return TraderKey(data.trader_id, credential.key_id, "hmac", secret.hex())
 
     @post("/admin/keys/{key_id:str}/revoke", status_code=200)
     async def revoke_key(key_id: str, admin: bool, node: Node) -> dict[str, str]:
@@ -667,12 +713,42 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
             "inputs": stats.inputs,
         }
 
+    @get("/admin/traders/{trader_id:str}/signed-orders")
+    async def signed_orders(
+        trader_id: str,
+        admin: bool,
+        node: Node,
+        since_ms: Annotated[int, Parameter(ge=0, le=2**62)] = 0,
+        until_ms: Annotated[int, Parameter(ge=0, le=2**62)] = 2**62,
+    ) -> list[SignedOrder]:
+        """The orders a trader placed with an Ed25519 key, exactly as signed
+        (by the time it signed them): evidence that it placed them, which
+        anyone with its public key can check."""
+        await node.runtime.read(lambda _core: None)
+        records = node.runtime.store.evidence(f"trader:{trader_id}", since_ms, until_ms)
+        found = []
+        for record in records:
+            signed = decode_signed(record.frame)
+            found.append(
+                SignedOrder(
+                    signed.key_id,
+                    signed.public_key.hex(),
+                    signed.timestamp,
+                    signed.method,
+                    signed.target,
+                    signed.body.decode("utf-8", "replace"),
+                    signed.signature.hex(),
+                    signed.check(),
+                )
+            )
+        return found
+
     @get("/metrics", media_type="text/plain; version=0.0.4")
     async def metrics(node: Node) -> str:
         return render(node.runtime, node.counters)
 
     return Litestar(
-        route_handlers=[create_trader, revoke_key, deposit, fund, status, metrics],
+        route_handlers=[create_trader, revoke_key, deposit, fund, status, signed_orders, metrics],
         dependencies={"node": Provide(provide_node), "admin": Provide(provide_admin)},
         exception_handlers=_HANDLERS,
         request_max_body_size=MAX_BODY_BYTES,

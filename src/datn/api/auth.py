@@ -1,13 +1,22 @@
 """Who is calling: signed requests for traders, a bearer token for the operator.
 
-A trader signs each request with its API key (HMAC-SHA256, as the large
-exchanges' APIs do): three headers,
+A trader signs each request with one of its keys: three headers,
 
 * ``DATN-KEY``: the key id the operator gave it,
 * ``DATN-TIMESTAMP``: the request's time, milliseconds since the epoch,
-* ``DATN-SIGNATURE``: hex HMAC-SHA256, under the key's secret, of
+* ``DATN-SIGNATURE``: the hex signature of
   ``timestamp + "\\n" + METHOD + "\\n" + path?query + "\\n"`` followed by the
-  raw body bytes.
+  raw body bytes (:func:`signing_payload`).
+
+Two kinds of key sign it:
+
+* **Ed25519** (the default): the trader keeps its private key; the node
+  keeps only the public key, so a signature is proof the trader sent the
+  request. The node keeps each signed order as evidence
+  (:class:`SignedRequest`), which anyone with the public key can check.
+* **HMAC-SHA256** with a shared secret, for tools that only do HMAC (as the
+  large exchanges' APIs do). The node holds the secret too, so these
+  signatures authenticate but prove nothing to a third party.
 
 A request is refused (401, nothing changes) when a header is missing, the key
 is unknown or revoked, the timestamp is further than the window from the
@@ -26,6 +35,10 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Final
+
+import msgspec
+from nacl.exceptions import BadSignatureError
+from nacl.signing import SigningKey, VerifyKey
 
 from datn.store import Credential, Store
 
@@ -55,16 +68,69 @@ def sign(secret: bytes, timestamp: str, method: str, target: str, body: bytes) -
     ).hexdigest()
 
 
+def sign_ed25519(key: SigningKey, timestamp: str, method: str, target: str, body: bytes) -> str:
+    """The hex Ed25519 signature a client sends (for clients and tests)."""
+    return key.sign(signing_payload(timestamp, method, target, body)).signature.hex()
+
+
 def new_hmac_key(trader_id: str, now_ms: int) -> tuple[Credential, bytes]:
     """A fresh key for ``trader_id``: the credential to store and its secret."""
     secret = secrets.token_bytes(32)
-    return Credential("k_" + secrets.token_hex(12), trader_id, "hmac", secret, now_ms), secret
+    return Credential(new_key_id(), trader_id, "hmac", secret, now_ms), secret
+
+
+def ed25519_key(trader_id: str, public_key: bytes, now_ms: int) -> Credential:
+    """The credential of a trader's Ed25519 public key (32 bytes)."""
+    if len(public_key) != 32:
+        raise ValueError("an Ed25519 public key is 32 bytes (64 hex digits)")
+    VerifyKey(public_key)  # refuses bytes that are not a key
+    return Credential(new_key_id(), trader_id, "ed25519", public_key, now_ms)
+
+
+def new_key_id() -> str:
+    return "k_" + secrets.token_hex(12)
+
+
+class SignedRequest(msgspec.Struct, frozen=True, array_like=True):
+    """A request exactly as the trader signed it: kept as evidence that the
+    trader sent it (for Ed25519 keys, whose private half only the trader has)."""
+
+    key_id: str
+    public_key: bytes
+    timestamp: str
+    method: str
+    target: str
+    body: bytes
+    signature: bytes
+
+    def check(self) -> bool:
+        """Whether the signature is the public key's over the request."""
+        payload = signing_payload(self.timestamp, self.method, self.target, self.body)
+        try:
+            VerifyKey(self.public_key).verify(payload, self.signature)
+        except (BadSignatureError, ValueError):
+            return False
+        return True
+
+
+_SIGNED = msgspec.msgpack.Encoder()
+_SIGNED_DECODER = msgspec.msgpack.Decoder(SignedRequest)
+
+
+def encode_signed(request: SignedRequest) -> bytes:
+    return _SIGNED.encode(request)
+
+
+def decode_signed(data: bytes) -> SignedRequest:
+    return _SIGNED_DECODER.decode(data)
 
 
 @dataclass(frozen=True, slots=True)
 class Caller:
     trader_id: str
     key_id: str
+    signed: SignedRequest | None = None
+    """The request as signed, when the key is Ed25519 (evidence)."""
 
 
 class Verifier:
@@ -78,6 +144,7 @@ class Verifier:
         self._seen: OrderedDict[str, int] = OrderedDict()
         self._max_remembered = max_remembered
         self._keys: dict[str, Credential] = {}
+        self._verify_keys: dict[str, VerifyKey] = {}
 
     def verify(
         self,
@@ -111,11 +178,15 @@ class Verifier:
                 f"the request's time is more than {self.window_ms} ms from the node's clock",
             )
         credential = self._credential(key_id)
-        if credential is None or credential.revoked or credential.kind != "hmac":
+        if credential is None or credential.revoked:
             raise AuthError("unknown_key", "the key is unknown or revoked")
-        expected = sign(credential.material, stamp, method, target, body)
-        if not hmac.compare_digest(expected, signature.lower()):
-            raise AuthError("bad_signature", "the signature does not match the request")
+        signed = None
+        if credential.kind == "ed25519":
+            signed = self._check_ed25519(credential, stamp, method, target, body, signature)
+        else:
+            expected = sign(credential.material, stamp, method, target, body)
+            if not hmac.compare_digest(expected, signature.lower()):
+                raise AuthError("bad_signature", "the signature does not match the request")
         if once is None:
             once = method.upper() not in ("GET", "HEAD")
         if once:
@@ -123,10 +194,38 @@ class Verifier:
             if signature in self._seen:
                 raise AuthError("replayed", "this signed request was received already")
             self._seen[signature] = int(stamp)
-        return Caller(credential.trader_id, key_id)
+        return Caller(credential.trader_id, key_id, signed)
+
+    def _check_ed25519(
+        self,
+        credential: Credential,
+        stamp: str,
+        method: str,
+        target: str,
+        body: bytes,
+        signature: str,
+    ) -> SignedRequest:
+        try:
+            raw = bytes.fromhex(signature)
+        except ValueError:
+            raw = b""
+        if len(raw) != 64:
+            raise AuthError("bad_signature", "an Ed25519 signature is 64 bytes, in hex")
+        verifier = self._verify_keys.get(credential.key_id)
+        if verifier is None:
+            verifier = self._verify_keys[credential.key_id] = VerifyKey(credential.material)
+        payload = signing_payload(stamp, method, target, body)
+        try:
+            verifier.verify(payload, raw)
+        except BadSignatureError:
+            raise AuthError("bad_signature", "the signature does not match the request") from None
+        return SignedRequest(
+            credential.key_id, credential.material, stamp, method.upper(), target, body, raw
+        )
 
     def revoked(self, key_id: str) -> None:
         self._keys.pop(key_id, None)
+        self._verify_keys.pop(key_id, None)
 
     def _credential(self, key_id: str) -> Credential | None:
         found = self._keys.get(key_id)

@@ -8,24 +8,70 @@ from typing import Any
 
 import httpx
 import msgspec
+from nacl.signing import SigningKey
 
-from datn.api.auth import KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from datn.api.auth import (
+    KEY_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    sign,
+    sign_ed25519,
+)
+
+
+class Signer:
+    """Signs requests with one trader key: Ed25519 (``signing_key_hex``, the
+    private key's 32-byte seed) or HMAC (``secret_hex``)."""
+
+    def __init__(
+        self, key_id: str, *, secret_hex: str | None = None, signing_key_hex: str | None = None
+    ) -> None:
+        if (secret_hex is None) == (signing_key_hex is None):
+            raise ValueError("sign with either an HMAC secret or an Ed25519 key")
+        self.key_id = key_id
+        self._secret = None if secret_hex is None else bytes.fromhex(secret_hex)
+        self._key = None if signing_key_hex is None else SigningKey(bytes.fromhex(signing_key_hex))
+
+    @classmethod
+    def from_credentials(cls, data: dict[str, Any]) -> Signer:
+        """From a credentials file's fields (``datn admin trader-add --save``)."""
+        return cls(
+            data["key_id"], secret_hex=data.get("secret"), signing_key_hex=data.get("signing_key")
+        )
+
+    def sign(self, stamp: str, method: str, target: str, body: bytes) -> str:
+        if self._key is not None:
+            return sign_ed25519(self._key, stamp, method, target, body)
+        assert self._secret is not None
+        return sign(self._secret, stamp, method, target, body)
+
+    def headers(self, method: str, target: str, body: bytes) -> dict[str, str]:
+        stamp = str(int(time.time() * 1_000))
+        return {
+            KEY_HEADER: self.key_id,
+            TIMESTAMP_HEADER: stamp,
+            SIGNATURE_HEADER: self.sign(stamp, method, target, body),
+        }
 
 
 class TraderClient:
-    def __init__(self, base_url: str, key_id: str, secret_hex: str, timeout_s: float = 10) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        key_id: str,
+        secret_hex: str | None = None,
+        timeout_s: float = 10,
+        *,
+        signing_key_hex: str | None = None,
+    ) -> None:
         self.http = httpx.Client(base_url=base_url, timeout=timeout_s)
         self.key_id = key_id
-        self.secret = bytes.fromhex(secret_hex)
+        self.secret = None if secret_hex is None else bytes.fromhex(secret_hex)
+        self.signer = Signer(key_id, secret_hex=secret_hex, signing_key_hex=signing_key_hex)
 
     def request(self, method: str, path: str, body: Any = None) -> httpx.Response:
         data = b"" if body is None else msgspec.json.encode(body)
-        stamp = str(int(time.time() * 1_000))
-        headers = {
-            KEY_HEADER: self.key_id,
-            TIMESTAMP_HEADER: stamp,
-            SIGNATURE_HEADER: sign(self.secret, stamp, method, path, data),
-        }
+        headers = self.signer.headers(method, path, data)
         if body is not None:
             headers["content-type"] = "application/json"
         return self.http.request(method, path, content=data, headers=headers)

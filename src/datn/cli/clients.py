@@ -3,9 +3,12 @@ readable tables and ``--json`` on every command.
 
 ``datn admin`` finds the node's operator API from the node's folder
 (``--node DIR``: the addresses it wrote in ``ready.json`` and its
-``admin.token``). ``datn admin trader-add ID --save FILE`` writes a
-trader's credentials file (0600) that ``datn trader --credentials FILE``
-reads: the API's address, the key id and its secret.
+``admin.token``). ``datn admin trader-add ID --save FILE`` makes the
+trader an Ed25519 key pair here, registers only its public half with the
+node, and writes the trader's credentials file (0600) that
+``datn trader --credentials FILE`` reads: the API's address, the key id and
+the private key (``--hmac``: an HMAC secret the node keeps too, for tools
+that only do HMAC).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 
 import click
 import httpx
+from nacl.signing import SigningKey
 
 from datn.api.client import AdminClient, TraderClient
 
@@ -117,17 +121,46 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the trader's credentials file (0600) for `datn trader --credentials`.",
 )
+@click.option(
+    "--hmac",
+    "use_hmac",
+    is_flag=True,
+    help="An HMAC-SHA256 key (a secret the node keeps too) instead of an Ed25519 key pair.",
+)
 @json_option
 @click.pass_context
-def trader_add(ctx: click.Context, trader_id: str, save: Path | None, as_json: bool) -> None:
-    """Create TRADER_ID and its API key; the secret is shown once."""
-    response = _request(ctx.obj, "POST", "/admin/traders", {"trader_id": trader_id})
-    if response.status_code == 201 and save is not None:
-        key = response.json()
-        descriptor = os.open(save, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as file:
-            json.dump({"api_url": ctx.meta["api_url"], **key}, file)
-    _show(response, as_json, ["trader_id", "key_id", "secret"])
+def trader_add(
+    ctx: click.Context, trader_id: str, save: Path | None, use_hmac: bool, as_json: bool
+) -> None:
+    """Create TRADER_ID and an API key for it (or another key for it).
+
+    By default an Ed25519 key pair is made here and only its public key is
+    sent to the node; the private key goes to the --save file (or is shown
+    once). With --hmac the node makes a secret, shown once."""
+    body: dict[str, str] = {"trader_id": trader_id}
+    private: SigningKey | None = None
+    if not use_hmac:
+        private = SigningKey.generate()
+        body["public_key"] = private.verify_key.encode().hex()
+    if save is not None and save.exists():
+        _fail(f"{save} exists; choose a new file for the credentials")
+    response = _request(ctx.obj, "POST", "/admin/traders", body)
+    columns = ["trader_id", "key_id", "kind", "secret"]
+    if response.status_code == 201:
+        key = {k: v for k, v in response.json().items() if v is not None}
+        if private is not None:
+            key["signing_key"] = private.encode().hex()
+            columns = ["trader_id", "key_id", "kind", "signing_key"]
+        if save is not None:
+            descriptor = os.open(save, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as file:
+                json.dump({"api_url": ctx.meta["api_url"], **key}, file)
+            columns = ["trader_id", "key_id", "kind"]
+            key["saved_to"] = str(save)
+            columns.append("saved_to")
+        _show(httpx.Response(201, json=key), as_json, columns)
+        return
+    _show(response, as_json, columns)
 
 
 @admin.command()
@@ -190,7 +223,12 @@ def trader(ctx: click.Context, credentials: Path) -> None:
     """A trader's commands, signed with its API key."""
     try:
         data = json.loads(credentials.read_text())
-        ctx.obj = TraderClient(data["api_url"], data["key_id"], data["secret"])
+        ctx.obj = TraderClient(
+            data["api_url"],
+            data["key_id"],
+            data.get("secret"),
+            signing_key_hex=data.get("signing_key"),
+        )
     except (OSError, ValueError, KeyError) as error:
         _fail(f"{credentials}: not a credentials file ({error})")
 

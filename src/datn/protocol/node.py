@@ -585,6 +585,13 @@ class Recovered:
         assert self._core is not None, "restarted already"
         return self._core.state_hash()
 
+    def snapshot(self) -> NodeSnapshot:
+        """The state the store's bytes describe, before the restart: what the
+        live node's snapshot was at the same journal position (replay is
+        deterministic), so a snapshot can be built away from the live node."""
+        assert self._core is not None, "restarted already"
+        return self._core._raw_snapshot()
+
     def restart(self, now: Now) -> tuple[NodeCore, list[Effect]]:
         """Restart the node on its new clock: its journal gets the restart
         input, and every lock it held before is void."""

@@ -49,7 +49,7 @@ from datn.protocol.effects import (
 )
 from datn.protocol.node import NodeCore
 from datn.runtime.history import History
-from datn.store import Commit, Store, StoreError
+from datn.store import Commit, EvidenceRecord, Store, StoreError
 from datn.wire import JournalError, encode_entry, encode_snapshot, recover_node
 
 T = TypeVar("T")
@@ -247,9 +247,10 @@ class NodeRuntime:
 
     # ------------------------------------------------------------ intake
 
-    async def submit(self, event: Input) -> list[Effect]:
+    async def submit(self, event: Input, evidence: EvidenceRecord | None = None) -> list[Effect]:
         """Apply ``event``; its effects (journal entries left out) once its
-        journal entry is durable and they have been released."""
+        journal entry is durable and they have been released. ``evidence``
+        (a trader's signed request) is stored in the same transaction."""
         if self.failure is not None or self._closing:
             raise NodeStoppedError(self.failure)
         now = self.clock.now()
@@ -271,6 +272,8 @@ class NodeRuntime:
             except Exception as error:
                 self._stop(error, "the history of an input could not be built")
                 raise NodeStoppedError(error) from error
+        if evidence is not None:
+            self._pending.commit.evidence.append(evidence)
         return await self._admit(effects, encoded)
 
     async def read(self, question: Callable[[NodeCore], T]) -> T:

@@ -1,0 +1,136 @@
+"""Request signing: Ed25519 keys (the node keeps only the public half, and a
+signed order is evidence anyone can check) and HMAC keys, each refused when
+the signature, the key, the time or a replay is wrong."""
+
+from __future__ import annotations
+
+import pytest
+from nacl.signing import SigningKey
+
+from datn.api.auth import (
+    AuthError,
+    Verifier,
+    decode_signed,
+    ed25519_key,
+    encode_signed,
+    new_hmac_key,
+    sign,
+    sign_ed25519,
+)
+from datn.store.memory import MemoryStore
+
+NOW = 1_700_000_000_000
+BODY = b'{"client_order_id":"c1","product":"XYZ","side":"buy","quantity_lots":1}'
+
+
+def headers(key_id: str, stamp: int, signature: str) -> dict[str, str]:
+    return {"datn-key": key_id, "datn-timestamp": str(stamp), "datn-signature": signature}
+
+
+@pytest.fixture
+def store() -> MemoryStore:
+    return MemoryStore()
+
+
+def test_an_ed25519_signed_request_is_attributed_and_kept_as_checkable_evidence(
+    store: MemoryStore,
+) -> None:
+    private = SigningKey.generate()
+    credential = ed25519_key("alice", private.verify_key.encode(), NOW)
+    store.put_credential(credential)
+    assert store.credential(credential.key_id).material == private.verify_key.encode()  # type: ignore[union-attr]
+    verifier = Verifier(store)
+    signature = sign_ed25519(private, str(NOW), "POST", "/v1/orders", BODY)
+    caller = verifier.verify(
+        headers(credential.key_id, NOW, signature), "POST", "/v1/orders", BODY, NOW
+    )
+    assert (caller.trader_id, caller.key_id) == ("alice", credential.key_id)
+    assert caller.signed is not None
+    evidence = decode_signed(encode_signed(caller.signed))
+    assert evidence == caller.signed and evidence.check()
+    assert (evidence.method, evidence.target, evidence.body) == ("POST", "/v1/orders", BODY)
+    # Anyone with the public key can tell a changed request from the signed one.
+    assert not type(evidence)(
+        evidence.key_id,
+        evidence.public_key,
+        evidence.timestamp,
+        evidence.method,
+        evidence.target,
+        BODY.replace(b'"buy"', b'"sell"'),
+        evidence.signature,
+    ).check()
+
+
+def test_an_ed25519_signature_over_other_bytes_or_by_another_key_is_refused(
+    store: MemoryStore,
+) -> None:
+    private = SigningKey.generate()
+    credential = ed25519_key("alice", private.verify_key.encode(), NOW)
+    store.put_credential(credential)
+    verifier = Verifier(store)
+    other = SigningKey.generate()
+    cases = {
+        "another key": sign_ed25519(other, str(NOW), "POST", "/v1/orders", BODY),
+        "another body": sign_ed25519(private, str(NOW), "POST", "/v1/orders", BODY + b" "),
+        "another path": sign_ed25519(private, str(NOW), "POST", "/v1/order", BODY),
+        "another time": sign_ed25519(private, str(NOW - 1), "POST", "/v1/orders", BODY),
+        "not hex": "zz" * 64,
+        "too short": "00" * 63,
+    }
+    for case, signature in cases.items():
+        with pytest.raises(AuthError) as refused:
+            verifier.verify(
+                headers(credential.key_id, NOW, signature), "POST", "/v1/orders", BODY, NOW
+            )
+        assert refused.value.code == "bad_signature", case
+
+
+def test_a_replayed_stale_or_revoked_signed_request_is_refused(store: MemoryStore) -> None:
+    private = SigningKey.generate()
+    credential = ed25519_key("alice", private.verify_key.encode(), NOW)
+    store.put_credential(credential)
+    verifier = Verifier(store, window_ms=5_000)
+
+    def signed(stamp: int) -> dict[str, str]:
+        return headers(
+            credential.key_id,
+            stamp,
+            sign_ed25519(private, str(stamp), "POST", "/v1/orders", BODY),
+        )
+
+    verifier.verify(signed(NOW), "POST", "/v1/orders", BODY, NOW)
+    with pytest.raises(AuthError, match="received already"):
+        verifier.verify(signed(NOW), "POST", "/v1/orders", BODY, NOW + 10)
+    with pytest.raises(AuthError) as stale:
+        verifier.verify(signed(NOW - 5_001), "POST", "/v1/orders", BODY, NOW)
+    assert stale.value.code == "stale_timestamp"
+    store.revoke_credential(credential.key_id)
+    verifier.revoked(credential.key_id)
+    with pytest.raises(AuthError) as revoked:
+        verifier.verify(signed(NOW + 1), "POST", "/v1/orders", BODY, NOW)
+    assert revoked.value.code == "unknown_key"
+
+
+def test_hmac_keys_still_sign_and_carry_no_evidence(store: MemoryStore) -> None:
+    credential, secret = new_hmac_key("bob", NOW)
+    store.put_credential(credential)
+    verifier = Verifier(store)
+    signature = sign(secret, str(NOW), "POST", "/v1/orders", BODY)
+    caller = verifier.verify(
+        headers(credential.key_id, NOW, signature), "POST", "/v1/orders", BODY, NOW
+    )
+    assert caller.trader_id == "bob" and caller.signed is None
+    with pytest.raises(AuthError) as forged:
+        verifier.verify(
+            headers(credential.key_id, NOW, sign(b"x" * 32, str(NOW), "GET", "/v1/orders", b"")),
+            "GET",
+            "/v1/orders",
+            b"",
+            NOW,
+        )
+    assert forged.value.code == "bad_signature"
+
+
+def test_a_public_key_that_is_not_32_bytes_is_refused() -> None:
+    with pytest.raises(ValueError, match="32 bytes"):
+        ed25519_key("alice", b"\x01" * 31, NOW)
