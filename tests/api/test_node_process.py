@@ -390,8 +390,6 @@ def ws_session(running: Running, client: TraderClient, **options: object) -> Ite
 
 
 def authenticated(socket: Any, client: TraderClient, options: dict[str, object]) -> Any:
-    from datn.api.auth import sign  # noqa: PLC0415
-
     stamp = str(int(time.time() * 1_000))
     socket.send(
         json.dumps(
@@ -399,7 +397,7 @@ def authenticated(socket: Any, client: TraderClient, options: dict[str, object])
                 "op": "auth",
                 "key_id": client.key_id,
                 "timestamp": stamp,
-                "signature": sign(client.secret, stamp, "GET", "/v1/ws", b""),
+                "signature": client.signer.sign(stamp, "GET", "/v1/ws", b""),
                 **options,
             }
         )
@@ -440,6 +438,51 @@ def websocket_flow(seller: Any, bob: TraderClient) -> None:
     assert not refused["ok"] and refused["code"] == "bad_request"
     seller.send("not json")
     assert json.loads(seller.recv(timeout=10))["code"] == "bad_request"
+
+
+def test_a_websocket_subscription_streams_the_book_and_the_prints(node: Running) -> None:
+    alice = make_trader(node, "alice", 0, 100)
+    bob = make_trader(node, "bob", 10_000_000, 0)
+    alice.request("POST", "/v1/orders", order("a1", "sell", 10, 5_100))
+    with ws_session(node, bob) as watcher:
+        watcher.send(json.dumps({"op": "subscribe", "id": 1, "product": "NOPE"}))
+        assert next_answer(watcher, 1)["code"] == "unknown_product"
+        watcher.send(json.dumps({"op": "subscribe", "id": 2, "product": "XYZ"}))
+        seen: list[dict[str, Any]] = []
+
+        def until(found: Any) -> dict[str, Any]:
+            while True:
+                message = json.loads(watcher.recv(timeout=10))
+                seen.append(message)
+                if found(message):
+                    return message
+
+        book = until(lambda m: m.get("event") == "book")
+        assert book["product"] == "XYZ" and book["bids"] == []
+        assert [(a["price_ticks"], a["quantity_lots"]) for a in book["asks"]] == [(5_100, 10)]
+        assert until(lambda m: m.get("event") == "prints")["last_by_node"] == []
+        bob.request("POST", "/v1/orders", order("b1", "buy", 4, 5_100))
+        alice.request("POST", "/v1/orders", order("a2", "sell", 1, 5_200))
+        book = until(
+            lambda m: (
+                m.get("event") == "book"
+                and len(m["asks"]) == 2
+                and m["asks"][0]["quantity_lots"] == 6
+            )
+        )
+        assert [a["price_ticks"] for a in book["asks"]] == [5_100, 5_200]
+        printed = until(lambda m: m.get("event") == "prints" and m["last_by_node"])
+        assert printed["last_by_node"][0]["price_ticks"] == 5_100
+        watcher.send(json.dumps({"op": "unsubscribe", "id": 3, "product": "XYZ"}))
+        until(lambda m: m.get("id") == 3)
+        alice.request("POST", "/v1/orders", order("a3", "sell", 1, 5_300))
+        watcher.send(json.dumps({"op": "heartbeat", "id": 4}))
+        time.sleep(0.3)  # past a market-data interval: nothing more may come
+        watcher.send(json.dumps({"op": "heartbeat", "id": 5}))
+        after = []
+        while not after or after[-1].get("id") != 5:
+            after.append(json.loads(watcher.recv(timeout=10)))
+        assert not any(m.get("event") == "book" for m in after), after
 
 
 def test_cancel_on_disconnect_and_the_dead_mans_switch(node: Running) -> None:

@@ -504,6 +504,43 @@ class Prints(msgspec.Struct):
     last_by_node: list[Print]
 
 
+def book_of(core: Any, symbol: str, product_id: str, depth: int) -> Book:
+    """The network book of a product, read from ``core``: its resting orders
+    and its peers' adverts, by price, best first."""
+    sides: dict[Side, dict[int, list[int]]] = {Side.BUY: {}, Side.SELL: {}}
+    book = core.resting.books.get(product_id)
+    if book is not None:
+        for side in (Side.BUY, Side.SELL):
+            for level in book.depth(side, depth):
+                sides[side].setdefault(level.price_ticks, [0, 0])[0] += level.quantity_lots
+    for view in core.network.views.values():
+        for side, books in ((Side.BUY, view.bids), (Side.SELL, view.asks)):
+            adverts = books.get(product_id)
+            if adverts is None:
+                continue
+            for advert in adverts.adverts.values():
+                slot = sides[side].setdefault(advert.price_ticks, [0, 0])
+                slot[1] += advert.quantity_lots
+
+    def best(side: Side) -> list[BookLevel]:
+        prices = sorted(sides[side], reverse=side is Side.BUY)[:depth]
+        return [
+            BookLevel(p, sum(sides[side][p]), sides[side][p][0], sides[side][p][1]) for p in prices
+        ]
+
+    return Book(symbol, best(Side.BUY), best(Side.SELL))
+
+
+def prints_of(core: Any, symbol: str, product_id: str) -> Prints:
+    """Each node's last trade price of a product, and the mark, from ``core``."""
+    marks = core.context.marks
+    last: list[Print] = []
+    for listed, sources in marks.snapshot().sources:
+        if listed == product_id:
+            last = [Print(source, price) for source, price in sources]
+    return Prints(symbol, marks.reference(product_id), last)
+
+
 @get("/v1/book/{symbol:str}")
 async def network_book(
     symbol: str, node: Node, depth: Annotated[int, Parameter(ge=1, le=100)] = 10
@@ -511,49 +548,14 @@ async def network_book(
     """The network book of a product: this node's resting orders and its
     peers' adverts, by price, best first."""
     product_id = node.product_id(symbol)
-
-    def read(core: Any) -> Book:
-        sides: dict[Side, dict[int, list[int]]] = {Side.BUY: {}, Side.SELL: {}}
-        book = core.resting.books.get(product_id)
-        if book is not None:
-            for side in (Side.BUY, Side.SELL):
-                for level in book.depth(side, depth):
-                    sides[side].setdefault(level.price_ticks, [0, 0])[0] += level.quantity_lots
-        for view in core.network.views.values():
-            for side, books in ((Side.BUY, view.bids), (Side.SELL, view.asks)):
-                adverts = books.get(product_id)
-                if adverts is None:
-                    continue
-                for advert in adverts.adverts.values():
-                    slot = sides[side].setdefault(advert.price_ticks, [0, 0])
-                    slot[1] += advert.quantity_lots
-
-        def best(side: Side) -> list[BookLevel]:
-            prices = sorted(sides[side], reverse=side is Side.BUY)[:depth]
-            return [
-                BookLevel(p, sum(sides[side][p]), sides[side][p][0], sides[side][p][1])
-                for p in prices
-            ]
-
-        return Book(symbol, best(Side.BUY), best(Side.SELL))
-
-    return await node.runtime.read(read)
+    return await node.runtime.read(lambda core: book_of(core, symbol, product_id, depth))
 
 
 @get("/v1/prints/{symbol:str}")
 async def prints(symbol: str, node: Node) -> Prints:
     """The latest trade price each node printed for a product, and the mark."""
     product_id = node.product_id(symbol)
-
-    def read(core: Any) -> Prints:
-        marks = core.context.marks
-        last: list[Print] = []
-        for listed, sources in marks.snapshot().sources:
-            if listed == product_id:
-                last = [Print(source, price) for source, price in sources]
-        return Prints(symbol, marks.reference(product_id), last)
-
-    return await node.runtime.read(read)
+    return await node.runtime.read(lambda core: prints_of(core, symbol, product_id))
 
 
 @get("/v1/products")

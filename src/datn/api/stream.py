@@ -13,11 +13,22 @@ client sends requests, each with its own ``id``::
     {"op": "cancel", "id": 2, "order_id": 17}
     {"op": "cancel_all", "id": 3, "product": "XYZ"}
     {"op": "heartbeat", "id": 4}
+    {"op": "subscribe", "id": 5, "product": "XYZ"}
+    {"op": "unsubscribe", "id": 6, "product": "XYZ"}
 
 and gets one answer per request, ``{"id": 1, "ok": true, "order": {...}}``
 or ``{"id": 1, "ok": false, "code": ..., "message": ...}``. Events for the
 trader's orders arrive as ``{"event": "accepted" | "rested" | "executed" |
 "done" | ..., ...}``, each only after the input behind it is durable.
+
+A subscription to a product streams its market data: ``{"event": "book",
+"product": ..., "bids": [...], "asks": [...]}`` (the network book's best ten
+levels, as ``GET /v1/book/{product}`` gives it) and ``{"event": "prints",
+...}`` (each node's last trade price and the mark, as ``GET
+/v1/prints/{product}``), each sent at once on subscribing and then whenever
+it changes, at most every 100 ms: updates in between are conflated into
+the latest state, as exchanges' market-data feeds do, so a busy book costs
+a session no more than ten messages a second per product and channel.
 
 ``cancel_on_disconnect``: when the socket closes, every open order of the
 trader is cancelled. ``dead_man_s``: if N seconds pass without a message
@@ -37,7 +48,16 @@ import msgspec
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 
-from datn.api.app import ApiError, Node, PlaceOrder, cancel, cancel_everything, place
+from datn.api.app import (
+    ApiError,
+    Node,
+    PlaceOrder,
+    book_of,
+    cancel,
+    cancel_everything,
+    place,
+    prints_of,
+)
 from datn.api.auth import KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, AuthError
 from datn.protocol.effects import Reply
 from datn.runtime.node import InputRefusedError, NodeStoppedError
@@ -72,11 +92,27 @@ _AUTH = msgspec.json.Decoder(Auth)
 _REQUEST = msgspec.json.Decoder(Request)
 
 
+Queue = asyncio.Queue[bytes | None]
+MARKET_DATA_INTERVAL_S = 0.1
+BOOK_DEPTH = 10
+
+
+def _offer(queues: set[Queue], data: bytes) -> None:
+    """Queue ``data`` for every session in ``queues``; a session that has
+    let too much wait is closed instead (it cannot keep up)."""
+    for queue in list(queues):
+        if queue.qsize() >= MAX_QUEUED_EVENTS:
+            queues.discard(queue)
+            queue.put_nowait(None)
+        else:
+            queue.put_nowait(data)
+
+
 class Sessions:
     """Open sessions by trader; fed by the runtime's released replies."""
 
     def __init__(self) -> None:
-        self.by_trader: dict[str, set[asyncio.Queue[bytes | None]]] = {}
+        self.by_trader: dict[str, set[Queue]] = {}
 
     def publish(self, effect: Reply) -> None:
         queues = self.by_trader.get(effect.trader_id)
@@ -85,13 +121,69 @@ class Sessions:
         event = effect.event
         fields = {name: getattr(event, name) for name in event.__struct_fields__}
         payload = {"event": _event_name(type(event).__name__), **msgspec.to_builtins(fields)}
-        data = _EVENTS.encode(payload)
-        for queue in list(queues):
-            if queue.qsize() >= MAX_QUEUED_EVENTS:
+        _offer(queues, _EVENTS.encode(payload))
+
+
+class MarketData:
+    """Book and print updates for the sessions subscribed to a product:
+    checked every ``interval_s`` while anyone is subscribed, read only when
+    the journal has moved, sent only when changed, and never ahead of the
+    store (read through :meth:`NodeRuntime.read`)."""
+
+    def __init__(self, node: Node, interval_s: float = MARKET_DATA_INTERVAL_S) -> None:
+        self.node = node
+        self.interval_s = interval_s
+        self.subscribers: dict[str, set[Queue]] = {}
+        self._last: dict[tuple[str, str], bytes] = {}
+        self._position = -1
+        self._task: asyncio.Task[None] | None = None
+
+    async def subscribe(self, symbol: str, queue: Queue) -> None:
+        """Add ``queue`` to ``symbol``'s subscribers and queue its current
+        book and prints for it (ApiError for a product not listed)."""
+        product_id = self.node.product_id(symbol)
+        for data in await self.node.runtime.read(lambda core: self._read(core, symbol, product_id)):
+            _offer({queue}, data)
+        self.subscribers.setdefault(symbol, set()).add(queue)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run())
+
+    def unsubscribe(self, queue: Queue, symbol: str | None = None) -> None:
+        for listed, queues in list(self.subscribers.items()):
+            if symbol is None or listed == symbol:
                 queues.discard(queue)
-                queue.put_nowait(None)  # the session closes: it cannot keep up
-            else:
-                queue.put_nowait(data)
+                if not queues:
+                    del self.subscribers[listed]
+
+    def _read(self, core: Any, symbol: str, product_id: str) -> list[bytes]:
+        book = book_of(core, symbol, product_id, BOOK_DEPTH)
+        prints = prints_of(core, symbol, product_id)
+        return [
+            _EVENTS.encode({"event": "book", **msgspec.to_builtins(book)}),
+            _EVENTS.encode({"event": "prints", **msgspec.to_builtins(prints)}),
+        ]
+
+    async def _run(self) -> None:
+        runtime = self.node.runtime
+        while self.subscribers and runtime.failure is None:
+            await asyncio.sleep(self.interval_s)
+            position = runtime.stats.position
+            if position == self._position:
+                continue
+            self._position = position
+            symbols = [(s, self.node.product_id(s)) for s in self.subscribers]
+            try:
+                fresh = await runtime.read(
+                    lambda core: {s: self._read(core, s, p) for s, p in symbols}  # noqa: B023
+                )
+            except NodeStoppedError:
+                return  # the node is stopping: its sessions close with it
+            for symbol, (book, prints) in fresh.items():
+                for channel, data in (("book", book), ("prints", prints)):
+                    if self._last.get((channel, symbol)) == data:
+                        continue
+                    self._last[(channel, symbol)] = data
+                    _offer(self.subscribers.get(symbol, set()), data)
 
 
 def _event_name(kind: str) -> str:
@@ -99,6 +191,8 @@ def _event_name(kind: str) -> str:
 
 
 def stream_handler(node: Node, sessions: Sessions) -> Any:
+    market = MarketData(node)
+
     @websocket("/v1/ws")
     async def stream(socket: WebSocket[Any, Any, Any]) -> None:
         await socket.accept()
@@ -123,14 +217,15 @@ def stream_handler(node: Node, sessions: Sessions) -> Any:
         except WebSocketDisconnect:
             return
         trader_id = caller.trader_id
-        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        queue: Queue = asyncio.Queue()
         sessions.by_trader.setdefault(trader_id, set()).add(queue)
         await socket.send_data(_EVENTS.encode({"ok": True, "trader_id": trader_id}))
-        session = _Session(node, socket, trader_id, queue, auth.dead_man_s)
+        session = _Session(node, socket, trader_id, queue, auth.dead_man_s, market)
         try:
             await session.run()
         finally:
             sessions.by_trader.get(trader_id, set()).discard(queue)
+            market.unsubscribe(queue)
             if auth.cancel_on_disconnect:
                 with contextlib.suppress(NodeStoppedError):
                     await cancel_everything(node, trader_id, None)
@@ -144,14 +239,16 @@ class _Session:
         node: Node,
         socket: WebSocket[Any, Any, Any],
         trader_id: str,
-        queue: asyncio.Queue[bytes | None],
+        queue: Queue,
         dead_man_s: int,
+        market: MarketData,
     ) -> None:
         self.node = node
         self.socket = socket
         self.trader_id = trader_id
         self.queue = queue
         self.dead_man_s = dead_man_s
+        self.market = market
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._pending: set[asyncio.Task[None]] = set()
 
@@ -227,11 +324,18 @@ class _Session:
                 return {"id": request.id, "ok": True, "cancels": msgspec.to_builtins(results)}
             if request.op == "heartbeat":
                 return {"id": request.id, "ok": True}
+            if request.op == "subscribe" and request.product is not None:
+                await self.market.subscribe(request.product, self.queue)
+                return {"id": request.id, "ok": True, "subscribed": request.product}
+            if request.op == "unsubscribe" and request.product is not None:
+                self.market.unsubscribe(self.queue, request.product)
+                return {"id": request.id, "ok": True, "unsubscribed": request.product}
             return {
                 "id": request.id,
                 "ok": False,
                 "code": "bad_request",
-                "message": "op is place, cancel (with order_id), cancel_all or heartbeat",
+                "message": "op is place, cancel (with order_id), cancel_all, heartbeat, "
+                "subscribe or unsubscribe (with product)",
             }
         except ApiError as error:
             return {"id": request.id, "ok": False, "code": error.code, "message": error.message}
