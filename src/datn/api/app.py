@@ -749,8 +749,20 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
     async def metrics(node: Node) -> str:
         return render(node.runtime, node.counters)
 
+    # Imported here: the peers' routes build on this module's Node and errors.
+    from datn.api.peers import PEER_HANDLERS  # noqa: PLC0415
+
     return Litestar(
-        route_handlers=[create_trader, revoke_key, deposit, fund, status, signed_orders, metrics],
+        route_handlers=[
+            create_trader,
+            revoke_key,
+            deposit,
+            fund,
+            status,
+            signed_orders,
+            metrics,
+            *PEER_HANDLERS,
+        ],
         dependencies={"node": Provide(provide_node), "admin": Provide(provide_admin)},
         exception_handlers=_HANDLERS,
         request_max_body_size=MAX_BODY_BYTES,

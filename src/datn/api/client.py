@@ -91,5 +91,26 @@ class AdminClient:
     def request(self, method: str, path: str, body: Any = None) -> httpx.Response:
         return self.http.request(method, path, json=body)
 
+    def peers(self, node_id: str | None = None) -> httpx.Response:
+        """Every peer (a list), or one (``node_id``), as :mod:`datn.api.peers` shows them."""
+        return self.request("GET", "/admin/peers" + ("" if node_id is None else f"/{node_id}"))
+
+    def add_peer(self, node_id: str) -> httpx.Response:
+        return self.request("POST", "/admin/peers", {"node_id": node_id})
+
+    def post_bond(self, peer: str, amount: int) -> httpx.Response:
+        return self.request("POST", "/admin/bonds", {"peer": peer, "amount": amount})
+
+    def withdraw_bond(self, peer: str, amount: int) -> httpx.Response:
+        return self.request("POST", "/admin/bonds/withdrawals", {"peer": peer, "amount": amount})
+
+    def confirm_bond(self, peer: str, bond_id: int, asset: str, amount: int) -> httpx.Response:
+        """This node's rail received ``amount`` of ``asset`` for ``peer``'s bond ``bond_id``."""
+        body = {"peer": peer, "bond_id": bond_id, "asset": asset, "amount": amount}
+        return self.request("POST", "/admin/bonds/receipts", body)
+
+    def reinstate(self, peer: str) -> httpx.Response:
+        return self.request("POST", f"/admin/peers/{peer}/reinstate")
+
     def close(self) -> None:
         self.http.close()

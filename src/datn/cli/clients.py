@@ -17,7 +17,7 @@ import json
 import os
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +205,175 @@ def status(client: AdminClient, as_json: bool) -> None:
         return
     for key, value in response.json().items():
         click.echo(f"{key:<22}{_cell(value)}")
+
+
+def _admin_call(send: Callable[[], httpx.Response]) -> httpx.Response:
+    """The answer to ``send`` (an AdminClient method); a node that does not
+    answer ends the command."""
+    try:
+        return send()
+    except httpx.HTTPError as error:
+        _fail(f"the node does not answer: {error}")
+        raise AssertionError from error  # unreachable: _fail exits
+
+
+PEER_COLUMNS = [
+    "node_id",
+    "link",
+    "rtt_ms",
+    "offset_ms",
+    "exposure",
+    "cap",
+    "posted",
+    "held",
+    "requests",
+    "claim",
+    "locks",
+    "taken_permille",
+    "confirmed_permille",
+    "settled",
+    "unsettled",
+    "suspended",
+    "claims",
+]
+
+
+def _peer_row(peer: dict[str, Any]) -> dict[str, object]:
+    """One line of ``datn admin peers``: the figures an operator scans for."""
+    link, exposure, bonds = peer["link"], peer["exposure"], peer["bonds"]
+    acceptance, settlement, defaults = peer["acceptance"], peer["settlement"], peer["defaults"]
+    claim = bonds["claim"]
+    return {
+        "node_id": peer["node_id"],
+        "link": link["state"],
+        "rtt_ms": link["rtt_ms"],
+        "offset_ms": link["clock_offset_ms"],
+        "exposure": exposure["exposure_minor"],
+        "cap": exposure["cap_minor"],
+        "posted": bonds["posted_minor"],
+        "held": bonds["held_minor"],
+        "requests": (bonds["outgoing"] is not None) + len(bonds["queued"]),
+        "claim": None if claim is None else f"{claim['bond_id']}:{claim['amount_minor']}",
+        "locks": peer["locks"]["open"],
+        "taken_permille": acceptance["offers_taken"]["ratio_permille"],
+        "confirmed_permille": acceptance["acceptances_confirmed"]["ratio_permille"],
+        "settled": settlement["statements_settled"],
+        "unsettled": settlement["unsettled_trades"],
+        "suspended": defaults["reason"],
+        "claims": len(defaults["open_claims"]),
+    }
+
+
+def _show_rows(rows: list[dict[str, object]], columns: Sequence[str]) -> None:
+    """Print ``rows`` as :func:`_show` prints an answer's table."""
+    _show(httpx.Response(200, json=rows), False, columns)
+
+
+@admin.command()
+@click.argument("node_id", required=False)
+@json_option
+@click.pass_obj
+def peers(client: AdminClient, node_id: str | None, as_json: bool) -> None:
+    """Every peer, one line each; or NODE_ID's link, exposure, bonds, locks,
+    acceptance ratios, settlement and defaults in full.
+
+    \b
+    requests: this node's bond requests the peer has not answered
+    claim: the peer's bond request awaiting its money (BOND_ID:AMOUNT),
+           booked once `datn admin bond confirm` reports it received
+    """
+    response = _admin_call(lambda: client.peers(node_id))
+    if as_json or response.status_code >= 400:
+        _show(response, as_json)
+        return
+    if node_id is None:
+        _show_rows([_peer_row(peer) for peer in response.json()], PEER_COLUMNS)
+        return
+    peer = response.json()
+    sections = [value for value in peer.values() if isinstance(value, dict)]
+    width = max(len(key) for section in sections for key in section) + 4
+    for name, value in peer.items():
+        if not isinstance(value, dict):
+            click.echo(f"{name:<{width}}{_cell(value)}")
+            continue
+        click.echo(name)
+        for key, field in value.items():
+            click.echo(f"  {key:<{width - 2}}{_cell(field)}")
+
+
+@admin.command("add-peer")
+@click.argument("node_id")
+@json_option
+@click.pass_obj
+def add_peer(client: AdminClient, node_id: str, as_json: bool) -> None:
+    """Trade with NODE_ID (its public key, 64 hex digits) as a peer."""
+    response = _admin_call(lambda: client.add_peer(node_id))
+    if as_json or response.status_code >= 400:
+        _show(response, as_json)
+        return
+    added = "added" if response.status_code == 201 else "a peer already"
+    click.echo(f"{response.json()['node_id']}  {added}")
+
+
+@admin.group()
+def bond() -> None:
+    """Bonds with peers: post, withdraw, and confirm a peer's bond received."""
+
+
+BOND_COLUMNS = ["peer", "bond_id", "asset", "amount", "withdraw", "status"]
+
+
+@bond.command("post")
+@click.argument("peer")
+@click.argument("amount", type=int)
+@json_option
+@click.pass_obj
+def bond_post(client: AdminClient, peer: str, amount: int, as_json: bool) -> None:
+    """Post AMOUNT more bond (minor units of the bond asset) with PEER, from
+    the node's capital (`datn admin fund`)."""
+    _show(_admin_call(lambda: client.post_bond(peer, amount)), as_json, BOND_COLUMNS)
+
+
+@bond.command("withdraw")
+@click.argument("peer")
+@click.argument("amount", type=int)
+@json_option
+@click.pass_obj
+def bond_withdraw(client: AdminClient, peer: str, amount: int, as_json: bool) -> None:
+    """Ask PEER for AMOUNT of the bond posted with it back."""
+    _show(_admin_call(lambda: client.withdraw_bond(peer, amount)), as_json, BOND_COLUMNS)
+
+
+@bond.command("confirm")
+@click.argument("peer")
+@click.argument("bond_id", type=int)
+@click.argument("asset")
+@click.argument("amount", type=int)
+@json_option
+@click.pass_obj
+def bond_confirm(
+    client: AdminClient, peer: str, bond_id: int, asset: str, amount: int, as_json: bool
+) -> None:
+    """This node's rail received AMOUNT of ASSET from PEER for its bond
+    BOND_ID: the only way a peer's bond counts here."""
+    response = _admin_call(lambda: client.confirm_bond(peer, bond_id, asset, amount))
+    _show(response, as_json, ["peer", "bond_id", "asset", "amount", "status"])
+    if not as_json:
+        answer = response.json()
+        click.echo(
+            f"bond held from the peer: {answer['bonds']['held_minor']}, "
+            f"exposure cap: {answer['exposure']['cap_minor']}"
+        )
+
+
+@admin.command()
+@click.argument("peer")
+@json_option
+@click.pass_obj
+def reinstate(client: AdminClient, peer: str, as_json: bool) -> None:
+    """Trade with suspended PEER again: its open default claims are reversed."""
+    response = _admin_call(lambda: client.reinstate(peer))
+    _show(response, as_json, ["peer", "suspended_for", "reversed_claims"])
 
 
 # ------------------------------------------------------------------ trader
