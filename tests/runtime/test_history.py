@@ -132,3 +132,37 @@ def test_a_retried_order_does_not_reset_its_view(tmp_path: Path) -> None:
         await node.close()
 
     asyncio.run(test())
+
+
+def test_a_retry_in_the_same_commit_as_an_order_that_ended_keeps_its_final_view(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "node.sqlite3"
+
+    async def test() -> None:
+        node = await open_node(path)
+        await funded(node)
+        await node.submit(DepositInput("bob", USD.code, 10_000_000_000))
+        await node.submit(place("alice", "s1", Side.SELL, 10, 5_000))
+        # The IOC order fills and ends at once; its retry arrives before that
+        # is durable, so only memory knows the order's final view.
+        await asyncio.gather(
+            node.submit(place("bob", "b1", Side.BUY, 4, 5_000, TimeInForce.IOC)),
+            node.submit(place("bob", "b1", Side.BUY, 4, 5_000, TimeInForce.IOC)),
+        )
+        view = stored(node.store, "bob", "b1")
+        assert (view.status, view.filled_lots, view.open) == ("filled", 4, False)
+        assert node.history is not None
+        assert node.history.view(view.order_id) == view
+        await node.close()
+        # After a restart the id is known from the store, and a retry is
+        # answered with the original order, not placed again.
+        again = await open_node(path)
+        assert again.history is not None
+        assert again.history.client_ids.may_hold("bob", "b1")
+        await again.submit(place("bob", "b1", Side.BUY, 4, 5_000, TimeInForce.IOC))
+        assert stored(again.store, "bob", "b1") == view
+        assert stored(again.store, "alice", "s1").filled_lots == 4
+        await again.close()
+
+    asyncio.run(test())

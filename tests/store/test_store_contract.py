@@ -170,6 +170,27 @@ def test_a_client_order_id_belongs_to_one_order_and_the_commit_changes_nothing(
         assert store.position() == 2
 
 
+def test_every_used_client_order_id_is_paged_in_order_id_order(backend: Backend) -> None:
+    with backend.open() as store:
+        store.commit(Commit(orders=[order(n, client=f"c{n}") for n in (5, 1, 9, 3)]))
+        store.commit(Commit(orders=[order(7, trader="bob", client="c1")]))
+        store.commit(Commit(orders=[order(5, client="c5", status="filled", open=False)]))
+        rejected = -(2**62) - 1  # rejected orders are kept under negative ids
+        store.commit(Commit(orders=[order(rejected, client="no", status="rejected", open=False)]))
+        first = store.client_order_ids(-(2**63), 3)
+        rest = store.client_order_ids(first[-1][0], 10)
+        assert store.client_order_ids(9, 10) == []
+    assert first + rest == [
+        (rejected, "alice", "no"),
+        (1, "alice", "c1"),
+        (3, "alice", "c3"),
+        (5, "alice", "c5"),
+        (7, "bob", "c1"),
+        (9, "alice", "c9"),
+    ]
+    assert len(first) == 3
+
+
 def test_an_order_cannot_change_trader(backend: Backend) -> None:
     with backend.open() as store:
         store.commit(Commit(orders=[order(1)]))

@@ -66,7 +66,7 @@ from datn.runtime.history import (
     OrderView,
     rejected_order_id,
 )
-from datn.store import EvidenceRecord, Page, StoreError
+from datn.store import EvidenceRecord, OrderRecord, Page, StoreError
 
 log = logging.getLogger("datn.api")
 
@@ -187,11 +187,13 @@ class Node:
         return spec.product_id
 
     def view(self, order_id: int) -> OrderView | None:
-        live = self.history.live.get(order_id)
-        if live is not None:
-            return live
-        record = self.runtime.store.order(order_id)
-        return None if record is None else ORDER_DECODER.decode(record.body)
+        return self.history.view(order_id)
+
+    def view_of(self, record: OrderRecord) -> OrderView:
+        """The latest view of a stored order (memory's, if newer)."""
+        history = self.history
+        found = history.live.get(record.order_id) or history.finished.get(record.order_id)
+        return found if found is not None else ORDER_DECODER.decode(record.body)
 
 
 # ------------------------------------------------------------------ errors
@@ -302,8 +304,11 @@ async def place(
     )
     # The core remembers a client order id for client_order_memory_ms; the
     # store remembers it for good. A retry the core has forgotten is answered
-    # from the store, never placed again.
-    existing = node.runtime.store.order_by_client_id(trader_id, data.client_order_id)
+    # from the store, never placed again. An id the node has never seen
+    # (most orders) costs no store read: see datn.runtime.seen.
+    existing = None
+    if node.history.client_ids.may_hold(trader_id, data.client_order_id):
+        existing = node.runtime.store.order_by_client_id(trader_id, data.client_order_id)
     if existing is not None:
         stored = ORDER_DECODER.decode(existing.body)
         if not _same_terms(stored, request):
@@ -438,12 +443,12 @@ async def list_orders(
             raise ApiError(
                 404, "unknown_order", f"no order with client order id {client_order_id!r}"
             )
-        return [node.view(record.order_id) or ORDER_DECODER.decode(record.body)]
+        return [node.view_of(record)]
     product_id = None if product is None else node.product_id(product)
     records = store.orders(
         caller.trader_id, open_only=open_only, product_id=product_id, page=Page(limit, before)
     )
-    return [node.view(r.order_id) or ORDER_DECODER.decode(r.body) for r in records]
+    return [node.view_of(r) for r in records]
 
 
 @get("/v1/executions")

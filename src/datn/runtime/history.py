@@ -17,6 +17,7 @@ a retry finds the same rejection.
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Callable
 
 import msgspec
@@ -36,6 +37,7 @@ from datn.protocol.effects import (
     WaitOver,
 )
 from datn.protocol.venue import OrderRequest
+from datn.runtime.seen import ClientIds
 from datn.store import Commit, ExecutionRecord, OrderRecord, Store
 
 
@@ -98,22 +100,48 @@ def rejected_order_id(trader_id: str, client_order_id: str) -> int:
 
 class History:
     """See the module docstring. ``load`` reads an order's stored view when
-    an event concerns an order not in memory (after a restart)."""
+    an event concerns an order not in memory (after a restart);
+    ``client_ids`` must know every client order id the store holds
+    (:meth:`ClientIds.load`): an id it has never seen is a new order's."""
 
-    def __init__(self, load: Callable[[int], OrderView | None]) -> None:
+    def __init__(
+        self,
+        load: Callable[[int], OrderView | None],
+        client_ids: ClientIds,
+        finished_limit: int = 10_000,
+    ) -> None:
         self.live: dict[int, OrderView] = {}
+        """Open orders' views (every one an event touched since the start)."""
+        self.finished: OrderedDict[int, OrderView] = OrderedDict()
+        """The views of the orders that ended last (at most ``finished_limit``):
+        an order that ends as it is placed (IOC, FOK, rejected) is answered
+        from here rather than read back from the store."""
+        self.client_ids = client_ids
         self._load = load
+        self._finished_limit = finished_limit
+
+    def view(self, order_id: int) -> OrderView | None:
+        """An order's latest view: in memory, else the store's."""
+        found = self.live.get(order_id) or self.finished.get(order_id)
+        return found if found is not None else self._load(order_id)
 
     def record(self, event: Input, effects: list[Effect], at_ms: int, commit: Commit) -> None:
         """Fold the trader events of one input into views, and add the
         changed orders and the new executions to ``commit``."""
-        request = event.request if isinstance(event, PlaceInput) else None
+        request = None
+        fresh = False
+        if isinstance(event, PlaceInput):
+            request = event.request
+            ids = self.client_ids
+            fresh = not ids.may_hold(request.trader_id, request.client_order_id)
+            if fresh:
+                ids.add(request.trader_id, request.client_order_id)
         changed: dict[int, OrderView] = {}
         for effect in effects:
             if type(effect) is not Reply:
                 continue
             reply = effect
-            view = self._apply(reply.trader_id, reply.event, request, at_ms, commit)
+            view = self._apply(reply.trader_id, reply.event, request, fresh, at_ms, commit)
             if view is not None:
                 view.updated_ms = at_ms
                 changed[view.order_id] = view
@@ -133,9 +161,13 @@ class History:
             )
             if not view.open:
                 self.live.pop(view.order_id, None)
+                finished = self.finished
+                finished[view.order_id] = view
+                if len(finished) > self._finished_limit:
+                    finished.popitem(last=False)
 
     def _view(self, order_id: int) -> OrderView | None:
-        view = self.live.get(order_id)
+        view = self.live.get(order_id) or self.finished.get(order_id)
         if view is None:
             view = self._load(order_id)
             if view is not None and view.open:
@@ -147,13 +179,14 @@ class History:
         trader_id: str,
         event: object,
         request: OrderRequest | None,
+        fresh: bool,
         at_ms: int,
         commit: Commit,
     ) -> OrderView | None:
         if type(event) is Accepted:
             if request is None or request.client_order_id != event.client_order_id:
                 return None
-            if self._view(event.order_id) is not None:
+            if not fresh and self._view(event.order_id) is not None:
                 return None  # a retry answered with the original order: nothing changed
             view = _new_view(event.order_id, request, at_ms)
             self.live[view.order_id] = view
@@ -252,4 +285,4 @@ def history_of(store: Store) -> History:
         record = store.order(order_id)
         return None if record is None else ORDER_DECODER.decode(record.body)
 
-    return History(load)
+    return History(load, ClientIds.load(store))

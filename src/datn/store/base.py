@@ -207,6 +207,12 @@ class Store(ABC):
     def order_by_client_id(self, trader_id: str, client_order_id: str) -> OrderRecord | None: ...
 
     @abstractmethod
+    def client_order_ids(self, after_order_id: int, limit: int) -> list[tuple[int, str, str]]:
+        """Up to ``limit`` (order id, trader id, client order id) of every
+        stored order with an id above ``after_order_id``, in id order: what a
+        node pages through at start to know which client order ids were used."""
+
+    @abstractmethod
     def orders(
         self,
         trader_id: str,

@@ -131,6 +131,11 @@ class MemoryStore(Store):
         order_id = self._by_client.get((trader_id, client_order_id))
         return None if order_id is None else self._orders[order_id]
 
+    def client_order_ids(self, after_order_id: int, limit: int) -> list[tuple[int, str, str]]:
+        self._open()
+        found = sorted(i for i in self._orders if i > after_order_id)[:limit]
+        return [(i, self._orders[i].trader_id, self._orders[i].client_order_id) for i in found]
+
     def orders(
         self,
         trader_id: str,

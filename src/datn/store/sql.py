@@ -299,6 +299,15 @@ class SqlStore(Store):
         )
         return _order(rows[0]) if rows else None
 
+    def client_order_ids(self, after_order_id: int, limit: int) -> list[tuple[int, str, str]]:
+        self._check_open()
+        rows = self._read(
+            "SELECT order_id, trader_id, client_order_id FROM orders WHERE order_id > ?"
+            " ORDER BY order_id LIMIT ?",
+            (after_order_id, limit),
+        )
+        return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
+
     def orders(
         self,
         trader_id: str,
