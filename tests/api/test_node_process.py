@@ -438,6 +438,17 @@ def websocket_flow(seller: Any, bob: TraderClient) -> None:
     assert not refused["ok"] and refused["code"] == "bad_request"
     seller.send("not json")
     assert json.loads(seller.recv(timeout=10))["code"] == "bad_request"
+    # A burst far beyond what the node reads ahead (it stops reading the
+    # socket while too many requests wait) is answered whole.
+    for n in range(100, 1_100):
+        seller.send(json.dumps({"op": "heartbeat", "id": n}))
+    answered: set[int] = set()
+    while len(answered) < 1_000:
+        message = json.loads(seller.recv(timeout=10))
+        if isinstance(message.get("id"), int) and message["id"] >= 100:
+            assert message["ok"], message
+            answered.add(message["id"])
+    assert answered == set(range(100, 1_100))
 
 
 def test_a_websocket_subscription_streams_the_book_and_the_prints(node: Running) -> None:

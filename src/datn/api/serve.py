@@ -25,7 +25,7 @@ import uvicorn
 
 from datn.api.app import Node, admin_app, trader_app
 from datn.api.auth import Verifier, token_digest
-from datn.api.stream import Sessions, stream_handler
+from datn.api.stream import OrderEntryProtocol, Sessions, stream_handler
 from datn.runtime import NodeRuntime
 from datn.runtime.config import CONFIG_FILE, load_config, read_key
 from datn.runtime.history import history_of
@@ -113,6 +113,7 @@ async def run_node(folder: Path) -> int:
                 access_log=False,
                 lifespan="off",
                 timeout_keep_alive=30,
+                ws=OrderEntryProtocol,
                 limit_concurrency=10_000,
             )
         )

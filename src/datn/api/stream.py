@@ -47,6 +47,7 @@ from typing import Any
 import msgspec
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from datn.api.app import (
     ApiError,
@@ -350,3 +351,35 @@ class _Session:
                 "code": "not_accepted",
                 "message": "the node could not make the request durable; a retry is safe",
             }
+
+
+class OrderEntryProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's WebSocket protocol, reading in bulk.
+
+    uvicorn stops reading the socket after every message until the app has
+    taken it, and starts again when its queue is empty: two system calls per
+    message, which order entry (one small message per order) cannot afford.
+    This one stops reading only when ``HIGH_WATER`` messages wait and starts
+    again below ``LOW_WATER``, so a session's memory stays bounded all the
+    same (with a session's own limit on requests in flight)."""
+
+    HIGH_WATER = 256
+    LOW_WATER = 64
+
+    def send_receive_event_to_app(self) -> None:
+        paused = self.read_paused
+        self.read_paused = True  # queue the message without pausing
+        try:
+            super().send_receive_event_to_app()
+        finally:
+            self.read_paused = paused
+        if not paused and self.queue.qsize() >= self.HIGH_WATER:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    async def receive(self) -> Any:
+        message = await self.queue.get()
+        if self.read_paused and self.queue.qsize() <= self.LOW_WATER:
+            self.read_paused = False
+            self.transport.resume_reading()
+        return message
