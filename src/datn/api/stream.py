@@ -84,13 +84,18 @@ class Auth(msgspec.Struct, forbid_unknown_fields=True):
 class Request(msgspec.Struct):
     op: str
     id: int | str | None = None
-    order: dict[str, Any] | None = None
+    order: msgspec.Raw = msgspec.Raw()
+    """Decoded as a PlaceOrder only for a place, so that a bad order is
+    answered with its request's id (empty when absent)."""
     order_id: int | None = None
     product: str | None = None
 
 
 _AUTH = msgspec.json.Decoder(Auth)
 _REQUEST = msgspec.json.Decoder(Request)
+_ORDER = msgspec.json.Decoder(PlaceOrder)
+_NAMES: dict[type, str] = {}
+"""Event names by type: ``Executed`` -> ``executed``, ``WaitOver`` -> ``wait_over``."""
 
 
 Queue = asyncio.Queue[bytes | None]
@@ -120,8 +125,11 @@ class Sessions:
         if not queues:
             return
         event = effect.event
-        fields = {name: getattr(event, name) for name in event.__struct_fields__}
-        payload = {"event": _event_name(type(event).__name__), **msgspec.to_builtins(fields)}
+        kind = type(event)
+        name = _NAMES.get(kind)
+        if name is None:
+            name = _NAMES[kind] = _event_name(kind.__name__)
+        payload = {"event": name, **msgspec.structs.asdict(event)}
         _offer(queues, _EVENTS.encode(payload))
 
 
@@ -307,22 +315,17 @@ class _Session:
             return {"id": None, "ok": False, "code": "bad_request", "message": str(error)}
         node, trader = self.node, self.trader_id
         try:
-            if request.op == "place":
-                order = msgspec.convert(request.order, PlaceOrder, strict=True)
+            if request.op == "place" and request.order:
+                order = _ORDER.decode(request.order)
                 new, view = await place(node, trader, order)
-                return {
-                    "id": request.id,
-                    "ok": True,
-                    "new": new,
-                    "order": msgspec.to_builtins(view),
-                }
+                return {"id": request.id, "ok": True, "new": new, "order": view}
             if request.op == "cancel" and request.order_id is not None:
                 result = await cancel(node, trader, request.order_id)
-                return {"id": request.id, "ok": True, "cancel": msgspec.to_builtins(result)}
+                return {"id": request.id, "ok": True, "cancel": result}
             if request.op == "cancel_all":
                 product_id = None if request.product is None else node.product_id(request.product)
                 results = await cancel_everything(node, trader, product_id)
-                return {"id": request.id, "ok": True, "cancels": msgspec.to_builtins(results)}
+                return {"id": request.id, "ok": True, "cancels": results}
             if request.op == "heartbeat":
                 return {"id": request.id, "ok": True}
             if request.op == "subscribe" and request.product is not None:
@@ -335,12 +338,12 @@ class _Session:
                 "id": request.id,
                 "ok": False,
                 "code": "bad_request",
-                "message": "op is place, cancel (with order_id), cancel_all, heartbeat, "
-                "subscribe or unsubscribe (with product)",
+                "message": "op is place (with order), cancel (with order_id), cancel_all, "
+                "heartbeat, subscribe or unsubscribe (with product)",
             }
         except ApiError as error:
             return {"id": request.id, "ok": False, "code": error.code, "message": error.message}
-        except msgspec.ValidationError as error:
+        except (msgspec.ValidationError, msgspec.DecodeError) as error:
             return {"id": request.id, "ok": False, "code": "bad_request", "message": str(error)}
         except InputRefusedError as error:
             return {"id": request.id, "ok": False, "code": "bad_request", "message": str(error)}
