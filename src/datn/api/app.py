@@ -22,13 +22,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Litestar, Request, Response, delete, get, post
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
-from litestar.openapi import OpenAPIConfig
+from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar.openapi.spec import Link, OpenAPIResponse, Operation
 from litestar.params import Parameter
 
 from datn.api.auth import (
@@ -219,7 +221,9 @@ def _on_http(_request: Request[Any, Any, Any], error: HTTPException) -> Response
     codes = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
     code = codes.get(error.status_code, "bad_request")
     status = error.status_code if error.status_code < 500 else 400
-    return Response(_error_body(code, str(error.detail)), status_code=status)
+    allowed = next((v for k, v in (error.headers or {}).items() if k.lower() == "allow"), None)
+    headers = {"Allow": allowed} if allowed else {}
+    return Response(_error_body(code, str(error.detail)), status_code=status, headers=headers)
 
 
 def _on_stopped(_request: Request[Any, Any, Any], error: NodeStoppedError) -> Response[Any]:
@@ -269,9 +273,18 @@ _HANDLERS: dict[Any, Any] = {
 # ------------------------------------------------------------------ traders
 
 
+def request_target(scope: Any) -> str:
+    """The path and query exactly as the request line carried them
+    (percent-encoding and all): what a trader signs."""
+    raw = scope.get("raw_path") or scope["path"].encode()
+    query = scope.get("query_string", b"")
+    target = raw + (b"?" + query if query else b"")
+    return str(target.decode("latin-1"))
+
+
 async def _caller(request: Request[Any, Any, Any], node: Node) -> Caller:
     body = await request.body()
-    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    target = request_target(request.scope)
     headers = {k.lower(): v for k, v in request.headers.items()}
     try:
         caller = node.verifier.verify(headers, request.method, target, body)
@@ -392,7 +405,59 @@ async def cancel_everything(
     ]
 
 
-@post("/v1/orders", status_code=201)
+# ------------------------------------------------------------------ links
+
+# OpenAPI links: what a client can call next with a value from an answer.
+# Where an order's id goes needs none (its name and schema say it); these
+# say where the order's client order id and product lead, and that its
+# holds show in the balances.
+_LINKS: dict[str, dict[str, dict[str, Link]]] = {
+    "V1OrdersPlaceOrder": {
+        "201": {
+            "GetOrderByClientOrderId": Link(
+                operation_id="V1OrdersListOrders",
+                parameters={"client_order_id": "$response.body#/client_order_id"},
+            ),
+            "GetBalances": Link(
+                operation_id="V1BalancesBalances",
+                description="The balances, with what the order holds while it is open.",
+            ),
+            "GetBook": Link(
+                operation_id="V1BookSymbolNetworkBook",
+                parameters={"symbol": "$request.body#/product"},
+            ),
+            "GetPrints": Link(
+                operation_id="V1PrintsSymbolPrints",
+                parameters={"symbol": "$request.body#/product"},
+            ),
+        }
+    },
+}
+
+
+@dataclass
+class _LinkedOperation(Operation):
+    """An operation whose answers carry the links :data:`_LINKS` lists for it."""
+
+    def __post_init__(self) -> None:
+        for status, links in _LINKS.get(self.operation_id or "", {}).items():
+            response = (self.responses or {}).get(status)
+            if isinstance(response, OpenAPIResponse):
+                response.links = {**(response.links or {}), **links}
+
+
+@post(
+    "/v1/orders",
+    status_code=201,
+    operation_class=_LinkedOperation,
+    responses={
+        200: ResponseSpec(
+            OrderView,
+            generate_examples=False,
+            description="A retry: the order first placed with this client order id",
+        )
+    },
+)
 async def place_order(data: PlaceOrder, caller: Caller, node: Node) -> Response[OrderView]:
     """Place an order. A retry with the same client order id returns the
     original order (200), never a second one."""
@@ -400,7 +465,9 @@ async def place_order(data: PlaceOrder, caller: Caller, node: Node) -> Response[
     return Response(view, status_code=201 if new else 200)
 
 
-@delete("/v1/orders/{order_id:int}", status_code=200)
+# An order id in a path is taken as text and validated as an integer: the
+# path's int converter would also take "1_0", " 7" or any Unicode digit.
+@delete("/v1/orders/{order_id:str}", status_code=200)
 async def cancel_order(order_id: int, caller: Caller, node: Node) -> CancelResult:
     """Cancel one order: cancelled now, or pending (its locked lots are
     promised to a peer; their outcome follows when the lock ends)."""
@@ -414,7 +481,7 @@ async def cancel_all(caller: Caller, node: Node, product: str | None = None) -> 
     return await cancel_everything(node, caller.trader_id, product_id)
 
 
-@get("/v1/orders/{order_id:int}")
+@get("/v1/orders/{order_id:str}")  # text, validated as an integer (see cancel_order)
 async def get_order(order_id: int, caller: Caller, node: Node) -> OrderView:
     check_id(order_id, "order_id")
     view = await node.runtime.read(lambda _core: node.view(order_id))

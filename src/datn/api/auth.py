@@ -6,7 +6,8 @@ A trader signs each request with one of its keys: three headers,
 * ``DATN-TIMESTAMP``: the request's time, milliseconds since the epoch,
 * ``DATN-SIGNATURE``: the hex signature of
   ``timestamp + "\\n" + METHOD + "\\n" + path?query + "\\n"`` followed by the
-  raw body bytes (:func:`signing_payload`).
+  raw body bytes (:func:`signing_payload`), where ``path?query`` is exactly
+  what the request line carries, percent escapes and all.
 
 Two kinds of key sign it:
 
