@@ -255,16 +255,6 @@ def refusals_have_a_code(ctx: CheckContext, response: Response, case: Case) -> N
 
 
 @schemathesis.check
-def successes_conform(ctx: CheckContext, response: Response, case: Case) -> bool | None:
-    """A success's body is as documented. A refusal is checked by
-    :func:`refusals_have_a_code` instead: for 400 the document shows
-    Litestar's default error shape, not the node's ``code`` and ``message``."""
-    if response.status_code >= 400:
-        return None
-    return response_schema_conformance(ctx, response, case)
-
-
-@schemathesis.check
 def placed_orders_can_be_read(ctx: CheckContext, response: Response, case: Case) -> bool | None:
     """An order just placed reads back at once. (Cancelling it may well be
     refused: an order that traded or expired on arrival is no longer open.)"""
@@ -276,7 +266,7 @@ def placed_orders_can_be_read(ctx: CheckContext, response: Response, case: Case)
 CHECKS: list[Callable[..., Any]] = [
     not_a_server_error,
     content_type_conformance,
-    successes_conform,
+    response_schema_conformance,
     negative_data_rejection,
     signed_requests_are_accepted,
     refusals_have_a_code,

@@ -98,6 +98,38 @@ class ApiError(HTTPException):
         self.response_headers = headers or {}
 
 
+class ErrorBody(msgspec.Struct):
+    """Every refusal's body: a stable machine-readable ``code``, a message
+    for people, and sometimes more (the order's id, the field at fault)."""
+
+    code: str
+    message: str
+
+
+_ERROR_MEANINGS = {
+    400: "The request cannot be read or a value is out of range; nothing changed.",
+    401: "Unsigned, badly signed, stale, replayed, or an unknown key; nothing changed.",
+    404: "No such order or product of the caller's; nothing changed.",
+    409: "The node gave no answer to the order; retry with the same client order id.",
+    422: "The node refused the order; code is the reason, and a retry gets the same answer.",
+    429: "Over the caller's request rate; retry after Retry-After seconds.",
+    503: "Nothing of the request was made durable or acknowledged; a retry is safe.",
+}
+
+
+def _errors(*statuses: int) -> dict[int, ResponseSpec]:
+    """The OpenAPI description of the refusals a route can answer."""
+    return {
+        status: ResponseSpec(
+            ErrorBody, generate_examples=False, description=_ERROR_MEANINGS[status]
+        )
+        for status in statuses
+    }
+
+
+_SIGNED = (400, 401, 429, 503)
+
+
 class PlaceOrder(msgspec.Struct, forbid_unknown_fields=True):
     client_order_id: ClientOrderId
     product: str
@@ -455,7 +487,8 @@ class _LinkedOperation(Operation):
             OrderView,
             generate_examples=False,
             description="A retry: the order first placed with this client order id",
-        )
+        ),
+        **_errors(*_SIGNED, 404, 409, 422),
     },
 )
 async def place_order(data: PlaceOrder, caller: Caller, node: Node) -> Response[OrderView]:
@@ -467,21 +500,24 @@ async def place_order(data: PlaceOrder, caller: Caller, node: Node) -> Response[
 
 # An order id in a path is taken as text and validated as an integer: the
 # path's int converter would also take "1_0", " 7" or any Unicode digit.
-@delete("/v1/orders/{order_id:str}", status_code=200)
+@delete("/v1/orders/{order_id:str}", status_code=200, responses=_errors(*_SIGNED, 404))
 async def cancel_order(order_id: int, caller: Caller, node: Node) -> CancelResult:
     """Cancel one order: cancelled now, or pending (its locked lots are
     promised to a peer; their outcome follows when the lock ends)."""
     return await cancel(node, caller.trader_id, order_id)
 
 
-@delete("/v1/orders", status_code=200)
+@delete("/v1/orders", status_code=200, responses=_errors(*_SIGNED, 404))
 async def cancel_all(caller: Caller, node: Node, product: str | None = None) -> list[CancelResult]:
     """Cancel every open order of the caller (in one product, if given)."""
     product_id = None if product is None else node.product_id(product)
     return await cancel_everything(node, caller.trader_id, product_id)
 
 
-@get("/v1/orders/{order_id:str}")  # text, validated as an integer (see cancel_order)
+@get(
+    "/v1/orders/{order_id:str}",  # text, validated as an integer (see cancel_order)
+    responses=_errors(*_SIGNED, 404),
+)
 async def get_order(order_id: int, caller: Caller, node: Node) -> OrderView:
     check_id(order_id, "order_id")
     view = await node.runtime.read(lambda _core: node.view(order_id))
@@ -490,7 +526,7 @@ async def get_order(order_id: int, caller: Caller, node: Node) -> OrderView:
     return view
 
 
-@get("/v1/orders")
+@get("/v1/orders", responses=_errors(*_SIGNED, 404))
 async def list_orders(
     caller: Caller,
     node: Node,
@@ -518,7 +554,7 @@ async def list_orders(
     return [node.view_of(r) for r in records]
 
 
-@get("/v1/executions")
+@get("/v1/executions", responses=_errors(*_SIGNED))
 async def list_executions(
     caller: Caller,
     node: Node,
@@ -535,7 +571,7 @@ async def list_executions(
     return [EXECUTION_DECODER.decode(r.body) for r in records]
 
 
-@get("/v1/balances")
+@get("/v1/balances", responses=_errors(*_SIGNED))
 async def balances(caller: Caller, node: Node) -> list[Balance]:
     def read(core: Any) -> list[Balance]:
         ledger = core.context.ledger
@@ -613,7 +649,7 @@ def prints_of(core: Any, symbol: str, product_id: str) -> Prints:
     return Prints(symbol, marks.reference(product_id), last)
 
 
-@get("/v1/book/{symbol:str}")
+@get("/v1/book/{symbol:str}", responses=_errors(400, 404, 503))
 async def network_book(
     symbol: str, node: Node, depth: Annotated[int, Parameter(ge=1, le=100)] = 10
 ) -> Book:
@@ -623,7 +659,7 @@ async def network_book(
     return await node.runtime.read(lambda core: book_of(core, symbol, product_id, depth))
 
 
-@get("/v1/prints/{symbol:str}")
+@get("/v1/prints/{symbol:str}", responses=_errors(400, 404, 503))
 async def prints(symbol: str, node: Node) -> Prints:
     """The latest trade price each node printed for a product, and the mark."""
     product_id = node.product_id(symbol)
