@@ -344,7 +344,8 @@ def test_a_newcomer_goes_from_nothing_to_a_filled_order_with_the_cli(node: Runni
     balances = json.loads(datn("trader", "--credentials", str(buyer), "balances", "--json"))
     assert {b["asset"]: b["balance"] for b in balances}["USD"] == 100_000 - 5 * 5_000
     status = json.loads(datn("node", "status", str(node.folder), "--json"))
-    assert status["journal_position"] > 0
+    assert status["journal_position"] > 0 and status["intake_per_second"] >= 0
+    assert status["snapshot_failures"] == 0 and status["commit_p99_ms"] > 0
     # The seller's signed order is kept as it signed it, and checks out.
     kept = node.admin.request("GET", "/admin/traders/seller/signed-orders").json()
     assert len(kept) == 1 and kept[0]["valid"] and kept[0]["target"] == "/v1/orders"

@@ -186,9 +186,12 @@ def test_a_node_restarts_from_its_file_as_it_was(tmp_path: Path) -> None:
         await funded(runtime)
         for n in range(60):
             await runtime.submit(order(n, Side.BUY if n % 2 else Side.SELL, 4_990 + n % 20))
+        await runtime.wait_for_snapshot()  # built in the background
         assert runtime.stats.snapshots >= 1
         hashes.append(await runtime.read(lambda core: core.state_hash()))
-        # A crash: the process ends without closing anything.
+        # A crash: the process ends without closing anything (its snapshot
+        # worker ends with it).
+        runtime._snapshot_worker.close()
         runtime._writer.shutdown(wait=True)
         runtime.store.close()
 
@@ -286,3 +289,17 @@ def test_an_input_the_journal_cannot_hold_is_refused_and_changes_nothing() -> No
         await runtime.close()
 
     run(test)
+
+
+def test_the_intake_rate_is_measured_over_the_last_seconds() -> None:
+    from datn.runtime.node import RuntimeStats  # noqa: PLC0415
+
+    stats = RuntimeStats()
+    assert stats.intake_per_second(100.0) == 0.0
+    for second in range(10):
+        stats.inputs += 500
+        stats.sample_intake(100.0 + second)
+        stats.sample_intake(100.0 + second + 0.5)  # one sample a second at most
+    assert len(stats.intake_samples) == 10
+    assert stats.intake_per_second(109.0) == (5_000 - 500) / 9
+    assert stats.intake_per_second(200.0) == 0.0  # idle: nothing recent

@@ -818,9 +818,14 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
             **core_status,
             "journal_position": stats.position,
             "snapshot_position": stats.snapshot_position,
+            "snapshot_in_flight": runtime.snapshot_in_flight,
+            "last_snapshot_ms": round(stats.last_snapshot_ms, 1),
+            "snapshot_failures": stats.snapshot_failures,
             "commits": stats.commits,
             "last_commit_ms": round(stats.last_commit_ms, 3),
+            "commit_p99_ms": round(_p99(stats.commit_ms), 3),
             "inputs": stats.inputs,
+            "intake_per_second": round(stats.intake_per_second(time.monotonic()), 1),
         }
 
     @get("/admin/traders/{trader_id:str}/signed-orders")
@@ -878,6 +883,11 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
         logging_config=None,
         debug=False,
     )
+
+
+def _p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, len(ordered) * 99 // 100)] if ordered else 0.0
 
 
 def _asset(node: Node, name: str) -> str:

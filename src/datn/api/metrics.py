@@ -72,6 +72,19 @@ def render(runtime: NodeRuntime, api: ApiCounters) -> str:
         "The journal position of the latest snapshot.",
         [("", stats.snapshot_position)],
     )
+    metric("datn_snapshots_total", "counter", "Snapshots kept.", [("", stats.snapshots)])
+    metric(
+        "datn_snapshot_failures_total",
+        "counter",
+        "Snapshots that failed (the journal still holds everything).",
+        [("", stats.snapshot_failures)],
+    )
+    metric(
+        "datn_last_snapshot_milliseconds",
+        "gauge",
+        "How long the latest snapshot took to build and save, in the background.",
+        [("", round(stats.last_snapshot_ms, 3))],
+    )
     _histogram(
         lines, "datn_commit_milliseconds", "Time each group commit took.", stats.commit_histogram
     )

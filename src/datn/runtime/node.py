@@ -14,6 +14,16 @@ Reads answer from the core's state at the moment they are asked, and are
 released only once everything applied before them is durable, so no reader
 ever sees an order that a crash could still take back.
 
+Every ``snapshot_every`` journal entries, a snapshot of the state is kept,
+so that a restart replays at most about that many. It is built in the
+background, in a worker process, from the previous snapshot and the journal
+(:mod:`datn.runtime.snapshots`): the loop only schedules it, so intake never
+waits for it, and commits go on while it is built. One is built at a time;
+while it is, the worker holds a second copy of the node's state, and the
+runtime keeps the latest snapshot's bytes to build the next one from. A
+snapshot that fails is logged and tried again an interval later: the journal
+still holds everything.
+
 A core exception or a store that cannot commit stops the runtime at once:
 the error is logged with what failed, every caller still waiting gets
 :class:`NodeStoppedError`, later inputs are refused, and :attr:`stopped` is
@@ -27,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -49,8 +60,9 @@ from datn.protocol.effects import (
 )
 from datn.protocol.node import NodeCore
 from datn.runtime.history import History
+from datn.runtime.snapshots import SnapshotWorker
 from datn.store import Commit, EvidenceRecord, Store, StoreError
-from datn.wire import JournalError, encode_entry, encode_snapshot, recover_node
+from datn.wire import JournalError, encode_entry, recover_node
 
 T = TypeVar("T")
 
@@ -134,6 +146,9 @@ class RuntimeStats:
     position: int = 0
     snapshots: int = 0
     snapshot_position: int = 0
+    snapshot_failures: int = 0
+    last_snapshot_ms: float = 0.0
+    """How long the latest snapshot took, from its start to its save."""
     last_commit_ms: float = 0.0
     commit_ms: list[float] = field(default_factory=list)
     """The latest commits' durations, for a latency histogram (the runtime
@@ -143,6 +158,20 @@ class RuntimeStats:
     group_histogram: Histogram = field(default_factory=lambda: Histogram(GROUP_BUCKETS))
     replies: dict[str, int] = field(default_factory=dict)
     """Trader events released, by kind (accepted, rejected, executed, ...)."""
+    intake_samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=16))
+    """(monotonic seconds, inputs) at most once a second, at commits."""
+
+    def sample_intake(self, now_s: float) -> None:
+        samples = self.intake_samples
+        if not samples or now_s - samples[-1][0] >= 1.0:
+            samples.append((now_s, self.inputs))
+
+    def intake_per_second(self, now_s: float) -> float:
+        """Inputs a second over about the last ten seconds (0 when idle)."""
+        recent = [s for s in self.intake_samples if now_s - s[0] <= 11.0]
+        if not recent or now_s - recent[0][0] < 0.5:
+            return 0.0
+        return (self.inputs - recent[0][1]) / (now_s - recent[0][0])
 
 
 @dataclass
@@ -170,6 +199,8 @@ class NodeRuntime:
         snapshot_every: int,
         outlets: Outlets,
         history: History | None,
+        snapshot: bytes | None = None,
+        snapshot_worker: SnapshotWorker | None = None,
     ) -> None:
         self.store = store
         self.history = history
@@ -189,6 +220,12 @@ class NodeRuntime:
         self._asked_at: int | None = None
         """The earliest tick the core asked for (SetTimer) and has not had."""
         self._closing = False
+        self._snapshot_data = snapshot
+        """The latest snapshot's bytes (None: none yet), the next one's base."""
+        self._snapshot_worker = snapshot_worker or SnapshotWorker()
+        self._snapshotting: asyncio.Task[None] | None = None
+        self._snapshot_retry_at = 0
+        """No snapshot is tried before this position (one failed before it)."""
 
     # ------------------------------------------------------------ start
 
@@ -202,11 +239,14 @@ class NodeRuntime:
         snapshot_every: int = 50_000,
         outlets: Outlets | None = None,
         history: History | None = None,
+        snapshot_worker: SnapshotWorker | None = None,
     ) -> NodeRuntime:
         """The node the store holds, restarted on this process's clock; or,
         for an empty store, a new node from ``genesis``. Refuses a store
         whose journal is damaged (the error names the entry), and a genesis
-        for a store that already holds another node."""
+        for a store that already holds another node. ``snapshot_worker``
+        builds the snapshots (a new :class:`SnapshotWorker` if None); the
+        runtime stops it when it closes."""
         clock = clock or SystemClock()
         loop = asyncio.get_running_loop()
         stored = await loop.run_in_executor(None, store.load)
@@ -239,6 +279,8 @@ class NodeRuntime:
             snapshot_every=snapshot_every,
             outlets=outlets or Outlets(),
             history=history,
+            snapshot=stored.snapshot,
+            snapshot_worker=snapshot_worker,
         )
         runtime.stats.position = stored.position
         runtime.stats.snapshot_position = stored.snapshot_position
@@ -331,8 +373,7 @@ class NodeRuntime:
                 self._account(group, position, elapsed_ms)
                 self._release(group)
                 self._schedule_timer()
-                if position - self.stats.snapshot_position >= self.snapshot_every:
-                    await self._snapshot(position)
+                self._consider_snapshot(position)
         except Exception as error:
             # A bug of the runtime's own: stop rather than run on uncertain state.
             self._stop(error, "the runtime failed")
@@ -352,6 +393,7 @@ class NodeRuntime:
         stats.commit_ms.append(elapsed_ms)
         stats.group_sizes.append(len(group.waiters))
         stats.commit_histogram.observe(elapsed_ms)
+        stats.sample_intake(time.monotonic())
         stats.group_histogram.observe(len(group.waiters))
         if len(stats.commit_ms) > 1_024:
             del stats.commit_ms[:512], stats.group_sizes[:512]
@@ -404,26 +446,67 @@ class NodeRuntime:
                 error,
             )
         self._cancel_timer()
+        self._stop_snapshots()
         self.stopped.set()
 
+    # ------------------------------------------------------------ snapshots
+
+    def _consider_snapshot(self, position: int) -> None:
+        """Start a snapshot of the state after ``position`` if one is due
+        and none is in flight."""
+        due = position - self.stats.snapshot_position >= self.snapshot_every
+        if not due or position < self._snapshot_retry_at or self.snapshot_in_flight:
+            return
+        if self.failure is not None or self._closing:
+            return
+        self._snapshotting = self._loop.create_task(self._snapshot(position))
+
     async def _snapshot(self, position: int) -> None:
-        """Keep a snapshot of the state after ``position``: taken on the loop
-        (the state must not move while it is read), encoded and stored on
-        the writer thread."""
+        """Build the snapshot of the state after ``position`` in the
+        background and save it on the writer thread."""
         started = time.perf_counter()
-        value = self.core.snapshot()
-        taken_ms = (time.perf_counter() - started) * 1_000
         try:
-            data = await self._loop.run_in_executor(self._writer, encode_snapshot, value)
+            data = await self._build_snapshot(position)
+            if self.failure is not None:
+                return
             await self._loop.run_in_executor(self._writer, self.store.save_snapshot, position, data)
         except Exception as error:
+            self.stats.snapshot_failures += 1
+            self._snapshot_retry_at = position + self.snapshot_every
             log.error(
-                "snapshot at %d failed (the journal still holds everything): %s", position, error
+                "snapshot at %d failed (the journal still holds everything; the next try "
+                "is at entry %d): %s: %s",
+                position,
+                self._snapshot_retry_at,
+                type(error).__name__,
+                error,
             )
             return
+        elapsed_ms = (time.perf_counter() - started) * 1_000
+        self._snapshot_data = data
         self.stats.snapshots += 1
         self.stats.snapshot_position = position
-        log.info("snapshot at %d: %d bytes, state read in %.1f ms", position, len(data), taken_ms)
+        self.stats.last_snapshot_ms = elapsed_ms
+        log.info("snapshot at %d: %d bytes, built in %.0f ms", position, len(data), elapsed_ms)
+
+    async def _build_snapshot(self, position: int) -> bytes:
+        """The encoded snapshot after ``position``, built by the worker from
+        the latest snapshot and the journal after it."""
+        return await self._snapshot_worker.build(
+            self.store, self._snapshot_data, self.stats.snapshot_position, position
+        )
+
+    @property
+    def snapshot_in_flight(self) -> bool:
+        """Whether a snapshot is being built or saved."""
+        return self._snapshotting is not None and not self._snapshotting.done()
+
+    async def wait_for_snapshot(self) -> None:
+        """Return once no snapshot is in flight: the one being built, if
+        any, is saved, has failed (and was logged) or was abandoned."""
+        task = self._snapshotting
+        if task is not None and not task.done():
+            await asyncio.wait([task])
 
     # ------------------------------------------------------------ timers
 
@@ -457,14 +540,31 @@ class NodeRuntime:
     # ------------------------------------------------------------ life
 
     async def close(self) -> None:
-        """Take no more input, let every group in flight commit, close the store."""
+        """Take no more input, let every group in flight commit, abandon a
+        snapshot in flight, stop the snapshot worker, close the store."""
         self._closing = True
         self._cancel_timer()
-        while self._committing is not None:
-            await asyncio.shield(self._committing)
-        self._writer.shutdown(wait=True)
-        self.store.close()
-        self.stopped.set()
+        try:
+            while self._committing is not None:
+                await asyncio.shield(self._committing)
+        finally:
+            if self._snapshotting is not None:
+                self._snapshotting.cancel()
+            # Stops the worker, and returns once it and the reader thread
+            # have ended (at once: a build in flight is abandoned).
+            self._snapshot_worker.close(wait=True)
+            await self.wait_for_snapshot()
+            self._writer.shutdown(wait=True)
+            self.store.close()
+            self.stopped.set()
+
+    def _stop_snapshots(self) -> None:
+        """Abandon the snapshot in flight and stop the worker, without
+        waiting (the runtime stopped: the next start rebuilds from the
+        journal anyway)."""
+        if self._snapshotting is not None:
+            self._snapshotting.cancel()
+        self._snapshot_worker.close(wait=False)
 
 
 def _log_failure(task: asyncio.Task[list[Effect]]) -> None:
