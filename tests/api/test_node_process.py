@@ -343,6 +343,12 @@ def test_a_newcomer_goes_from_nothing_to_a_filled_order_with_the_cli(node: Runni
     assert "filled" in table.splitlines()[1] and "client_order_id" in table.splitlines()[0]
     balances = json.loads(datn("trader", "--credentials", str(buyer), "balances", "--json"))
     assert {b["asset"]: b["balance"] for b in balances}["USD"] == 100_000 - 5 * 5_000
+    # The operator pays the buyer out: at most what it has available.
+    too_much = runner.invoke(main, [*at, "withdraw", "buyer", "USD", "75001", "--json"])
+    assert too_much.exit_code == 1 and json.loads(too_much.output)["code"] == "beyond_available"
+    datn(*at, "withdraw", "buyer", "USD", "70000")
+    balances = json.loads(datn("trader", "--credentials", str(buyer), "balances", "--json"))
+    assert {b["asset"]: b["balance"] for b in balances}["USD"] == 5_000
     status = json.loads(datn("node", "status", str(node.folder), "--json"))
     assert status["journal_position"] > 0 and status["intake_per_second"] >= 0
     assert status["snapshot_failures"] == 0 and status["commit_p99_ms"] > 0

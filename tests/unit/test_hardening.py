@@ -34,6 +34,7 @@ from datn.protocol.effects import (
     Violation,
     Waiting,
     WaitOver,
+    WithdrawInput,
 )
 from datn.protocol.marks import Marks
 from datn.protocol.messages import (
@@ -48,7 +49,7 @@ from datn.protocol.messages import (
     Release,
     TradePrint,
 )
-from datn.protocol.venue import OrderRequest
+from datn.protocol.venue import OrderRequest, trader_owner
 from datn.risk import RiskConfig
 
 
@@ -440,3 +441,34 @@ def test_answers_to_requests_never_made_are_ignored() -> None:
 def test_reference_marks_start_at_the_opening_reference() -> None:
     net = Net()
     assert net.nodes[A].context.marks.reference(XYZ.product_id) == REFERENCE
+
+
+# ====================================================== withdrawals
+
+
+def test_a_withdrawal_pays_out_only_what_the_trader_has_available() -> None:
+    net = Net(CONFIG, ids=(A, B))
+    node = net.nodes[A]
+    net.apply(A, node.deposit("bob", USD.code, 100_000_000, net.now()))
+    net.place(A, Side.BUY, 10, 5_000, "held", trader="bob")  # holds part of the cash
+    key = node.context.key(trader_owner("bob"), USD.code)
+    available = node.context.ledger.available(key)
+    assert 0 < available < 100_000_000
+    before = net.balances(A)
+    for refused in (
+        WithdrawInput("bob", USD.code, available + 1),  # reaches into the hold
+        WithdrawInput("bob", USD.code, 0),
+        WithdrawInput("bob", "NOPE", 1),
+        WithdrawInput("", USD.code, 1),
+        WithdrawInput("nobody", USD.code, 1),
+    ):
+        net.apply(A, node.handle(refused, net.now()))
+    assert net.balances(A) == before
+    assert node.stats["withdrawals_beyond_available"] == 2
+    assert node.stats["withdrawals_invalid"] == 3
+    net.apply(A, node.handle(WithdrawInput("bob", USD.code, available), net.now()))
+    assert node.context.ledger.available(key) == 0
+    assert node.context.ledger.balance(key) == 100_000_000 - available
+    assert node.stats["withdrawals"] == 1
+    # The order's hold is still whole: it can still trade what it holds.
+    assert node.context.ledger.held(key) == 100_000_000 - available

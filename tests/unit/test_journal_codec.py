@@ -50,6 +50,7 @@ from datn.protocol.effects import (
     RestartInput,
     Send,
     TickInput,
+    WithdrawInput,
 )
 from datn.protocol.messages import (
     Heartbeat,
@@ -152,6 +153,7 @@ INPUTS: dict[type, Input] = {
     ReceiveInput: ReceiveInput(B, Hlc(1_764_000_000_000, 4), typical(StatementProposal)),
     TickInput: TickInput(),
     RestartInput: RestartInput(),
+    WithdrawInput: WithdrawInput("trader-7", USD.code, 2_500_000),
 }
 
 TAGS: dict[type, int] = {
@@ -170,6 +172,7 @@ TAGS: dict[type, int] = {
     ReceiveInput: 13,
     TickInput: 14,
     RestartInput: 15,
+    WithdrawInput: 16,
 }
 """The documented tag table: these numbers are the stored format."""
 
@@ -280,6 +283,7 @@ def test_invalid_inputs_are_journaled_as_faithfully_as_valid_ones() -> None:
     for event in (
         DepositInput("trader-7", USD.code, MIN_INT64),
         DepositInput("", "", MAX_INT64),
+        WithdrawInput("trader-7", USD.code, MIN_INT64),
         CancelInput("x" * MAX_JOURNAL_TEXT_LENGTH, -1),
         PlaceInput(replace(REQUEST, quantity_lots=0, price_ticks=-5)),
         PlaceInput(replace(REQUEST, trader_id="bad\nid", price_ticks=None)),
@@ -412,7 +416,7 @@ def test_a_version_that_is_not_a_number_is_malformed() -> None:
     assert refusal(packed({"version": 1})).code == "malformed"
 
 
-@pytest.mark.parametrize("tag", [0, 16, 99, MAX_INT64])
+@pytest.mark.parametrize("tag", [0, 17, 99, MAX_INT64])
 def test_an_unknown_tag_is_refused_and_named(tag: int) -> None:
     error = refusal(packed([JOURNAL_VERSION, [tag, 1, 2, "x"]]))
     assert error.code == "unknown_tag"

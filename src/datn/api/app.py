@@ -57,6 +57,7 @@ from datn.protocol.effects import (
     PlaceInput,
     Rejected,
     Reply,
+    WithdrawInput,
 )
 from datn.protocol.venue import OrderRequest, trader_owner
 from datn.runtime import InputRefusedError, NodeRuntime, NodeStoppedError
@@ -803,6 +804,33 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
         await node.runtime.submit(DepositInput(data.trader_id, asset, data.amount))
         return {"trader_id": data.trader_id, "asset": asset, "amount": data.amount}
 
+    @post("/admin/withdrawals", status_code=201)
+    async def withdraw(data: Deposit, admin: bool, node: Node) -> dict[str, object]:
+        """Pay a trader out: at most what it has available (what its open
+        orders hold stays); beyond that, 422 ``beyond_available`` and
+        nothing changes."""
+        asset = _asset(node, data.asset)
+        core = node.runtime.core
+        context = core.context
+        if asset not in context.asset_codes:
+            raise ApiError(404, "unknown_asset", f"{asset!r} is not an asset of this node")
+        # Checked and submitted with no await between: nothing else applies.
+        available = context.ledger.available(context.key(trader_owner(data.trader_id), asset))
+        if available < data.amount:
+            raise ApiError(
+                422,
+                "beyond_available",
+                f"{data.trader_id} has {available} of {asset} available "
+                "(amounts held for open orders excluded)",
+                available=available,
+            )
+        refusals = ("withdrawals_invalid", "withdrawals_beyond_available", "withdrawals_refused")
+        before = [core.stats.get(name, 0) for name in refusals]
+        await node.runtime.submit(WithdrawInput(data.trader_id, asset, data.amount))
+        if [core.stats.get(name, 0) for name in refusals] != before:
+            raise ApiError(422, "refused", "the node refused the withdrawal; nothing changed")
+        return {"trader_id": data.trader_id, "asset": asset, "amount": data.amount}
+
     @post("/admin/fund", status_code=201)
     async def fund(data: Fund, admin: bool, node: Node) -> dict[str, object]:
         asset = _asset(node, data.asset)
@@ -870,6 +898,7 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
             create_trader,
             revoke_key,
             deposit,
+            withdraw,
             fund,
             status,
             signed_orders,

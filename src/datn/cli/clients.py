@@ -176,6 +176,18 @@ def deposit(client: AdminClient, trader_id: str, asset: str, amount: int, as_jso
 
 
 @admin.command()
+@click.argument("trader_id")
+@click.argument("asset")
+@click.argument("amount", type=int)
+@json_option
+@click.pass_obj
+def withdraw(client: AdminClient, trader_id: str, asset: str, amount: int, as_json: bool) -> None:
+    """Pay AMOUNT of ASSET out to TRADER_ID, from what it has available."""
+    body = {"trader_id": trader_id, "asset": asset, "amount": amount}
+    _show(_request(client, "POST", "/admin/withdrawals", body), as_json)
+
+
+@admin.command()
 @click.argument("asset")
 @click.argument("amount", type=int)
 @json_option

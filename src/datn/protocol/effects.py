@@ -66,6 +66,16 @@ class DepositInput(Value, frozen=True):
     amount: int
 
 
+class WithdrawInput(Value, frozen=True):
+    """The operator pays ``amount`` of ``asset`` out to ``trader_id``: only
+    from what the trader has available (nothing held for orders); an
+    amount beyond it is refused and counted, and changes nothing."""
+
+    trader_id: str
+    asset: str
+    amount: int
+
+
 class FundInput(Value, frozen=True):
     """The operator adds ``amount`` of ``asset`` to the node's own capital."""
 
@@ -138,6 +148,7 @@ Input = (
     | CancelInput
     | CancelAllInput
     | DepositInput
+    | WithdrawInput
     | FundInput
     | BondInput
     | BondReceivedInput

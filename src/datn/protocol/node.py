@@ -78,6 +78,7 @@ from datn.protocol.effects import (
     RestartInput,
     SetTimer,
     TickInput,
+    WithdrawInput,
 )
 from datn.protocol.holder import Holder
 from datn.protocol.liability import CAPITAL_OWNER, Liability
@@ -294,6 +295,26 @@ class NodeCore:
             self.context.count("deposits_invalid")
             return
         self._bring_in("deposit", trader_owner(event.trader_id), event.asset, event.amount)
+
+    def _on_withdraw(self, event: WithdrawInput, now: Now, out: list[Effect]) -> None:
+        """Pay a trader out of what it has available, or change nothing."""
+        context = self.context
+        if not _valid_text(event.trader_id) or not self._valid_amount(event.asset, event.amount):
+            context.count("withdrawals_invalid")
+            return
+        owner = trader_owner(event.trader_id)
+        if context.ledger.available(context.key(owner, event.asset)) < event.amount:
+            context.count("withdrawals_beyond_available")
+            return
+        try:
+            context.ledger.withdraw(
+                f"withdraw:{context.counter + 1}", owner, event.asset, event.amount
+            )
+        except LedgerError:
+            context.count("withdrawals_refused")
+            return
+        context.next_counter()
+        context.count("withdrawals")
 
     def _on_fund(self, event: FundInput, now: Now, out: list[Effect]) -> None:
         self._bring_in("fund", CAPITAL_OWNER, event.asset, event.amount)
@@ -622,6 +643,7 @@ _HANDLERS: Final[dict[type, _Handler]] = {
     CancelAllInput: NodeCore._on_cancel_all,
     DepositInput: NodeCore._on_deposit,
     FundInput: NodeCore._on_fund,
+    WithdrawInput: NodeCore._on_withdraw,
     BondInput: NodeCore._on_bond,
     BondReceivedInput: NodeCore._on_bond_received,
     ReinstateInput: NodeCore._on_reinstate,

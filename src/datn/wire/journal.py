@@ -22,6 +22,7 @@ Tags (never reuse or renumber one; a new input kind takes the next number):
      3  CancelInput         8  BondReceivedInput  13  ReceiveInput
      4  CancelAllInput      9  ReinstateInput     14  TickInput
      5  DepositInput       10  AddPeerInput       15  RestartInput
+                                                  16  WithdrawInput
     ==  =================  ==  =================  ==  =================
 
 The bounds are the journal's, not the core's. The core journals an input
@@ -77,6 +78,7 @@ from datn.protocol.effects import (
     ReinstateInput,
     RestartInput,
     TickInput,
+    WithdrawInput,
 )
 from datn.protocol.messages import NodeId
 from datn.protocol.venue import OrderRequest
@@ -167,6 +169,12 @@ class WireDepositInput(_WireInput, frozen=True, tag=5):
     amount: Int64
 
 
+class WireWithdrawInput(_WireInput, frozen=True, tag=16):
+    trader_id: Text
+    asset: Text
+    amount: Int64
+
+
 class WireFundInput(_WireInput, frozen=True, tag=6):
     asset: Text
     amount: Int64
@@ -232,6 +240,7 @@ WireInput = (
     | WireReceiveInput
     | WireTickInput
     | WireRestartInput
+    | WireWithdrawInput
 )
 
 
@@ -457,6 +466,8 @@ def _input_to_wire(event: Input, now: Now) -> WireInput:
             return WireCancelAllInput(m, w, event.trader_id, event.product_id)
         case DepositInput():
             return WireDepositInput(m, w, event.trader_id, event.asset, event.amount)
+        case WithdrawInput():
+            return WireWithdrawInput(m, w, event.trader_id, event.asset, event.amount)
         case FundInput():
             return WireFundInput(m, w, event.asset, event.amount)
         case BondInput():
@@ -529,6 +540,8 @@ def _input_from_wire(wire: WireInput) -> Input:
             return CancelAllInput(wire.trader_id, wire.product_id)
         case WireDepositInput():
             return DepositInput(wire.trader_id, wire.asset, wire.amount)
+        case WireWithdrawInput():
+            return WithdrawInput(wire.trader_id, wire.asset, wire.amount)
         case WireFundInput():
             return FundInput(wire.asset, wire.amount)
         case WireBondInput():
