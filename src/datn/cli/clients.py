@@ -163,28 +163,32 @@ def trader_add(
     _show(response, as_json, columns)
 
 
-@admin.command()
-@click.argument("trader_id")
-@click.argument("asset")
-@click.argument("amount", type=int)
-@json_option
-@click.pass_obj
-def deposit(client: AdminClient, trader_id: str, asset: str, amount: int, as_json: bool) -> None:
-    """Credit AMOUNT of ASSET (a currency, in minor units, or a product symbol, in lots)."""
-    body = {"trader_id": trader_id, "asset": asset, "amount": amount}
-    _show(_request(client, "POST", "/admin/deposits", body), as_json)
+def _trader_money(name: str, path: str, help_text: str) -> None:
+    """``datn admin NAME TRADER_ID ASSET AMOUNT``: a deposit or a withdrawal."""
+
+    @admin.command(name, help=help_text)
+    @click.argument("trader_id")
+    @click.argument("asset")
+    @click.argument("amount", type=int)
+    @json_option
+    @click.pass_obj
+    def command(
+        client: AdminClient, trader_id: str, asset: str, amount: int, as_json: bool
+    ) -> None:
+        body = {"trader_id": trader_id, "asset": asset, "amount": amount}
+        _show(_request(client, "POST", path, body), as_json)
 
 
-@admin.command()
-@click.argument("trader_id")
-@click.argument("asset")
-@click.argument("amount", type=int)
-@json_option
-@click.pass_obj
-def withdraw(client: AdminClient, trader_id: str, asset: str, amount: int, as_json: bool) -> None:
-    """Pay AMOUNT of ASSET out to TRADER_ID, from what it has available."""
-    body = {"trader_id": trader_id, "asset": asset, "amount": amount}
-    _show(_request(client, "POST", "/admin/withdrawals", body), as_json)
+_trader_money(
+    "deposit",
+    "/admin/deposits",
+    "Credit AMOUNT of ASSET (a currency, in minor units, or a product symbol, in lots).",
+)
+_trader_money(
+    "withdraw",
+    "/admin/withdrawals",
+    "Pay AMOUNT of ASSET out to TRADER_ID, from what it has available.",
+)
 
 
 @admin.command()
