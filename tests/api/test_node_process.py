@@ -226,6 +226,7 @@ def test_sigkill_at_random_moments_loses_nothing_acknowledged(tmp_path: Path) ->
         keys[name] = (client.key_id, client.secret.hex())
         client.close()
     acknowledged: dict[tuple[str, str], int] = {}
+    bodies: dict[tuple[str, str], dict[str, object]] = {}
     sent = 0
     for _ in range(KILLS):
         clients = {name: running.trader(*key) for name, key in keys.items()}
@@ -245,6 +246,7 @@ def test_sigkill_at_random_moments_loses_nothing_acknowledged(tmp_path: Path) ->
                 break
             if answer.status_code in (200, 201):
                 acknowledged[(name, str(body["client_order_id"]))] = answer.json()["order_id"]
+                bodies[(name, str(body["client_order_id"]))] = body
         running.process.send_signal(signal.SIGKILL)
         running.process.wait(timeout=10)
         for client in clients.values():
@@ -258,6 +260,12 @@ def test_sigkill_at_random_moments_loses_nothing_acknowledged(tmp_path: Path) ->
             found = clients[name].request("GET", f"/v1/orders?client_order_id={client_id}")
             assert found.status_code == 200, f"{name}/{client_id} acknowledged, then lost"
             assert found.json()[0]["order_id"] == order_id
+        # A retry of an acknowledged order, after any number of restarts, is
+        # answered with the original order and places nothing.
+        for key in rng.sample(sorted(acknowledged), min(200, len(acknowledged))):
+            retried = clients[key[0]].request("POST", "/v1/orders", bodies[key])
+            assert retried.status_code == 200, retried.text
+            assert retried.json()["order_id"] == acknowledged[key]
         totals = {"USD": 0, "XYZ": 0}
         for client in clients.values():
             for balance in client.request("GET", "/v1/balances").json():
