@@ -134,3 +134,31 @@ def test_hmac_keys_still_sign_and_carry_no_evidence(store: MemoryStore) -> None:
 def test_a_public_key_that_is_not_32_bytes_is_refused() -> None:
     with pytest.raises(ValueError, match="32 bytes"):
         ed25519_key("alice", b"\x01" * 31, NOW)
+
+
+class CountingStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lookups = 0
+
+    def credential(self, key_id: str):  # type: ignore[no-untyped-def]
+        self.lookups += 1
+        return super().credential(key_id)
+
+
+def test_made_up_key_ids_cost_the_store_one_read_each_and_a_new_key_is_found() -> None:
+    store = CountingStore()
+    verifier = Verifier(store)
+    for _ in range(50):
+        with pytest.raises(AuthError) as unknown:
+            verifier.verify(headers("k_made_up", NOW, "00"), "GET", "/v1/orders", b"", NOW)
+        assert unknown.value.code == "unknown_key"
+    assert store.lookups == 1
+    private = SigningKey.generate()
+    credential = ed25519_key("alice", private.verify_key.encode(), NOW)
+    credential = type(credential)("k_made_up", "alice", "ed25519", credential.material, NOW)
+    store.put_credential(credential)
+    verifier.added("k_made_up")
+    signature = sign_ed25519(private, str(NOW), "GET", "/v1/orders", b"")
+    caller = verifier.verify(headers("k_made_up", NOW, signature), "GET", "/v1/orders", b"", NOW)
+    assert caller.trader_id == "alice"

@@ -786,9 +786,11 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
             except ValueError as error:
                 raise ApiError(400, "bad_public_key", str(error)) from None
             node.runtime.store.put_credential(credential)
+            node.verifier.added(credential.key_id)
             return TraderKey(data.trader_id, credential.key_id, "ed25519")
         credential, secret = new_hmac_key(data.trader_id, now_ms)
         node.runtime.store.put_credential(credential)
+        node.verifier.added(credential.key_id)
         return TraderKey(data.trader_id, credential.key_id, "hmac", secret.hex())
 
     @post("/admin/keys/{key_id:str}/revoke", status_code=200)

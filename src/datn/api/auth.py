@@ -146,6 +146,9 @@ class Verifier:
         self._max_remembered = max_remembered
         self._keys: dict[str, Credential] = {}
         self._verify_keys: dict[str, VerifyKey] = {}
+        self._unknown: OrderedDict[str, None] = OrderedDict()
+        """Key ids the store did not have, the latest 10,000: a caller
+        sending made-up key ids costs the store nothing after the first."""
 
     def verify(
         self,
@@ -228,11 +231,21 @@ class Verifier:
         self._keys.pop(key_id, None)
         self._verify_keys.pop(key_id, None)
 
+    def added(self, key_id: str) -> None:
+        """A key was just stored: forget that it was once unknown."""
+        self._unknown.pop(key_id, None)
+
     def _credential(self, key_id: str) -> Credential | None:
         found = self._keys.get(key_id)
         if found is None:
+            if key_id in self._unknown or len(key_id) > 64:
+                return None
             found = self.store.credential(key_id)
-            if found is not None and not found.revoked:
+            if found is None:
+                self._unknown[key_id] = None
+                if len(self._unknown) > 10_000:
+                    self._unknown.popitem(last=False)
+            elif not found.revoked:
                 self._keys[key_id] = found
         return found
 
