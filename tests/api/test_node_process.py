@@ -347,6 +347,11 @@ def test_a_newcomer_goes_from_nothing_to_a_filled_order_with_the_cli(node: Runni
         "--json",
     )
     assert json.loads(bought)["status"] == "filled"
+    dated = datn(
+        "trader", "--credentials", str(buyer), "place", "buy", "1", "XYZ",
+        "--price", "4000", "--expire-in", "60", "--json",
+    )  # fmt: skip
+    assert json.loads(dated)["time_in_force"] == "gtd" and json.loads(dated)["expire_at_ms"]
     table = datn("trader", "--credentials", str(seller), "orders")
     assert "filled" in table.splitlines()[1] and "client_order_id" in table.splitlines()[0]
     balances = json.loads(datn("trader", "--credentials", str(buyer), "balances", "--json"))
@@ -464,6 +469,77 @@ def websocket_flow(seller: Any, bob: TraderClient) -> None:
             assert message["ok"], message
             answered.add(message["id"])
     assert answered == set(range(100, 1_100))
+
+
+def test_a_good_till_date_order_expires_on_time_also_across_a_restart(tmp_path: Path) -> None:
+    folder = new_node(tmp_path)
+    running = start(folder)
+    try:
+        alice = make_trader(running, "alice", 10_000_000, 0)
+        now_ms = int(time.time() * 1_000)
+        refused = [
+            alice.request("POST", "/v1/orders", order("g0", "buy", 1, 4_000, time_in_force="gtd")),
+            alice.request(
+                "POST",
+                "/v1/orders",
+                {**order("g0", "buy", 1, 4_000), "expire_at_ms": now_ms + 9_000},
+            ),
+            alice.request(
+                "POST",
+                "/v1/orders",
+                order("g0", "buy", 1, 4_000, time_in_force="gtd", expire_at_ms=now_ms - 1),
+            ),
+        ]
+        assert [r.json()["code"] for r in refused] == [
+            "expiry_required",
+            "expiry_not_allowed",
+            "bad_expiry",
+        ]
+        soon = alice.request(
+            "POST",
+            "/v1/orders",
+            order("g1", "buy", 2, 4_000, time_in_force="gtd", expire_at_ms=now_ms + 1_500),
+        )
+        later = alice.request(
+            "POST",
+            "/v1/orders",
+            order("g2", "buy", 3, 4_000, time_in_force="gtd", expire_at_ms=now_ms + 4_000),
+        )
+        assert soon.status_code == later.status_code == 201, soon.text
+        assert soon.json()["time_in_force"] == "gtd" and soon.json()["status"] == "new"
+        held = {b["asset"]: b for b in alice.request("GET", "/v1/balances").json()}["USD"]["held"]
+        assert held == 5 * 4_000
+        retry = alice.request(
+            "POST",
+            "/v1/orders",
+            order("g1", "buy", 2, 4_000, time_in_force="gtd", expire_at_ms=now_ms + 1_500),
+        )
+        assert (
+            retry.status_code in (200, 201) and retry.json()["order_id"] == soon.json()["order_id"]
+        )
+
+        def status_of(client: TraderClient, order_id: int) -> str:
+            return str(client.request("GET", f"/v1/orders/{order_id}").json()["status"])
+
+        deadline = time.monotonic() + 15
+        while status_of(alice, soon.json()["order_id"]) != "expired":
+            assert time.monotonic() < deadline, "the first order did not expire"
+            time.sleep(0.1)
+        assert status_of(alice, later.json()["order_id"]) == "new"
+        # The node goes down before the second order's expiry and comes back
+        # after it: the order still expires, from the expiry it stored.
+        running.process.send_signal(signal.SIGKILL)
+        running.process.wait(timeout=10)
+        time.sleep(max(0.0, (now_ms + 4_200) / 1_000 - time.time()))
+        running = start(folder)
+        alice = running.trader(alice.key_id, (alice.secret or b"").hex())
+        while status_of(alice, later.json()["order_id"]) != "expired":
+            assert time.monotonic() < deadline, "the second order did not expire after the restart"
+            time.sleep(0.1)
+        usd = {b["asset"]: b for b in alice.request("GET", "/v1/balances").json()}["USD"]
+        assert usd["held"] == 0 and usd["available"] == 10_000_000
+    finally:
+        stop(running)
 
 
 def test_a_websocket_subscription_streams_the_book_and_the_prints(node: Running) -> None:

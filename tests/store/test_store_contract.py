@@ -191,6 +191,21 @@ def test_every_used_client_order_id_is_paged_in_order_id_order(backend: Backend)
     assert len(first) == 3
 
 
+def test_open_orders_of_every_trader_are_paged_in_order_id_order(backend: Backend) -> None:
+    with backend.open() as store:
+        store.commit(Commit(orders=[order(n, open=n % 2 == 1) for n in range(1, 8)]))
+        store.commit(Commit(orders=[order(9, trader="bob")]))
+        store.commit(Commit(orders=[order(3, status="filled", open=False)]))
+        first = store.open_orders(-(2**63), 2)
+        rest = store.open_orders(first[-1].order_id, 10)
+    assert [(o.order_id, o.trader_id) for o in first + rest] == [
+        (1, "alice"),
+        (5, "alice"),
+        (7, "alice"),
+        (9, "bob"),
+    ]
+
+
 def test_an_order_cannot_change_trader(backend: Backend) -> None:
     with backend.open() as store:
         store.commit(Commit(orders=[order(1)]))

@@ -44,6 +44,7 @@ from datn.api.auth import (
     encode_signed,
     new_hmac_key,
 )
+from datn.api.expiry import Expirer
 from datn.api.metrics import ApiCounters, render
 from datn.clearing.quota import TokenBucket
 from datn.domain import Side, TimeInForce
@@ -74,6 +75,7 @@ from datn.store import EvidenceRecord, OrderRecord, Page, StoreError
 log = logging.getLogger("datn.api")
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_EXPIRY_MS = 366 * 86_400_000
 ClientOrderId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[!-~]+$")]
 Lots = Annotated[int, msgspec.Meta(gt=0, le=10**15)]
 Ticks = Annotated[int, msgspec.Meta(gt=0, le=10**15)]
@@ -138,7 +140,10 @@ class PlaceOrder(msgspec.Struct, forbid_unknown_fields=True):
     quantity_lots: Lots
     type: Literal["limit", "market"] = "limit"
     price_ticks: Ticks | None = None
-    time_in_force: Literal["gtc", "ioc", "fok"] = "gtc"
+    time_in_force: Literal["gtc", "ioc", "fok", "gtd"] = "gtc"
+    expire_at_ms: Annotated[int, msgspec.Meta(gt=0, le=2**62)] | None = None
+    """Good-till-date orders only: when what is left of it is cancelled,
+    in milliseconds since the epoch (at most a year ahead)."""
 
 
 class CancelResult(msgspec.Struct):
@@ -182,6 +187,7 @@ class Node:
         self.rate_per_second = rate_per_second
         self.rate_burst = rate_burst
         self._buckets: dict[str, TokenBucket] = {}
+        self.expirer = Expirer(self)
         core = runtime.core
         self.products = {spec.symbol: spec for spec in core.context.products.values()}
 
@@ -339,6 +345,15 @@ async def place(
         raise ApiError(400, "price_required", "a limit order needs price_ticks")
     if data.type == "market" and data.price_ticks is not None:
         raise ApiError(400, "price_not_allowed", "a market order has no price_ticks")
+    gtd = data.time_in_force == "gtd"
+    if gtd != (data.expire_at_ms is not None):
+        raise ApiError(
+            400,
+            "expiry_required" if gtd else "expiry_not_allowed",
+            "a good-till-date order (gtd) needs expire_at_ms; no other has one",
+        )
+    if data.expire_at_ms is not None and data.type == "market":
+        raise ApiError(400, "expiry_not_allowed", "a market order does not rest: no gtd")
     request = OrderRequest(
         trader_id,
         data.client_order_id,
@@ -346,7 +361,7 @@ async def place(
         Side(data.side),
         data.quantity_lots,
         data.price_ticks,
-        TimeInForce(data.time_in_force),
+        TimeInForce.GTC if gtd else TimeInForce(data.time_in_force),
     )
     # The core remembers a client order id for client_order_memory_ms; the
     # store remembers it for good. A retry the core has forgotten is answered
@@ -357,7 +372,7 @@ async def place(
         existing = node.runtime.store.order_by_client_id(trader_id, data.client_order_id)
     if existing is not None:
         stored = ORDER_DECODER.decode(existing.body)
-        if not _same_terms(stored, request):
+        if not _same_terms(stored, request, data):
             raise ApiError(
                 422,
                 "client_order_id_reused",
@@ -372,6 +387,15 @@ async def place(
         evidence = EvidenceRecord(
             f"trader:{trader_id}", int(signed.timestamp), "order", encode_signed(signed)
         )
+    if data.expire_at_ms is not None:
+        now_ms = int(time.time() * 1_000)
+        if not now_ms < data.expire_at_ms <= now_ms + MAX_EXPIRY_MS:
+            raise ApiError(
+                400,
+                "bad_expiry",
+                "expire_at_ms must be in the future and at most a year ahead",
+            )
+        node.history.expiries[(trader_id, data.client_order_id)] = data.expire_at_ms
     effects = await node.runtime.submit(PlaceInput(request), evidence)
     for effect in effects:
         if type(effect) is not Reply or effect.trader_id != trader_id:
@@ -381,6 +405,8 @@ async def place(
             view = node.view(event.order_id)
             if view is None:
                 raise ApiError(404, "unknown_order", "the order is not known")
+            if view.expire_at_ms is not None and view.open:
+                node.expirer.schedule(view.expire_at_ms, trader_id, view.order_id)
             return True, view
         if type(event) is Rejected and event.client_order_id == data.client_order_id:
             raise ApiError(
@@ -392,19 +418,21 @@ async def place(
     raise ApiError(409, "no_answer", "the node gave no answer to the order")
 
 
-def _same_terms(stored: OrderView, request: OrderRequest) -> bool:
+def _same_terms(stored: OrderView, request: OrderRequest, data: PlaceOrder) -> bool:
     return (
         stored.product_id,
         stored.side,
         stored.quantity_lots,
         stored.price_ticks,
         stored.time_in_force,
+        stored.expire_at_ms,
     ) == (
         request.product_id,
         request.side.value,
         request.quantity_lots,
         request.price_ticks,
-        request.time_in_force.value,
+        data.time_in_force,
+        data.expire_at_ms,
     )
 
 

@@ -100,6 +100,9 @@ async def run_node(folder: Path) -> int:
         settings.rate_per_second,
         settings.rate_burst,
     )
+    expiring = node.expirer.load()
+    if expiring:
+        log.info("%d good-till-date orders scheduled to expire", expiring)
     sessions = Sessions()
     runtime.outlets.reply = sessions.publish
     digest = token_digest(admin_token(settings.folder))
@@ -151,6 +154,7 @@ async def run_node(folder: Path) -> int:
     stopped = asyncio.create_task(runtime.stopped.wait())
     waiting = asyncio.create_task(stop.wait())
     await asyncio.wait([stopped, waiting], return_when=asyncio.FIRST_COMPLETED)
+    node.expirer.close()
     for server in servers:
         server.should_exit = True
     await asyncio.gather(*tasks, return_exceptions=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -439,6 +440,11 @@ ORDER_COLUMNS = [
 @click.argument("product")
 @click.option("--price", type=int, help="Limit price in ticks; without it, a market order.")
 @click.option("--tif", type=click.Choice(["gtc", "ioc", "fok"]), default="gtc", show_default=True)
+@click.option(
+    "--expire-in",
+    type=click.IntRange(1, 366 * 86_400),
+    help="Good till date: cancel what is left after this many seconds.",
+)
 @click.option("--client-id", help="Your id for the order (default: a new one); retries reuse it.")
 @json_option
 @click.pass_obj
@@ -449,10 +455,11 @@ def place(
     product: str,
     price: int | None,
     tif: str,
+    expire_in: int | None,
     client_id: str | None,
     as_json: bool,
 ) -> None:
-    """Place an order: SIDE LOTS PRODUCT [--price TICKS]."""
+    """Place an order: SIDE LOTS PRODUCT [--price TICKS] [--expire-in SECONDS]."""
     body: dict[str, object] = {
         "client_order_id": client_id or uuid.uuid4().hex[:16],
         "product": product,
@@ -463,6 +470,9 @@ def place(
     }
     if price is not None:
         body["price_ticks"] = price
+    if expire_in is not None:
+        body["time_in_force"] = "gtd"
+        body["expire_at_ms"] = int(time.time() * 1_000) + expire_in * 1_000
     _show(_request(client, "POST", "/v1/orders", body), as_json, ORDER_COLUMNS)
 
 

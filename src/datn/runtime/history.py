@@ -62,6 +62,9 @@ class OrderView(msgspec.Struct, kw_only=True):
     waiting_on: list[str] = msgspec.field(default_factory=list)
     created_ms: int = 0
     updated_ms: int = 0
+    expire_at_ms: int | None = None
+    """A good-till-date order's expiry (ms since the epoch): the node
+    cancels what is left of it then, and it ends ``expired``."""
 
     @property
     def open(self) -> bool:
@@ -117,6 +120,9 @@ class History:
         an order that ends as it is placed (IOC, FOK, rejected) is answered
         from here rather than read back from the store."""
         self.client_ids = client_ids
+        self.expiries: dict[tuple[str, str], int] = {}
+        """Good-till-date expiries of orders being placed, by (trader, client
+        order id): the core knows only GTC; the API says which are GTD."""
         self._load = load
         self._finished_limit = finished_limit
 
@@ -137,11 +143,20 @@ class History:
             if fresh:
                 ids.add(request.trader_id, request.client_order_id)
         changed: dict[int, OrderView] = {}
+        expiry = None
+        if request is not None:
+            expiry = self.expiries.pop((request.trader_id, request.client_order_id), None)
         for effect in effects:
             if type(effect) is not Reply:
                 continue
             reply = effect
             view = self._apply(reply.trader_id, reply.event, request, fresh, at_ms, commit)
+            if (
+                view is not None
+                and expiry is not None
+                and type(reply.event) in (Accepted, Rejected)
+            ):
+                view.time_in_force, view.expire_at_ms = "gtd", expiry  # the order placed
             if view is not None:
                 view.updated_ms = at_ms
                 changed[view.order_id] = view
@@ -238,7 +253,10 @@ class History:
             view.pending_lots = event.in_doubt_lots
             view.waiting_on = list(event.failed_holders) if event.in_doubt_lots else []
             view.reason = event.reason
-            view.status = "pending" if event.in_doubt_lots else _final(view, event.reason)
+            expire_at = view.expire_at_ms
+            if event.reason == "cancelled" and expire_at is not None and at_ms >= expire_at:
+                view.reason = "expired"  # the node's cancel at the order's expiry
+            view.status = "pending" if event.in_doubt_lots else _final(view, view.reason)
         elif type(event) is Waiting:
             view.pending_lots = event.lots
             view.waiting_on = list(event.holders)

@@ -213,6 +213,12 @@ class Store(ABC):
         node pages through at start to know which client order ids were used."""
 
     @abstractmethod
+    def open_orders(self, after_order_id: int, limit: int) -> list[OrderRecord]:
+        """Up to ``limit`` orders of any trader that may still fill, with an
+        id above ``after_order_id``, in id order (what a node pages through
+        at start to schedule its good-till-date orders' expiries)."""
+
+    @abstractmethod
     def orders(
         self,
         trader_id: str,

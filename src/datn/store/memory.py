@@ -136,6 +136,11 @@ class MemoryStore(Store):
         found = sorted(i for i in self._orders if i > after_order_id)[:limit]
         return [(i, self._orders[i].trader_id, self._orders[i].client_order_id) for i in found]
 
+    def open_orders(self, after_order_id: int, limit: int) -> list[OrderRecord]:
+        self._open()
+        found = sorted(i for i, o in self._orders.items() if o.open and i > after_order_id)
+        return [self._orders[i] for i in found[:limit]]
+
     def orders(
         self,
         trader_id: str,

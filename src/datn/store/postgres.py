@@ -12,6 +12,7 @@ commit in flight.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from collections.abc import Callable, Sequence
@@ -158,7 +159,12 @@ class PostgresStore(SqlStore):
             self._pool = None
         writer = getattr(self, "_writer", None)
         if writer is not None:
-            writer.close()  # ends the session, and with it the advisory lock
+            # Closing the session ends the lock too, but the server notices
+            # a closed connection a moment later; unlocking first makes the
+            # store free the moment close() returns.
+            with contextlib.suppress(psycopg.Error):
+                writer.execute("SELECT pg_advisory_unlock_all()")
+            writer.close()
 
     def close(self) -> None:
         if self._closed:

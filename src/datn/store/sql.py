@@ -308,6 +308,15 @@ class SqlStore(Store):
         )
         return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
 
+    def open_orders(self, after_order_id: int, limit: int) -> list[OrderRecord]:
+        self._check_open()
+        rows = self._read(
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE is_open AND order_id > ?"
+            " ORDER BY order_id LIMIT ?",
+            (after_order_id, limit),
+        )
+        return [_order(row) for row in rows]
+
     def orders(
         self,
         trader_id: str,

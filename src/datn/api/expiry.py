@@ -1,0 +1,91 @@
+"""Good-till-date orders: the node cancels what is left of each at its expiry.
+
+The core knows three times in force (GTC, IOC, FOK; see DESIGN.md); a
+good-till-date order is a GTC order whose expiry the node keeps with the
+order's history (stored in the same transaction as the order) and acts on:
+at the expiry it submits the trader's cancel, journaled like any other, and
+the order ends ``expired``. Expiries are read back from the store's open
+orders at start, so an order outlives a restart and still expires on time;
+one whose expiry passed while the node was down is cancelled as soon as the
+node is up. A part locked by a peer at that moment ends as a cancel would
+leave it: pending until its lock ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from datn.protocol.effects import CancelInput
+from datn.runtime import NodeStoppedError
+from datn.runtime.history import ORDER_DECODER
+
+if TYPE_CHECKING:
+    from datn.api.app import Node
+
+log = logging.getLogger("datn.api.expiry")
+
+_PAGE = 10_000
+_LOW_ORDER_ID = -(2**63)
+
+
+class Expirer:
+    """The expiries of a node's open good-till-date orders, and the task
+    that cancels each order at its expiry."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self._due: list[tuple[int, int, str]] = []
+        """(expiry ms, order id, trader id), earliest first."""
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.expired = 0
+
+    def load(self) -> int:
+        """Schedule every open good-till-date order the store holds; how many."""
+        store = self.node.runtime.store
+        after, found = _LOW_ORDER_ID, 0
+        while True:
+            page = store.open_orders(after, _PAGE)
+            for record in page:
+                view = ORDER_DECODER.decode(record.body)
+                if view.expire_at_ms is not None:
+                    self.schedule(view.expire_at_ms, view.trader_id, view.order_id)
+                    found += 1
+            if len(page) < _PAGE:
+                return found
+            after = page[-1].order_id
+
+    def schedule(self, expire_at_ms: int, trader_id: str, order_id: int) -> None:
+        heapq.heappush(self._due, (expire_at_ms, order_id, trader_id))
+        self._changed.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _run(self) -> None:
+        due = self._due
+        while due:
+            wait_s = (due[0][0] - time.time() * 1_000) / 1_000
+            if wait_s > 0:
+                self._changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), timeout=min(wait_s, 60.0))
+                continue
+            _, order_id, trader_id = heapq.heappop(due)
+            view = self.node.history.view(order_id)
+            if view is None or not view.open:
+                continue
+            try:
+                await self.node.runtime.submit(CancelInput(trader_id, order_id))
+            except NodeStoppedError:
+                return  # the node is stopping; a restart schedules it again
+            self.expired += 1
+            log.info("good-till-date order %d of %s expired", order_id, trader_id)
