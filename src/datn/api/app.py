@@ -396,7 +396,12 @@ async def place(
                 "expire_at_ms must be in the future and at most a year ahead",
             )
         node.history.expiries[(trader_id, data.client_order_id)] = data.expire_at_ms
-    effects = await node.runtime.submit(PlaceInput(request), evidence)
+    try:
+        effects = await node.runtime.submit(PlaceInput(request), evidence)
+    finally:
+        # History.record takes it when the core sees the order; an input
+        # refused before that must not leave it for a later order's id.
+        node.history.expiries.pop((trader_id, data.client_order_id), None)
     for effect in effects:
         if type(effect) is not Reply or effect.trader_id != trader_id:
             continue

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("datn.api.expiry")
 
 _PAGE = 10_000
+_FIRST_PRUNE = 4_096
 _LOW_ORDER_ID = -(2**63)
 
 
@@ -43,6 +44,7 @@ class Expirer:
         """(expiry ms, order id, trader id), earliest first."""
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._prune_at = _FIRST_PRUNE
         self.expired = 0
 
     def load(self) -> int:
@@ -61,10 +63,28 @@ class Expirer:
             after = page[-1].order_id
 
     def schedule(self, expire_at_ms: int, trader_id: str, order_id: int) -> None:
+        if len(self._due) >= self._prune_at:
+            self._prune()
         heapq.heappush(self._due, (expire_at_ms, order_id, trader_id))
         self._changed.set()
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def _prune(self) -> None:
+        """Drop the expiries of orders that ended before them (filled or
+        cancelled), so that orders placed and cancelled far ahead of their
+        expiry do not pile up; the bound doubles with what stays open."""
+        history = self.node.history
+        kept = []
+        for entry in self._due:
+            view = history.live.get(entry[1])
+            if view is None and entry[1] not in history.finished:
+                view = history.view(entry[1])
+            if view is not None and view.open:
+                kept.append(entry)
+        heapq.heapify(kept)
+        self._due[:] = kept
+        self._prune_at = max(_FIRST_PRUNE, 2 * len(kept))
 
     def close(self) -> None:
         if self._task is not None:
