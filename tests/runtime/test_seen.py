@@ -43,3 +43,10 @@ def test_it_is_loaded_from_every_order_the_store_holds(tmp_path: Path) -> None:
         ids = ClientIds.load(store)
     assert len(ids) == len(orders)
     assert all(ids.may_hold(o.trader_id, o.client_order_id) for o in orders)
+
+
+def test_noting_an_id_says_whether_it_is_new_and_remembers_it() -> None:
+    ids = ClientIds(capacity=100)
+    assert ids.note("alice", "c1") is True
+    assert ids.note("alice", "c1") is False
+    assert ids.may_hold("alice", "c1") and len(ids) == 1

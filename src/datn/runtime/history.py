@@ -138,10 +138,7 @@ class History:
         fresh = False
         if isinstance(event, PlaceInput):
             request = event.request
-            ids = self.client_ids
-            fresh = not ids.may_hold(request.trader_id, request.client_order_id)
-            if fresh:
-                ids.add(request.trader_id, request.client_order_id)
+            fresh = self.client_ids.note(request.trader_id, request.client_order_id)
         changed: dict[int, OrderView] = {}
         expiry = None
         if request is not None:

@@ -71,12 +71,26 @@ class ClientIds:
         return sum(len(f.bits) for f in self._filters)
 
     def add(self, trader_id: str, client_order_id: str) -> None:
+        self._add(hash((trader_id, client_order_id)))
+
+    def note(self, trader_id: str, client_order_id: str) -> bool:
+        """Remember the id; True if it was certainly never seen before."""
+        whole = hash((trader_id, client_order_id))
+        if self._may_hold(whole):
+            return False
+        self._add(whole)
+        return True
+
+    def may_hold(self, trader_id: str, client_order_id: str) -> bool:
+        """False: never seen. True: perhaps seen (ask the store)."""
+        return self._may_hold(hash((trader_id, client_order_id)))
+
+    def _add(self, whole: int) -> None:
         last = self._filters[-1]
         if last.count >= last.capacity:
             last = _Bloom(last.capacity * 2)
             self._filters.append(last)
         last.count += 1
-        whole = hash((trader_id, client_order_id))
         step = ((whole >> 32) & _MASK32) | 1
         place = whole & _MASK32
         bits, size = last.bits, last.size
@@ -84,9 +98,7 @@ class ClientIds:
             place = (place + step) % size
             bits[place >> 3] |= 1 << (place & 7)
 
-    def may_hold(self, trader_id: str, client_order_id: str) -> bool:
-        """False: never seen. True: perhaps seen (ask the store)."""
-        whole = hash((trader_id, client_order_id))
+    def _may_hold(self, whole: int) -> bool:
         step = ((whole >> 32) & _MASK32) | 1
         start = whole & _MASK32
         for bloom in self._filters:
