@@ -167,6 +167,11 @@ def test_a_peer_is_added_and_listed_with_what_is_not_known_yet_as_null(tmp_path:
             "clock_offset_ms": None,
             "rtt_samples": 0,
             "rtt_budget_ms": CONFIG.default_rtt_ms + 4 * (CONFIG.default_rtt_ms // 2),
+            "address": None,
+            "unacked_frames": 0,
+            "last_sent_seq": 0,
+            "acked_seq": 0,
+            "received_seq": 0,
         }
         assert peer["exposure"]["exposure_minor"] == 0 and peer["exposure"]["cap_minor"] == 0
         assert peer["bonds"]["held_minor"] == 0 and peer["bonds"]["claim"] is None

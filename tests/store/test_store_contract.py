@@ -13,8 +13,11 @@ from datn.store import (
     Credential,
     EvidenceRecord,
     ExecutionRecord,
+    InboundWindow,
     LedgerRecord,
+    LinkRecord,
     OrderRecord,
+    OutboxFrame,
     Page,
     Store,
     StoreError,
@@ -269,6 +272,67 @@ def test_ledger_entries_and_evidence_are_kept(backend: Backend) -> None:
         frames = store.evidence("peer-b", 0, 100)
         assert [f.frame for f in frames] == [b"signed frame 1", b"signed frame 3"]
         assert store.evidence("peer-b", 11, 30) == []
+
+
+# ---------------------------------------------------------------- links
+
+
+def test_outbox_frames_stay_until_acknowledged_and_sequence_numbers_are_never_reused(
+    backend: Backend,
+) -> None:
+    with backend.open() as store:
+        store.commit(
+            Commit(
+                entries=[b"x"],
+                outbox=[
+                    OutboxFrame("peer-b", 1, 3, b"frame 1-3"),
+                    OutboxFrame("peer-c", 1, 1, b"frame c1"),
+                    OutboxFrame("peer-b", 4, 4, b"frame 4"),
+                ],
+            )
+        )
+        store.commit(Commit(acked={"peer-b": 3}))
+    with backend.open() as store:
+        links = store.links()
+        assert links["peer-b"] == LinkRecord(
+            "peer-b", last_sent=4, acked=3, outbox=(OutboxFrame("peer-b", 4, 4, b"frame 4"),)
+        )
+        assert links["peer-c"].outbox == (OutboxFrame("peer-c", 1, 1, b"frame c1"),)
+        store.commit(Commit(acked={"peer-b": 4, "peer-c": 1}))
+        # Every frame acknowledged: the last number used is still kept.
+        assert store.links()["peer-b"] == LinkRecord("peer-b", last_sent=4, acked=4)
+        # An older acknowledgement moves nothing back.
+        store.commit(Commit(acked={"peer-b": 2}))
+        assert store.links()["peer-b"].acked == 4
+
+
+def test_a_frame_kept_twice_under_one_number_is_refused_and_the_commit_leaves_nothing(
+    backend: Backend,
+) -> None:
+    with backend.open() as store:
+        store.commit(Commit(entries=[b"x"], outbox=[OutboxFrame("peer-b", 1, 1, b"one")]))
+        error = refusal(
+            lambda: store.commit(
+                Commit(entries=[b"y"], outbox=[OutboxFrame("peer-b", 1, 2, b"again")])
+            )
+        )
+        assert error.code == "conflict"
+        assert store.position() == 1
+        assert store.links()["peer-b"].outbox == (OutboxFrame("peer-b", 1, 1, b"one"),)
+
+
+def test_inbound_windows_and_peer_addresses_are_kept(backend: Backend) -> None:
+    with backend.open() as store:
+        store.commit(
+            Commit(entries=[b"x"], windows={"peer-b": InboundWindow("peer-b", 7, (9, 12))})
+        )
+        store.commit(Commit(windows={"peer-b": InboundWindow("peer-b", 12)}))
+        store.put_peer_address("peer-b", "ws://127.0.0.1:9001")
+        store.put_peer_address("peer-b", "ws://127.0.0.1:9002")
+    with backend.open() as store:
+        assert store.links()["peer-b"].inbound == InboundWindow("peer-b", 12, ())
+        assert store.links()["peer-b"].last_sent == 0
+        assert store.peer_addresses() == {"peer-b": "ws://127.0.0.1:9002"}
 
 
 # ---------------------------------------------------------------- life

@@ -48,6 +48,7 @@ from datn.api.expiry import Expirer
 from datn.api.metrics import ApiCounters, render
 from datn.clearing.quota import TokenBucket
 from datn.domain import Side, TimeInForce
+from datn.net import PeerLinks
 from datn.protocol.effects import (
     Accepted,
     CancelAllInput,
@@ -188,6 +189,8 @@ class Node:
         self.rate_burst = rate_burst
         self._buckets: dict[str, TokenBucket] = {}
         self.expirer = Expirer(self)
+        self.links: PeerLinks | None = None
+        """The node's peer links, when it runs them (``datn node run``)."""
         core = runtime.core
         self.products = {spec.symbol: spec for spec in core.context.products.values()}
 

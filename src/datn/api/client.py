@@ -95,8 +95,11 @@ class AdminClient:
         """Every peer (a list), or one (``node_id``), as :mod:`datn.api.peers` shows them."""
         return self.request("GET", "/admin/peers" + ("" if node_id is None else f"/{node_id}"))
 
-    def add_peer(self, node_id: str) -> httpx.Response:
-        return self.request("POST", "/admin/peers", {"node_id": node_id})
+    def add_peer(self, node_id: str, address: str | None = None) -> httpx.Response:
+        body: dict[str, object] = {"node_id": node_id}
+        if address is not None:
+            body["address"] = address
+        return self.request("POST", "/admin/peers", body)
 
     def post_bond(self, peer: str, amount: int) -> httpx.Response:
         return self.request("POST", "/admin/bonds", {"peer": peer, "amount": amount})

@@ -16,13 +16,15 @@ keeps for that refusal moved), the answer is the same refusal: the input is
 then in the journal, and changed nothing but that counter.
 
 What the core does not know is shown as null, never estimated: a round
-trip and a clock offset exist only once a heartbeat came back. Peer links
-between processes are not built yet, so every link reads ``not_linked``:
-messages for peers go to the runtime's ``send`` outlet, and nothing answers.
+trip and a clock offset exist only once a heartbeat came back. A peer's link
+state comes from the node's peer links (:mod:`datn.net`): whether the
+connections each way are open, and how many frames wait for the peer's
+acknowledgement.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -51,6 +53,8 @@ from datn.protocol.effects import (
 from datn.protocol.liability import CAPITAL_OWNER, PeerClearing, collateral_owner
 from datn.protocol.messages import BondAnswer, BondRequest
 from datn.protocol.node import NodeCore
+from datn.runtime.config import ConfigError, check_address
+from datn.store import StoreError
 
 MAX_PEERS: Final = 4_096
 """Most peers the operator may add: each costs the node state and heartbeats."""
@@ -59,8 +63,8 @@ MAX_PENDING_BOND_REQUESTS: Final = 16
 and those queued behind it): a peer that does not answer must not let the
 queue grow without bound."""
 NOT_LINKED: Final = "not_linked"
-"""The link state of every peer while this node process has no peer
-transport: messages for peers go to the runtime's ``send`` outlet."""
+"""The link state of a peer the node has no address for: it cannot send to
+it (its frames wait in the outbox) until the operator gives one."""
 
 PeerId = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
 """A node id: its Ed25519 public key, 64 lowercase hex digits."""
@@ -72,6 +76,9 @@ BondId = Annotated[int, msgspec.Meta(gt=0, le=2**63 - 1)]
 
 class NewPeer(msgspec.Struct, forbid_unknown_fields=True):
     node_id: PeerId
+    address: Annotated[str, msgspec.Meta(max_length=300)] | None = None
+    """Where the peer listens for links, ``ws://HOST:PORT``: the node dials
+    it to send to the peer. Given again, it replaces the one kept."""
 
 
 class BondChange(msgspec.Struct, forbid_unknown_fields=True):
@@ -96,7 +103,9 @@ class BondReceipt(msgspec.Struct, forbid_unknown_fields=True):
 
 class Link(msgspec.Struct):
     state: str
-    """``not_linked`` while the node has no peer transport."""
+    """``up`` (both directions open), ``sending`` or ``receiving`` (one
+    open), ``down`` (the node dials the peer and waits for it), or
+    ``not_linked`` (no address to dial: the peer must be given one)."""
     rtt_ms: int | None
     """The smoothed round trip, once a heartbeat came back; null before."""
     rtt_variation_ms: int | None
@@ -106,6 +115,15 @@ class Link(msgspec.Struct):
     rtt_budget_ms: int
     """What an originator budgets for the round trip (smoothed RTT plus four
     deviations): from the configured default until samples come in."""
+    address: str | None = None
+    """Where this node dials the peer to send to it."""
+    unacked_frames: int = 0
+    """Frames sent or waiting to be, not yet acknowledged as kept by the
+    peer: they stay in the durable outbox and are resent until they are."""
+    last_sent_seq: int = 0
+    acked_seq: int = 0
+    received_seq: int = 0
+    """Every frame of the peer up to this sequence number is kept here."""
 
 
 class Exposure(msgspec.Struct):
@@ -521,6 +539,29 @@ async def _read_peer(node: Node, peer: NodeId) -> PeerStatus:
     status = await node.runtime.read(lambda core: one_peer(core, peer, _now_ms(node)))
     if status is None:
         raise _unknown(peer)
+    return _with_link(node, status)
+
+
+def _with_link(node: Node, status: PeerStatus) -> PeerStatus:
+    """``status`` with its link as the node's peer links see it."""
+    if node.links is None:
+        return status
+    seen = node.links.status(NodeId(status.node_id))
+    link = status.link
+    sending, receiving = seen["sending"] == "up", seen["receiving"] == "up"
+    if seen["address"] is None:
+        link.state = NOT_LINKED
+    elif sending and receiving:
+        link.state = "up"
+    elif sending or receiving:
+        link.state = "sending" if sending else "receiving"
+    else:
+        link.state = "down"
+    link.address = seen["address"]
+    link.unacked_frames = seen["unacked_frames"]
+    link.last_sent_seq = seen["last_sent_seq"]
+    link.acked_seq = seen["acked_seq"]
+    link.received_seq = seen["received_seq"]
     return status
 
 
@@ -580,18 +621,42 @@ async def add_peer(data: NewPeer, admin: bool, node: Node) -> Response[PeerStatu
     peer = NodeId(data.node_id)
     if peer == core.node_id:
         raise ApiError(422, "own_node_id", "that is this node's own id")
-    if peer in core.liability.peers:
-        return Response(await _read_peer(node, peer), status_code=200)
-    if len(core.liability.peers) >= MAX_PEERS:
-        raise ApiError(422, "too_many_peers", f"this node has {MAX_PEERS} peers, the most it takes")
-    await submit_checked(node, AddPeerInput(peer), PEER_REFUSALS)
-    return Response(await _read_peer(node, peer), status_code=201)
+    address = None
+    if data.address is not None:
+        try:
+            address = check_address(data.address, "address")
+        except ConfigError as error:
+            raise ApiError(422, "bad_address", error.problem) from None
+    known = peer in core.liability.peers
+    if not known:
+        if len(core.liability.peers) >= MAX_PEERS:
+            raise ApiError(
+                422, "too_many_peers", f"this node has {MAX_PEERS} peers, the most it takes"
+            )
+        await submit_checked(node, AddPeerInput(peer), PEER_REFUSALS)
+    if address is not None:
+        await _keep_address(node, peer, address)
+    return Response(await _read_peer(node, peer), status_code=200 if known else 201)
+
+
+async def _keep_address(node: Node, peer: NodeId, address: str) -> None:
+    store = node.runtime.store
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.run_in_executor(None, store.put_peer_address, peer, address)
+    except StoreError as error:
+        raise ApiError(
+            503, "store_unavailable", f"the address could not be kept: {error}"
+        ) from None
+    if node.links is not None:
+        node.links.dial(peer, address)
 
 
 @get("/admin/peers")
 async def list_peers(admin: bool, node: Node) -> list[PeerStatus]:
     """Every peer: link, exposure, bonds, locks, acceptance, settlement, defaults."""
-    return await node.runtime.read(lambda core: all_peers(core, _now_ms(node)))
+    found = await node.runtime.read(lambda core: all_peers(core, _now_ms(node)))
+    return [_with_link(node, status) for status in found]
 
 
 @get("/admin/peers/{node_id:str}")

@@ -26,9 +26,13 @@ import uvicorn
 from datn.api.app import Node, admin_app, trader_app
 from datn.api.auth import Verifier, token_digest
 from datn.api.stream import OrderEntryProtocol, Sessions, stream_handler
+from datn.domain.value import NodeId
+from datn.net import LinkSettings, PeerLinks
+from datn.protocol.effects import AddPeerInput
 from datn.runtime import NodeRuntime
-from datn.runtime.config import CONFIG_FILE, load_config, read_key
+from datn.runtime.config import CONFIG_FILE, ConfigError, PeerSetting, load_config, read_key
 from datn.runtime.history import history_of
+from datn.runtime.node import Outlets
 from datn.store import open_store
 
 log = logging.getLogger("datn.node")
@@ -81,18 +85,48 @@ def admin_token(folder: Path) -> str:
     return token
 
 
+async def link_peers(node: Node, peers: tuple[PeerSetting, ...]) -> None:
+    """Add the config's peers the node does not have yet, keep their
+    addresses, and dial every peer whose address the store or config holds
+    (the config's wins)."""
+    runtime, store = node.runtime, node.runtime.store
+    loop = asyncio.get_running_loop()
+    for peer in peers:
+        if peer.node_id == runtime.core.node_id:
+            raise ConfigError("peers", "lists this node's own id")
+        if peer.node_id not in runtime.core.liability.peers:
+            await runtime.submit(AddPeerInput(peer.node_id))
+            log.info("peer %s added from the config", peer.node_id)
+        if peer.address is not None:
+            await loop.run_in_executor(None, store.put_peer_address, peer.node_id, peer.address)
+    addresses = await loop.run_in_executor(None, store.peer_addresses)
+    assert node.links is not None
+    for peer_id, address in sorted(addresses.items()):
+        node.links.dial(NodeId(peer_id), address)
+
+
 async def run_node(folder: Path) -> int:
     """Run the node in ``folder`` until a signal or a failure; the exit status."""
     settings = load_config(folder / CONFIG_FILE)
     identity = read_key(settings.key_file)
-    store = await asyncio.get_running_loop().run_in_executor(None, open_store, settings.storage)
+    loop = asyncio.get_running_loop()
+    store = await loop.run_in_executor(None, open_store, settings.storage)
     history = history_of(store)
+    # The links come first: the runtime's first commit (the restart's own
+    # messages) already numbers frames after the ones the store kept.
+    links = PeerLinks(
+        identity.key,
+        await loop.run_in_executor(None, store.links),
+        settings=LinkSettings(resend_ms=settings.resend_ms),
+    )
     runtime = await NodeRuntime.open(
         store,
         settings.genesis(identity),
         snapshot_every=settings.snapshot_every,
         history=history,
+        outlets=Outlets(seal=links.seal),
     )
+    links.attach(runtime)
     node = Node(
         runtime,
         history,
@@ -100,6 +134,9 @@ async def run_node(folder: Path) -> int:
         settings.rate_per_second,
         settings.rate_burst,
     )
+    node.links = links
+    net_port = await links.start(settings.net.host, settings.net.port)
+    await link_peers(node, settings.peers)
     expiring = node.expirer.load()
     if expiring:
         log.info("%d good-till-date orders scheduled to expire", expiring)
@@ -126,7 +163,6 @@ async def run_node(folder: Path) -> int:
         )
     ]
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     tasks = [asyncio.create_task(server.serve()) for server in servers]
@@ -140,14 +176,22 @@ async def run_node(folder: Path) -> int:
             stop.set()
     ports = [s.servers[0].sockets[0].getsockname()[1] for s in servers if s.started and s.servers]
     log.info(
-        "node %s ready: traders' API on %s, operator's API on %s",
+        "node %s ready: traders' API on %s, operator's API on %s, peer links on %s",
         runtime.core.node_id,
         ports[0] if ports else "-",
         ports[1] if len(ports) > 1 else "-",
+        net_port,
     )
     ready = folder / "ready.json"
     ready.write_text(
-        json.dumps({"node_id": runtime.core.node_id, "api_port": ports[0], "admin_port": ports[1]})
+        json.dumps(
+            {
+                "node_id": runtime.core.node_id,
+                "api_port": ports[0],
+                "admin_port": ports[1],
+                "net_port": net_port,
+            }
+        )
         if len(ports) == 2
         else "{}"
     )
@@ -158,6 +202,7 @@ async def run_node(folder: Path) -> int:
     for server in servers:
         server.should_exit = True
     await asyncio.gather(*tasks, return_exceptions=True)
+    await links.close()
     failed = runtime.failure is not None
     if not failed:
         await runtime.close()

@@ -320,16 +320,22 @@ def peers(client: AdminClient, node_id: str | None, as_json: bool) -> None:
 
 @admin.command("add-peer")
 @click.argument("node_id")
+@click.option(
+    "--address",
+    help="Where the peer listens for links, ws://HOST:PORT (its [net] listen). "
+    "Given again for a peer, it replaces the one kept.",
+)
 @json_option
 @click.pass_obj
-def add_peer(client: AdminClient, node_id: str, as_json: bool) -> None:
-    """Trade with NODE_ID (its public key, 64 hex digits) as a peer."""
-    response = _admin_call(lambda: client.add_peer(node_id))
+def add_peer(client: AdminClient, node_id: str, address: str | None, as_json: bool) -> None:
+    """Trade with NODE_ID (its public key, 64 hex digits) as a peer, linked at --address."""
+    response = _admin_call(lambda: client.add_peer(node_id, address))
     if as_json or response.status_code >= 400:
         _show(response, as_json)
         return
     added = "added" if response.status_code == 201 else "a peer already"
-    click.echo(f"{response.json()['node_id']}  {added}")
+    link = response.json()["link"]
+    click.echo(f"{response.json()['node_id']}  {added}, link {link['state']}")
 
 
 @admin.group()

@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import itertools
 import os
+import re
 import stat
 import tomllib
 import types
@@ -74,6 +75,14 @@ class Listen:
 
 
 @dataclass(frozen=True, slots=True)
+class PeerSetting:
+    """A peer named in the config: its node id, and where it listens for links."""
+
+    node_id: NodeId
+    address: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class NodeSettings:
     """Everything ``datn.toml`` says, checked."""
 
@@ -93,6 +102,11 @@ class NodeSettings:
     """Requests a trader may make at once, above the average."""
     signing_window_ms: int = 5_000
     """How far a signed request's time may be from the node's clock."""
+    net: Listen = Listen("127.0.0.1", 8482)
+    """Where peers dial this node to send it their messages."""
+    peers: tuple[PeerSetting, ...] = ()
+    resend_ms: int = 500
+    """A frame a peer has not acknowledged after this long is sent again."""
 
     def genesis(self, identity: Identity) -> Genesis:
         """The node's genesis: its id from its key, its rules and products."""
@@ -147,7 +161,7 @@ def load_config(path: str | os.PathLike[str]) -> NodeSettings:
     return settings_from(table, file.resolve().parent)
 
 
-_TOP: Final = {"node", "api", "products", "core"}
+_TOP: Final = {"node", "api", "net", "peers", "products", "core"}
 
 
 def settings_from(table: Mapping[str, Any], folder: Path) -> NodeSettings:
@@ -177,6 +191,14 @@ def settings_from(table: Mapping[str, Any], folder: Path) -> NodeSettings:
     if len(set(symbols)) != len(symbols):
         raise ConfigError("products", f"a symbol is listed twice: {symbols}")
     core = _dataclass(NodeConfig, _table(table, "core"), "core", {"risk": RiskConfig(None)})
+    net = _table(table, "net")
+    _known(net, {"listen", "resend_ms"}, "net")
+    peers = tuple(
+        _peer(entry, f"peers[{index}]") for index, entry in enumerate(_array(table, "peers"))
+    )
+    ids = [p.node_id for p in peers]
+    if len(set(ids)) != len(ids):
+        raise ConfigError("peers", "a node id is listed twice")
     return NodeSettings(
         folder,
         storage,
@@ -189,7 +211,35 @@ def settings_from(table: Mapping[str, Any], folder: Path) -> NodeSettings:
         _integer(api, "rate_per_second", "api", 50, 1, 1_000_000),
         _integer(api, "rate_burst", "api", 100, 1, 1_000_000),
         _integer(api, "signing_window_ms", "api", 5_000, 1, 60_000),
+        _listen(net, "listen", "127.0.0.1:8482", "net"),
+        peers,
+        _integer(net, "resend_ms", "net", 500, 10, 60_000),
     )
+
+
+def _peer(entry: Mapping[str, Any], where: str) -> PeerSetting:
+    _known(entry, {"node_id", "address"}, where)
+    node_id = entry.get("node_id")
+    if not isinstance(node_id, str) or re.fullmatch(r"[0-9a-f]{64}", node_id) is None:
+        raise ConfigError(
+            f"{where}.node_id", f"must be a node id (64 lowercase hex digits), not {node_id!r}"
+        )
+    address = entry.get("address")
+    if address is not None:
+        address = check_address(address, f"{where}.address")
+    return PeerSetting(NodeId(node_id), address)
+
+
+def check_address(value: object, key: str) -> str:
+    """A peer's link address: ``ws://HOST:PORT`` (or ``wss://``)."""
+    match = (
+        re.fullmatch(r"wss?://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})", value)
+        if isinstance(value, str)
+        else None
+    )
+    if match is None or not 0 < int(match.group(2)) <= 65_535:
+        raise ConfigError(key, f"must be ws://HOST:PORT with a port from 1 to 65535, not {value!r}")
+    return str(value)
 
 
 def _known(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
@@ -237,12 +287,12 @@ def _integer(
     return value
 
 
-def _listen(table: Mapping[str, Any], key: str, default: str) -> Listen:
-    value = _text(table, key, "api", default)
+def _listen(table: Mapping[str, Any], key: str, default: str, where: str = "api") -> Listen:
+    value = _text(table, key, where, default)
     host, _, port = value.rpartition(":")
     if not host or not port.isdigit() or not 0 <= int(port) <= 65_535:
         raise ConfigError(
-            f"api.{key}", f"must be HOST:PORT with a port from 0 to 65535, not {value!r}"
+            f"{where}.{key}", f"must be HOST:PORT with a port from 0 to 65535, not {value!r}"
         )
     return Listen(host.strip("[]"), int(port))
 
@@ -404,6 +454,20 @@ rate_burst = 100
 # A signed request's time may be at most this far from the node's clock
 # (at most 60000); a request seen before within it is refused as a replay.
 signing_window_ms = 5000
+
+[net]
+# Where peers dial this node to send it their messages (WebSocket links,
+# signed frames). Open it to the peers' hosts only.
+listen = "127.0.0.1:8482"
+# A frame a peer has not acknowledged after this long is sent again.
+resend_ms = 500
+
+# The peers this node links with: one [[peers]] table each. The operator
+# can also add peers to a running node (`datn admin peers add`). Each peer
+# must list this node too. Example:
+# [[peers]]
+# node_id = "64 hex digits: the peer's `datn node init` printed it"
+# address = "ws://peer.example.com:8482"
 
 # What the node lists: one [[products]] table each (at least one).
 # kind: share, bond, option, future, fund or other; prices are in ticks of

@@ -141,6 +141,8 @@ class RuntimeStats:
     """What an operator's status and metrics show."""
 
     inputs: int = 0
+    inputs_refused: int = 0
+    """Peers' messages the journal could not hold, dropped unapplied."""
     commits: int = 0
     entries: int = 0
     position: int = 0
@@ -185,6 +187,11 @@ class Outlets:
     publish: Callable[[Publish], None] = lambda _effect: None
     pay: Callable[[Pay], None] = lambda _effect: None
     violation: Callable[[Violation], None] = lambda _effect: None
+    seal: Callable[[list[Send], Commit], Callable[[], None]] | None = None
+    """With peer links: called with a group's messages for peers, in order,
+    before the group commits; it numbers and signs them into frames and adds
+    those to ``commit`` (the durable outbox), and returns what sends them,
+    called once the commit is durable. ``send`` is then not called."""
 
 
 class NodeRuntime:
@@ -318,6 +325,44 @@ class NodeRuntime:
             self._pending.commit.evidence.append(evidence)
         return await self._admit(effects, encoded)
 
+    def take_in(
+        self, events: list[Input], note: Callable[[Commit], None]
+    ) -> asyncio.Future[list[Effect]]:
+        """Apply ``events`` (a peer's frame of messages) one after another,
+        call ``note`` with the pending commit (the link's window joins it),
+        and return a future set once all of it is durable and released.
+
+        An event the journal cannot hold changes nothing and is skipped
+        (``input_refused``): one message of a peer's frame must not keep the
+        others out, nor stop the node."""
+        if self.failure is not None or self._closing:
+            raise NodeStoppedError(self.failure)
+        released: list[Effect] = []
+        for event in events:
+            now = self.clock.now()
+            try:
+                encoded = encode_entry(JournalEntry(now, event))
+            except JournalError as error:
+                log.warning("a peer's message cannot be journaled, and is dropped: %s", error)
+                self.stats.inputs_refused += 1
+                continue
+            try:
+                effects = self.core.handle(event, now)
+                if self.history is not None:
+                    self.history.record(event, effects, now.wall_ms, self._pending.commit)
+            except Exception as error:
+                self._stop(error, "the node core failed on a peer's message")
+                raise NodeStoppedError(error) from error
+            released += self._take(effects, encoded)
+        note(self._pending.commit)
+        return self._wait(released)
+
+    def annotate(self, note: Callable[[Commit], None]) -> None:
+        """Call ``note`` with the pending commit: what it adds is written
+        with the next group, without waiting for one (a peer's
+        acknowledgement, which lets that group drop outbox frames)."""
+        note(self._pending.commit)
+
     async def read(self, question: Callable[[NodeCore], T]) -> T:
         """``question`` answered from the core now, released once everything
         applied before it is durable."""
@@ -331,27 +376,36 @@ class NodeRuntime:
         """Queue ``effects`` behind their journal entries in the pending
         group; released (and returned) when that group is durable.
         ``encoded``: the first journal entry, encoded already."""
+        return await self._wait(self._take(effects, encoded))
+
+    def _take(self, effects: list[Effect], encoded: bytes | None) -> list[Effect]:
+        """Add the journal entries among ``effects`` to the pending group
+        (``encoded``: the first, encoded already); the other effects."""
         self.stats.inputs += 1
-        group = self._pending
+        entries = self._pending.commit.entries
         released: list[Effect] = []
         for effect in effects:
             if type(effect) is Journal:
                 if encoded is not None:
-                    group.commit.entries.append(encoded)
+                    entries.append(encoded)
                     encoded = None
                     continue
                 try:
-                    group.commit.entries.append(encode_entry(effect.entry))
+                    entries.append(encode_entry(effect.entry))
                 except Exception as error:
                     self._stop(error, "a journal entry could not be encoded")
                     raise NodeStoppedError(error) from error
             else:
                 released.append(effect)
+        return released
+
+    def _wait(self, released: list[Effect]) -> asyncio.Future[list[Effect]]:
+        """A future for ``released``, set when the pending group is durable."""
         future: asyncio.Future[list[Effect]] = self._loop.create_future()
-        group.waiters.append(_Waiter(future, released))
+        self._pending.waiters.append(_Waiter(future, released))
         if self._committing is None:
             self._committing = self._loop.create_task(self._commit_groups())
-        return await future
+        return future
 
     # ------------------------------------------------------------ commits
 
@@ -360,6 +414,7 @@ class NodeRuntime:
         try:
             while self._pending.waiters and self.failure is None:
                 group, self._pending = self._pending, _Group()
+                transmit = self._seal(group)
                 started = time.perf_counter()
                 try:
                     position = await self._loop.run_in_executor(
@@ -372,6 +427,12 @@ class NodeRuntime:
                 elapsed_ms = (time.perf_counter() - started) * 1_000
                 self._account(group, position, elapsed_ms)
                 self._release(group)
+                if transmit is not None:
+                    try:
+                        transmit()
+                    except Exception:
+                        # The frames are in the outbox: the link resends them.
+                        log.exception("peer frames could not be handed to their links")
                 self._schedule_timer()
                 self._consider_snapshot(position)
         except Exception as error:
@@ -383,6 +444,17 @@ class NodeRuntime:
             if self.failure is not None:
                 self._fail(self._pending, self.failure)
                 self._pending = _Group()
+
+    def _seal(self, group: _Group) -> Callable[[], None] | None:
+        """The group's messages for peers sealed into its commit (see
+        :attr:`Outlets.seal`); what sends them once it is durable."""
+        seal = self.outlets.seal
+        if seal is None:
+            return None
+        sends = [e for w in group.waiters for e in w.effects if type(e) is Send]
+        if not sends:
+            return None
+        return seal(sends, group.commit)
 
     def _account(self, group: _Group, position: int, elapsed_ms: float) -> None:
         stats = self.stats
@@ -420,7 +492,8 @@ class NodeRuntime:
             replies[name] = replies.get(name, 0) + 1
             outlets.reply(effect)  # type: ignore[arg-type]
         elif kind is Send:
-            outlets.send(effect)  # type: ignore[arg-type]
+            if outlets.seal is None:
+                outlets.send(effect)  # type: ignore[arg-type]
         elif kind is Publish:
             outlets.publish(effect)  # type: ignore[arg-type]
         elif kind is Pay:

@@ -124,10 +124,46 @@ class Credential:
     revoked: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class OutboxFrame:
+    """A signed frame for ``peer``, kept until the peer acknowledges it:
+    its envelopes carry the link's sequence numbers ``first_seq`` to
+    ``last_seq``. A restarted node resends it as it was, byte for byte."""
+
+    peer: str
+    first_seq: int
+    last_seq: int
+    frame: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class InboundWindow:
+    """Which sequence numbers this node has taken in from ``peer``: all up
+    to ``contiguous``, and ``above`` it (see :class:`datn.wire.ReplayWindow`)."""
+
+    peer: str
+    contiguous: int
+    above: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRecord:
+    """One peer link as the store keeps it: the last sequence number used
+    towards the peer (never used again), the highest the peer acknowledged,
+    the frames it has not (oldest first), and what came in from it."""
+
+    peer: str
+    last_sent: int = 0
+    acked: int = 0
+    outbox: tuple[OutboxFrame, ...] = ()
+    inbound: InboundWindow | None = None
+
+
 @dataclass(slots=True)
 class Commit:
     """What one transaction writes: journal entries (they take the next
-    positions, in order) and the history they caused."""
+    positions, in order), the history they caused, the frames they send to
+    peers and the inbound windows of the frames they took in."""
 
     entries: list[bytes] = field(default_factory=list)
     orders: list[OrderRecord] = field(default_factory=list)
@@ -135,9 +171,25 @@ class Commit:
     executions: list[ExecutionRecord] = field(default_factory=list)
     ledger: list[LedgerRecord] = field(default_factory=list)
     evidence: list[EvidenceRecord] = field(default_factory=list)
+    outbox: list[OutboxFrame] = field(default_factory=list)
+    """Frames for peers, in sequence order per peer: kept until acknowledged."""
+    windows: dict[str, InboundWindow] = field(default_factory=dict)
+    """Per peer, its inbound window after this commit's frames."""
+    acked: dict[str, int] = field(default_factory=dict)
+    """Per peer, the highest sequence number it acknowledged: the outbox
+    frames up to it are dropped."""
 
     def __bool__(self) -> bool:
-        return bool(self.entries or self.orders or self.executions or self.ledger or self.evidence)
+        return bool(
+            self.entries
+            or self.orders
+            or self.executions
+            or self.ledger
+            or self.evidence
+            or self.outbox
+            or self.windows
+            or self.acked
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +295,23 @@ class Store(ABC):
     def evidence(self, peer: str, since_ms: int, until_ms: int) -> list[EvidenceRecord]:
         """Frames kept from ``peer`` with ``since_ms <= at_ms < until_ms``,
         oldest first."""
+
+    # ------------------------------------------------------------ credentials
+
+    # ------------------------------------------------------------ links
+
+    @abstractmethod
+    def links(self) -> dict[str, LinkRecord]:
+        """Every peer link the store knows, by peer: what a restarted node
+        resumes its links from."""
+
+    @abstractmethod
+    def put_peer_address(self, peer: str, address: str) -> None:
+        """Keep where ``peer`` listens for links (replacing what was kept)."""
+
+    @abstractmethod
+    def peer_addresses(self) -> dict[str, str]:
+        """Where each peer listens, as kept by :meth:`put_peer_address`."""
 
     # ------------------------------------------------------------ credentials
 

@@ -12,8 +12,11 @@ from datn.store.base import (
     Credential,
     EvidenceRecord,
     ExecutionRecord,
+    InboundWindow,
     LedgerRecord,
+    LinkRecord,
     OrderRecord,
+    OutboxFrame,
     Page,
     Store,
     Stored,
@@ -39,6 +42,12 @@ class MemoryStore(Store):
         self._ledger: dict[str, LedgerRecord] = {}
         self._evidence: list[EvidenceRecord] = []
         self._credentials: dict[str, Credential] = {}
+        self._outbox: dict[str, dict[int, OutboxFrame]] = {}
+        """peer -> first_seq -> frame, unacknowledged."""
+        self._sent: dict[str, tuple[int, int]] = {}
+        """peer -> (last sequence number used, highest acknowledged)."""
+        self._windows: dict[str, InboundWindow] = {}
+        self._addresses: dict[str, str] = {}
         self._closed = False
 
     def _open(self) -> None:
@@ -87,6 +96,9 @@ class MemoryStore(Store):
                     f"client order id {order.client_order_id!r} of {order.trader_id} "
                     f"belongs to order {owner}",
                 )
+        for frame in commit.outbox:
+            if frame.first_seq in self._outbox.get(frame.peer, {}):
+                raise StoreError("conflict", f"frame {frame.first_seq} to {frame.peer} is kept")
         position = self.last_committed
         for data in commit.entries:
             position += 1
@@ -101,6 +113,19 @@ class MemoryStore(Store):
         for entry in commit.ledger:
             self._ledger[entry.entry_id] = entry
         self._evidence.extend(commit.evidence)
+        for frame in commit.outbox:
+            frames = self._outbox.setdefault(frame.peer, {})
+            frames[frame.first_seq] = frame
+            acked = self._sent.get(frame.peer, (0, 0))[1]
+            self._sent[frame.peer] = (frame.last_seq, acked)
+        for peer, seq in commit.acked.items():
+            last, acked = self._sent.get(peer, (0, 0))
+            if seq > acked:
+                self._sent[peer] = (last, seq)
+            frames = self._outbox.get(peer, {})
+            for first in [f for f, frame in frames.items() if frame.last_seq <= seq]:
+                del frames[first]
+        self._windows.update(commit.windows)
         return position
 
     def save_snapshot(self, position: int, data: bytes) -> None:
@@ -186,6 +211,28 @@ class MemoryStore(Store):
     def evidence(self, peer: str, since_ms: int, until_ms: int) -> list[EvidenceRecord]:
         self._open()
         return [e for e in self._evidence if e.peer == peer and since_ms <= e.at_ms < until_ms]
+
+    def links(self) -> dict[str, LinkRecord]:
+        self._open()
+        peers = set(self._sent) | set(self._windows)
+        return {
+            peer: LinkRecord(
+                peer,
+                self._sent.get(peer, (0, 0))[0],
+                self._sent.get(peer, (0, 0))[1],
+                tuple(frame for _, frame in sorted(self._outbox.get(peer, {}).items())),
+                self._windows.get(peer),
+            )
+            for peer in peers
+        }
+
+    def put_peer_address(self, peer: str, address: str) -> None:
+        self._open()
+        self._addresses[peer] = address
+
+    def peer_addresses(self) -> dict[str, str]:
+        self._open()
+        return dict(self._addresses)
 
     def put_credential(self, credential: Credential) -> None:
         self._open()

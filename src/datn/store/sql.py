@@ -21,8 +21,11 @@ from datn.store.base import (
     Credential,
     EvidenceRecord,
     ExecutionRecord,
+    InboundWindow,
     LedgerRecord,
+    LinkRecord,
     OrderRecord,
+    OutboxFrame,
     Page,
     Store,
     Stored,
@@ -65,6 +68,15 @@ def schema(blob: str) -> list[str]:
         "CREATE TABLE IF NOT EXISTS evidence (seq BIGINT PRIMARY KEY, peer TEXT NOT NULL,"
         f" at_ms BIGINT NOT NULL, kind TEXT NOT NULL, frame {blob} NOT NULL)",
         "CREATE INDEX IF NOT EXISTS evidence_by_peer ON evidence (peer, at_ms)",
+        # Peer links (added to layout 1 without a change of version: a store
+        # written before has none, and is given them empty).
+        "CREATE TABLE IF NOT EXISTS link_out (peer TEXT PRIMARY KEY, last_seq BIGINT NOT NULL,"
+        " acked BIGINT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS outbox (peer TEXT NOT NULL, first_seq BIGINT NOT NULL,"
+        f" last_seq BIGINT NOT NULL, frame {blob} NOT NULL, PRIMARY KEY (peer, first_seq))",
+        "CREATE TABLE IF NOT EXISTS link_in (peer TEXT PRIMARY KEY, contiguous BIGINT NOT NULL,"
+        f" above {blob} NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS peer_addresses (peer TEXT PRIMARY KEY, address TEXT NOT NULL)",
         "CREATE TABLE IF NOT EXISTS credentials (key_id TEXT PRIMARY KEY,"
         f" trader_id TEXT NOT NULL, kind TEXT NOT NULL, material {blob} NOT NULL,"
         " created_ms BIGINT NOT NULL, revoked BOOLEAN NOT NULL)",
@@ -246,6 +258,20 @@ class SqlStore(Store):
                 )
                 last = first_seq - 1 + len(commit.evidence)
                 tx.run("UPDATE datn_meta SET value = ? WHERE key = 'evidence'", (last,))
+            if commit.outbox:
+                _write_outbox(tx, commit.outbox)
+            for peer, seq in commit.acked.items():
+                tx.run("DELETE FROM outbox WHERE peer = ? AND last_seq <= ?", (peer, seq))
+                tx.run(
+                    "UPDATE link_out SET acked = ? WHERE peer = ? AND acked < ?", (seq, peer, seq)
+                )
+            if commit.windows:
+                tx.run_many(
+                    "INSERT INTO link_in (peer, contiguous, above) VALUES (?, ?, ?)"
+                    " ON CONFLICT (peer) DO UPDATE SET contiguous = excluded.contiguous,"
+                    " above = excluded.above",
+                    [(w.peer, w.contiguous, _pack(w.above)) for w in commit.windows.values()],
+                )
             return position
 
         return self._transaction(write)
@@ -379,6 +405,53 @@ class SqlStore(Store):
         )
         return [EvidenceRecord(r[0], r[1], r[2], bytes(r[3])) for r in rows]
 
+    # ------------------------------------------------------------ links
+
+    def links(self) -> dict[str, LinkRecord]:
+        self._check_open()
+
+        def read(tx: Executor) -> dict[str, LinkRecord]:
+            sent = {
+                r[0]: (r[1], r[2]) for r in tx.run("SELECT peer, last_seq, acked FROM link_out", ())
+            }
+            frames: dict[str, list[OutboxFrame]] = {}
+            for peer, first, last, frame in tx.run(
+                "SELECT peer, first_seq, last_seq, frame FROM outbox ORDER BY peer, first_seq", ()
+            ):
+                frames.setdefault(peer, []).append(OutboxFrame(peer, first, last, bytes(frame)))
+            windows = {
+                r[0]: InboundWindow(r[0], r[1], _unpack(bytes(r[2])))
+                for r in tx.run("SELECT peer, contiguous, above FROM link_in", ())
+            }
+            return {
+                peer: LinkRecord(
+                    peer,
+                    sent.get(peer, (0, 0))[0],
+                    sent.get(peer, (0, 0))[1],
+                    tuple(frames.get(peer, ())),
+                    windows.get(peer),
+                )
+                for peer in set(sent) | set(windows)
+            }
+
+        return self._transaction(read)
+
+    def put_peer_address(self, peer: str, address: str) -> None:
+        self._check_open()
+        self._transaction(
+            lambda tx: tx.run(
+                "INSERT INTO peer_addresses (peer, address) VALUES (?, ?)"
+                " ON CONFLICT (peer) DO UPDATE SET address = excluded.address",
+                (peer, address),
+            )
+        )
+
+    def peer_addresses(self) -> dict[str, str]:
+        self._check_open()
+        return {
+            str(r[0]): str(r[1]) for r in self._read("SELECT peer, address FROM peer_addresses")
+        }
+
     # ------------------------------------------------------------ credentials
 
     def put_credential(self, credential: Credential) -> None:
@@ -433,3 +506,29 @@ def _order(row: Row) -> OrderRecord:
     return OrderRecord(
         row[0], row[1], row[2], row[3], row[4], bool(row[5]), row[6], row[7], bytes(row[8])
     )
+
+
+def _write_outbox(tx: Executor, frames: list[OutboxFrame]) -> None:
+    tx.run_many(
+        "INSERT INTO outbox (peer, first_seq, last_seq, frame) VALUES (?, ?, ?, ?)",
+        [(f.peer, f.first_seq, f.last_seq, f.frame) for f in frames],
+    )
+    last: dict[str, int] = {}
+    for frame in frames:
+        last[frame.peer] = max(last.get(frame.peer, 0), frame.last_seq)
+    tx.run_many(
+        "INSERT INTO link_out (peer, last_seq, acked) VALUES (?, ?, 0)"
+        " ON CONFLICT (peer) DO UPDATE SET last_seq = excluded.last_seq",
+        sorted(last.items()),
+    )
+
+
+def _pack(seqs: tuple[int, ...]) -> bytes:
+    """Sequence numbers as 8-byte big-endian integers, one after another."""
+    return b"".join(seq.to_bytes(8, "big") for seq in seqs)
+
+
+def _unpack(data: bytes) -> tuple[int, ...]:
+    if len(data) % 8:
+        raise StoreError("corrupt", f"an inbound window of {len(data)} bytes is not whole numbers")
+    return tuple(int.from_bytes(data[i : i + 8], "big") for i in range(0, len(data), 8))

@@ -35,6 +35,10 @@ class Purpose(enum.Enum):
     BATCH = b"datn/batch/v1"
     EVIDENCE = b"datn/evidence/v1"
     """The seal a node puts on an evidence bundle it exported."""
+    HANDSHAKE = b"datn/handshake/v1"
+    """A node's answer to a peer's challenge when a link opens."""
+    ACK = b"datn/ack/v1"
+    """A receiver's word on which of a link's frames it has kept durably."""
 
 
 class NodeKey:

@@ -1,0 +1,578 @@
+"""Peer links: a node's messages to its peers over WebSockets, kept until
+each peer has them durably.
+
+**Sending.** When a group of inputs commits, the messages it caused for
+peers are numbered per link, packed into batches and signed once per batch
+(:func:`datn.wire.seal`), and the frames join the group's commit: the
+*outbox* is durable with the journal entries behind it, and nothing leaves
+before. Once the commit returns, each frame goes to its peer over the link
+this node dialled. A frame stays in the outbox until the peer acknowledges
+it; the next number on a link is always one past the last one stored, so a
+restarted node never reuses one.
+
+**Receiving.** A peer dials this node to send to it. Each frame is checked
+cheapest test first (size, header, sender, signature, then every sequence
+number against the link's replay window), then its messages are applied to
+the core and journaled, with the link's new window in the same commit.
+Once durable, the receiver acknowledges the window, signed. A restarted
+node restores its windows from the store, so a replayed frame stays
+refused.
+
+**Losses.** A frame lost on the way (a cut connection, a proxy that drops
+it) is resent from the outbox: when the receiver's acknowledgement shows a
+gap below a frame it has, at once; otherwise after ``resend_ms`` without an
+acknowledgement; and on every new connection, from the window the receiver
+states when the link opens. So every message the core sends reaches the
+peer's core once, whatever the network loses, duplicates or reorders, as
+long as the link comes back. The core does not depend on the order.
+
+**Peers that misbehave.** An unknown key, a bad signature, a replayed,
+oversized or malformed frame is refused, counted (``counters``, shown in
+``/metrics``) and logged at most once a second per kind; the link stays
+up, and nothing changes. Only a failed handshake closes the connection.
+
+Heartbeats are the WebSocket's pings (``ping_interval_s``): a link that
+stops answering is closed and dialled again, with exponential backoff and
+jitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from datn.evidence import is_evidence
+from datn.net import handshake
+from datn.net.handshake import CHALLENGE_BYTES, MAX_CONTROL_BYTES, Window
+from datn.protocol.effects import ReceiveInput, Send
+from datn.protocol.messages import NodeId
+from datn.runtime.node import NodeStoppedError
+from datn.store import Commit, EvidenceRecord, InboundWindow, LinkRecord, OutboxFrame
+from datn.wire import (
+    LocalProtocolError,
+    NodeKey,
+    OutboundLink,
+    ProtocolError,
+    RemoteProtocolError,
+    ReplayWindow,
+    open_frame,
+    read_header,
+    seal,
+)
+from datn.wire.limits import MAX_BATCH_ENVELOPES, MAX_FRAME_BYTES, REPLAY_WINDOW
+
+if TYPE_CHECKING:
+    from datn.runtime import NodeRuntime
+
+log = logging.getLogger("datn.net")
+
+CLOSE_REFUSED: Final = 4003
+"""The close code of a connection whose handshake was refused."""
+
+
+@dataclass(frozen=True, slots=True)
+class LinkSettings:
+    """How links behave; the defaults suit a WAN."""
+
+    resend_ms: int = 500
+    """Resend a frame not acknowledged after this long."""
+    backoff_min_ms: int = 100
+    backoff_max_ms: int = 5_000
+    handshake_timeout_s: float = 5.0
+    ping_interval_s: float = 5.0
+    ping_timeout_s: float = 10.0
+
+
+@dataclass(eq=False)
+class _Outbound:
+    """The link on which this node sends to ``peer`` (it dials it)."""
+
+    peer: NodeId
+    link: OutboundLink
+    address: str | None = None
+    frames: dict[int, OutboxFrame] = field(default_factory=dict)
+    """Unacknowledged frames by first sequence number, in that order."""
+    window: Window = field(default_factory=Window)
+    """What the peer has kept, as it last said."""
+    acked: int = 0
+    sent_at: dict[int, float] = field(default_factory=dict)
+    """When each frame went out on the current connection."""
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    connected: bool = False
+    task: asyncio.Task[None] | None = None
+    connects: int = 0
+
+    def learn(self, window: Window) -> None:
+        """The peer keeps ``window``: forget the frames it has."""
+        self.window = window
+        self.acked = max(self.acked, window.contiguous)
+        for first in [f for f, frame in self.frames.items() if _has_all(window, frame)]:
+            del self.frames[first]
+            self.sent_at.pop(first, None)
+
+    def due(self, now: float, resend_s: float) -> list[OutboxFrame]:
+        """The frames to send now, in order, within the peer's window."""
+        limit = self.window.contiguous + REPLAY_WINDOW
+        out: list[OutboxFrame] = []
+        for first, frame in self.frames.items():
+            if frame.last_seq > limit:
+                break
+            sent = self.sent_at.get(first)
+            if sent is None or now - sent >= resend_s:
+                out.append(frame)
+        return out
+
+    def missing(self, window: Window) -> None:
+        """The peer has frames above a gap: the frames in the gap were
+        lost on the way, and are due again at once."""
+        if not window.above:
+            return
+        top = max(window.above)
+        for first, frame in self.frames.items():
+            if frame.last_seq < top and not _has_all(window, frame):
+                self.sent_at.pop(first, None)
+
+
+@dataclass(eq=False)
+class _Inbound:
+    """What this node has taken in from ``peer``."""
+
+    peer: NodeId
+    window: ReplayWindow
+    durable: Window
+    connection: ServerConnection | None = None
+    challenges: bytes = b""
+    acking: bool = False
+    ack_again: bool = False
+
+
+def _has_all(window: Window, frame: OutboxFrame) -> bool:
+    return all(window.has(seq) for seq in range(frame.first_seq, frame.last_seq + 1))
+
+
+def _window(replay: ReplayWindow) -> Window:
+    return Window(replay.contiguous, tuple(sorted(replay.above)))
+
+
+class PeerLinks:
+    """Every peer link of one node; see the module docstring.
+
+    Built from what the store kept (:meth:`datn.store.Store.links`) before
+    the runtime opens, so that the runtime's first commit already numbers
+    its messages after the stored ones: pass :meth:`seal` as the runtime's
+    ``Outlets.seal``, then :meth:`attach` the runtime and :meth:`start`."""
+
+    def __init__(
+        self,
+        key: NodeKey,
+        records: dict[str, LinkRecord],
+        *,
+        settings: LinkSettings | None = None,
+    ) -> None:
+        self.key = key
+        self.node_id = key.node_id
+        self.settings = settings or LinkSettings()
+        self.counters: Counter[str] = Counter()
+        self._runtime: NodeRuntime | None = None
+        self._out: dict[NodeId, _Outbound] = {}
+        self._in: dict[NodeId, _Inbound] = {}
+        self._server: Server | None = None
+        self._closing = False
+        self._logged: dict[str, float] = {}
+        for peer, record in records.items():
+            node = NodeId(peer)
+            out = self._outbound(node)
+            out.link.last_seq = record.last_sent
+            out.acked = record.acked
+            out.window = Window(record.acked)
+            out.frames = {f.first_seq: f for f in record.outbox}
+            if record.inbound is not None:
+                window = ReplayWindow(record.inbound.contiguous, frozenset(record.inbound.above))
+                self._in[node] = _Inbound(node, window, _window(window))
+
+    # ------------------------------------------------------------ set-up
+
+    def attach(self, runtime: NodeRuntime) -> None:
+        self._runtime = runtime
+
+    def _is_peer(self, node_id: NodeId) -> bool:
+        runtime = self._runtime
+        return runtime is not None and node_id in runtime.core.liability.peers
+
+    async def start(self, host: str, port: int) -> int:
+        """Listen for peers' links on ``host:port``; the port bound."""
+        self._server = await serve(
+            self._serve,
+            host,
+            port,
+            compression=None,
+            max_size=MAX_FRAME_BYTES,
+            max_queue=64,
+            ping_interval=self.settings.ping_interval_s,
+            ping_timeout=self.settings.ping_timeout_s,
+            open_timeout=self.settings.handshake_timeout_s,
+            logger=logging.getLogger("datn.net.server"),
+        )
+        sockets = list(self._server.sockets)
+        bound: int = sockets[0].getsockname()[1]
+        return bound
+
+    def dial(self, peer: NodeId, address: str) -> None:
+        """Send to ``peer`` at ``address`` (``ws://host:port``) from now on,
+        replacing the address it had; the link opens in the background."""
+        out = self._outbound(peer)
+        changed = out.address != address
+        out.address = address
+        if self._closing:
+            return
+        if out.task is None or out.task.done():
+            out.task = asyncio.get_running_loop().create_task(self._dial(out))
+        elif changed:
+            out.task.cancel()
+            out.task = asyncio.get_running_loop().create_task(self._dial(out))
+
+    async def close(self) -> None:
+        """Stop dialling, close every link and stop listening."""
+        self._closing = True
+        tasks = [out.task for out in self._out.values() if out.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    def _outbound(self, peer: NodeId) -> _Outbound:
+        out = self._out.get(peer)
+        if out is None:
+            out = self._out[peer] = _Outbound(peer, OutboundLink(self.node_id, peer))
+        return out
+
+    # ------------------------------------------------------------ status
+
+    def status(self, peer: NodeId) -> dict[str, Any]:
+        """What an operator sees of the link with ``peer``."""
+        out = self._out.get(peer)
+        inbound = self._in.get(peer)
+        return {
+            "address": None if out is None else out.address,
+            "sending": "up" if out is not None and out.connected else "down",
+            "receiving": "up" if inbound is not None and inbound.connection is not None else "down",
+            "last_sent_seq": 0 if out is None else out.link.last_seq,
+            "acked_seq": 0 if out is None else out.acked,
+            "unacked_frames": 0 if out is None else len(out.frames),
+            "received_seq": 0 if inbound is None else inbound.durable.contiguous,
+            "connects": 0 if out is None else out.connects,
+        }
+
+    def _refuse(self, what: str, error: ProtocolError, peer: str) -> None:
+        """Count a refused frame or message, and log it at most once a second per kind."""
+        name = f"{what}:{error.code}"
+        self.counters[name] += 1
+        now = time.monotonic()
+        if now - self._logged.get(name, 0.0) >= 1.0:
+            self._logged[name] = now
+            log.warning("%s from %s refused (%s): %s", what, peer[:16], error.code, error.message)
+
+    # ------------------------------------------------------------ sending
+
+    def seal(self, sends: list[Send], commit: Commit) -> Callable[[], None]:
+        """Number and sign ``sends`` into frames, one batch per peer where
+        they fit, and add them to ``commit``'s outbox (and the frames that
+        carry evidence to its evidence); what hands them to the links once
+        the commit is durable. See :attr:`datn.runtime.Outlets.seal`."""
+        by_peer: dict[NodeId, list[Send]] = {}
+        for send in sends:
+            by_peer.setdefault(send.peer, []).append(send)
+        sealed: list[tuple[_Outbound, list[OutboxFrame]]] = []
+        for peer, items in by_peer.items():
+            out = self._outbound(peer)
+            frames: list[OutboxFrame] = []
+            for start in range(0, len(items), MAX_BATCH_ENVELOPES):
+                self._seal_into(out, items[start : start + MAX_BATCH_ENVELOPES], frames, commit)
+            commit.outbox += frames
+            sealed.append((out, frames))
+
+        def transmit() -> None:
+            for out, frames in sealed:
+                for frame in frames:
+                    out.frames[frame.first_seq] = frame
+                out.wake.set()
+
+        return transmit
+
+    def _seal_into(
+        self, out: _Outbound, items: list[Send], frames: list[OutboxFrame], commit: Commit
+    ) -> None:
+        link = out.link
+        first = link.last_seq + 1
+        try:
+            frame = seal(self.key, link.batch([(s.hlc, s.message) for s in items]))
+        except LocalProtocolError as error:
+            if error.code != "frame_too_large":
+                raise
+            link.last_seq = first - 1
+            if len(items) == 1:
+                # A message no frame can carry: a bug of the core's, not
+                # the link's; the node goes on without it.
+                self.counters["message_too_large"] += 1
+                log.error(
+                    "a %s for %s is too large for a frame",
+                    type(items[0].message).__name__,
+                    out.peer,
+                )
+                return
+            half = len(items) // 2
+            self._seal_into(out, items[:half], frames, commit)
+            self._seal_into(out, items[half:], frames, commit)
+            return
+        frames.append(OutboxFrame(out.peer, first, link.last_seq, frame))
+        if any(is_evidence(s.message) for s in items):
+            commit.evidence.append(EvidenceRecord(out.peer, items[-1].hlc.wall_ms, "sent", frame))
+
+    async def _dial(self, out: _Outbound) -> None:
+        settings = self.settings
+        delay_ms = settings.backoff_min_ms
+        while not self._closing and out.address is not None:
+            try:
+                async with connect(
+                    out.address,
+                    compression=None,
+                    max_size=MAX_CONTROL_BYTES,
+                    open_timeout=settings.handshake_timeout_s,
+                    ping_interval=settings.ping_interval_s,
+                    ping_timeout=settings.ping_timeout_s,
+                    logger=logging.getLogger("datn.net.client"),
+                ) as connection:
+                    challenges = await self._open_as_sender(connection, out)
+                    delay_ms = settings.backoff_min_ms
+                    out.connected = True
+                    out.connects += 1
+                    self.counters["links_opened"] += 1
+                    log.info("link to %s open", out.peer[:16])
+                    await self._send_frames(connection, out, challenges)
+            except asyncio.CancelledError:
+                raise
+            except RemoteProtocolError as error:
+                self._refuse("handshake", error, out.peer)
+            except (OSError, ConnectionClosed, InvalidHandshake, InvalidURI, TimeoutError) as error:
+                if out.connected:
+                    log.info("link to %s closed: %s", out.peer[:16], error)
+                self.counters["link_failures"] += 1
+            finally:
+                if out.connected:
+                    out.connected = False
+                    self.counters["links_closed"] += 1
+            # Exponential backoff with full jitter, so peers that lost each
+            # other at once do not all dial again at once.
+            await asyncio.sleep(random.uniform(delay_ms / 2, delay_ms) / 1_000)
+            delay_ms = min(delay_ms * 2, settings.backoff_max_ms)
+
+    async def _open_as_sender(self, connection: Any, out: _Outbound) -> bytes:
+        """The handshake, as the node that sends; the connection's challenges."""
+        timeout = self.settings.handshake_timeout_s
+        their = handshake.read_hello(
+            _binary(await asyncio.wait_for(connection.recv(), timeout)), out.peer
+        )
+        challenge = os.urandom(CHALLENGE_BYTES)
+        await connection.send(handshake.proof(self.key, their, challenge))
+        window = handshake.read_welcome(
+            _binary(await asyncio.wait_for(connection.recv(), timeout)),
+            self.key,
+            out.peer,
+            challenge,
+        )
+        out.learn(window)
+        out.sent_at.clear()
+        return challenge + their.challenge
+
+    async def _send_frames(self, connection: Any, out: _Outbound, challenges: bytes) -> None:
+        reader = asyncio.get_running_loop().create_task(
+            self._read_acks(connection, out, challenges)
+        )
+        resend_s = self.settings.resend_ms / 1_000
+        loop = asyncio.get_running_loop()
+        try:
+            while not reader.done():
+                out.wake.clear()
+                now = loop.time()
+                for frame in out.due(now, resend_s):
+                    if frame.first_seq in out.sent_at:
+                        self.counters["frames_resent"] += 1
+                    await connection.send(frame.frame)
+                    out.sent_at[frame.first_seq] = now
+                    self.counters["frames_sent"] += 1
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(out.wake.wait(), resend_s / 2)
+            reader.result()
+        finally:
+            reader.cancel()
+
+    async def _read_acks(self, connection: Any, out: _Outbound, challenges: bytes) -> None:
+        try:
+            async for data in connection:
+                try:
+                    window = handshake.read_ack(_binary(data), self.key, out.peer, challenges)
+                except RemoteProtocolError as error:
+                    self._refuse("ack", error, out.peer)
+                    continue
+                out.missing(window)
+                out.learn(window)
+                self._note_acked(out.peer, out.acked)
+                out.wake.set()
+        finally:
+            out.wake.set()
+
+    def _note_acked(self, peer: NodeId, seq: int) -> None:
+        """The outbox frames up to ``seq`` go with the next commit."""
+        runtime = self._runtime
+        if runtime is not None:
+            runtime.annotate(lambda commit: _acked(commit, peer, seq))
+
+    # ------------------------------------------------------------ receiving
+
+    async def _serve(self, connection: ServerConnection) -> None:
+        timeout = self.settings.handshake_timeout_s
+        challenge = os.urandom(CHALLENGE_BYTES)
+        try:
+            await connection.send(handshake.hello(self.key, challenge))
+            data = _binary(await asyncio.wait_for(connection.recv(), timeout))
+            peer, proof = handshake.read_proof(data, self.key, challenge)
+            if not self._is_peer(peer):
+                raise RemoteProtocolError("unknown_peer", f"{peer[:16]} is not a peer of this node")
+        except RemoteProtocolError as error:
+            self._refuse(
+                "handshake",
+                error,
+                connection.remote_address[0] if connection.remote_address else "?",
+            )
+            await connection.close(CLOSE_REFUSED, error.code)
+            return
+        except (ConnectionClosed, TimeoutError):
+            return
+        inbound = self._in.get(peer)
+        if inbound is None:
+            inbound = self._in[peer] = _Inbound(peer, ReplayWindow(), Window())
+        previous = inbound.connection
+        inbound.connection = connection
+        inbound.challenges = proof.challenge + challenge
+        if previous is not None:
+            # The peer dialled again: its new connection replaces the old.
+            await previous.close(1000, "replaced")
+        try:
+            await connection.send(handshake.welcome(self.key, proof, inbound.durable))
+            async for frame in connection:
+                self._on_frame(inbound, connection, frame)
+        except ConnectionClosed:
+            pass
+        except NodeStoppedError:
+            await connection.close(1011, "the node stopped")
+        finally:
+            if inbound.connection is connection:
+                inbound.connection = None
+
+    def _on_frame(self, inbound: _Inbound, connection: ServerConnection, data: Any) -> None:
+        peer = inbound.peer
+        runtime = self._runtime
+        if runtime is None:
+            return
+        try:
+            if not isinstance(data, bytes):
+                raise RemoteProtocolError("text_message", "a frame is a binary message")
+            header = read_header(data)
+            if header.sender != peer:
+                raise RemoteProtocolError(
+                    "wrong_sender", f"{header.sender[:16]} on {peer[:16]}'s link"
+                )
+            if header.receiver != self.node_id:
+                raise RemoteProtocolError("wrong_receiver", f"addressed to {header.receiver[:16]}")
+            batch = open_frame(data)
+            window = inbound.window.admit(e.seq for e in batch.envelopes)
+        except RemoteProtocolError as error:
+            if error.code == "replayed":
+                self.counters["frames_duplicate"] += 1
+                self._ack(inbound, connection)
+                return
+            self._refuse("frame", error, peer)
+            return
+        inbound.window = window
+        self.counters["frames_received"] += 1
+        durable = _window(window)
+        evidence = any(is_evidence(e.message) for e in batch.envelopes)
+        at_ms = batch.envelopes[-1].sent.wall_ms
+
+        def note(commit: Commit) -> None:
+            commit.windows[peer] = InboundWindow(peer, durable.contiguous, durable.above)
+            if evidence:
+                commit.evidence.append(EvidenceRecord(peer, at_ms, "received", data))
+
+        events = [ReceiveInput(peer, e.sent, e.message) for e in batch.envelopes]
+        future = runtime.take_in(events, note)  # type: ignore[arg-type]
+
+        def kept(done: asyncio.Future[Any]) -> None:
+            if done.cancelled() or done.exception() is not None:
+                return
+            inbound.durable = _newer(inbound.durable, durable)
+            self._ack(inbound, connection)
+
+        future.add_done_callback(kept)
+
+    def _ack(self, inbound: _Inbound, connection: ServerConnection) -> None:
+        """Acknowledge what is durable, once at a time per link."""
+        if inbound.connection is not connection:
+            return
+        if inbound.acking:
+            inbound.ack_again = True
+            return
+        inbound.acking = True
+        asyncio.get_running_loop().create_task(self._send_acks(inbound, connection))
+
+    async def _send_acks(self, inbound: _Inbound, connection: ServerConnection) -> None:
+        try:
+            while True:
+                inbound.ack_again = False
+                await connection.send(
+                    handshake.ack(self.key, inbound.peer, inbound.challenges, inbound.durable)
+                )
+                if not inbound.ack_again:
+                    return
+        except ConnectionClosed:
+            return
+        finally:
+            inbound.acking = False
+
+    def peers(self) -> Iterable[NodeId]:
+        return set(self._out) | set(self._in)
+
+
+def _newer(old: Window, new: Window) -> Window:
+    """The window that has seen the most: windows only grow, but the
+    commits that make them durable may complete their callbacks in any order."""
+    if new.contiguous > old.contiguous:
+        return new
+    if new.contiguous == old.contiguous and len(new.above) >= len(old.above):
+        return new
+    return old
+
+
+def _acked(commit: Commit, peer: NodeId, seq: int) -> None:
+    if commit.acked.get(peer, 0) < seq:
+        commit.acked[peer] = seq
+
+
+def _binary(data: Any) -> bytes:
+    if not isinstance(data, bytes):
+        raise RemoteProtocolError("text_message", "the link speaks binary messages only")
+    return data
