@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import os
+import random
 import signal
 import subprocess
 import sys
@@ -123,3 +125,27 @@ def order(
     if price is not None:
         body["price_ticks"] = price
     return body
+
+
+POSTGRES_URL = os.environ.get("DATN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def postgres_schema() -> Iterator[str]:
+    """A storage URL for a node on PostgreSQL in a schema of its own,
+    dropped after the test. Skips if no PostgreSQL is reachable, unless
+    DATN_REQUIRE_POSTGRES=1 (as in CI), where that fails the test."""
+    import psycopg  # noqa: PLC0415
+
+    try:
+        psycopg.connect(POSTGRES_URL, connect_timeout=3).close()
+    except psycopg.Error as error:
+        if os.environ.get("DATN_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL at {POSTGRES_URL} is not reachable: {error}")
+        pytest.skip(f"PostgreSQL at {POSTGRES_URL} is not reachable: {error}")
+    schema = f"node_{os.getpid()}_{random.Random().randrange(10**9)}"
+    try:
+        yield f"{POSTGRES_URL}?schema={schema}"
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
+            connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")

@@ -1,122 +1,199 @@
 """Real node processes linked over real sockets on 127.0.0.1: the operators
-link them and post bonds, a trader at one node fills a resting order at the
-other, and the trade ends on both ledgers; a restarted node resumes its
-links without losing or replaying a frame."""
+link them and post bonds, traders at each node fill resting orders at the
+others through the public API, and every trade ends on both ledgers, every
+lock ends, every settlement statement matches on both sides and the
+network conserves every asset exactly; a node killed and restarted resumes
+its links without losing or replaying a frame."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+import itertools
+import random
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from nodes import Running, make_trader, new_node, order, start, stop
+from nodes import postgres_schema
+
+from datn.api.client import TraderClient
+from datn.launch import LocalNetwork, NodeProcess, wait_until
+
+__all__ = ["postgres_schema"]  # the fixture, used by name
 
 BOND = 50_000_000
 """Each node's bond with each peer, in USD minor units."""
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout_s: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+def order(client_id: str, side: str, lots: int, price: int, **extra: object) -> dict[str, object]:
+    return {
+        "client_order_id": client_id,
+        "product": "XYZ",
+        "side": side,
+        "quantity_lots": lots,
+        "price_ticks": price,
+        **extra,
+    }
 
 
-def peer_status(node: Running, peer: Running) -> dict[str, Any]:
-    response = node.admin.request("GET", f"/admin/peers/{peer.node_id}")
-    assert response.status_code == 200, response.text
-    found: dict[str, Any] = response.json()
-    return found
-
-
-def link(nodes: list[Running]) -> None:
-    """Every node a peer of every other, at its link address."""
-    for node in nodes:
-        for peer in nodes:
-            if peer is not node:
-                added = node.admin.add_peer(peer.node_id, peer.net_address)
-                assert added.status_code in (200, 201), added.text
-    for node in nodes:
-        for peer in nodes:
-            if peer is not node:
-                wait_for(
-                    f"the link {node.folder.name} -> {peer.folder.name}",
-                    lambda n=node, p=peer: peer_status(n, p)["link"]["state"] == "up",
-                )
-
-
-def bond(nodes: list[Running]) -> None:
-    """Every node posts a bond with every other, whose operator confirms
-    the money arrived (standing in for the rail)."""
-    for node in nodes:
-        funded = node.admin.request(
-            "POST", "/admin/fund", {"asset": "USD", "amount": BOND * (len(nodes) - 1)}
-        )
-        assert funded.status_code == 201, funded.text
-    for node in nodes:
-        for peer in nodes:
-            if peer is node:
-                continue
-            posted = node.admin.post_bond(peer.node_id, BOND)
-            assert posted.status_code == 201, posted.text
-            confirmed = peer.admin.confirm_bond(node.node_id, posted.json()["bond_id"], "USD", BOND)
-            assert confirmed.status_code == 201, confirmed.text
-    for node in nodes:
-        for peer in nodes:
-            if peer is not node:
-                wait_for(
-                    f"{node.folder.name}'s bond with {peer.folder.name}",
-                    lambda n=node, p=peer: peer_status(n, p)["bonds"]["posted_minor"] == BOND,
-                )
-
-
-@pytest.fixture
-def pair(tmp_path: Path) -> Iterator[list[Running]]:
-    nodes = [start(new_node(tmp_path, name=name)) for name in ("a", "b")]
-    try:
-        yield nodes
-    finally:
-        for node in nodes:
-            stop(node)
-
-
-def balances(client: Any) -> dict[str, int]:
+def balances(client: TraderClient) -> dict[str, int]:
     """The trader's balances: USD, and XYZ (its asset is the product's id)."""
     found = {b["asset"]: b["balance"] for b in client.request("GET", "/v1/balances").json()}
     return {("USD" if asset == "USD" else "XYZ"): amount for asset, amount in found.items()}
 
 
-def test_a_trader_at_one_node_fills_a_resting_order_at_another(pair: list[Running]) -> None:
-    a, b = pair
-    link(pair)
-    bond(pair)
-    seller = make_trader(b, "seller", 0, 100)
-    buyer = make_trader(a, "buyer", 10_000_000, 0)
-    rest = seller.request("POST", "/v1/orders", order("s1", "sell", 10, 5_000))
-    assert rest.status_code == 201, rest.text
-    # Node a learns of b's order from b's advert, then routes to it.
-    wait_for(
-        "b's order in a's network book",
-        lambda: buyer.request("GET", "/v1/book/XYZ").json()["asks"],
+def quiet(network: LocalNetwork) -> None:
+    """Wait until no node holds a lock or waits on a holder, and every pair
+    has settled what it traded."""
+
+    def settled(node: NodeProcess) -> bool:
+        status = node.call("GET", "/admin/status")
+        return not (status["open_locks"] or status["working_orders"] or status["unsettled_trades"])
+
+    for node in network:
+        wait_until(f"{node.name} to settle", lambda n=node: settled(n), 60)
+
+
+@pytest.fixture
+def three(tmp_path: Path) -> Iterator[LocalNetwork]:
+    with LocalNetwork(tmp_path, ["a", "b", "c"], resend_ms=100) as network:
+        yield network
+
+
+def trade_across(network: LocalNetwork, rounds: int, seed: int) -> list[tuple[TraderClient, int]]:
+    """Sellers rest orders at every node, each node's a tick dearer than the
+    one before; buyers at every node but the first bid a tick below their
+    own node's sellers, so each fill is at another node. The buyers' orders
+    and ids."""
+    rng = random.Random(seed)
+    nodes = network.nodes
+    sellers = [network.trader(n, f"seller-{n.name}", {"XYZ": 1_000}) for n in nodes]
+    buyers = [network.trader(n, f"buyer-{n.name}", {"USD": 50_000_000}) for n in nodes]
+    for index, seller in enumerate(sellers):
+        for level in range(3):
+            placed = seller.request(
+                "POST", "/v1/orders", order(f"s-{index}-{level}", "sell", 40, 5_000 + index)
+            )
+            assert placed.status_code == 201, placed.text
+    for index, node in enumerate(nodes):
+        wait_until(
+            f"every seller's order in {node.name}'s network book",
+            lambda i=index: (
+                sum(
+                    level["quantity_lots"]
+                    for level in buyers[i].request("GET", "/v1/book/XYZ").json()["asks"]
+                )
+                >= 3 * 40 * len(nodes)
+            ),
+        )
+    placed: list[tuple[TraderClient, int]] = []
+    for number in range(rounds):
+        index = rng.randrange(1, len(nodes))
+        answer = buyers[index].request(
+            "POST",
+            "/v1/orders",
+            order(f"b-{index}-{number}", "buy", rng.randint(1, 5), 5_000 + index - 1),
+        )
+        assert answer.status_code == 201, answer.text
+        placed.append((buyers[index], answer.json()["order_id"]))
+    return placed
+
+
+def filled(buyer: TraderClient, order_id: int) -> bool:
+    seen = buyer.request("GET", f"/v1/orders/{order_id}").json()
+    return bool(seen["status"] == "filled")
+
+
+def done(buyer: TraderClient, order_id: int) -> bool:
+    """No part of the order is promised any more: filled, or what is left
+    rests in its node's book (a holder that restarted voided its locks)."""
+    seen = buyer.request("GET", f"/v1/orders/{order_id}").json()
+    return not seen["pending_lots"] and not seen["waiting_on"]
+
+
+@pytest.mark.parametrize("storage", ["sqlite", "postgresql"])
+def test_three_nodes_trade_across_the_network_and_conserve_every_asset(
+    tmp_path: Path, storage: str, request: pytest.FixtureRequest
+) -> None:
+    stores = {"c": request.getfixturevalue("postgres_schema")} if storage == "postgresql" else {}
+    with LocalNetwork(tmp_path, ["a", "b", "c"], storage=stores, resend_ms=100) as network:
+        network.start()
+        network.link()
+        network.bond(BOND)
+        placed = trade_across(network, rounds=30, seed=7)
+        for buyer, order_id in placed:
+            wait_until(f"order {order_id} to fill", lambda b=buyer, o=order_id: filled(b, o))
+        quiet(network)
+        assert network.conservation() == []
+        # Trades crossed nodes: every node's peer accounts saw traffic.
+        cross = [
+            row
+            for rows in network.ledgers().values()
+            for row in rows
+            if row["owner"].startswith("rail:") and row["balance"]
+        ]
+        assert cross, "no trade crossed nodes"
+        _check_statements_match(network)
+
+
+def _check_statements_match(network: LocalNetwork) -> None:
+    """Each pair settled the same number of statements, on both sides."""
+    for a, b in itertools.permutations(network.nodes, 2):
+        here = network.peer(a, b)["settlement"]["statements_settled"]
+        there = network.peer(b, a)["settlement"]["statements_settled"]
+        assert here == there, f"{a.name} settled {here} statements with {b.name}, {b.name} {there}"
+
+
+def test_a_killed_node_resumes_its_links_and_nothing_is_lost_or_replayed(
+    three: LocalNetwork,
+) -> None:
+    three.start()
+    three.link()
+    three.bond(BOND)
+    a, b, _ = three.nodes
+    placed = trade_across(three, rounds=10, seed=3)
+    b.kill()
+    # While b is down, a and c trade on; a's frames for b wait in its outbox.
+    more = trade_across_two(three, a, three.nodes[2])
+    three.restart(b)
+    wait_until("b's links back", lambda: three.peer(b, a)["link"]["state"] == "up", 30)
+    wait_until("a's link to b back", lambda: three.peer(a, b)["link"]["state"] == "up", 30)
+    for buyer, order_id in placed + more:
+        wait_until(f"order {order_id} to settle", lambda by=buyer, o=order_id: done(by, o), 60)
+    quiet(three)
+    assert three.conservation() == []
+    metrics = _link_metrics(a) | _link_metrics(b)
+    assert not any(name.startswith("frame:") for name in metrics), metrics
+    wait_until(
+        "a's outbox for b acknowledged", lambda: three.peer(a, b)["link"]["unacked_frames"] == 0
     )
-    bought = buyer.request("POST", "/v1/orders", order("b1", "buy", 4, 5_000, time_in_force="ioc"))
-    assert bought.status_code == 201, bought.text
-    order_id = bought.json()["order_id"]
-    filled = wait_for(
-        "the cross-node fill",
-        lambda: (
-            (seen := buyer.request("GET", f"/v1/orders/{order_id}").json())["status"] == "filled"
-            and seen
+
+
+def trade_across_two(
+    network: LocalNetwork, a: NodeProcess, c: NodeProcess
+) -> list[tuple[TraderClient, int]]:
+    seller = network.trader(c, "seller-late", {"XYZ": 50})
+    buyer = network.trader(a, "buyer-late", {"USD": 1_000_000})
+    assert (
+        seller.request("POST", "/v1/orders", order("late-s", "sell", 5, 4_990)).status_code == 201
+    )
+    wait_until(
+        "c's order at a",
+        lambda: any(
+            level["price_ticks"] == 4_990
+            for level in buyer.request("GET", "/v1/book/XYZ").json()["asks"]
         ),
     )
-    assert filled["filled_lots"] == 4
-    assert balances(buyer)["XYZ"] == 4
-    wait_for("the seller's fill", lambda: balances(seller).get("XYZ") == 96)
-    assert balances(seller)["USD"] == 4 * 5_000
-    assert balances(buyer)["USD"] == 10_000_000 - 4 * 5_000
+    answer = buyer.request("POST", "/v1/orders", order("late-b", "buy", 5, 4_990))
+    assert answer.status_code == 201, answer.text
+    return [(buyer, answer.json()["order_id"])]
+
+
+def _link_metrics(node: NodeProcess) -> dict[str, int]:
+    assert node.admin is not None
+    text = node.admin.request("GET", "/metrics").text
+    found: dict[str, int] = {}
+    for line in text.splitlines():
+        if line.startswith("datn_link_events_total{"):
+            name = line.split('name="', 1)[1].split('"', 1)[0]
+            found[name] = int(float(line.rsplit(" ", 1)[1]))
+    return found

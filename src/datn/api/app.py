@@ -61,6 +61,7 @@ from datn.protocol.effects import (
     Reply,
     WithdrawInput,
 )
+from datn.protocol.node import NodeCore
 from datn.protocol.venue import OrderRequest, trader_owner
 from datn.runtime import InputRefusedError, NodeRuntime, NodeStoppedError
 from datn.runtime.history import (
@@ -156,6 +157,16 @@ class CancelResult(msgspec.Struct):
 
 class Balance(msgspec.Struct):
     asset: str
+    balance: int
+    available: int
+    held: int
+
+
+class AccountRow(msgspec.Struct):
+    owner: str
+    asset: str
+    symbol: str
+    """The product's symbol for a product's account; the currency otherwise."""
     balance: int
     available: int
     held: int
@@ -894,6 +905,36 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
             "intake_per_second": round(stats.intake_per_second(time.monotonic()), 1),
         }
 
+    @get("/admin/ledger")
+    async def ledger(
+        admin: bool,
+        node: Node,
+        owner_prefix: Annotated[str, Parameter(max_length=256)] = "",
+    ) -> list[AccountRow]:
+        """The node's trial balance: every account (or those whose owner
+        starts with ``owner_prefix``: ``trader:``, ``peer:``, ``rail:``,
+        ``bond-``, ``collateral:``, ``node:``) with its balance, what is
+        available and what is held, by owner then asset; a product's
+        account also names its symbol. Per asset, the balances sum to zero."""
+        symbols = {spec.product_id: symbol for symbol, spec in node.products.items()}
+
+        def rows(core: NodeCore) -> list[AccountRow]:
+            ledger = core.context.ledger
+            return [
+                AccountRow(
+                    key.owner,
+                    key.asset,
+                    symbols.get(key.asset, key.asset),
+                    ledger.balance(key),
+                    ledger.available(key),
+                    ledger.held(key),
+                )
+                for key in sorted(ledger.accounts())
+                if key.owner.startswith(owner_prefix)
+            ]
+
+        return await node.runtime.read(rows)
+
     @get("/admin/traders/{trader_id:str}/signed-orders")
     async def signed_orders(
         trader_id: str,
@@ -926,7 +967,9 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
 
     @get("/metrics", media_type="text/plain; version=0.0.4")
     async def metrics(node: Node) -> str:
-        return render(node.runtime, node.counters)
+        return render(
+            node.runtime, node.counters, None if node.links is None else node.links.counters
+        )
 
     # Imported here: the peers' routes build on this module's Node and errors.
     from datn.api.peers import PEER_HANDLERS  # noqa: PLC0415
@@ -939,6 +982,7 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
             withdraw,
             fund,
             status,
+            ledger,
             signed_orders,
             metrics,
             *PEER_HANDLERS,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 
 from datn.runtime import NodeRuntime
 from datn.runtime.node import Histogram
@@ -18,7 +19,7 @@ class ApiCounters:
         self.rate_limited = 0
 
 
-def render(runtime: NodeRuntime, api: ApiCounters) -> str:
+def render(runtime: NodeRuntime, api: ApiCounters, links: Mapping[str, int] | None = None) -> str:
     stats = runtime.stats
     lines: list[str] = []
 
@@ -108,6 +109,20 @@ def render(runtime: NodeRuntime, api: ApiCounters) -> str:
         [(f'{{code="{code}"}}', count) for code, count in sorted(api.auth_refused.items())],
     )
     metric("datn_rate_limited_total", "counter", "Requests answered 429.", [("", api.rate_limited)])
+    if links is not None:
+        metric(
+            "datn_link_events_total",
+            "counter",
+            "Peer links: frames sent, resent, received and duplicated, links opened and "
+            "closed, and what peers sent that was refused (frame:CODE, handshake:CODE, ack:CODE).",
+            [(f'{{name="{name}"}}', count) for name, count in sorted(links.items())],
+        )
+    metric(
+        "datn_peer_messages_refused_total",
+        "counter",
+        "Peers' messages the journal could not hold, dropped unapplied.",
+        [("", stats.inputs_refused)],
+    )
     return "\n".join(lines) + "\n"
 
 

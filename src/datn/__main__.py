@@ -1,0 +1,5 @@
+"""``python -m datn``: the ``datn`` command."""
+
+from datn.cli.main import main
+
+main()
