@@ -109,6 +109,9 @@ class NodeProcess:
                 stdout=log,
                 stderr=log,
                 stdin=subprocess.DEVNULL,
+                # Its own session: a Ctrl-C in the terminal reaches the
+                # caller, which stops the nodes in order, not the nodes.
+                start_new_session=True,
             )
         finally:
             log.close()

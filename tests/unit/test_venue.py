@@ -120,8 +120,8 @@ def test_seeded_sessions_trade_and_conserve_every_asset(seed: int) -> None:
     assert venue.check_invariants() == []
 
 
-def test_demo_command_runs_a_session_and_reports_it() -> None:
-    result = CliRunner().invoke(main, ["demo", "--orders", "200", "--seed", "3"])
+def test_session_command_runs_a_session_and_reports_it() -> None:
+    result = CliRunner().invoke(main, ["session", "--orders", "200", "--seed", "3"])
     assert result.exit_code == 0, result.output
     assert "invariants held after every step" in result.output
     assert " trades" in result.output

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -20,25 +22,75 @@ def main() -> None:
     """datn: the Distributed Asset Trading Network."""
 
 
+UNATTENDED_DEMO_S = 20.0
+"""How long ``datn demo`` trades when no terminal watches it (CI, a pipe)."""
+
+
+@main.command()
+@click.option("--nodes", default=3, show_default=True, help="Node processes to start (2 to 26).")
+@click.option(
+    "--duration",
+    type=float,
+    default=None,
+    help="Seconds to trade (default: until Ctrl-C on a terminal, 20 otherwise).",
+)
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep the nodes' folders here (default: a temporary folder, removed after).",
+)
+@click.option("--seed", default=1, show_default=True, help="Seed of the bots' order flow.")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+def demo(nodes: int, duration: float | None, folder: Path | None, seed: int, as_json: bool) -> None:
+    """Run a live network of node processes on this machine and show it.
+
+    Starts NODES node processes on 127.0.0.1, links and bonds them, and has
+    a market maker and a taker at each node trade two products through the
+    public API. Shows trades (and the two nodes of each cross-node trade),
+    the network book and every link until Ctrl-C or --duration; then checks
+    conservation across every ledger and stops every process it started.
+    """
+    from datn.demo import DemoSettings, is_terminal, print_summary, run_demo  # noqa: PLC0415
+    from datn.launch import LaunchError  # noqa: PLC0415
+
+    live = not as_json and is_terminal(sys.stdout)
+    if duration is None and not live:
+        duration = UNATTENDED_DEMO_S
+    settings = DemoSettings(nodes=nodes, duration_s=duration, folder=folder, seed=seed)
+    out = sys.stderr if as_json else sys.stdout
+    try:
+        summary = run_demo(settings, out, live=live)
+    except LaunchError as error:
+        click.echo(f"datn demo: {error}", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        print_summary(summary, sys.stdout)
+    if summary["problems"]:
+        sys.exit(1)
+
+
 @main.command()
 @click.option("--seed", default=1, show_default=True, help="Seed of the traders' order flow.")
 @click.option("--orders", default=600, show_default=True, help="Order and cancel requests to send.")
 @click.option("--traders", default=12, show_default=True, help="Number of funded traders.")
 @click.option("--quiet", is_flag=True, help="Print only the summary, not every trade.")
-def demo(seed: int, orders: int, traders: int, quiet: bool) -> None:
-    """Run a seeded trading session on one node and show it.
+def session(seed: int, orders: int, traders: int, quiet: bool) -> None:
+    """Run a seeded trading session on one node, in this process, and show it.
 
     Traders are funded, then send limit, IOC, FOK and market orders and cancels;
     the book matches them, the risk policies check them and the ledger books
     every trade. Invariants are checked after every step.
     """
     emit = (lambda _line: None) if quiet else click.echo
-    click.echo(f"datn demo: one node, {traders} traders, {orders} requests, seed {seed}\n")
+    click.echo(f"datn session: one node, {traders} traders, {orders} requests, seed {seed}\n")
     try:
         report, venue, products = run_session(seed, orders, traders, emit)
     except InvariantError as error:
         click.echo(f"INVARIANT BROKEN: {error}", err=True)
-        click.echo(f"replay with: datn demo --seed {seed} --orders {orders} --traders {traders}")
+        click.echo(f"replay with: datn session --seed {seed} --orders {orders} --traders {traders}")
         sys.exit(1)
     click.echo("")
     click.echo(
