@@ -133,6 +133,28 @@ def test_three_nodes_trade_across_the_network_and_conserve_every_asset(
         ]
         assert cross, "no trade crossed nodes"
         _check_statements_match(network)
+        _check_evidence(network, tmp_path)
+
+
+def _check_evidence(network: LocalNetwork, tmp_path: Path) -> None:
+    """Each node exports the signed evidence it keeps with each peer; the
+    bundle verifies with nothing but itself, and holds their trades."""
+    from click.testing import CliRunner  # noqa: PLC0415
+
+    from datn.cli.main import main  # noqa: PLC0415
+
+    runner = CliRunner()
+    for a, b in itertools.permutations(network.nodes, 2):
+        out = tmp_path / f"{a.name}-{b.name}.jsonl"
+        exported = runner.invoke(
+            main,
+            ["evidence", "export", "--node", str(a.folder), "--peer", b.node_id, "--out", str(out)],
+        )
+        assert exported.exit_code == 0, exported.output
+        checked = runner.invoke(main, ["evidence", "verify", str(out)])
+        assert checked.exit_code == 0, checked.output
+        assert "OK: every signature checks" in checked.output
+        assert "trades" in checked.output, checked.output
 
 
 def _check_statements_match(network: LocalNetwork) -> None:

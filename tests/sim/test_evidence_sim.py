@@ -123,7 +123,7 @@ def test_the_evidence_log_keeps_only_frames_worth_keeping() -> None:
 def test_datn_evidence_export_then_verify(tmp_path: Path) -> None:
     out = tmp_path / "n000-n001.jsonl"
     runner = CliRunner()
-    args = ["evidence", "export", "--seed", "3", "--nodes", "3", "--orders", "80"]
+    args = ["evidence", "simulate", "--seed", "3", "--nodes", "3", "--orders", "80"]
     exported = runner.invoke(main, [*args, "--node", "n000", "--peer", "n001", "--out", str(out)])
     assert exported.exit_code == 0, exported.output
     assert "records between n000 and n001" in exported.output
@@ -149,7 +149,7 @@ def test_datn_evidence_export_then_verify(tmp_path: Path) -> None:
 def test_datn_evidence_export_refuses_unknown_nodes(tmp_path: Path) -> None:
     out = tmp_path / "b.jsonl"
     result = CliRunner().invoke(
-        main, ["evidence", "export", "--nodes", "3", "--peer", "n007", "--out", str(out)]
+        main, ["evidence", "simulate", "--nodes", "3", "--peer", "n007", "--out", str(out)]
     )
     assert result.exit_code == 2
     assert "no node n007" in result.output

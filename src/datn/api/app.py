@@ -73,6 +73,7 @@ from datn.runtime.history import (
     rejected_order_id,
 )
 from datn.store import EvidenceRecord, OrderRecord, Page, StoreError
+from datn.wire import NodeKey
 
 log = logging.getLogger("datn.api")
 
@@ -200,6 +201,9 @@ class Node:
         self.rate_burst = rate_burst
         self._buckets: dict[str, TokenBucket] = {}
         self.expirer = Expirer(self)
+        self.key: NodeKey | None = None
+        """The node's signing key, when it runs with it (``datn node run``):
+        it seals the evidence bundles the operator exports."""
         self.links: PeerLinks | None = None
         """The node's peer links, when it runs them (``datn node run``)."""
         core = runtime.core

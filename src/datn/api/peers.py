@@ -32,6 +32,7 @@ from typing import Annotated, Final
 
 import msgspec
 from litestar import Response, get, post
+from litestar.params import Parameter
 
 from datn.api.app import Amount, ApiError, Node
 from datn.clearing.exposure import exposure, exposure_cap, obligations
@@ -39,6 +40,8 @@ from datn.clearing.quota import PERMILLE, AcceptanceRatio, lock_quota
 from datn.domain import AssetCode
 from datn.domain.limits import MAX_AMOUNT_MINOR
 from datn.domain.value import NodeId
+from datn.evidence import EvidenceRecord as LogRecord
+from datn.evidence import Party, export_bundle
 from datn.ledger import AccountKey
 from datn.protocol.effects import (
     AddPeerInput,
@@ -55,6 +58,7 @@ from datn.protocol.messages import BondAnswer, BondRequest
 from datn.protocol.node import NodeCore
 from datn.runtime.config import ConfigError, check_address
 from datn.store import StoreError
+from datn.wire import read_header
 
 MAX_PEERS: Final = 4_096
 """Most peers the operator may add: each costs the node state and heartbeats."""
@@ -664,6 +668,46 @@ async def get_peer(node_id: str, admin: bool, node: Node) -> PeerStatus:
     return await _read_peer(node, NodeId(node_id))
 
 
+@get("/admin/evidence/{node_id:str}", media_type="application/x-ndjson")
+async def export_evidence(
+    node_id: str,
+    admin: bool,
+    node: Node,
+    since_ms: Annotated[int, Parameter(ge=0, le=2**62)] = 0,
+    until_ms: Annotated[int, Parameter(ge=1, le=2**62)] | None = None,
+) -> Response[bytes]:
+    """The evidence bundle of this node and peer ``node_id`` over
+    ``[since_ms, until_ms)`` (the node's wall clock, ms): every signed frame
+    between them that carries part of a trade, a settlement or a bond, with
+    the earlier frames those refer to, sealed by this node. ``datn evidence
+    verify`` checks it with nothing but the bundle."""
+    peer = NodeId(node_id)
+    core = node.runtime.core
+    _known(core, peer)
+    if node.key is None:
+        raise ApiError(503, "no_key", "this node runs without its key: it cannot seal a bundle")
+    if until_ms is not None and until_ms <= since_ms:
+        raise ApiError(422, "bad_period", "until_ms must be after since_ms")
+    await node.runtime.read(lambda _core: None)  # everything before is durable
+    loop = asyncio.get_running_loop()
+    end = 2**62 if until_ms is None else until_ms
+    stored = await loop.run_in_executor(None, node.runtime.store.evidence, peer, 0, end)
+    log = []
+    for record in stored:
+        header = read_header(record.frame)
+        log.append(LogRecord(record.at_ms, header.sender, header.receiver, record.frame))
+    bundle = export_bundle(
+        log,
+        node.key,
+        Party(core.node_id, core.node_id),
+        Party(peer, peer),
+        core.context.products.values(),
+        since_ms,
+        until_ms,
+    )
+    return Response(bundle, media_type="application/x-ndjson")
+
+
 @post("/admin/peers/{node_id:str}/reinstate", status_code=200)
 async def reinstate_peer(node_id: str, admin: bool, node: Node) -> Reinstated:
     """Trade with a suspended peer again: its open default claims and losses
@@ -804,5 +848,6 @@ PEER_HANDLERS: Final = [
     post_bond,
     withdraw_bond,
     confirm_bond,
+    export_evidence,
 ]
 """The routes :func:`datn.api.app.admin_app` serves for peers and bonds."""

@@ -135,6 +135,7 @@ async def run_node(folder: Path) -> int:
         settings.rate_burst,
     )
     node.links = links
+    node.key = identity.key
     net_port = await links.start(settings.net.host, settings.net.port)
     await link_peers(node, settings.peers)
     expiring = node.expirer.load()

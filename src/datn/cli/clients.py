@@ -101,15 +101,28 @@ def _request(
 @click.pass_context
 def admin(ctx: click.Context, folder: Path) -> None:
     """The operator's commands, through the node's operator API."""
-    ready = folder / "ready.json"
+    ctx.obj = admin_client(folder)
+    ctx.meta["api_url"] = f"http://127.0.0.1:{_ports(folder)['api_port']}"
+
+
+def _ports(folder: Path) -> dict[str, Any]:
     try:
-        ports = json.loads(ready.read_text())
-        token = (folder / "admin.token").read_text().strip()
+        ports: dict[str, Any] = json.loads((folder / "ready.json").read_text())
     except (OSError, ValueError):
         _fail(f"no running node in {folder} (start it with: datn node run {folder})")
-        return
-    ctx.obj = AdminClient(f"http://127.0.0.1:{ports['admin_port']}", token)
-    ctx.meta["api_url"] = f"http://127.0.0.1:{ports['api_port']}"
+        raise AssertionError from None  # unreachable: _fail exits
+    return ports
+
+
+def admin_client(folder: Path) -> AdminClient:
+    """A client of the operator API of the node running in ``folder``."""
+    ports = _ports(folder)
+    try:
+        token = (folder / "admin.token").read_text().strip()
+    except OSError:
+        _fail(f"no admin.token in {folder}")
+        raise AssertionError from None  # unreachable: _fail exits
+    return AdminClient(f"http://127.0.0.1:{ports['admin_port']}", token)
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import click
+import httpx
 
 from datn.domain import USD
 from datn.evidence import Verification, export_bundle, verify_bundle
@@ -27,6 +28,50 @@ def evidence() -> None:
 
 
 @evidence.command("export")
+@click.option(
+    "--node",
+    "folder",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=".",
+    show_default=True,
+    help="The running node's folder (for its ready.json and admin.token).",
+)
+@click.option("--peer", required=True, help="The peer's node id (64 hex digits).")
+@click.option("--from", "from_ms", default=0, show_default=True, help="Start (wall clock, ms).")
+@click.option("--to", "to_ms", default=None, type=int, help="End (wall clock, ms, excluded).")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Where to write the bundle.",
+)
+def export(folder: Path, peer: str, from_ms: int, to_ms: int | None, out: Path) -> None:
+    """Write the evidence bundle of a running node and PEER over the period:
+    every signed frame between them that carries part of a trade, a
+    settlement or a bond, read from the node's store and sealed by the node
+    (through its operator API)."""
+    from datn.cli.clients import admin_client  # noqa: PLC0415
+
+    client = admin_client(folder)
+    params: dict[str, int] = {"since_ms": from_ms}
+    if to_ms is not None:
+        params["until_ms"] = to_ms
+    try:
+        response = client.http.get(f"/admin/evidence/{peer}", params=params)
+    except httpx.HTTPError as error:
+        click.echo(f"datn evidence export: the node does not answer: {error}", err=True)
+        sys.exit(1)
+    finally:
+        client.close()
+    if response.status_code != 200:
+        click.echo(f"datn evidence export: {response.status_code} {response.text}", err=True)
+        sys.exit(1)
+    out.write_bytes(response.content)
+    records = response.content.count(b"\n") - 2
+    click.echo(f"{records} records between this node and {peer[:16]}… written to {out}")
+
+
+@evidence.command("simulate")
 @click.option("--seed", default=1, show_default=True, help="Seed of the simulated run.")
 @click.option("--nodes", default=4, show_default=True, help="Number of simulated nodes.")
 @click.option("--orders", default=200, show_default=True, help="Orders (and cancels) to send.")
@@ -45,7 +90,7 @@ def evidence() -> None:
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     help="Where to write the bundle.",
 )
-def export(
+def simulate(
     seed: int,
     nodes: int,
     orders: int,
