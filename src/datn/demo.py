@@ -21,7 +21,6 @@ every process it started (also on an error).
 from __future__ import annotations
 
 import contextlib
-import functools
 import random
 import shutil
 import signal
@@ -36,7 +35,7 @@ from pathlib import Path
 from typing import Any, Final, TextIO
 
 from datn.api.client import TraderClient
-from datn.launch import LaunchError, LocalNetwork, NodeProcess, wait_until
+from datn.launch import LaunchError, LocalNetwork, NodeProcess
 
 PRODUCTS: Final = (("XYZ", 5_000), ("ABC", 2_500))
 """Symbol and opening price in ticks (cents): XYZ is the config template's."""
@@ -416,12 +415,7 @@ def _finish(
         for client in node.traders.values():
             client.request("DELETE", "/v1/orders")
 
-    def quiet(node: NodeProcess) -> bool:
-        status = node.call("GET", "/admin/status")
-        return not (status["open_locks"] or status["working_orders"] or status["unsettled_trades"])
-
-    for node in network:
-        wait_until(f"{node.name} to settle what is in flight", functools.partial(quiet, node), 60)
+    network.wait_quiet()
     problems = network.conservation(timeout_s=30)
     statements = {
         f"{node.name}-{names.get(peer['node_id'], '?')}": peer["settlement"]["statements_settled"]

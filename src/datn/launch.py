@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -54,13 +55,17 @@ def configure(
     resend_ms: int | None = None,
     rate: tuple[int, int] = (100_000, 100_000),
     products: Sequence[tuple[str, int]] = (),
+    core: Mapping[str, int] | None = None,
 ) -> str:
     """Write a node's folder for a local network: every port chosen by the
     system, ``storage`` (SQLite in the folder if None), generous request
-    rates, and ``products`` (symbol, opening price) after the template's
-    XYZ; the node id."""
+    rates, ``products`` (symbol, opening price) after the template's XYZ,
+    and ``core`` settings (by name, as the template lists them under
+    ``[core...]``) instead of their defaults; the node id."""
     config, identity = init_folder(folder)
     text = config.read_text(encoding="utf-8")
+    for name, value in (core or {}).items():
+        text = re.sub(rf"(?m)^# {re.escape(name)} = .*$", f"{name} = {value}", text, count=1)
     text = _replace(text, 'listen = "127.0.0.1:8480"', 'listen = "127.0.0.1:0"')
     text = _replace(text, 'admin_listen = "127.0.0.1:8481"', 'admin_listen = "127.0.0.1:0"')
     text = _replace(text, 'listen = "127.0.0.1:8482"', 'listen = "127.0.0.1:0"')
@@ -76,8 +81,8 @@ def configure(
         for symbol, price in products
     )
     # Products go before the [core] tables the template ends with.
-    head, core, tail = text.partition("\n[core]")
-    config.write_text(head + extra + core + tail, encoding="utf-8")
+    head, marker, tail = text.partition("\n[core]")
+    config.write_text(head + extra + marker + tail, encoding="utf-8")
     return identity.node_id
 
 
@@ -183,6 +188,12 @@ class NodeProcess:
                 process.wait()
         return process.returncode
 
+    def quiet(self) -> bool:
+        """No lock held for a peer, no order worked across the network, no
+        trade its peers have not settled."""
+        status = self.call("GET", "/admin/status")
+        return not (status["open_locks"] or status["working_orders"] or status["unsettled_trades"])
+
     def close_clients(self) -> None:
         for trader in self.traders.values():
             trader.close()
@@ -213,8 +224,10 @@ class LocalNetwork:
         storage: dict[str, str] | None = None,
         resend_ms: int | None = None,
         products: Sequence[tuple[str, int]] = (),
+        core: Mapping[str, int] | None = None,
     ) -> None:
         self.root = root
+        self._core = core
         self.nodes = [NodeProcess(name, root / name) for name in names]
         self._storage = storage or {}
         self.deposited: dict[str, int] = {}
@@ -247,6 +260,7 @@ class LocalNetwork:
                     storage=self._storage.get(node.name),
                     resend_ms=self._resend_ms,
                     products=self._products,
+                    core=self._core,
                 )
             node.launch()
         for node in self.nodes:
@@ -348,6 +362,12 @@ class LocalNetwork:
     def ledgers(self) -> dict[str, list[dict[str, Any]]]:
         """Every node's trial balance (``GET /admin/ledger``), by node name."""
         return {node.name: node.call("GET", "/admin/ledger") for node in self.nodes}
+
+    def wait_quiet(self, timeout_s: float = 60.0) -> None:
+        """Return once no node holds a lock for a peer, works an order
+        across the network or has trades its peers have not settled."""
+        for node in self.nodes:
+            wait_until(f"{node.name} to settle what is in flight", node.quiet, timeout_s)
 
     def conservation(self, timeout_s: float = 30.0) -> list[str]:
         """:func:`conservation_problems` once the network has settled what

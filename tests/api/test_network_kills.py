@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 
 from datn.api.client import TraderClient
-from datn.launch import LocalNetwork, NodeProcess, wait_until
+from datn.launch import LocalNetwork, NodeProcess
 
 KILLS = int(os.environ.get("DATN_NETWORK_KILLS", "20"))
 BOND = 500_000_000
@@ -113,14 +113,7 @@ def test_cross_node_trading_survives_sigkill_of_either_node(tmp_path: Path) -> N
             for client in node.traders.values():
                 client.request("DELETE", "/v1/orders")
 
-        def quiet(node: NodeProcess) -> bool:
-            status = node.call("GET", "/admin/status")
-            return not (
-                status["open_locks"] or status["working_orders"] or status["unsettled_trades"]
-            )
-
-        for node in network:
-            wait_until(f"{node.name} to settle", lambda n=node: quiet(n), 90)
+        network.wait_quiet(90)
         assert network.conservation() == []
         traded = sum(
             row["balance"]

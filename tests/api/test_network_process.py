@@ -41,18 +41,6 @@ def balances(client: TraderClient) -> dict[str, int]:
     return {("USD" if asset == "USD" else "XYZ"): amount for asset, amount in found.items()}
 
 
-def quiet(network: LocalNetwork) -> None:
-    """Wait until no node holds a lock or waits on a holder, and every pair
-    has settled what it traded."""
-
-    def settled(node: NodeProcess) -> bool:
-        status = node.call("GET", "/admin/status")
-        return not (status["open_locks"] or status["working_orders"] or status["unsettled_trades"])
-
-    for node in network:
-        wait_until(f"{node.name} to settle", lambda n=node: settled(n), 60)
-
-
 @pytest.fixture
 def three(tmp_path: Path) -> Iterator[LocalNetwork]:
     with LocalNetwork(tmp_path, ["a", "b", "c"], resend_ms=100) as network:
@@ -122,7 +110,7 @@ def test_three_nodes_trade_across_the_network_and_conserve_every_asset(
         placed = trade_across(network, rounds=30, seed=7)
         for buyer, order_id in placed:
             wait_until(f"order {order_id} to fill", lambda b=buyer, o=order_id: filled(b, o))
-        quiet(network)
+        network.wait_quiet()
         assert network.conservation() == []
         # Trades crossed nodes: every node's peer accounts saw traffic.
         cross = [
@@ -181,7 +169,7 @@ def test_a_killed_node_resumes_its_links_and_nothing_is_lost_or_replayed(
     wait_until("a's link to b back", lambda: three.peer(a, b)["link"]["state"] == "up", 30)
     for buyer, order_id in placed + more:
         wait_until(f"order {order_id} to settle", lambda by=buyer, o=order_id: done(by, o), 60)
-    quiet(three)
+    three.wait_quiet()
     assert three.conservation() == []
     metrics = _link_metrics(a) | _link_metrics(b)
     assert not any(name.startswith("frame:") for name in metrics), metrics

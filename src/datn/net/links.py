@@ -218,7 +218,9 @@ class PeerLinks:
             host,
             port,
             compression=None,
-            max_size=MAX_FRAME_BYTES,
+            # Up to four times a frame's limit is read and refused as a
+            # frame (counted, the link kept); beyond it the connection closes.
+            max_size=4 * MAX_FRAME_BYTES,
             max_queue=64,
             ping_interval=self.settings.ping_interval_s,
             ping_timeout=self.settings.ping_timeout_s,
