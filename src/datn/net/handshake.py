@@ -58,7 +58,7 @@ _Key = Annotated[bytes, msgspec.Meta(min_length=PUBLIC_KEY_BYTES, max_length=PUB
 _Challenge = Annotated[bytes, msgspec.Meta(min_length=CHALLENGE_BYTES, max_length=CHALLENGE_BYTES)]
 _Signature = Annotated[bytes, msgspec.Meta(min_length=SIGNATURE_BYTES, max_length=SIGNATURE_BYTES)]
 _Seq = Annotated[int, msgspec.Meta(ge=0, le=MAX_INT64)]
-_Above = Annotated[list[_Seq], msgspec.Meta(max_length=REPLAY_WINDOW)]
+_Above = Annotated[tuple[_Seq, ...], msgspec.Meta(max_length=REPLAY_WINDOW)]
 
 
 class Hello(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
@@ -77,7 +77,7 @@ class Window(msgspec.Struct, array_like=True, forbid_unknown_fields=True, frozen
     """Every sequence number up to ``contiguous``, and those in ``above``."""
 
     contiguous: _Seq = 0
-    above: tuple[_Seq, ...] = ()
+    above: _Above = ()
 
     def has(self, seq: int) -> bool:
         return seq <= self.contiguous or seq in self.above

@@ -55,7 +55,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from datn.evidence import is_evidence
 from datn.net import handshake
-from datn.net.handshake import CHALLENGE_BYTES, MAX_CONTROL_BYTES, Window
+from datn.net.handshake import CHALLENGE_BYTES, MAX_CONTROL_BYTES, Proof, Window
 from datn.protocol.effects import ReceiveInput, Send
 from datn.protocol.messages import NodeId
 from datn.runtime.node import NodeStoppedError
@@ -80,6 +80,15 @@ log = logging.getLogger("datn.net")
 
 CLOSE_REFUSED: Final = 4003
 """The close code of a connection whose handshake was refused."""
+CLOSE_BUSY: Final = 1013
+"""The close code for a connection beyond :data:`MAX_HANDSHAKES` (try again later)."""
+MAX_MESSAGE_BYTES: Final = 4 * MAX_FRAME_BYTES
+"""The largest message a link reads: up to it, a frame beyond the frame
+limit is refused as a frame (counted, the link kept); beyond it the
+connection closes (1009)."""
+MAX_HANDSHAKES: Final = 64
+"""Connections at once that have not finished their handshake: a flood of
+them is closed at once instead of holding the node's sockets."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +163,8 @@ class _Inbound:
     durable: Window
     connection: ServerConnection | None = None
     challenges: bytes = b""
-    acking: bool = False
+    acking: ServerConnection | None = None
+    """The connection an acknowledgement is being sent on, if any."""
     ack_again: bool = False
 
 
@@ -190,6 +200,7 @@ class PeerLinks:
         self._in: dict[NodeId, _Inbound] = {}
         self._server: Server | None = None
         self._closing = False
+        self._handshaking = 0
         self._logged: dict[str, float] = {}
         for peer, record in records.items():
             node = NodeId(peer)
@@ -218,9 +229,7 @@ class PeerLinks:
             host,
             port,
             compression=None,
-            # Up to four times a frame's limit is read and refused as a
-            # frame (counted, the link kept); beyond it the connection closes.
-            max_size=4 * MAX_FRAME_BYTES,
+            max_size=MAX_MESSAGE_BYTES,
             max_queue=64,
             ping_interval=self.settings.ping_interval_s,
             ping_timeout=self.settings.ping_timeout_s,
@@ -446,6 +455,22 @@ class PeerLinks:
     # ------------------------------------------------------------ receiving
 
     async def _serve(self, connection: ServerConnection) -> None:
+        if self._handshaking >= MAX_HANDSHAKES:
+            self.counters["handshake:too_many"] += 1
+            await connection.close(CLOSE_BUSY, "too many handshakes")
+            return
+        self._handshaking += 1
+        try:
+            peer_proof = await self._handshake(connection)
+        finally:
+            self._handshaking -= 1
+        if peer_proof is not None:
+            await self._take_frames(connection, *peer_proof)
+
+    async def _handshake(self, connection: ServerConnection) -> tuple[NodeId, Proof, bytes] | None:
+        """The handshake, as the node that receives: the sender, its proof
+        and this node's challenge; or None (refused, counted, and the
+        connection closed)."""
         timeout = self.settings.handshake_timeout_s
         challenge = os.urandom(CHALLENGE_BYTES)
         try:
@@ -461,9 +486,14 @@ class PeerLinks:
                 connection.remote_address[0] if connection.remote_address else "?",
             )
             await connection.close(CLOSE_REFUSED, error.code)
-            return
+            return None
         except (ConnectionClosed, TimeoutError):
-            return
+            return None
+        return peer, proof, challenge
+
+    async def _take_frames(
+        self, connection: ServerConnection, peer: NodeId, proof: Proof, challenge: bytes
+    ) -> None:
         inbound = self._in.get(peer)
         if inbound is None:
             inbound = self._in[peer] = _Inbound(peer, ReplayWindow(), Window())
@@ -532,13 +562,13 @@ class PeerLinks:
         future.add_done_callback(kept)
 
     def _ack(self, inbound: _Inbound, connection: ServerConnection) -> None:
-        """Acknowledge what is durable, once at a time per link."""
+        """Acknowledge what is durable, one send at a time per connection."""
         if inbound.connection is not connection:
             return
-        if inbound.acking:
+        if inbound.acking is connection:
             inbound.ack_again = True
             return
-        inbound.acking = True
+        inbound.acking = connection
         asyncio.get_running_loop().create_task(self._send_acks(inbound, connection))
 
     async def _send_acks(self, inbound: _Inbound, connection: ServerConnection) -> None:
@@ -553,7 +583,8 @@ class PeerLinks:
         except ConnectionClosed:
             return
         finally:
-            inbound.acking = False
+            if inbound.acking is connection:
+                inbound.acking = None
 
     def peers(self) -> Iterable[NodeId]:
         return set(self._out) | set(self._in)
