@@ -270,6 +270,12 @@ class NetworkView:
             self.context.send(sender, answer, now, out)
             return
         rtt = now.mono_ms - message.echo_mono_ms
+        if rtt > self.context.config.lock_ttl_ms // 2:
+            # Slower than any collection window, so no answer this slow could
+            # be used anyway; and a probe or echo its link had to resend
+            # measures the resend delay, not the round trip (Karn's rule).
+            self.context.count("rtt_samples_ignored")
+            return
         if view.sample_rtt(rtt):
             view.offset_ms = message.wall_ms - (now.wall_ms - rtt // 2)
 
