@@ -48,7 +48,7 @@ import datn.book.book
 import datn.domain.orders
 import datn.ledger.ledger
 import datn.protocol.node
-from datn.domain.bulk import set_up_frozen
+from datn.domain.bulk import frozen_set_up
 from datn.sim import invariants, network
 from datn.sim.network import Faults, Simulation
 
@@ -75,13 +75,14 @@ def simulate(seed: int, nodes: int, orders: int, checks: bool) -> Run:
     instead of paying for its predecessor's garbage."""
     gc.collect()
     start = time.perf_counter()
-    sim = Simulation(seed, nodes)
-    if not checks:
-        sim.per_event_checks = False
-    sim.fund()
-    setup_wall_s = time.perf_counter() - start
-    setup_messages = sum(sim.report.messages.values())
-    with set_up_frozen():  # as run_simulation does
+    with frozen_set_up() as set_up_done:  # as run_simulation does
+        sim = Simulation(seed, nodes)
+        if not checks:
+            sim.per_event_checks = False
+        sim.fund()
+        set_up_done()
+        setup_wall_s = time.perf_counter() - start
+        setup_messages = sum(sim.report.messages.values())
         duration_ms = max(1_000, orders * 20)
         end_ms = sim.schedule_flow(orders, duration_ms)
         sim.run(until_ms=end_ms)

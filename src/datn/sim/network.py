@@ -33,7 +33,7 @@ from mypy_extensions import mypyc_attr
 
 from datn.domain import USD, ProductKind, ProductSpec, Side, TimeInForce
 from datn.domain.assets import AssetCode
-from datn.domain.bulk import collector_paused, set_up_frozen
+from datn.domain.bulk import collector_paused, frozen_set_up
 from datn.protocol.clock import Hlc, Now
 from datn.protocol.effects import (
     Accepted,
@@ -213,14 +213,15 @@ class Simulation:
         self.nodes: dict[NodeId, _Node] = {}
         self.snapshot_every = SNAPSHOT_EVERY
         self.snapshots_taken = 0
-        for node_id in self.ids:
-            skew = self.rng.randint(-self.faults.max_skew_ms, self.faults.max_skew_ms)
-            origin = self.rng.randint(0, MONO_ORIGINS_MS)
-            now = Now(self.time_ms + origin, WALL_EPOCH_MS + self.time_ms + skew)
-            kind = self.strategies.get(node_id, honest)
-            core, effects = kind.start(self._genesis(node_id), now)
-            node = self.nodes[node_id] = _Node(core, origin, skew)
-            node.journal.extend(e.entry for e in effects if type(e) is Journal)
+        with collector_paused():  # as in fund(): all of it lives as long as the run
+            for node_id in self.ids:
+                skew = self.rng.randint(-self.faults.max_skew_ms, self.faults.max_skew_ms)
+                origin = self.rng.randint(0, MONO_ORIGINS_MS)
+                now = Now(self.time_ms + origin, WALL_EPOCH_MS + self.time_ms + skew)
+                kind = self.strategies.get(node_id, honest)
+                core, effects = kind.start(self._genesis(node_id), now)
+                node = self.nodes[node_id] = _Node(core, origin, skew)
+                node.journal.extend(e.entry for e in effects if type(e) is Journal)
         self.traders = {n: [f"{n}t{j}" for j in range(traders)] for n in self.ids}
         self.deposited: Counter[str] = Counter()
         self.capital: Counter[str] = Counter()
@@ -650,9 +651,10 @@ def run_simulation(
     on_progress: Callable[[SimReport], None] | None = None,
 ) -> SimReport:
     """One full run: safety phase with faults, liveness phase healed, final checks."""
-    sim = Simulation(seed, nodes, faults=faults, targeted=targeted, signed=signed)
-    sim.fund()
-    with set_up_frozen():
+    with frozen_set_up() as set_up_done:
+        sim = Simulation(seed, nodes, faults=faults, targeted=targeted, signed=signed)
+        sim.fund()
+        set_up_done()
         duration_ms = max(1_000, orders * 20)
         end_ms = sim.schedule_flow(orders, duration_ms)
         sim.run(
