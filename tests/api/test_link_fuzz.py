@@ -801,3 +801,51 @@ def test_a_node_drops_no_frame_on_an_acknowledgement_it_cannot_check(
     network.wait_quiet()
     assert a.running and b.running and c.running
     assert network.conservation() == []
+
+
+def acks_until(
+    ws: ClientConnection, key: NodeKey, node: NodeProcess, challenges: bytes, contiguous: int
+) -> list[Window]:
+    """The acknowledgements ``node`` sends until one states ``contiguous``."""
+    acks = [handshake.read_ack(received(ws), key, NodeId(node.node_id), challenges)]
+    while acks[-1].contiguous < contiguous:
+        acks.append(handshake.read_ack(received(ws), key, NodeId(node.node_id), challenges))
+    return acks
+
+
+def test_acknowledgements_cover_every_frame_kept_and_state_a_gap(network: LocalNetwork) -> None:
+    """Acknowledgements are delayed, each covering what was kept meanwhile;
+    a frame above a gap gets one stating the gap (so that the sender
+    resends it); and a new connection's frames are acknowledged too, even
+    if the previous one ended while an acknowledgement was due."""
+    rng = Random(SEED + 3)
+    a, _, c = network.nodes
+    c.stop()
+    key = stolen_key(c)
+    wait_until("a to see c's link down", lambda: network.peer(a, c)["link"]["state"] == "down")
+    ws, window, challenges = open_as(a, key, rng)
+    first = window.contiguous + 1
+    for n in range(10):
+        ws.send(heartbeats(key, a.node_id, [first + n]))
+    acks = acks_until(ws, key, a, challenges, first + 9)
+    assert len(acks) <= 10
+    assert acks[-1] == Window(first + 9)
+    assert all(ack.above == () for ack in acks)
+
+    ws.send(heartbeats(key, a.node_id, [first + 12]))
+    assert handshake.read_ack(received(ws), key, NodeId(a.node_id), challenges) == Window(
+        first + 9, (first + 12,)
+    )
+    ws.send(heartbeats(key, a.node_id, [first + 10, first + 11]))
+    assert acks_until(ws, key, a, challenges, first + 12)[-1] == Window(first + 12)
+
+    # A frame, and the connection gone before its acknowledgement is due.
+    ws.send(heartbeats(key, a.node_id, [first + 13]))
+    ws.close()
+    ws, window, challenges = open_as(a, key, rng)
+    assert window.contiguous in (first + 12, first + 13)
+    following = window.contiguous + 1
+    ws.send(heartbeats(key, a.node_id, [following]))
+    assert acks_until(ws, key, a, challenges, following)[-1] == Window(following)
+    ws.close()
+    assert a.running

@@ -14,9 +14,13 @@ restarted node never reuses one.
 cheapest test first (size, header, sender, signature, then every sequence
 number against the link's replay window), then its messages are applied to
 the core and journaled, with the link's new window in the same commit.
-Once durable, the receiver acknowledges the window, signed. A restarted
-node restores its windows from the store, so a replayed frame stays
-refused.
+Once durable, the receiver acknowledges the window, signed, a little
+later (``ack_delay_ms``, as TCP delays its acknowledgements): one
+acknowledgement then covers every frame kept meanwhile, and a frame and its
+answer do not each cost the other side a signed acknowledgement while a
+trade is on its way. A frame that came above a gap, or again, is
+acknowledged at once. A restarted node restores its windows from the store,
+so a replayed frame stays refused.
 
 **Losses.** A frame lost on the way (a cut connection, a proxy that drops
 it) is resent from the outbox: when the receiver's acknowledgement shows a
@@ -39,7 +43,6 @@ jitter.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import random
@@ -97,6 +100,9 @@ class LinkSettings:
 
     resend_ms: int = 500
     """Resend a frame not acknowledged after this long."""
+    ack_delay_ms: int = 20
+    """Acknowledge a durable frame after at most this long (and at most a
+    tenth of ``resend_ms``), with the others kept meanwhile."""
     backoff_min_ms: int = 100
     backoff_max_ms: int = 5_000
     handshake_timeout_s: float = 5.0
@@ -118,10 +124,34 @@ class _Outbound:
     acked: int = 0
     sent_at: dict[int, float] = field(default_factory=dict)
     """When each frame went out on the current connection."""
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    woken: bool = False
+    """Something to send (or a connection's end) since the sender last looked."""
+    waiter: asyncio.Future[None] | None = None
     connected: bool = False
     task: asyncio.Task[None] | None = None
     connects: int = 0
+
+    def wake(self) -> None:
+        """Let the sender look at its frames again: at once if it waits."""
+        self.woken = True
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def sleep(self, timeout_s: float) -> None:
+        """Until :meth:`wake` or ``timeout_s``: a bare future and a timer,
+        so that a frame committed goes out in the loop's next turn (an
+        ``asyncio.Event`` under ``wait_for`` takes three)."""
+        if self.woken:
+            return
+        loop = asyncio.get_running_loop()
+        waiter = self.waiter = loop.create_future()
+        timer = loop.call_later(timeout_s, _settle, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self.waiter = None
 
     def learn(self, window: Window) -> None:
         """The peer keeps ``window``: forget the frames it has."""
@@ -166,6 +196,15 @@ class _Inbound:
     acking: ServerConnection | None = None
     """The connection an acknowledgement is being sent on, if any."""
     ack_again: bool = False
+    ack_timer: asyncio.TimerHandle | None = None
+    """A delayed acknowledgement, scheduled."""
+    acked_upto: int = 0
+    """The contiguous sequence number the last acknowledgement sent stated."""
+
+
+def _settle(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _has_all(window: Window, frame: OutboxFrame) -> bool:
@@ -320,7 +359,7 @@ class PeerLinks:
             for out, frames in sealed:
                 for frame in frames:
                     out.frames[frame.first_seq] = frame
-                out.wake.set()
+                out.wake()
 
         return transmit
 
@@ -417,7 +456,7 @@ class PeerLinks:
         loop = asyncio.get_running_loop()
         try:
             while not reader.done():
-                out.wake.clear()
+                out.woken = False
                 now = loop.time()
                 for frame in out.due(now, resend_s):
                     if frame.first_seq in out.sent_at:
@@ -425,8 +464,7 @@ class PeerLinks:
                     await connection.send(frame.frame)
                     out.sent_at[frame.first_seq] = now
                     self.counters["frames_sent"] += 1
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(out.wake.wait(), resend_s / 2)
+                await out.sleep(resend_s / 2)
             reader.result()
         finally:
             reader.cancel()
@@ -442,9 +480,9 @@ class PeerLinks:
                 out.missing(window)
                 out.learn(window)
                 self._note_acked(out.peer, out.acked)
-                out.wake.set()
+                out.wake()
         finally:
-            out.wake.set()
+            out.wake()
 
     def _note_acked(self, peer: NodeId, seq: int) -> None:
         """The outbox frames up to ``seq`` go with the next commit."""
@@ -499,6 +537,9 @@ class PeerLinks:
             inbound = self._in[peer] = _Inbound(peer, ReplayWindow(), Window())
         previous = inbound.connection
         inbound.connection = connection
+        if inbound.ack_timer is not None:  # it was for the previous connection
+            inbound.ack_timer.cancel()
+            inbound.ack_timer = None
         inbound.challenges = proof.challenge + challenge
         if previous is not None:
             # The peer dialled again: its new connection replaces the old.
@@ -535,7 +576,7 @@ class PeerLinks:
         except RemoteProtocolError as error:
             if error.code == "replayed":
                 self.counters["frames_duplicate"] += 1
-                self._ack(inbound, connection)
+                self._ack(inbound, connection, at_once=True)
                 return
             self._refuse("frame", error, peer)
             return
@@ -557,12 +598,43 @@ class PeerLinks:
             if done.cancelled() or done.exception() is not None:
                 return
             inbound.durable = _newer(inbound.durable, durable)
-            self._ack(inbound, connection)
+            # Above a gap: the sender learns of the gap at once and resends
+            # it. A quarter of the replay window unacknowledged: at once too,
+            # before the sender must wait for the window to move.
+            self._ack(
+                inbound,
+                connection,
+                at_once=bool(durable.above)
+                or durable.contiguous - inbound.acked_upto >= REPLAY_WINDOW // 4,
+            )
 
         future.add_done_callback(kept)
 
-    def _ack(self, inbound: _Inbound, connection: ServerConnection) -> None:
-        """Acknowledge what is durable, one send at a time per connection."""
+    def _ack(
+        self, inbound: _Inbound, connection: ServerConnection, *, at_once: bool = False
+    ) -> None:
+        """Acknowledge what is durable, after the acknowledgement delay
+        unless ``at_once``; one send at a time per connection."""
+        if inbound.connection is not connection:
+            return
+        if inbound.acking is connection:
+            inbound.ack_again = True
+            return
+        timer = inbound.ack_timer
+        if not at_once:
+            if timer is None:
+                settings = self.settings
+                delay_s = min(settings.ack_delay_ms, settings.resend_ms // 10) / 1_000
+                inbound.ack_timer = asyncio.get_running_loop().call_later(
+                    delay_s, self._ack_now, inbound, connection
+                )
+            return
+        self._ack_now(inbound, connection)
+
+    def _ack_now(self, inbound: _Inbound, connection: ServerConnection) -> None:
+        if inbound.ack_timer is not None:
+            inbound.ack_timer.cancel()
+            inbound.ack_timer = None
         if inbound.connection is not connection:
             return
         if inbound.acking is connection:
@@ -575,9 +647,11 @@ class PeerLinks:
         try:
             while True:
                 inbound.ack_again = False
+                durable = inbound.durable
                 await connection.send(
-                    handshake.ack(self.key, inbound.peer, inbound.challenges, inbound.durable)
+                    handshake.ack(self.key, inbound.peer, inbound.challenges, durable)
                 )
+                inbound.acked_upto = durable.contiguous
                 if not inbound.ack_again:
                     return
         except ConnectionClosed:
