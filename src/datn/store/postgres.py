@@ -25,7 +25,7 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from datn.store.base import StoreError
-from datn.store.sql import Executor, Row, SqlStore, T
+from datn.store.sql import Dialect, Executor, Row, SqlStore, T
 
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
@@ -114,7 +114,7 @@ class PostgresStore(SqlStore):
                 open=False,
             )
             self._pool.open(wait=True, timeout=connect_timeout_s)
-            self._create("BYTEA")
+            self._create(Dialect("BYTEA", "BIGINT PRIMARY KEY"))
         except psycopg.Error as error:
             self._release()
             raise store_error(error, self.where) from None

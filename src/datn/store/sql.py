@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 from datn.store.base import (
@@ -45,37 +46,61 @@ SNAPSHOTS_KEPT: Final = 2
 needs to look back. The journal itself is never pruned."""
 
 
-def schema(blob: str) -> list[str]:
-    """The tables, with ``blob`` as the bytes type of the dialect."""
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """How a backend spells what the tables need."""
+
+    blob: str
+    """The bytes type."""
+    key: str
+    """A 64-bit integer primary key: in SQLite ``INTEGER PRIMARY KEY``, the
+    table's own row id, so that an insert writes one b-tree instead of the
+    table and a separate index of its key."""
+    compact: str = ""
+    """After the tables with short rows and a text key: SQLite's ``WITHOUT
+    ROWID`` keeps them in the key's b-tree alone, for the same reason."""
+
+
+def schema(dialect: Dialect) -> list[str]:
+    """The tables, as ``dialect`` spells them.
+
+    Every page a commit changes is written to SQLite's write-ahead log
+    before its fsync, so each table and index a commit touches costs it a
+    page: the integer keys are the tables' row ids, and small text-keyed
+    tables have no separate row id. Stores made before these were spelt so
+    keep their tables (``IF NOT EXISTS``); the layout is the same to every
+    statement, so they read and write as before."""
+    blob, key, compact = dialect.blob, dialect.key, dialect.compact
     return [
-        "CREATE TABLE IF NOT EXISTS datn_meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL)",
-        f"CREATE TABLE IF NOT EXISTS journal (position BIGINT PRIMARY KEY, entry {blob} NOT NULL,"
+        "CREATE TABLE IF NOT EXISTS datn_meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL)"
+        + compact,
+        f"CREATE TABLE IF NOT EXISTS journal (position {key}, entry {blob} NOT NULL,"
         " checksum BIGINT NOT NULL)",
-        f"CREATE TABLE IF NOT EXISTS snapshots (position BIGINT PRIMARY KEY, data {blob} NOT NULL,"
+        f"CREATE TABLE IF NOT EXISTS snapshots (position {key}, data {blob} NOT NULL,"
         " checksum BIGINT NOT NULL)",
-        "CREATE TABLE IF NOT EXISTS orders (order_id BIGINT PRIMARY KEY,"
+        f"CREATE TABLE IF NOT EXISTS orders (order_id {key},"
         " trader_id TEXT NOT NULL, client_order_id TEXT NOT NULL, product_id TEXT NOT NULL,"
         " status TEXT NOT NULL, is_open BOOLEAN NOT NULL, created_ms BIGINT NOT NULL,"
         f" updated_ms BIGINT NOT NULL, body {blob} NOT NULL,"
         " UNIQUE (trader_id, client_order_id))",
         "CREATE INDEX IF NOT EXISTS orders_by_trader ON orders (trader_id, order_id)",
-        "CREATE TABLE IF NOT EXISTS executions (seq BIGINT PRIMARY KEY,"
+        f"CREATE TABLE IF NOT EXISTS executions (seq {key},"
         " execution_id TEXT NOT NULL UNIQUE, order_id BIGINT NOT NULL, trader_id TEXT NOT NULL,"
         f" product_id TEXT NOT NULL, at_ms BIGINT NOT NULL, body {blob} NOT NULL)",
         "CREATE INDEX IF NOT EXISTS executions_by_trader ON executions (trader_id, seq)",
         "CREATE TABLE IF NOT EXISTS ledger (entry_id TEXT PRIMARY KEY, at_ms BIGINT NOT NULL,"
-        f" body {blob} NOT NULL)",
-        "CREATE TABLE IF NOT EXISTS evidence (seq BIGINT PRIMARY KEY, peer TEXT NOT NULL,"
+        f" body {blob} NOT NULL){compact}",
+        f"CREATE TABLE IF NOT EXISTS evidence (seq {key}, peer TEXT NOT NULL,"
         f" at_ms BIGINT NOT NULL, kind TEXT NOT NULL, frame {blob} NOT NULL)",
         "CREATE INDEX IF NOT EXISTS evidence_by_peer ON evidence (peer, at_ms)",
         # Peer links (added to layout 1 without a change of version: a store
         # written before has none, and is given them empty).
         "CREATE TABLE IF NOT EXISTS link_out (peer TEXT PRIMARY KEY, last_seq BIGINT NOT NULL,"
-        " acked BIGINT NOT NULL)",
+        f" acked BIGINT NOT NULL){compact}",
         "CREATE TABLE IF NOT EXISTS outbox (peer TEXT NOT NULL, first_seq BIGINT NOT NULL,"
         f" last_seq BIGINT NOT NULL, frame {blob} NOT NULL, PRIMARY KEY (peer, first_seq))",
         "CREATE TABLE IF NOT EXISTS link_in (peer TEXT PRIMARY KEY, contiguous BIGINT NOT NULL,"
-        f" above {blob} NOT NULL)",
+        f" above {blob} NOT NULL){compact}",
         "CREATE TABLE IF NOT EXISTS peer_addresses (peer TEXT PRIMARY KEY, address TEXT NOT NULL)",
         "CREATE TABLE IF NOT EXISTS credentials (key_id TEXT PRIMARY KEY,"
         f" trader_id TEXT NOT NULL, kind TEXT NOT NULL, material {blob} NOT NULL,"
@@ -133,11 +158,11 @@ class SqlStore(Store):
         if self._closed:
             raise StoreError("misuse", "the store is closed")
 
-    def _create(self, blob: str) -> None:
+    def _create(self, dialect: Dialect) -> None:
         """Create the tables if new; refuse a store of another layout."""
 
         def create(tx: Executor) -> None:
-            for statement in schema(blob):
+            for statement in schema(dialect):
                 tx.run(statement, ())
             rows = tx.run("SELECT value FROM datn_meta WHERE key = 'schema_version'", ())
             if not rows:

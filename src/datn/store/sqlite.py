@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from datn.store.base import StoreError
-from datn.store.sql import Executor, Row, SqlStore, T
+from datn.store.sql import Dialect, Executor, Row, SqlStore, T
 
 # SQLite's primary result codes for the errors that are not a caller's bug.
 _FULL = {sqlite3.SQLITE_FULL}
@@ -74,7 +74,7 @@ class SQLiteStore(SqlStore):
             self._release()
             raise
         try:
-            self._create("BLOB")
+            self._create(Dialect("BLOB", "INTEGER PRIMARY KEY", " WITHOUT ROWID"))
         except StoreError:
             self.close()
             raise
