@@ -3,12 +3,22 @@ database, URLs, a server that does not answer."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
 
-from datn.store import Commit, MemoryStore, StoreError, open_store
+from datn.store import (
+    Commit,
+    ExecutionRecord,
+    LedgerRecord,
+    MemoryStore,
+    OrderRecord,
+    StoreError,
+    open_store,
+)
 from datn.store.postgres import PostgresStore, split_url
+from datn.store.sql import Dialect
 from datn.store.sqlite import SQLiteStore
 
 
@@ -55,6 +65,39 @@ def test_a_store_of_another_layout_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StoreError) as caught:
         SQLiteStore(path)
     assert caught.value.code == "corrupt" and "layout 99" in caught.value.message
+
+
+def test_a_sqlite_store_made_before_its_keys_were_row_ids_reads_and_writes_as_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stores made by earlier versions have BIGINT keys and row ids beside
+    text keys; a node opening one goes on reading and writing it."""
+    path = tmp_path / "node.sqlite3"
+    create = SQLiteStore._create
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            SQLiteStore,
+            "_create",
+            lambda self, _dialect: create(self, Dialect("BLOB", "BIGINT PRIMARY KEY")),
+        )
+        with SQLiteStore(path) as store:
+            store.commit(
+                Commit(
+                    entries=[b"one"],
+                    orders=[OrderRecord(1, "trader:t", "c1", "XYZ", "new", True, 1, 1, b"o")],
+                    executions=[ExecutionRecord("x1", 1, "trader:t", "XYZ", 2, b"e")],
+                    ledger=[LedgerRecord("e1", 2, b"l")],
+                )
+            )
+    with sqlite3.connect(path) as connection:
+        tables = [row[0] for row in connection.execute("SELECT sql FROM sqlite_master")]
+    assert any("journal (position BIGINT PRIMARY KEY" in str(sql) for sql in tables)
+    with SQLiteStore(path) as store:
+        assert store.commit(Commit(entries=[b"two"], ledger=[LedgerRecord("e2", 3, b"m")])) == 2
+        assert store.load().entries == [b"one", b"two"]
+        assert store.ledger_entry("e1") == LedgerRecord("e1", 2, b"l")
+        assert [o.order_id for o in store.orders("trader:t")] == [1]
+        assert [e.execution_id for e in store.executions("trader:t")] == ["x1"]
 
 
 def test_storage_urls(tmp_path: Path) -> None:
