@@ -222,3 +222,49 @@ def test_memory_limits_are_checked() -> None:
         replace(CONFIG, max_answers_per_peer=0)
     with pytest.raises(DomainError):
         replace(CONFIG, broadcast_memory_ms=CONFIG.lock_ttl_ms - 1)
+
+
+def test_lots_that_come_back_from_a_partly_taken_lock_and_trade_at_once_are_booked() -> None:
+    """A lock taken in part sends its other lots back to their order, where
+    they may trade at once with an order of the same node that rested
+    across them meanwhile, and finish it: that trade is booked on the
+    ledger and reported, and the book and the node's records agree."""
+    net = Net()
+    bob = "trader-bob"
+    for node in (A, B):
+        net.apply(node, net.nodes[node].deposit(bob, USD.code, 10_000_000, net.now()))
+        net.apply(node, net.nodes[node].deposit(bob, XYZ.product_id, 1_000, net.now()))
+    net.place(A, Side.BUY, 3, 100, "a1")  # alice bids 3 at A
+    net.place(B, Side.BUY, 1, 101, "b-bob", trader=bob)  # bob bids 1 at B, higher
+    net.deliver()
+    net.place(B, Side.SELL, 3, 100, "b1")  # 1 trades at B, 2 are asked of A
+    deliver_only(net, OrderBroadcast)  # A locks all 3 lots of alice's bid for B
+    net.place(A, Side.SELL, 1, 100, "a-bob", trader=bob)  # crosses alice's bid, which is locked
+    deliver_only(net, OrderBroadcast)  # B has nothing for bob's sell
+    deliver_only(net, PotentialTrades)  # bob's sell rests at A; B accepts 2 of the 3 lots
+    deliver_only(net, Acceptance)  # 1 lot comes back to alice's bid, across bob's sell
+    a = net.nodes[A]
+    book = a.resting.books[XYZ.product_id]
+    in_book = {v.order_id for side in (Side.BUY, Side.SELL) for v in book.resting_orders(side)}
+    assert set(a.resting.orders) == in_book
+    bob_at_a = [e for n, r in net.replies if n == A and r.trader_id == bob for e in [r.event]]
+    executed = [e for e in bob_at_a if isinstance(e, Executed)]
+    assert [(e.price_ticks, e.quantity_lots) for e in executed] == [(100, 1)]
+    assert [e.reason for e in bob_at_a if isinstance(e, Done)] == ["filled"]
+    assert net.balance(A, f"trader:{bob}", XYZ.product_id) == 999
+    assert net.balance(A, OWNER, XYZ.product_id) == 1_003
+    assert a.context.ledger.check_invariants() == []
+    for order_id in list(a.resting.orders):  # every order left can be cancelled
+        net.apply(A, a.cancel(a.resting.orders[order_id].trader_id, order_id, net.now()))
+
+
+def deliver_only(net: Net, kind: type) -> None:
+    """Deliver the messages of one kind on the wire, in order; keep the rest."""
+    kept = []
+    while net.wire:
+        sender, send = net.wire.popleft()
+        if isinstance(send.message, kind):
+            net.receive(send.peer, sender, send.message, send)
+        else:
+            kept.append((sender, send))
+    net.wire.extend(kept)

@@ -207,13 +207,22 @@ class RestingOrders:
     def after_fill(
         self, meta: RestingMeta, fill: Fill, reentry: Reentry, now: Now, out: list[Effect]
     ) -> None:
-        if fill.maker_done or reentry.order_done:
+        """A lock on ``meta`` was taken (``fill``); the rest of the lock came
+        back to the order (``reentry``), and may have traded at once with
+        another order of this node, possibly finishing it: those trades are
+        booked before the order closes, or the book and the ledger part."""
+        if fill.maker_done and not reentry.fills:
             self.close(meta, "filled", reentry.cancelled_lots, now, out)
             return
-        self.after_reentry(meta, reentry, now, out)
+        self.after_reentry(meta, reentry, now, out, done_reason="filled")
 
     def after_reentry(
-        self, meta: RestingMeta, reentry: Reentry, now: Now, out: list[Effect]
+        self,
+        meta: RestingMeta,
+        reentry: Reentry,
+        now: Now,
+        out: list[Effect],
+        done_reason: str = "done",
     ) -> None:
         """Book what returning quantity traded locally, then show the order anew."""
         for fill in reentry.fills:
@@ -221,7 +230,7 @@ class RestingOrders:
         if reentry.cancelled_lots:
             self.release_part(meta, reentry.cancelled_lots)
         if reentry.order_done:
-            self.close(meta, "done", reentry.cancelled_lots, now, out)
+            self.close(meta, done_reason, reentry.cancelled_lots, now, out)
             return
         view = self.books[meta.order.product_id].get(meta.order.order_id)
         if view is not None:

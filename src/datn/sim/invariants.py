@@ -337,15 +337,24 @@ class InvariantChecker:
         seen = self._book_seen.get(node_id)
         if seen is None:
             seen = self._book_seen[node_id] = {}
+        changed = False
         for product_id, book in core.resting.books.items():
             book_version = book.version
             if seen.get(product_id) == book_version:
                 continue
             seen[product_id] = book_version
+            changed = True
             for side in (Side.BUY, Side.SELL):
                 for level in book.depth(side, 5):
                     if not 0 <= level.locked_lots <= level.quantity_lots:
                         self.fail(f"{node_id} {product_id}: locked beyond open (invariant 3)")
+        if changed:
+            in_books = sum(len(book) for book in core.resting.books.values())
+            if in_books != len(core.resting.orders):
+                self.fail(
+                    f"{node_id}: {in_books} orders in its books, "
+                    f"{len(core.resting.orders)} in its records of resting orders"
+                )
 
     def _check_settlements(self, node_id: NodeId) -> None:
         """``node_id`` settled one or more statements in this event: check
