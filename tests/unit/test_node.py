@@ -11,7 +11,7 @@ from datn.clearing.config import ClearingConfig
 from datn.clearing.quota import QuotaConfig
 from datn.domain import USD, DomainError, Side, TimeInForce
 from datn.protocol.clock import Hlc
-from datn.protocol.effects import Done, Executed, Send
+from datn.protocol.effects import Done, Executed, Reply, Send
 from datn.protocol.messages import (
     Acceptance,
     Confirmation,
@@ -268,3 +268,59 @@ def deliver_only(net: Net, kind: type) -> None:
         else:
             kept.append((sender, send))
     net.wire.extend(kept)
+
+
+def test_a_peer_advertising_a_better_price_is_asked_even_when_the_own_book_covers_the_order() -> (
+    None
+):
+    """No trade-through of a price the node knew of: the own book could
+    fill the whole order at 105, but a peer advertises 100, so the peer is
+    asked and the order fills there."""
+    net = Net()
+    net.apply(A, net.nodes[A].deposit("trader-bob", USD.code, 10_000_000, net.now()))
+    net.place(A, Side.SELL, 3, 105, "a-ask")
+    net.place(B, Side.SELL, 3, 100, "b-ask")
+    net.deliver()
+    effects = net.place(A, Side.BUY, 3, 110, "buy", trader="trader-bob")
+    asked = [
+        s.peer for s in effects if isinstance(s, Send) and isinstance(s.message, OrderBroadcast)
+    ]
+    assert asked == [B]
+    net.run(100)
+    fills = [r.event for n, r in net.replies if n == A and r.trader_id == "trader-bob"]
+    executed = [
+        (e.price_ticks, e.quantity_lots, e.counterparty) for e in fills if isinstance(e, Executed)
+    ]
+    assert executed == [(100, 3, B)]
+    # The node's own ask at 105 is still there, unlocked.
+    asks = net.nodes[A].resting.books[XYZ.product_id].resting_orders(Side.SELL)
+    assert [(v.price_ticks, v.open_lots, v.locked_lots) for v in asks] == [(105, 3, 0)]
+
+
+def test_an_own_book_at_the_best_price_is_enough_and_no_peer_is_asked() -> None:
+    net = Net()
+    net.apply(A, net.nodes[A].deposit("trader-bob", USD.code, 10_000_000, net.now()))
+    net.place(A, Side.SELL, 3, 100, "a-ask")
+    net.place(B, Side.SELL, 3, 100, "b-ask")
+    net.deliver()
+    effects = net.place(A, Side.BUY, 3, 110, "buy", trader="trader-bob")
+    assert not [s for s in effects if isinstance(s, Send) and isinstance(s.message, OrderBroadcast)]
+    bob = [
+        r.event for r in (e for e in effects if isinstance(e, Reply)) if r.trader_id == "trader-bob"
+    ]
+    assert [
+        (e.price_ticks, e.quantity_lots, e.counterparty) for e in bob if isinstance(e, Executed)
+    ] == [(100, 3, A)]
+
+
+def test_the_collection_window_waits_for_a_jittery_peers_round_trip_budget() -> None:
+    net = Net()
+    view = net.nodes[A].network.views[B]
+    for rtt in (40, 120, 40, 120, 40, 120):
+        view.sample_rtt(rtt)
+    config = net.nodes[A].context.config
+    budget = view.srtt_ms + 4 * view.rttvar_ms
+    assert budget > view.srtt_ms + config.acceptance_margin_ms
+    expected = min(budget + config.acceptance_margin_ms, config.lock_ttl_ms // 2)
+    assert net.nodes[A].originator._window_ms([B]) == expected
+    assert expected > view.srtt_ms + config.acceptance_margin_ms

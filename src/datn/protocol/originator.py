@@ -295,10 +295,15 @@ class Originator:
 
     def _window_ms(self, targets: list[NodeId]) -> int:
         """Wait at least the configured window, longer for a slow peer's round
-        trip, but never so long that an answer could not be accepted in time."""
+        trip, but never so long that an answer could not be accepted in time.
+        A peer's round trip is budgeted with its jitter (smoothed round trip
+        plus four deviations, as a lock's life is): on a wide-area link whose
+        round trips vary, waiting for the mean alone closes the round before
+        about one answer in five, and what that answer offered is lost to
+        the order."""
         config = self.context.config
         views = self.network.views
-        slowest = max(views[peer].rtt_ms for peer in targets)
+        slowest = max(views[peer].rtt_budget_ms for peer in targets)
         cap = config.lock_ttl_ms // 2
         return min(max(config.collection_window_ms, slowest + config.acceptance_margin_ms), cap)
 
@@ -321,16 +326,34 @@ class Originator:
         """Whom to ask. Broadcast: every peer. Targeted: every peer whose view
         may be stale, then the peers whose advertised crossing orders, best
         price first (demoted holders last), cover what the node's own book
-        does not; a peer that already answered this order without a refusal
-        has given what it had."""
+        does not at the same price or better; a peer that already answered
+        this order without a refusal has given what it had.
+
+        The node's own offers count against a peer's advert only where they
+        are as good: a peer advertising a better price than the node's own
+        book is asked even when that book could fill the whole order, so an
+        order never trades through a better price the node knew of."""
         liability, views = self.liability, self.network.views
         if not self.context.config.targeted_routing:
             return [peer for peer in views if not liability.suspended(peer)]
         order = working.order
         limit = working.limit_ticks
         buy = order.side is Side.BUY
-        local = sum(c.offer.quantity_lots for c in working.candidates)
-        needed = working.remaining_lots - local
+        needed = working.remaining_lots
+        # The node's own offers, best first, as price keys (lower is better),
+        # and the price at which they cover the whole order, if they do: no
+        # advert at that price or worse is needed.
+        own = sorted(
+            (c.offer.price_ticks if buy else -c.offer.price_ticks, c.offer.quantity_lots)
+            for c in working.candidates
+        )
+        cover: int | None = None
+        covered = 0
+        for price_key, lots in own:
+            covered += lots
+            if covered >= needed:
+                cover = price_key
+                break
         chosen: list[NodeId] = []
         advertised: list[tuple[bool, int, Hlc, NodeId, int]] = []
         for peer, view in views.items():
@@ -345,17 +368,27 @@ class Originator:
             best = book.best_price_key()
             if best is None or best > (limit if buy else -limit):
                 continue  # nothing there crosses
+            if cover is not None and best >= cover:
+                continue  # nothing there beats what this node has
             demoted = self._demoted(working, peer, now)
+            if demoted and cover is not None:
+                continue  # a demoted peer comes after this node's own offers
             # Best first, and no further than this order needs from one peer.
             wanted = needed
             for advert in book.best_first():
                 if wanted <= 0 or not _advert_crosses(advert, order.side, limit):
                     break
                 price_key = advert.price_ticks if buy else -advert.price_ticks
+                if cover is not None and price_key >= cover:
+                    break
                 advertised.append((demoted, price_key, advert.priority, peer, advert.quantity_lots))
                 wanted -= advert.quantity_lots
+        taken = 0
         working.expected = {}
-        for _, _, _, peer, lots in sorted(advertised):
+        for demoted, price_key, _, peer, lots in sorted(advertised):
+            while taken < len(own) and (demoted or own[taken][0] <= price_key):
+                needed -= own[taken][1]
+                taken += 1
             if needed <= 0:
                 break
             if peer not in chosen:
