@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: test lint typecheck unit unit-pure demo bench clean lock
+.PHONY: test lint typecheck unit unit-pure demo bench market-quality clean lock
 
 # The stamp also depends on the modules setup.py compiles, so editing one rebuilds it.
 COMPILED := $(shell $(PYTHON) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["tool"]["datn"]["compiled-modules"])' 2>/dev/null)
@@ -49,6 +49,13 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -r requirements/bench.txt || echo "comparison engines not installed"
 	@for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+## market-quality: the market-quality comparison of fragmented venues, datn
+## and a central exchange, and its chart (README's figures; matplotlib is a
+## benchmark extra, never a dependency of the node)
+market-quality: $(STAMP)
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt matplotlib
+	$(BIN)/python benchmarks/market_quality.py --chart benchmarks/market_quality.png
 
 ## lock: refresh requirements/constraints.txt from a clean environment
 lock:
