@@ -143,6 +143,12 @@ def _check_evidence(network: LocalNetwork, tmp_path: Path) -> None:
         assert checked.exit_code == 0, checked.output
         assert "OK: every signature checks" in checked.output
         assert "trades" in checked.output, checked.output
+    # A period outside what the API states is refused, naming the parameter.
+    a, b = network.nodes[0], network.nodes[1]
+    assert a.admin is not None
+    for query in ("until_ms=0", f"until_ms={2**62 + 1}", "since_ms=-1", "since_ms=5&until_ms=5"):
+        answer = a.admin.request("GET", f"/admin/evidence/{b.node_id}?{query}")
+        assert answer.status_code in (400, 422), (query, answer.status_code, answer.text)
 
 
 def _check_statements_match(network: LocalNetwork) -> None:

@@ -27,11 +27,11 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Litestar, Request, Response, delete, get, post
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.spec import Link, OpenAPIResponse, Operation
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from datn.api.auth import (
     AuthError,
@@ -543,7 +543,9 @@ class _LinkedOperation(Operation):
         **_errors(*_SIGNED, 404, 409, 422),
     },
 )
-async def place_order(data: PlaceOrder, caller: Caller, node: Node) -> Response[OrderView]:
+async def place_order(
+    data: JSONBody[PlaceOrder], caller: NamedDependency[Caller], node: NamedDependency[Node]
+) -> Response[OrderView]:
     """Place an order. A retry with the same client order id returns the
     original order (200), never a second one."""
     new, view = await place(node, caller.trader_id, data, caller.signed)
@@ -553,14 +555,20 @@ async def place_order(data: PlaceOrder, caller: Caller, node: Node) -> Response[
 # An order id in a path is taken as text and validated as an integer: the
 # path's int converter would also take "1_0", " 7" or any Unicode digit.
 @delete("/v1/orders/{order_id:str}", status_code=200, responses=_errors(*_SIGNED, 404))
-async def cancel_order(order_id: int, caller: Caller, node: Node) -> CancelResult:
+async def cancel_order(
+    order_id: FromPath[int], caller: NamedDependency[Caller], node: NamedDependency[Node]
+) -> CancelResult:
     """Cancel one order: cancelled now, or pending (its locked lots are
     promised to a peer; their outcome follows when the lock ends)."""
     return await cancel(node, caller.trader_id, order_id)
 
 
 @delete("/v1/orders", status_code=200, responses=_errors(*_SIGNED, 404))
-async def cancel_all(caller: Caller, node: Node, product: str | None = None) -> list[CancelResult]:
+async def cancel_all(
+    caller: NamedDependency[Caller],
+    node: NamedDependency[Node],
+    product: FromQuery[str | None] = None,
+) -> list[CancelResult]:
     """Cancel every open order of the caller (in one product, if given)."""
     product_id = None if product is None else node.product_id(product)
     return await cancel_everything(node, caller.trader_id, product_id)
@@ -570,7 +578,9 @@ async def cancel_all(caller: Caller, node: Node, product: str | None = None) -> 
     "/v1/orders/{order_id:str}",  # text, validated as an integer (see cancel_order)
     responses=_errors(*_SIGNED, 404),
 )
-async def get_order(order_id: int, caller: Caller, node: Node) -> OrderView:
+async def get_order(
+    order_id: FromPath[int], caller: NamedDependency[Caller], node: NamedDependency[Node]
+) -> OrderView:
     check_id(order_id, "order_id")
     view = await node.runtime.read(lambda _core: node.view(order_id))
     if view is None or view.trader_id != caller.trader_id:
@@ -580,13 +590,13 @@ async def get_order(order_id: int, caller: Caller, node: Node) -> OrderView:
 
 @get("/v1/orders", responses=_errors(*_SIGNED, 404))
 async def list_orders(
-    caller: Caller,
-    node: Node,
-    client_order_id: str | None = None,
-    open_only: Annotated[bool, Parameter(query="open")] = False,
-    product: str | None = None,
-    limit: Annotated[int, Parameter(ge=1, le=1_000)] = 100,
-    before: int | None = None,
+    caller: NamedDependency[Caller],
+    node: NamedDependency[Node],
+    client_order_id: FromQuery[str | None] = None,
+    open_only: Annotated[bool, QueryParameter(name="open")] = False,
+    product: FromQuery[str | None] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=1_000)] = 100,
+    before: FromQuery[int | None] = None,
 ) -> list[OrderView]:
     """The caller's orders, newest first; or the one with ``client_order_id``."""
     check_id(before, "before")
@@ -608,11 +618,11 @@ async def list_orders(
 
 @get("/v1/executions", responses=_errors(*_SIGNED))
 async def list_executions(
-    caller: Caller,
-    node: Node,
-    order_id: int | None = None,
-    limit: Annotated[int, Parameter(ge=1, le=1_000)] = 100,
-    before: int | None = None,
+    caller: NamedDependency[Caller],
+    node: NamedDependency[Node],
+    order_id: FromQuery[int | None] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=1_000)] = 100,
+    before: FromQuery[int | None] = None,
 ) -> list[ExecutionView]:
     check_id(before, "before")
     check_id(order_id, "order_id")
@@ -624,7 +634,7 @@ async def list_executions(
 
 
 @get("/v1/balances", responses=_errors(*_SIGNED))
-async def balances(caller: Caller, node: Node) -> list[Balance]:
+async def balances(caller: NamedDependency[Caller], node: NamedDependency[Node]) -> list[Balance]:
     def read(core: Any) -> list[Balance]:
         ledger = core.context.ledger
         return [
@@ -703,7 +713,9 @@ def prints_of(core: Any, symbol: str, product_id: str) -> Prints:
 
 @get("/v1/book/{symbol:str}", responses=_errors(400, 404, 503))
 async def network_book(
-    symbol: str, node: Node, depth: Annotated[int, Parameter(ge=1, le=100)] = 10
+    symbol: FromPath[str],
+    node: NamedDependency[Node],
+    depth: Annotated[int, QueryParameter(ge=1, le=100)] = 10,
 ) -> Book:
     """The network book of a product: this node's resting orders and its
     peers' adverts, by price, best first."""
@@ -712,14 +724,14 @@ async def network_book(
 
 
 @get("/v1/prints/{symbol:str}", responses=_errors(400, 404, 503))
-async def prints(symbol: str, node: Node) -> Prints:
+async def prints(symbol: FromPath[str], node: NamedDependency[Node]) -> Prints:
     """The latest trade price each node printed for a product, and the mark."""
     product_id = node.product_id(symbol)
     return await node.runtime.read(lambda core: prints_of(core, symbol, product_id))
 
 
 @get("/v1/products")
-async def products(node: Node) -> list[Product]:
+async def products(node: NamedDependency[Node]) -> list[Product]:
     return [
         Product(
             s.symbol, s.product_id, s.kind.value, s.quote_currency, s.tick_size_minor, s.lot_size
@@ -827,7 +839,9 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
         return True
 
     @post("/admin/traders", status_code=201)
-    async def create_trader(data: NewTrader, admin: bool, node: Node) -> TraderKey:
+    async def create_trader(
+        data: JSONBody[NewTrader], admin: NamedDependency[bool], node: NamedDependency[Node]
+    ) -> TraderKey:
         """A new key for a trader (a new trader id makes a new trader):
         Ed25519 with ``public_key``, else HMAC with a secret shown once."""
         now_ms = int(time.time() * 1_000)
@@ -845,20 +859,26 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
         return TraderKey(data.trader_id, credential.key_id, "hmac", secret.hex())
 
     @post("/admin/keys/{key_id:str}/revoke", status_code=200)
-    async def revoke_key(key_id: str, admin: bool, node: Node) -> dict[str, str]:
+    async def revoke_key(
+        key_id: FromPath[str], admin: NamedDependency[bool], node: NamedDependency[Node]
+    ) -> dict[str, str]:
         if not node.runtime.store.revoke_credential(key_id):
             raise ApiError(404, "unknown_key", f"no key {key_id}")
         node.verifier.revoked(key_id)
         return {"key_id": key_id, "status": "revoked"}
 
     @post("/admin/deposits", status_code=201)
-    async def deposit(data: Deposit, admin: bool, node: Node) -> dict[str, object]:
+    async def deposit(
+        data: JSONBody[Deposit], admin: NamedDependency[bool], node: NamedDependency[Node]
+    ) -> dict[str, object]:
         asset = _asset(node, data.asset)
         await node.runtime.submit(DepositInput(data.trader_id, asset, data.amount))
         return {"trader_id": data.trader_id, "asset": asset, "amount": data.amount}
 
     @post("/admin/withdrawals", status_code=201)
-    async def withdraw(data: Deposit, admin: bool, node: Node) -> dict[str, object]:
+    async def withdraw(
+        data: JSONBody[Deposit], admin: NamedDependency[bool], node: NamedDependency[Node]
+    ) -> dict[str, object]:
         """Pay a trader out: at most what it has available (what its open
         orders hold stays); beyond that, 422 ``beyond_available`` and
         nothing changes."""
@@ -885,13 +905,17 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
         return {"trader_id": data.trader_id, "asset": asset, "amount": data.amount}
 
     @post("/admin/fund", status_code=201)
-    async def fund(data: Fund, admin: bool, node: Node) -> dict[str, object]:
+    async def fund(
+        data: JSONBody[Fund], admin: NamedDependency[bool], node: NamedDependency[Node]
+    ) -> dict[str, object]:
         asset = _asset(node, data.asset)
         await node.runtime.submit(FundInput(asset, data.amount))
         return {"asset": asset, "amount": data.amount}
 
     @get("/admin/status")
-    async def status(admin: bool, node: Node) -> dict[str, object]:
+    async def status(
+        admin: NamedDependency[bool], node: NamedDependency[Node]
+    ) -> dict[str, object]:
         runtime = node.runtime
         core_status = await runtime.read(lambda core: core.status())
         stats = runtime.stats
@@ -911,9 +935,9 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
 
     @get("/admin/ledger")
     async def ledger(
-        admin: bool,
-        node: Node,
-        owner_prefix: Annotated[str, Parameter(max_length=256)] = "",
+        admin: NamedDependency[bool],
+        node: NamedDependency[Node],
+        owner_prefix: Annotated[str, QueryParameter(max_length=256)] = "",
     ) -> list[AccountRow]:
         """The node's trial balance: every account (or those whose owner
         starts with ``owner_prefix``: ``trader:``, ``peer:``, ``rail:``,
@@ -941,11 +965,11 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
 
     @get("/admin/traders/{trader_id:str}/signed-orders")
     async def signed_orders(
-        trader_id: str,
-        admin: bool,
-        node: Node,
-        since_ms: Annotated[int, Parameter(ge=0, le=2**62)] = 0,
-        until_ms: Annotated[int, Parameter(ge=0, le=2**62)] = 2**62,
+        trader_id: FromPath[str],
+        admin: NamedDependency[bool],
+        node: NamedDependency[Node],
+        since_ms: Annotated[int, QueryParameter(ge=0, le=2**62)] = 0,
+        until_ms: Annotated[int, QueryParameter(ge=0, le=2**62)] = 2**62,
     ) -> list[SignedOrder]:
         """The orders a trader placed with an Ed25519 key, exactly as signed
         (by the time it signed them): evidence that it placed them, which
@@ -970,7 +994,7 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
         return found
 
     @get("/metrics", media_type="text/plain; version=0.0.4")
-    async def metrics(node: Node) -> str:
+    async def metrics(node: NamedDependency[Node]) -> str:
         return render(
             node.runtime, node.counters, None if node.links is None else node.links.counters
         )

@@ -32,7 +32,8 @@ from typing import Annotated, Final
 
 import msgspec
 from litestar import Response, get, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody, QueryParameter
 
 from datn.api.app import Amount, ApiError, Node
 from datn.clearing.exposure import exposure, exposure_cap, obligations
@@ -619,7 +620,9 @@ def _known(core: NodeCore, peer: NodeId) -> PeerClearing:
 
 
 @post("/admin/peers", status_code=201)
-async def add_peer(data: NewPeer, admin: bool, node: Node) -> Response[PeerStatus]:
+async def add_peer(
+    data: JSONBody[NewPeer], admin: NamedDependency[bool], node: NamedDependency[Node]
+) -> Response[PeerStatus]:
     """Add a peer (201); one that is a peer already is shown as it is (200)."""
     core = node.runtime.core
     peer = NodeId(data.node_id)
@@ -657,24 +660,26 @@ async def _keep_address(node: Node, peer: NodeId, address: str) -> None:
 
 
 @get("/admin/peers")
-async def list_peers(admin: bool, node: Node) -> list[PeerStatus]:
+async def list_peers(admin: NamedDependency[bool], node: NamedDependency[Node]) -> list[PeerStatus]:
     """Every peer: link, exposure, bonds, locks, acceptance, settlement, defaults."""
     found = await node.runtime.read(lambda core: all_peers(core, _now_ms(node)))
     return [_with_link(node, status) for status in found]
 
 
 @get("/admin/peers/{node_id:str}")
-async def get_peer(node_id: str, admin: bool, node: Node) -> PeerStatus:
+async def get_peer(
+    node_id: FromPath[str], admin: NamedDependency[bool], node: NamedDependency[Node]
+) -> PeerStatus:
     return await _read_peer(node, NodeId(node_id))
 
 
 @get("/admin/evidence/{node_id:str}", media_type="application/x-ndjson")
 async def export_evidence(
-    node_id: str,
-    admin: bool,
-    node: Node,
-    since_ms: Annotated[int, Parameter(ge=0, le=2**62)] = 0,
-    until_ms: Annotated[int, Parameter(ge=1, le=2**62)] | None = None,
+    node_id: FromPath[str],
+    admin: NamedDependency[bool],
+    node: NamedDependency[Node],
+    since_ms: Annotated[int, QueryParameter(ge=0, le=2**62)] = 0,
+    until_ms: Annotated[int | None, QueryParameter(ge=1, le=2**62)] = None,
 ) -> Response[bytes]:
     """The evidence bundle of this node and peer ``node_id`` over
     ``[since_ms, until_ms)`` (the node's wall clock, ms): every signed frame
@@ -709,7 +714,9 @@ async def export_evidence(
 
 
 @post("/admin/peers/{node_id:str}/reinstate", status_code=200)
-async def reinstate_peer(node_id: str, admin: bool, node: Node) -> Reinstated:
+async def reinstate_peer(
+    node_id: FromPath[str], admin: NamedDependency[bool], node: NamedDependency[Node]
+) -> Reinstated:
     """Trade with a suspended peer again: its open default claims and losses
     are reversed, and its unsettled trades settle as usual."""
     peer = NodeId(node_id)
@@ -722,14 +729,18 @@ async def reinstate_peer(node_id: str, admin: bool, node: Node) -> Reinstated:
 
 
 @post("/admin/bonds", status_code=201)
-async def post_bond(data: BondChange, admin: bool, node: Node) -> BondResult:
+async def post_bond(
+    data: JSONBody[BondChange], admin: NamedDependency[bool], node: NamedDependency[Node]
+) -> BondResult:
     """Post more bond with a peer: the amount is held from the node's capital
     until the peer books it (it asks for the money, and the rail pays)."""
     return await _change_bond(node, data, withdraw=False)
 
 
 @post("/admin/bonds/withdrawals", status_code=201)
-async def withdraw_bond(data: BondChange, admin: bool, node: Node) -> BondResult:
+async def withdraw_bond(
+    data: JSONBody[BondChange], admin: NamedDependency[bool], node: NamedDependency[Node]
+) -> BondResult:
     """Ask a peer for bond back. The peer refuses while this node owes it
     anything, has locks open there or is suspended there."""
     return await _change_bond(node, data, withdraw=True)
@@ -781,7 +792,9 @@ async def _change_bond(node: Node, data: BondChange, *, withdraw: bool) -> BondR
 
 
 @post("/admin/bonds/receipts", status_code=201)
-async def confirm_bond(data: BondReceipt, admin: bool, node: Node) -> ReceiptResult:
+async def confirm_bond(
+    data: JSONBody[BondReceipt], admin: NamedDependency[bool], node: NamedDependency[Node]
+) -> ReceiptResult:
     """The operator confirms that this node's rail received a peer's bond
     money: the only way a peer's bond counts here."""
     core = node.runtime.core
