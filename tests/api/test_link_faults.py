@@ -33,6 +33,7 @@ from typing import Any
 
 import pytest
 from faultproxy import FaultProxy, Packet, Rule, carrying
+from nodes import order
 
 from datn.api.client import TraderClient
 from datn.launch import LaunchError, LocalNetwork, NodeProcess, wait_until
@@ -144,18 +145,6 @@ def post_bonds(pair: Pair, amount: int) -> None:
                 and network.peer(p, n)["bonds"]["held_minor"] == had + amount
             ),
         )
-
-
-def order(
-    client_id: str, side: str, lots: int, price: int, symbol: str = "XYZ"
-) -> dict[str, object]:
-    return {
-        "client_order_id": client_id,
-        "product": symbol,
-        "side": side,
-        "quantity_lots": lots,
-        "price_ticks": price,
-    }
 
 
 def asks(client: TraderClient, symbol: str = "XYZ") -> int:
@@ -428,7 +417,7 @@ def test_a_seeded_storm_of_losses_duplicates_reorders_delays_a_cut_and_a_stall(
                 rested = side.seller.request(
                     "POST",
                     "/v1/orders",
-                    order(f"s-{level}", "sell", SOLD, side.price, side.symbol),
+                    order(f"s-{level}", "sell", SOLD, side.price, product=side.symbol),
                 )
                 assert rested.status_code == 201, rested.text
         for side in sides:
@@ -447,7 +436,7 @@ def test_a_seeded_storm_of_losses_duplicates_reorders_delays_a_cut_and_a_stall(
             placed = side.buyer.request(
                 "POST",
                 "/v1/orders",
-                order(f"b-{number}", "buy", rng.randint(1, 5), side.price, side.symbol),
+                order(f"b-{number}", "buy", rng.randint(1, 5), side.price, product=side.symbol),
             )
             assert placed.status_code == 201, placed.text
             side.placed.append(placed.json()["order_id"])

@@ -46,6 +46,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from nodes import order
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 from websockets.sync.server import ServerConnection, serve
@@ -256,16 +257,6 @@ def damage(rng: Random, data: bytes) -> bytes:
         at = rng.randrange(len(damaged))
         damaged[at] ^= rng.randrange(1, 256)
     return bytes(damaged)
-
-
-def order(client_id: str, side: str, lots: int, price: int) -> dict[str, object]:
-    return {
-        "client_order_id": client_id,
-        "product": "XYZ",
-        "side": side,
-        "quantity_lots": lots,
-        "price_ticks": price,
-    }
 
 
 def filled(trader: TraderClient, order_id: int) -> bool:
