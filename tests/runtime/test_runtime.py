@@ -160,6 +160,74 @@ def test_a_store_that_fails_stops_intake_and_loses_nothing_acknowledged() -> Non
     run(restart)
 
 
+def test_a_lone_input_commits_on_the_loop_thread_and_a_group_on_the_writer(
+    tmp_path: Path,
+) -> None:
+    threads: list[str] = []
+
+    class Watched(SQLiteStore):
+        def commit(self, commit: Commit) -> int:
+            threads.append(threading.current_thread().name)
+            return super().commit(commit)
+
+        def commit_if_free(self, commit: Commit) -> int | None:
+            threads.append(threading.current_thread().name)
+            return super().commit_if_free(commit)
+
+    async def test() -> None:
+        runtime = await NodeRuntime.open(Watched(tmp_path / "node.sqlite3"), GENESIS)
+        await funded(runtime)
+        threads.clear()
+        inline = runtime.stats.inline_commits
+        await runtime.submit(order(1))
+        assert threads == [threading.current_thread().name]
+        assert runtime.stats.inline_commits == inline + 1
+        threads.clear()
+        await asyncio.gather(*(runtime.submit(order(n)) for n in range(2, 40)))
+        assert threads and all(name.startswith("datn-store") for name in threads)
+        assert runtime.stats.inline_commits == inline + 1
+        await runtime.close()
+
+    run(test)
+    with SQLiteStore(tmp_path / "node.sqlite3") as store:
+        placed = {
+            event.request.client_order_id
+            for event in (decode_entry(data).input for data in store.load().entries)
+            if isinstance(event, PlaceInput)
+        }
+    assert placed == {f"c{n}" for n in range(1, 40)}
+
+
+def test_a_full_disk_on_the_loop_thread_stops_intake_and_loses_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "node.sqlite3"
+    acknowledged: list[str] = []
+
+    async def test() -> None:
+        store = SQLiteStore(path, max_page_count=40)
+        runtime = await NodeRuntime.open(store, GENESIS)
+        await funded(runtime)
+        with pytest.raises(NodeStoppedError) as caught:
+            for n in range(100_000):
+                await runtime.submit(order(n))
+                acknowledged.append(f"c{n}")
+        assert isinstance(caught.value.cause, StoreError) and caught.value.cause.code == "full"
+        assert runtime.stats.inline_commits > 0 and runtime.stopped.is_set()
+        with pytest.raises(NodeStoppedError):
+            await runtime.submit(order(-1))
+        runtime._writer.shutdown(wait=True)
+        runtime._snapshot_worker.close()
+        store.close()
+
+    run(test)
+    with SQLiteStore(path) as store:  # the disk has room again
+        placed = [
+            event.request.client_order_id
+            for event in (decode_entry(data).input for data in store.load().entries)
+            if isinstance(event, PlaceInput)
+        ]
+    assert placed == acknowledged
+
+
 class Exploding(NodeCore):
     def handle(self, event: Input, now: Now) -> list[Effect]:
         raise RuntimeError("boom")

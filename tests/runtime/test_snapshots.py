@@ -258,6 +258,11 @@ class FailingSQLiteStore(SQLiteStore):
             raise StoreError("full", "the disk is full")
         return super().commit(commit)
 
+    def commit_if_free(self, commit: Commit) -> int | None:
+        if self.failing:
+            raise StoreError("full", "the disk is full")
+        return super().commit_if_free(commit)
+
 
 def test_a_runtime_that_stops_on_a_failure_stops_its_worker(tmp_path: Path) -> None:
     async def test() -> None:

@@ -4,6 +4,8 @@ database, URLs, a server that does not answer."""
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -18,19 +20,23 @@ from datn.store import (
     open_store,
 )
 from datn.store.postgres import PostgresStore, split_url
-from datn.store.sql import Dialect
+from datn.store.sql import Dialect, Executor
 from datn.store.sqlite import SQLiteStore
 
 
-def test_a_full_disk_refuses_the_commit_and_loses_nothing_acknowledged(tmp_path: Path) -> None:
+@pytest.mark.parametrize("method", ["commit", "commit_if_free"])
+def test_a_full_disk_refuses_the_commit_and_loses_nothing_acknowledged(
+    tmp_path: Path, method: str
+) -> None:
     # SQLite's max_page_count stands in for a full disk: 48 pages of 4 KiB.
+    # A commit on the writer thread and one on the calling thread fail alike.
     path = tmp_path / "node.sqlite3"
     acknowledged: list[bytes] = []
     with SQLiteStore(path, max_page_count=48) as store:
         for n in range(1_000):
             batch = [bytes([n % 251]) * 3_000 + n.to_bytes(4, "big") for _ in range(5)]
             try:
-                position = store.commit(Commit(entries=batch))
+                position = getattr(store, method)(Commit(entries=batch))
             except StoreError as error:
                 assert error.code == "full"
                 assert "full" in error.message and str(path) in error.message
@@ -45,6 +51,52 @@ def test_a_full_disk_refuses_the_commit_and_loses_nothing_acknowledged(tmp_path:
     with SQLiteStore(path) as store:  # the disk has room again
         assert store.load().entries == acknowledged
         assert store.commit(Commit(entries=[b"after"])) == len(acknowledged) + 1
+
+
+def test_a_commit_on_the_calling_thread_waits_for_no_other_write(tmp_path: Path) -> None:
+    # The runtime commits a lone input on its loop's thread only if that
+    # cannot block it: while another thread writes (a snapshot being
+    # saved), the store answers None at once and writes nothing.
+    with SQLiteStore(tmp_path / "node.sqlite3") as store:
+        writing, release = threading.Event(), threading.Event()
+
+        def slow_snapshot(tx: Executor) -> int:
+            writing.set()
+            release.wait(10)
+            return 0
+
+        other = threading.Thread(target=store._transaction, args=(slow_snapshot,))
+        other.start()
+        try:
+            assert writing.wait(10)
+            assert store.commit_if_free(Commit(entries=[b"lone"])) is None
+        finally:
+            release.set()
+            other.join(10)
+        assert store.position() == 0
+        assert store.commit_if_free(Commit(entries=[b"lone"])) == 1
+        assert store.load().entries == [b"lone"]
+
+
+def test_the_log_is_copied_into_the_database_file_in_the_background(tmp_path: Path) -> None:
+    # No commit copies the log itself (that would stall the input waiting
+    # on it): a thread of the store's does, shortly after writes. The
+    # database file holds what was written without another commit or a
+    # close, and the log starts again from its beginning.
+    path = tmp_path / "node.sqlite3"
+    written = [bytes([n]) * 4_000 for n in range(200)]
+    with SQLiteStore(path) as store:
+        for n in range(0, 200, 10):
+            store.commit(Commit(entries=written[n : n + 10]))
+        deadline = time.monotonic() + 10
+        while path.stat().st_size < 800_000 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert path.stat().st_size >= 800_000
+        wal_before = (tmp_path / "node.sqlite3-wal").stat().st_size
+        store.commit(Commit(entries=[b"after"]))
+        assert (tmp_path / "node.sqlite3-wal").stat().st_size <= wal_before
+    with SQLiteStore(path) as store:
+        assert store.load().entries == [*written, b"after"]
 
 
 def test_a_file_that_is_not_a_database_is_refused_at_open(tmp_path: Path) -> None:

@@ -75,6 +75,22 @@ def test_committed_entries_load_back_exactly_after_a_reopen(backend: Backend) ->
         assert store.commit(Commit(entries=[b"next"])) == 8
 
 
+def test_a_commit_on_the_calling_thread_is_a_commit_or_nothing(backend: Backend) -> None:
+    written = entries(1, 4)
+    with backend.open() as store:
+        store.commit(Commit(entries=written[:2], orders=[order(1)]))
+        position = store.commit_if_free(Commit(entries=written[2:], orders=[order(2)]))
+        if position is None:  # this backend always leaves it to the writer thread
+            assert store.position() == 2 and store.order(2) is None
+            store.commit(Commit(entries=written[2:], orders=[order(2)]))
+        else:
+            assert position == 4
+        assert store.commit_if_free(Commit()) is None  # nothing to write: nothing done
+    with backend.open() as store:
+        assert store.load().entries == written
+        assert store.order(2) == order(2)
+
+
 def test_a_snapshot_loads_with_only_the_entries_after_it(backend: Backend) -> None:
     written = entries(1, 10)
     with backend.open() as store:

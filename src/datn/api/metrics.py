@@ -91,6 +91,12 @@ def render(runtime: NodeRuntime, api: ApiCounters, links: Mapping[str, int] | No
     )
     _histogram(lines, "datn_commit_group_size", "Inputs per group commit.", stats.group_histogram)
     metric(
+        "datn_inline_commits_total",
+        "counter",
+        "Group commits of one input made on the loop's thread (the store was free).",
+        [("", stats.inline_commits)],
+    )
+    metric(
         "datn_store_failures_total",
         "counter",
         "Commits the store refused (the node stops at the first).",

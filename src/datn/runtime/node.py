@@ -10,6 +10,15 @@ commit returns, and only then, what its inputs caused leaves the process:
 the answers to the callers, trader events to the streams, messages to
 peers, payments to the rail.
 
+A group of one input (what a node that is not busy sees) is committed on the
+loop's own thread if the store can do so without waiting (SQLite, when no
+snapshot is being saved): handing it to the writer thread and back costs
+two thread wake-ups, about as long as the commit itself, and the loop would
+have nothing else to do meanwhile. Inputs that arrive during such a commit
+wait in their sockets and form the next group, as they would have waited
+for the commit in flight anyway. Larger groups go to the writer thread, so
+under load the loop goes on applying inputs while a commit is in flight.
+
 Reads answer from the core's state at the moment they are asked, and are
 released only once everything applied before them is durable, so no reader
 ever sees an order that a crash could still take back.
@@ -41,7 +50,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Final, Protocol, TypeVar
 
 from datn.protocol.clock import Now
 from datn.protocol.effects import (
@@ -111,6 +120,10 @@ class _Group:
     waiters: list[_Waiter] = field(default_factory=list)
 
 
+INLINE_COMMIT_MAX_INPUTS: Final = 1
+"""A group of at most this many inputs is committed on the loop's thread
+when the store can (:meth:`Store.commit_if_free`)."""
+
 COMMIT_BUCKETS_MS: tuple[float, ...] = (0.5, 1, 2, 5, 10, 25, 50, 100, 250, 1_000)
 GROUP_BUCKETS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1_024)
 
@@ -144,6 +157,8 @@ class RuntimeStats:
     inputs_refused: int = 0
     """Peers' messages the journal could not hold, dropped unapplied."""
     commits: int = 0
+    inline_commits: int = 0
+    """Commits made on the loop's thread (groups of one input, the store free)."""
     entries: int = 0
     position: int = 0
     snapshots: int = 0
@@ -417,22 +432,22 @@ class NodeRuntime:
                 transmit = self._seal(group)
                 started = time.perf_counter()
                 try:
-                    position = await self._loop.run_in_executor(
-                        self._writer, self.store.commit, group.commit
-                    )
+                    position = await self._write(group)
                 except Exception as error:
                     self._stop(error, "the store could not commit")
                     self._fail(group, error)
                     break
                 elapsed_ms = (time.perf_counter() - started) * 1_000
                 self._account(group, position, elapsed_ms)
-                self._release(group)
+                # Peers' frames first: a trade across nodes waits on them,
+                # while a caller's answer only ends its own wait.
                 if transmit is not None:
                     try:
                         transmit()
                     except Exception:
                         # The frames are in the outbox: the link resends them.
                         log.exception("peer frames could not be handed to their links")
+                self._release(group)
                 self._schedule_timer()
                 self._consider_snapshot(position)
         except Exception as error:
@@ -444,6 +459,17 @@ class NodeRuntime:
             if self.failure is not None:
                 self._fail(self._pending, self.failure)
                 self._pending = _Group()
+
+    async def _write(self, group: _Group) -> int:
+        """Commit ``group``: on the writer thread, or on this one when the
+        group holds one input and the store is free (see the module
+        docstring)."""
+        if len(group.waiters) <= INLINE_COMMIT_MAX_INPUTS:
+            position = self.store.commit_if_free(group.commit)
+            if position is not None:
+                self.stats.inline_commits += 1
+                return position
+        return await self._loop.run_in_executor(self._writer, self.store.commit, group.commit)
 
     def _seal(self, group: _Group) -> Callable[[], None] | None:
         """The group's messages for peers sealed into its commit (see

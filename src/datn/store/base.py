@@ -19,7 +19,11 @@ A node's store keeps three things:
 are durable together when it returns, or none of them are, so nothing an
 acknowledgement depends on can be half-written. Backends are synchronous:
 the runtime calls them from one writer thread, so a commit in flight never
-stalls intake, and batches what arrives meanwhile into the next commit.
+stalls intake, and batches what arrives meanwhile into the next commit. A
+backend whose commit is local and short (SQLite) also offers
+:meth:`Store.commit_if_free`, which the runtime calls on its own thread for
+a group of one input when nothing else is being written: the two thread
+hand-offs would cost more than the commit.
 
 Every failure is a :class:`StoreError` with a machine-readable ``code``:
 ``corrupt`` (what the store holds is not what was written: the message names
@@ -234,6 +238,12 @@ class Store(ABC):
     def commit(self, commit: Commit) -> int:
         """Write ``commit`` in one durable transaction; the journal's last
         position after it. Nothing of it is stored if this raises."""
+
+    def commit_if_free(self, commit: Commit) -> int | None:
+        """As :meth:`commit`, on the calling thread, if no other write is in
+        flight and the backend commits without a network round trip; None
+        (nothing done) otherwise. This backend always answers None."""
+        return None
 
     @abstractmethod
     def save_snapshot(self, position: int, data: bytes) -> None:

@@ -154,6 +154,11 @@ class SqlStore(Store):
         """Run ``work`` in one transaction, committed durably when it returns
         and rolled back if it raises; driver errors become StoreErrors."""
 
+    def _transaction_if_free(self, work: Callable[[Executor], int]) -> int | None:
+        """As :meth:`_transaction` if no other transaction is in flight and
+        the backend's commit is local; None (nothing run) otherwise."""
+        return None
+
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError("misuse", "the store is closed")
@@ -223,6 +228,16 @@ class SqlStore(Store):
         self._check_open()
         if not commit:
             return self.position()
+        return self._transaction(self._writing(commit))
+
+    def commit_if_free(self, commit: Commit) -> int | None:
+        self._check_open()
+        if not commit:
+            return None
+        return self._transaction_if_free(self._writing(commit))
+
+    def _writing(self, commit: Commit) -> Callable[[Executor], int]:
+        """The work of writing ``commit`` in a transaction."""
 
         def write(tx: Executor) -> int:
             first = _meta(tx, "last_position") + 1
@@ -299,7 +314,7 @@ class SqlStore(Store):
                 )
             return position
 
-        return self._transaction(write)
+        return write
 
     def save_snapshot(self, position: int, data: bytes) -> None:
         self._check_open()

@@ -6,21 +6,39 @@ time: an exclusive lock on ``<file>.lock`` keeps a second node process (or a
 second copy of the same one) from writing the same journal. Writes go
 through one connection, reads through another, so history queries never wait
 for a commit in flight (WAL readers see the last committed state).
+
+Checkpoints (copying the log's pages into the database file, so that the
+log can start again from its beginning) run on a thread of their own, with
+a third connection, shortly after writes: left to SQLite, the commit that
+fills the log past its threshold would copy and fsync a thousand pages
+itself, and the input that waited on that commit would wait milliseconds
+longer. A checkpoint of this kind (``PASSIVE``) never blocks the writer.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Final
 
 from datn.store.base import StoreError
 from datn.store.sql import Dialect, Executor, Row, SqlStore, T
+
+log = logging.getLogger("datn.store")
+
+CHECKPOINT_INTERVAL_S: Final = 0.05
+"""The least time between two background checkpoints: under steady writes
+the log holds about this long's worth of pages."""
+JOURNAL_SIZE_LIMIT_BYTES: Final = 64 * 1024 * 1024
+"""A log file that grew past this (a large snapshot) is cut back to it
+once it starts again from its beginning."""
 
 # SQLite's primary result codes for the errors that are not a caller's bug.
 _FULL = {sqlite3.SQLITE_FULL}
@@ -52,6 +70,11 @@ class SQLiteStore(SqlStore):
         self._lock_file: IO[bytes] | None = None
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
+        self._wrote = threading.Event()
+        """Set by every write; the checkpointer waits on it."""
+        self._closing = threading.Event()
+        self._checkpointer: threading.Thread | None = None
+        self._checkpoint_failed_at = 0.0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._lock_file = open(f"{self.path}.lock", "wb")  # noqa: SIM115 - held until close
@@ -63,7 +86,10 @@ class SQLiteStore(SqlStore):
                     f"{self.path} is in use by another process (a node already runs on it)",
                 ) from None
             self._writer = self._connect(max_page_count)
+            self._writer.execute("PRAGMA wal_autocheckpoint=0")
+            self._writer.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT_BYTES}")
             self._reader = self._connect(None)
+            self._checkpointing = self._connect(None)
         except OSError as error:
             self._release()
             raise StoreError("unavailable", f"{self.path}: {error}") from None
@@ -78,6 +104,10 @@ class SQLiteStore(SqlStore):
         except StoreError:
             self.close()
             raise
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_after_writes, name="datn-checkpoint", daemon=True
+        )
+        self._checkpointer.start()
 
     def _connect(self, max_page_count: int | None) -> sqlite3.Connection:
         connection = sqlite3.connect(
@@ -89,6 +119,31 @@ class SQLiteStore(SqlStore):
             connection.execute(f"PRAGMA max_page_count={int(max_page_count)}")
         return connection
 
+    def _checkpoint_after_writes(self) -> None:
+        """The checkpointer thread: a passive checkpoint after writes, at
+        most one every :data:`CHECKPOINT_INTERVAL_S`, until the store closes."""
+        while True:
+            self._wrote.wait()
+            if self._closing.is_set():
+                return
+            self._wrote.clear()
+            self.checkpoint()
+            if self._closing.wait(CHECKPOINT_INTERVAL_S):
+                return
+
+    def checkpoint(self) -> None:
+        """Copy what the log holds into the database file, as far as no
+        reader still needs it, without blocking the writer. A failure is
+        logged (at most once a minute) and left to the next checkpoint: the
+        log still holds everything."""
+        try:
+            self._checkpointing.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as error:
+            now = time.monotonic()
+            if now - self._checkpoint_failed_at >= 60.0:
+                self._checkpoint_failed_at = now
+                log.warning("checkpoint of %s failed (tried again later): %s", self.path, error)
+
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         with self._read_lock:
             try:
@@ -97,6 +152,19 @@ class SQLiteStore(SqlStore):
                 raise store_error(error, self.path) from None
 
     def _transaction(self, work: Callable[[Executor], T]) -> T:
+        with self._write_lock:
+            return self._locked_transaction(work)
+
+    def _transaction_if_free(self, work: Callable[[Executor], int]) -> int | None:
+        if not self._write_lock.acquire(blocking=False):
+            return None
+        try:
+            return self._locked_transaction(work)
+        finally:
+            self._write_lock.release()
+
+    def _locked_transaction(self, work: Callable[[Executor], T]) -> T:
+        """:meth:`_transaction`, the write lock held."""
         connection = self._writer
 
         def run(sql: str, params: Sequence[Any]) -> list[Row]:
@@ -105,25 +173,25 @@ class SQLiteStore(SqlStore):
         def run_many(sql: str, rows: Sequence[Sequence[Any]]) -> None:
             connection.executemany(sql, rows)
 
-        with self._write_lock:
-            try:
-                connection.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as error:
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as error:
+            raise store_error(error, self.path) from None
+        try:
+            result = work(Executor(run, run_many))
+            connection.execute("COMMIT")
+            self._wrote.set()
+        except BaseException as error:
+            # The failed statement may have ended the transaction already.
+            with contextlib.suppress(sqlite3.Error):
+                connection.execute("ROLLBACK")
+            if isinstance(error, sqlite3.Error):
                 raise store_error(error, self.path) from None
-            try:
-                result = work(Executor(run, run_many))
-                connection.execute("COMMIT")
-            except BaseException as error:
-                # The failed statement may have ended the transaction already.
-                with contextlib.suppress(sqlite3.Error):
-                    connection.execute("ROLLBACK")
-                if isinstance(error, sqlite3.Error):
-                    raise store_error(error, self.path) from None
-                raise
-            return result
+            raise
+        return result
 
     def _release(self) -> None:
-        for name in ("_writer", "_reader"):
+        for name in ("_writer", "_reader", "_checkpointing"):
             connection = getattr(self, name, None)
             if connection is not None:
                 connection.close()
@@ -135,5 +203,9 @@ class SQLiteStore(SqlStore):
         if self._closed:
             return
         self._closed = True
+        self._closing.set()
+        self._wrote.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join()
         with self._write_lock, self._read_lock:
             self._release()
