@@ -60,7 +60,7 @@ from datn.evidence import is_evidence
 from datn.net import handshake
 from datn.net.handshake import CHALLENGE_BYTES, MAX_CONTROL_BYTES, Proof, Window
 from datn.protocol.effects import ReceiveInput, Send
-from datn.protocol.messages import NodeId
+from datn.protocol.messages import Advert, Heartbeat, NodeId, TradePrint
 from datn.runtime.node import NodeStoppedError
 from datn.store import Commit, EvidenceRecord, InboundWindow, LinkRecord, OutboxFrame
 from datn.wire import (
@@ -200,6 +200,10 @@ class _Inbound:
     """A delayed acknowledgement, scheduled."""
     acked_upto: int = 0
     """The contiguous sequence number the last acknowledgement sent stated."""
+
+
+_NEWS: Final = frozenset({Advert, TradePrint, Heartbeat})
+"""Messages no peer is waiting for to go on with a trade."""
 
 
 def _settle(waiter: asyncio.Future[None]) -> None:
@@ -344,8 +348,11 @@ class PeerLinks:
         carry evidence to its evidence); what hands them to the links once
         the commit is durable. See :attr:`datn.runtime.Outlets.seal`."""
         by_peer: dict[NodeId, list[Send]] = {}
+        answered: set[NodeId] = set()
         for send in sends:
             by_peer.setdefault(send.peer, []).append(send)
+            if type(send.message) not in _NEWS:
+                answered.add(send.peer)
         sealed: list[tuple[_Outbound, list[OutboxFrame]]] = []
         for peer, items in by_peer.items():
             out = self._outbound(peer)
@@ -354,6 +361,11 @@ class PeerLinks:
                 self._seal_into(out, items[start : start + MAX_BATCH_ENVELOPES], frames, commit)
             commit.outbox += frames
             sealed.append((out, frames))
+
+        # A peer waiting for an answer (an offer, a confirmation) is woken
+        # before one that is only told news (adverts, prints): the links'
+        # senders go out in the order they are woken.
+        sealed.sort(key=lambda pair: pair[0].peer not in answered)
 
         def transmit() -> None:
             for out, frames in sealed:
