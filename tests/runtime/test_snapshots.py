@@ -29,8 +29,8 @@ from test_runtime import GENESIS, funded, order, run
 
 from datn.domain import Side
 from datn.runtime import NodeRuntime, NodeStoppedError
-from datn.runtime.snapshots import SnapshotWorker
-from datn.store import Commit, StoreError
+from datn.runtime.snapshots import WORKER_NICENESS, SnapshotWorker
+from datn.store import Commit, MemoryStore, StoreError
 from datn.store.sqlite import SQLiteStore
 from datn.wire import recover_node
 
@@ -118,6 +118,56 @@ def test_a_snapshot_built_in_the_background_is_the_live_state_at_its_position(
     assert [position for position, _ in snapshots] == [EVERY, 2 * EVERY]
     for position, data in snapshots:
         assert recover_node(data, []).state_hash() == hashes[position]
+
+
+class CountingSQLiteStore(SQLiteStore):
+    reads = 0
+
+    def entries(self, after: int, limit: int) -> list[tuple[int, bytes]]:
+        self.reads += 1
+        return super().entries(after, limit)
+
+
+class CountingMemoryStore(MemoryStore):
+    reads = 0
+
+    def entries(self, after: int, limit: int) -> list[tuple[int, bytes]]:
+        self.reads += 1
+        return super().entries(after, limit)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "memory"])
+def test_the_worker_reads_a_store_file_itself_and_is_sent_the_journal_of_another(
+    tmp_path: Path, kind: str
+) -> None:
+    # An SQLite file the worker opens read-only: the node process reads
+    # nothing for the build, so its commits do not share the interpreter's
+    # lock with the reading. A memory store only the node can read.
+    hashes: Hashes = {}
+    store: CountingSQLiteStore | CountingMemoryStore = CountingMemoryStore()
+    if kind == "sqlite":
+        store = CountingSQLiteStore(tmp_path / "node.sqlite3")
+    built: list[tuple[int, bytes | None, int]] = []
+
+    async def test() -> None:
+        runtime = await NodeRuntime.open(store, QUIET, snapshot_every=EVERY)
+        await funded(runtime)
+        for position in (EVERY, 2 * EVERY):
+            await place(runtime, hashes, position)
+            await runtime.wait_for_snapshot()
+            stored = await asyncio.to_thread(runtime.store.load)
+            built.append((stored.snapshot_position, stored.snapshot, store.reads))
+        await runtime.close()
+
+    run(test)
+    assert [position for position, _, _ in built] == [EVERY, 2 * EVERY]
+    for position, data, _ in built:
+        assert recover_node(data, []).state_hash() == hashes[position]
+    reads = [count for _, _, count in built]
+    if kind == "sqlite":
+        assert reads == [0, 0]
+    else:
+        assert 0 < reads[0] < reads[1]
 
 
 def test_a_restart_from_a_background_snapshot_is_the_node_of_the_whole_journal(
@@ -243,7 +293,13 @@ def test_close_stops_the_worker(tmp_path: Path) -> None:
         await place(runtime, {}, EVERY)
         await runtime.wait_for_snapshot()
         assert runtime.stats.snapshots == 1
-        assert len(multiprocessing.active_children()) == 1  # idle, kept for the next
+        (worker,) = multiprocessing.active_children()  # idle, kept for the next
+        # It takes only the time the node leaves: the lowest priority, and on
+        # Linux the idle class, set by the node as it started the process.
+        assert worker.pid is not None
+        assert os.getpriority(os.PRIO_PROCESS, worker.pid) == WORKER_NICENESS
+        if hasattr(os, "SCHED_IDLE"):
+            assert os.sched_getscheduler(worker.pid) == os.SCHED_IDLE
         await runtime.close()
         assert multiprocessing.active_children() == []
 

@@ -3,6 +3,7 @@ database, URLs, a server that does not answer."""
 
 from __future__ import annotations
 
+import pickle
 import sqlite3
 import threading
 import time
@@ -97,6 +98,31 @@ def test_the_log_is_copied_into_the_database_file_in_the_background(tmp_path: Pa
         assert (tmp_path / "node.sqlite3-wal").stat().st_size <= wal_before
     with SQLiteStore(path) as store:
         assert store.load().entries == [*written, b"after"]
+
+
+def test_a_read_only_view_of_a_store_file_sees_its_commits_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    # What a node's snapshot worker opens from its own process: no lock
+    # taken, the owner's commits seen as they land, every write refused.
+    with SQLiteStore(tmp_path / "node.sqlite3") as store:
+        store.commit(Commit(entries=[b"one", b"two"]))
+        store.save_snapshot(1, b"state after one")
+        source = store.journal_source()
+        assert pickle.loads(pickle.dumps(source)) == source
+        view = source.open()
+        try:
+            stored = view.load()
+            assert (stored.snapshot_position, stored.snapshot) == (1, b"state after one")
+            assert stored.entries == [b"two"]
+            store.commit(Commit(entries=[b"three"]))
+            assert view.entries(0, 10) == [(1, b"one"), (2, b"two"), (3, b"three")]
+            with pytest.raises(StoreError) as refused:
+                view.commit(Commit(entries=[b"four"]))
+            assert refused.value.code == "unavailable" and "readonly" in refused.value.message
+        finally:
+            view.close()
+        assert store.commit(Commit(entries=[b"four"])) == 4
 
 
 def test_a_file_that_is_not_a_database_is_refused_at_open(tmp_path: Path) -> None:

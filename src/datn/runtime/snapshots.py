@@ -8,13 +8,23 @@ also what recovery from the previous snapshot and the entries up to P gives.
 So a worker process does exactly that, from the store's bytes, and hands
 back the new snapshot's bytes:
 
-1. a thread of its own reads the journal entries after the previous
-   snapshot, up to P, from the store (through the store's reader, so commits
-   never wait for it), a page at a time, and sends them to the worker with
-   the previous snapshot's bytes;
+1. the worker reads the previous snapshot and the journal entries after
+   it, up to P, from the store itself, when the store can be read from
+   another process (:meth:`~datn.store.Store.journal_source`: an SQLite
+   file, opened read-only; commits never wait for a WAL reader). With
+   another store, a thread of the node's reads them (through the store's
+   reader) a page at a time and sends them to the worker with the previous
+   snapshot's bytes;
 2. the worker decodes them, recovers the node (:func:`~datn.wire.recover_node`),
    reads its snapshot and encodes it;
 3. the runtime saves the bytes on its writer thread.
+
+Reading and sending the journal from the node process costs it little CPU,
+but that little holds the interpreter's lock in many short turns, and each
+commit on the writer thread waits for the lock many times: on a node with
+one core to itself, commits took ten times as long while a snapshot was
+read that way. A worker that reads for itself leaves the node only the new
+snapshot's slices to take back.
 
 The event loop only schedules: it never reads, decodes or encodes any of it.
 The node's other threads share the interpreter's lock with the loop, so what
@@ -26,8 +36,9 @@ slices and the store's writing it (a copy of its bytes each).
 The worker is one persistent process, started on the first build with the
 ``spawn`` method (a fresh interpreter: the node process has threads and
 database connections that a fork would copy in an unknown state). It runs
-at the lowest scheduling priority, so that on a busy machine intake goes
-first, and ignores the terminal's interrupt: the node stops it when it
+at the lowest scheduling priority (Linux's idle class, where the node
+takes the core back the moment it wakes), so that on a busy machine intake
+goes first, and ignores the terminal's interrupt: the node stops it when it
 stops, and if the node process is killed outright, the worker ends by
 itself. Like any ``spawn`` child it imports the program's main module
 again: a script that runs a node keeps its start under
@@ -60,7 +71,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Final, TypeVar
 
-from datn.store import Store, StoreError
+from datn.store import JournalSource, Store, StoreError
 from datn.wire import encode_snapshot, recover_node
 
 T = TypeVar("T")
@@ -74,8 +85,8 @@ SNAPSHOT_SLICE_BYTES: Final = 1 << 20
 each pickled and unpickled in about a millisecond."""
 
 WORKER_NICENESS: Final = 19
-"""How much lower the worker's scheduling priority is than the node's: the
-lowest there is, so that the worker takes only CPU time the node leaves."""
+"""The worker's nice value: the lowest priority there is, so that the worker
+takes only CPU time the node leaves."""
 
 Build = Callable[[bytes | None, list[bytes]], bytes]
 """What the worker runs: (the previous snapshot or None, the journal entries
@@ -111,6 +122,8 @@ class SnapshotWorker:
         """Guards ``_pool`` and ``_closed``: the reader thread starts the
         worker, and :meth:`close` may stop it from another thread."""
         self._closed = False
+        self._demoted: ProcessPoolExecutor | None = None
+        """The pool whose worker was demoted to the idle class."""
 
     async def build(self, store: Store, snapshot: bytes | None, after: int, position: int) -> bytes:
         """The encoded snapshot of the state after ``position``, built from
@@ -134,6 +147,10 @@ class SnapshotWorker:
         the loop for the interpreter's lock, and each for a millisecond or
         so before it waits again, which hands the lock back at once."""
         pool = self._worker()
+        source = store.journal_source()
+        if source is not None:
+            size = self._call(pool, _read_and_build, source, self._build, after, position)
+            return self._take_built(pool, size)
         self._call(pool, _begin)
         if snapshot is not None:
             for start in range(0, len(snapshot), SNAPSHOT_SLICE_BYTES):
@@ -144,6 +161,10 @@ class SnapshotWorker:
             self._call(pool, _add_entries, page)
             after += len(page)
         size = self._call(pool, _finish, self._build, snapshot is not None)
+        return self._take_built(pool, size)
+
+    def _take_built(self, pool: ProcessPoolExecutor, size: int) -> bytes:
+        """The snapshot the worker built, ``size`` bytes, a slice at a time."""
         pieces = [
             self._call(pool, _built_slice, start) for start in range(0, size, SNAPSHOT_SLICE_BYTES)
         ]
@@ -158,6 +179,16 @@ class SnapshotWorker:
                 if self._closed or pool is not self._pool:
                     raise RuntimeError("the snapshot worker was stopped during a build")
                 future = pool.submit(call, *args)
+                if pool is not self._demoted:
+                    # The pool started its process in submit(): lowered now,
+                    # before it imports anything, so that even the start of
+                    # a new worker (a second or so of imports) takes only
+                    # time the node leaves. (Python exposes no public way to
+                    # reach a pool's processes before 3.14.)
+                    self._demoted = pool
+                    for process in list((pool._processes or {}).values()):
+                        if process.pid is not None:
+                            _demote(process.pid)
             return future.result()
         except BrokenProcessPool:
             self._forget(pool)
@@ -221,10 +252,21 @@ class _Received:
 _received = _Received()
 
 
+def _demote(pid: int) -> None:
+    """Give process ``pid`` the lowest priority there is: the lowest nice
+    value and, on Linux, the idle class (a niced process still runs out its
+    time slice, a few milliseconds, when the node wakes on the same core,
+    and the node's answers wait that long; an idle-class one gives way at
+    once)."""
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, pid, WORKER_NICENESS)
+    with contextlib.suppress(OSError, AttributeError):
+        os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
+
+
 def _worker_started() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    with contextlib.suppress(OSError):
-        os.nice(WORKER_NICENESS)
+    _demote(0)  # the node did already, unless it could not
     parent = multiprocessing.parent_process()
     if parent is not None:
         watch = threading.Thread(
@@ -258,6 +300,30 @@ def _finish(build: Build, has_snapshot: bool) -> int:
     snapshot = b"".join(_received.snapshot) if has_snapshot else None
     entries = _received.entries
     _begin()
+    _received.built = build(snapshot, entries)
+    return len(_received.built)
+
+
+def _read_and_build(source: JournalSource, build: Build, after: int, position: int) -> int:
+    """Read the snapshot after ``after`` and the entries after it up to
+    ``position`` from ``source``, and build; as :func:`_finish`."""
+    _begin()
+    store = source.open()
+    try:
+        stored = store.load()
+    finally:
+        store.close()
+    # The store's latest snapshot is the runtime's (``after``), unless a save
+    # the runtime saw fail was kept after all: either serves.
+    start = stored.snapshot_position
+    if start < after or start > position or stored.position < position:
+        raise StoreError(
+            "misuse",
+            f"the store holds a snapshot at {start} and entries to {stored.position}; "
+            f"the build needs a snapshot from {after} on and entries to {position}",
+        )
+    snapshot, entries = stored.snapshot, stored.entries[: position - start]
+    del stored
     _received.built = build(snapshot, entries)
     return len(_received.built)
 

@@ -40,7 +40,7 @@ import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Protocol
 
 SCHEMA_VERSION: Final = 1
 """The layout of the store's tables; a store written by another version is
@@ -224,6 +224,16 @@ FIRST_PAGE: Final = Page()
 """The newest 100 records."""
 
 
+class JournalSource(Protocol):
+    """A picklable address of a store that another process opens read-only
+    (:meth:`Store.journal_source`)."""
+
+    def open(self) -> Store:
+        """The store, for reading (:meth:`Store.load`, :meth:`Store.entries`);
+        a write raises a StoreError."""
+        ...
+
+
 class Store(ABC):
     """One node's journal, snapshots and history. See the module docstring."""
 
@@ -238,6 +248,12 @@ class Store(ABC):
     def commit(self, commit: Commit) -> int:
         """Write ``commit`` in one durable transaction; the journal's last
         position after it. Nothing of it is stored if this raises."""
+
+    def journal_source(self) -> JournalSource | None:
+        """Where another process (the snapshot worker) can read this store's
+        snapshots and journal for itself, without its lock and without
+        writing; None if it cannot (this backend)."""
+        return None
 
     def commit_if_free(self, commit: Commit) -> int | None:
         """As :meth:`commit`, on the calling thread, if no other write is in

@@ -25,8 +25,10 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final
+from urllib.parse import quote
 
 from datn.store.base import StoreError
 from datn.store.sql import Dialect, Executor, Row, SqlStore, T
@@ -119,6 +121,9 @@ class SQLiteStore(SqlStore):
             connection.execute(f"PRAGMA max_page_count={int(max_page_count)}")
         return connection
 
+    def journal_source(self) -> SQLiteSource:
+        return SQLiteSource(str(self.path))
+
     def _checkpoint_after_writes(self) -> None:
         """The checkpointer thread: a passive checkpoint after writes, at
         most one every :data:`CHECKPOINT_INTERVAL_S`, until the store closes."""
@@ -209,3 +214,62 @@ class SQLiteStore(SqlStore):
             self._checkpointer.join()
         with self._write_lock, self._read_lock:
             self._release()
+
+
+@dataclass(frozen=True)
+class SQLiteSource:
+    """A store file, for another process to read (see
+    :meth:`datn.store.Store.journal_source`)."""
+
+    path: str
+
+    def open(self) -> SQLiteReader:
+        return SQLiteReader(self.path)
+
+
+class SQLiteReader(SqlStore):
+    """A store file opened read-only, without its lock, beside the node
+    process that owns it: WAL readers see its last commit and never hold
+    up its writer. Each read is one read transaction; any write is refused."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        super().__init__()
+        self.path = Path(path)
+        try:
+            self._connection = sqlite3.connect(
+                f"file:{quote(str(self.path))}?mode=ro",
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=10.0,
+            )
+        except sqlite3.Error as error:
+            raise store_error(error, self.path) from None
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return self._transaction(lambda tx: tx.run(sql, params))
+
+    def _transaction(self, work: Callable[[Executor], T]) -> T:
+        connection = self._connection
+
+        def run(sql: str, params: Sequence[Any]) -> list[Row]:
+            return connection.execute(sql, params).fetchall()
+
+        def run_many(sql: str, rows: Sequence[Sequence[Any]]) -> None:
+            connection.executemany(sql, rows)
+
+        try:
+            connection.execute("BEGIN")
+            try:
+                return work(Executor(run, run_many))
+            finally:
+                connection.execute("COMMIT")
+        except sqlite3.Error as error:
+            with contextlib.suppress(sqlite3.Error):
+                connection.execute("ROLLBACK")
+            raise store_error(error, self.path) from None
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._connection.close()
