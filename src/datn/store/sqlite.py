@@ -60,6 +60,18 @@ def store_error(error: sqlite3.Error, path: Path) -> StoreError:
     return StoreError("unavailable", f"{path}: {error}")
 
 
+def _executor(connection: sqlite3.Connection) -> Executor:
+    """Statements on ``connection``, for a transaction's work."""
+
+    def run(sql: str, params: Sequence[Any]) -> list[Row]:
+        return connection.execute(sql, params).fetchall()
+
+    def run_many(sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        connection.executemany(sql, rows)
+
+    return Executor(run, run_many)
+
+
 class SQLiteStore(SqlStore):
     """A node's store in the SQLite file at ``path`` (created if missing).
 
@@ -171,19 +183,12 @@ class SQLiteStore(SqlStore):
     def _locked_transaction(self, work: Callable[[Executor], T]) -> T:
         """:meth:`_transaction`, the write lock held."""
         connection = self._writer
-
-        def run(sql: str, params: Sequence[Any]) -> list[Row]:
-            return connection.execute(sql, params).fetchall()
-
-        def run_many(sql: str, rows: Sequence[Sequence[Any]]) -> None:
-            connection.executemany(sql, rows)
-
         try:
             connection.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as error:
             raise store_error(error, self.path) from None
         try:
-            result = work(Executor(run, run_many))
+            result = work(_executor(connection))
             connection.execute("COMMIT")
             self._wrote.set()
         except BaseException as error:
@@ -251,17 +256,10 @@ class SQLiteReader(SqlStore):
 
     def _transaction(self, work: Callable[[Executor], T]) -> T:
         connection = self._connection
-
-        def run(sql: str, params: Sequence[Any]) -> list[Row]:
-            return connection.execute(sql, params).fetchall()
-
-        def run_many(sql: str, rows: Sequence[Sequence[Any]]) -> None:
-            connection.executemany(sql, rows)
-
         try:
             connection.execute("BEGIN")
             try:
-                return work(Executor(run, run_many))
+                return work(_executor(connection))
             finally:
                 connection.execute("COMMIT")
         except sqlite3.Error as error:
