@@ -747,7 +747,11 @@ def trader_app(node: Node, extra_handlers: Sequence[Any] = ()) -> Litestar:
     async def provide_node() -> Node:
         return node
 
-    async def provide_caller(request: Request[Any, Any, Any]) -> Caller:
+    # The caller depends on the node only so that Litestar resolves the two
+    # one after the other: two independent dependencies are resolved in an
+    # anyio task group, which cost a seventh of the loop's time under HTTP
+    # order entry.
+    async def provide_caller(request: Request[Any, Any, Any], node: Node) -> Caller:
         return await _caller(request, node)
 
     async def count_response(message: Any, _scope: Any) -> None:
