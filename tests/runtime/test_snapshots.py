@@ -16,6 +16,7 @@ import os
 import select
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from functools import partial
@@ -31,6 +32,7 @@ from datn.domain import Side
 from datn.runtime import NodeRuntime, NodeStoppedError
 from datn.runtime.snapshots import WORKER_NICENESS, SnapshotWorker
 from datn.store import Commit, MemoryStore, StoreError
+from datn.store import base as store_base
 from datn.store.sqlite import SQLiteStore
 from datn.wire import recover_node
 
@@ -234,6 +236,50 @@ def test_intake_goes_on_while_a_snapshot_is_built(tmp_path: Path, gate: Gate) ->
     position, snapshot = stored_snapshot(path)
     assert position == EVERY
     assert recover_node(snapshot, []).state_hash() == hashes[EVERY]
+
+
+def test_commits_go_between_the_parts_of_a_snapshot_being_saved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_base, "SNAPSHOT_PART_BYTES", 512)
+    writes: list[str] = []
+
+    class Watched(SQLiteStore):
+        def save_snapshot_part(self, position: int, index: int, data: bytes) -> None:
+            writes.append("part")
+            time.sleep(0.005)  # a slow disk: commits queue up meanwhile
+            super().save_snapshot_part(position, index, data)
+
+        def complete_snapshot(self, position: int, parts: int, checksum: int) -> None:
+            writes.append("complete")
+            super().complete_snapshot(position, parts, checksum)
+
+        def commit(self, commit: Commit) -> int:
+            writes.append("commit")
+            return super().commit(commit)
+
+    hashes: Hashes = {}
+
+    async def test() -> None:
+        runtime = await NodeRuntime.open(
+            Watched(tmp_path / "node.sqlite3"), QUIET, snapshot_every=EVERY
+        )
+        await funded(runtime)
+        await place(runtime, hashes, EVERY)
+        # Groups of several inputs, which commit on the writer thread.
+        n = 1_000
+        while runtime.stats.snapshots == 0:
+            await asyncio.gather(*(runtime.submit(order(n + i)) for i in range(4)))
+            n += 4
+        await runtime.close()
+
+    run(test)
+    first, last = writes.index("part"), writes.index("complete")
+    assert writes[first:last].count("part") > 1
+    assert "commit" in writes[first:last]
+    position, data = stored_snapshot(tmp_path / "node.sqlite3")
+    assert position == EVERY
+    assert recover_node(data, []).state_hash() == hashes[EVERY]
 
 
 def test_a_worker_that_crashes_costs_a_snapshot_not_the_node(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from datn.store import MemoryStore, Store
+from datn.store.base import SNAPSHOT_PART_BYTES
 
 POSTGRES_URL = os.environ.get("DATN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -47,6 +48,10 @@ class Backend:
         """Lose every journal entry after ``keep``, as a cut file would."""
         self.run_raw("DELETE FROM journal WHERE position > ?", keep)
 
+    def lose_snapshot_part(self, position: int, index: int) -> None:
+        """Lose part ``index`` of the snapshot after ``position``."""
+        self.run_raw("DELETE FROM snapshot_parts WHERE position = ? AND part = ?", position, index)
+
     def cleanup(self) -> None:
         pass
 
@@ -76,6 +81,11 @@ class MemoryBackend(Backend):
     def truncate(self, keep: int) -> None:
         for position in [p for p in self.store.journal if p > keep]:
             del self.store.journal[position]
+
+    def lose_snapshot_part(self, position: int, index: int) -> None:
+        data, stored = self.store.snapshots[position]
+        start, end = index * SNAPSHOT_PART_BYTES, (index + 1) * SNAPSHOT_PART_BYTES
+        self.store.snapshots[position] = (data[:start] + data[end:], stored)
 
 
 class SQLiteBackend(Backend):

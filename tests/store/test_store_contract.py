@@ -22,6 +22,7 @@ from datn.store import (
     Store,
     StoreError,
 )
+from datn.store.base import checksum, snapshot_parts
 from datn.wire import encode_entry, encode_snapshot, recover_node
 
 
@@ -104,6 +105,41 @@ def test_a_snapshot_loads_with_only_the_entries_after_it(backend: Backend) -> No
         assert stored.entries == written[6:] and stored.position == 10
         # The journal stays whole for audits and replays.
         assert [data for _, data in store.entries(0, 100)] == written
+
+
+def test_a_snapshot_is_written_in_parts_and_loads_only_once_complete(backend: Backend) -> None:
+    # Parts go in transactions of their own, so that commits wait for one
+    # part at most; until its snapshot is complete, no part is loaded.
+    first = bytes(range(256)) * 2_500  # three parts
+    second = first[::-1]
+    parts = snapshot_parts(second)
+    assert len(parts) == 3
+    with backend.open() as store:
+        store.commit(Commit(entries=entries(1, 6)))
+        store.save_snapshot(3, first)
+        store.save_snapshot_part(5, 0, parts[0])
+        store.save_snapshot_part(5, 1, parts[1])
+        assert (store.load().snapshot_position, store.load().snapshot) == (3, first)
+        missing = refusal(lambda: store.complete_snapshot(5, 3, checksum(5, second)))
+        assert missing.code == "corrupt" and "after entry 5 has 2 of its 3 parts" in missing.message
+        assert store.load().snapshot_position == 3
+        store.save_snapshot_part(5, 2, parts[2])
+        store.complete_snapshot(5, 3, checksum(5, second))
+    with backend.open() as store:
+        stored = store.load()
+        assert (stored.snapshot_position, stored.snapshot) == (5, second)
+        assert stored.entries == entries(6, 1)
+
+
+def test_a_lost_part_of_a_snapshot_is_refused_at_start_naming_it(backend: Backend) -> None:
+    data = bytes(range(256)) * 2_500
+    with backend.open() as store:
+        store.commit(Commit(entries=entries(1, 6)))
+        store.save_snapshot(5, data)
+    backend.lose_snapshot_part(5, 1)
+    with backend.open() as store:
+        error = refusal(store.load)
+    assert error.code == "corrupt" and "snapshot after entry 5" in error.message
 
 
 def test_a_snapshot_beyond_the_journal_is_refused(backend: Backend) -> None:

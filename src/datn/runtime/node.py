@@ -27,7 +27,8 @@ Every ``snapshot_every`` journal entries, a snapshot of the state is kept,
 so that a restart replays at most about that many. It is built in the
 background, in a worker process, from the previous snapshot and the journal
 (:mod:`datn.runtime.snapshots`): the loop only schedules it, so intake never
-waits for it, and commits go on while it is built. One is built at a time;
+waits for it, and commits go on while it is built and while it is saved (a
+part at a time, so that a commit waits for one part at most). One is built at a time;
 while it is, the worker holds a second copy of the node's state, and the
 runtime keeps the latest snapshot's bytes to build the next one from. A
 snapshot that fails is logged and tried again an interval later: the journal
@@ -71,6 +72,7 @@ from datn.protocol.node import NodeCore
 from datn.runtime.history import History
 from datn.runtime.snapshots import SnapshotWorker
 from datn.store import Commit, EvidenceRecord, Store, StoreError
+from datn.store.base import checksum, snapshot_parts
 from datn.wire import JournalError, encode_entry, recover_node
 
 T = TypeVar("T")
@@ -562,13 +564,13 @@ class NodeRuntime:
 
     async def _snapshot(self, position: int) -> None:
         """Build the snapshot of the state after ``position`` in the
-        background and save it on the writer thread."""
+        background and save it on the writer thread, in parts."""
         started = time.perf_counter()
         try:
             data = await self._build_snapshot(position)
             if self.failure is not None:
                 return
-            await self._loop.run_in_executor(self._writer, self.store.save_snapshot, position, data)
+            await self._save_snapshot(position, data)
         except Exception as error:
             self.stats.snapshot_failures += 1
             self._snapshot_retry_at = position + self.snapshot_every
@@ -587,6 +589,23 @@ class NodeRuntime:
         self.stats.snapshot_position = position
         self.stats.last_snapshot_ms = elapsed_ms
         log.info("snapshot at %d: %d bytes, built in %.0f ms", position, len(data), elapsed_ms)
+
+    async def _save_snapshot(self, position: int, data: bytes) -> None:
+        """Save ``data`` on the writer thread a part at a time, each part a
+        job of its own: groups that commit meanwhile go between the parts
+        and wait a millisecond or two, not for the whole snapshot."""
+        parts = snapshot_parts(data)
+        for index, part in enumerate(parts):
+            await self._loop.run_in_executor(
+                self._writer, self.store.save_snapshot_part, position, index, part
+            )
+        await self._loop.run_in_executor(
+            self._writer,
+            self.store.complete_snapshot,
+            position,
+            len(parts),
+            checksum(position, data),
+        )
 
     async def _build_snapshot(self, position: int) -> bytes:
         """The encoded snapshot after ``position``, built by the worker from

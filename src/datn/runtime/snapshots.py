@@ -17,7 +17,9 @@ back the new snapshot's bytes:
    snapshot's bytes;
 2. the worker decodes them, recovers the node (:func:`~datn.wire.recover_node`),
    reads its snapshot and encodes it;
-3. the runtime saves the bytes on its writer thread.
+3. the runtime saves the bytes on its writer thread, a part of a quarter
+   megabyte at a time (:meth:`~datn.store.Store.save_snapshot_part`), so
+   that groups committing meanwhile wait for one part, not the whole.
 
 Reading and sending the journal from the node process costs it little CPU,
 but that little holds the interpreter's lock in many short turns, and each

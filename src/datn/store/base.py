@@ -261,11 +261,29 @@ class Store(ABC):
         (nothing done) otherwise. This backend always answers None."""
         return None
 
-    @abstractmethod
     def save_snapshot(self, position: int, data: bytes) -> None:
         """Keep ``data`` as the snapshot of the state after ``position``.
         Durable when it returns; a later :meth:`load` starts from the
-        latest one."""
+        latest one. (In one go: :meth:`save_snapshot_part` and
+        :meth:`complete_snapshot` let other writes in between.)"""
+        parts = snapshot_parts(data)
+        for index, part in enumerate(parts):
+            self.save_snapshot_part(position, index, part)
+        self.complete_snapshot(position, len(parts), checksum(position, data))
+
+    @abstractmethod
+    def save_snapshot_part(self, position: int, index: int, data: bytes) -> None:
+        """Keep ``data`` as part ``index`` (from 0) of the snapshot after
+        ``position``, durably, in a transaction of its own. A part is never
+        loaded until :meth:`complete_snapshot` completes its snapshot."""
+
+    @abstractmethod
+    def complete_snapshot(self, position: int, parts: int, checksum: int) -> None:
+        """The snapshot after ``position`` is its parts 0 to ``parts - 1``,
+        whose bytes joined have ``checksum`` (:func:`checksum`): from now on
+        :meth:`load` starts from it. Parts of snapshots never completed are
+        dropped (and older snapshots beyond the few a backend keeps). Raises
+        ``corrupt``, keeping nothing, if the parts are not all there."""
 
     @abstractmethod
     def position(self) -> int:
@@ -363,6 +381,31 @@ class Store(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+SNAPSHOT_PART_BYTES: Final = 256 * 1024
+"""Snapshots are written in parts of this size, each in a transaction of
+its own: a commit waits for one part (a millisecond or two), never for a
+whole snapshot of many megabytes."""
+
+
+def snapshot_parts(data: bytes) -> list[bytes]:
+    """``data`` cut into parts of :data:`SNAPSHOT_PART_BYTES`."""
+    return [data[i : i + SNAPSHOT_PART_BYTES] for i in range(0, len(data), SNAPSHOT_PART_BYTES)]
+
+
+def check_snapshot(position: int, parts: Sequence[bytes], stored: int) -> bytes:
+    """The snapshot after ``position`` joined from ``parts``, if it matches
+    checksum ``stored``; else ``corrupt``, naming the snapshot."""
+    data = b"".join(parts)
+    if checksum(position, data) != stored:
+        raise StoreError(
+            "corrupt",
+            f"the snapshot after entry {position} does not match its checksum "
+            f"(its bytes changed or went missing after they were written; "
+            f"{len(parts)} part(s) found)",
+        )
+    return data
 
 
 def verify_journal(first: int, rows: Sequence[tuple[int, bytes, int]]) -> list[bytes]:

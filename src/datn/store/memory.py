@@ -22,6 +22,7 @@ from datn.store.base import (
     Stored,
     StoreError,
     check_page,
+    check_snapshot,
     check_snapshot_position,
     check_tail,
     checksum,
@@ -35,6 +36,8 @@ class MemoryStore(Store):
         """position -> (entry, checksum): what a journal table holds."""
         self.last_committed = 0
         self.snapshots: dict[int, tuple[bytes, int]] = {}
+        self._parts: dict[int, dict[int, bytes]] = {}
+        """position -> index -> bytes: parts of snapshots not completed."""
         self._orders: dict[int, OrderRecord] = {}
         self._by_client: dict[tuple[str, str], int] = {}
         self._executions: list[ExecutionRecord] = []
@@ -63,12 +66,7 @@ class MemoryStore(Store):
         if self.snapshots:
             start = max(self.snapshots)
             data, stored = self.snapshots[start]
-            if checksum(start, data) != stored:
-                raise StoreError(
-                    "corrupt",
-                    f"the snapshot after entry {start} does not match its checksum",
-                )
-            snapshot = data
+            snapshot = check_snapshot(start, [data], stored)
         rows = sorted((p, d, c) for p, (d, c) in self.journal.items() if p > start)
         entries = verify_journal(start + 1, rows)
         check_tail(self.last_committed, max(self.journal, default=0))
@@ -128,10 +126,22 @@ class MemoryStore(Store):
         self._windows.update(commit.windows)
         return position
 
-    def save_snapshot(self, position: int, data: bytes) -> None:
+    def save_snapshot_part(self, position: int, index: int, data: bytes) -> None:
         self._open()
         check_snapshot_position(position, self.last_committed)
-        self.snapshots[position] = (bytes(data), checksum(position, data))
+        self._parts.setdefault(position, {})[index] = bytes(data)
+
+    def complete_snapshot(self, position: int, parts: int, checksum: int) -> None:
+        self._open()
+        check_snapshot_position(position, self.last_committed)
+        kept = self._parts.get(position, {})
+        found = sum(1 for index in kept if index < parts)
+        if found != parts:
+            raise StoreError(
+                "corrupt", f"the snapshot after entry {position} has {found} of its {parts} parts"
+            )
+        self.snapshots[position] = (b"".join(kept[i] for i in range(parts)), checksum)
+        self._parts.clear()
 
     def position(self) -> int:
         self._open()

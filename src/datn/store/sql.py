@@ -32,6 +32,7 @@ from datn.store.base import (
     Stored,
     StoreError,
     check_page,
+    check_snapshot,
     check_snapshot_position,
     check_tail,
     checksum,
@@ -78,6 +79,10 @@ def schema(dialect: Dialect) -> list[str]:
         " checksum BIGINT NOT NULL)",
         f"CREATE TABLE IF NOT EXISTS snapshots (position {key}, data {blob} NOT NULL,"
         " checksum BIGINT NOT NULL)",
+        # Snapshots in parts (added to layout 1 without a change of version:
+        # a store written before has whole snapshots only, and reads them).
+        "CREATE TABLE IF NOT EXISTS snapshot_parts (position BIGINT NOT NULL,"
+        f" part BIGINT NOT NULL, data {blob} NOT NULL, PRIMARY KEY (position, part))",
         f"CREATE TABLE IF NOT EXISTS orders (order_id {key},"
         " trader_id TEXT NOT NULL, client_order_id TEXT NOT NULL, product_id TEXT NOT NULL,"
         " status TEXT NOT NULL, is_open BOOLEAN NOT NULL, created_ms BIGINT NOT NULL,"
@@ -199,12 +204,16 @@ class SqlStore(Store):
             )
             if rows:
                 start, data, stored = rows[0][0], bytes(rows[0][1]), rows[0][2]
-                if checksum(start, data) != stored:
-                    raise StoreError(
-                        "corrupt",
-                        f"the snapshot after entry {start} does not match its checksum "
-                        "(its bytes changed after they were written)",
-                    )
+                parts = [data]
+                if not data:
+                    parts = [
+                        bytes(part)
+                        for (part,) in tx.run(
+                            "SELECT data FROM snapshot_parts WHERE position = ? ORDER BY part",
+                            (start,),
+                        )
+                    ]
+                data = check_snapshot(start, parts, stored)
                 if start > last_written:
                     raise StoreError(
                         "corrupt",
@@ -316,16 +325,41 @@ class SqlStore(Store):
 
         return write
 
-    def save_snapshot(self, position: int, data: bytes) -> None:
+    def save_snapshot_part(self, position: int, index: int, data: bytes) -> None:
         self._check_open()
 
         def write(tx: Executor) -> None:
             check_snapshot_position(position, _meta(tx, "last_position"))
             tx.run(
+                "INSERT INTO snapshot_parts (position, part, data) VALUES (?, ?, ?)"
+                " ON CONFLICT (position, part) DO UPDATE SET data = excluded.data",
+                (position, index, bytes(data)),
+            )
+
+        self._transaction(write)
+
+    def complete_snapshot(self, position: int, parts: int, checksum: int) -> None:
+        self._check_open()
+
+        def write(tx: Executor) -> None:
+            check_snapshot_position(position, _meta(tx, "last_position"))
+            found = tx.run(
+                "SELECT COUNT(*) FROM snapshot_parts WHERE position = ? AND part < ?",
+                (position, parts),
+            )[0][0]
+            if found != parts:
+                raise StoreError(
+                    "corrupt",
+                    f"the snapshot after entry {position} has {found} of its {parts} parts",
+                )
+            tx.run("DELETE FROM snapshot_parts WHERE position = ? AND part >= ?", (position, parts))
+            # An empty ``data`` says the snapshot is in parts (no snapshot is
+            # empty); stores made before parts keep whole ones in ``data``.
+            tx.run(
                 "INSERT INTO snapshots (position, data, checksum) VALUES (?, ?, ?)"
                 " ON CONFLICT (position) DO UPDATE SET data = excluded.data,"
                 " checksum = excluded.checksum",
-                (position, bytes(data), checksum(position, data)),
+                (position, b"", checksum),
             )
             kept = tx.run(
                 "SELECT position FROM snapshots ORDER BY position DESC LIMIT 1 OFFSET ?",
@@ -333,6 +367,10 @@ class SqlStore(Store):
             )
             if kept:
                 tx.run("DELETE FROM snapshots WHERE position < ?", (kept[0][0],))
+            tx.run(
+                "DELETE FROM snapshot_parts WHERE position NOT IN (SELECT position FROM snapshots)",
+                (),
+            )
 
         self._transaction(write)
 
