@@ -330,6 +330,35 @@ def test_close_abandons_a_snapshot_in_flight_and_stops_the_worker(
     assert stored_snapshot(path) == (0, None)
 
 
+def test_a_worker_started_ahead_serves_the_first_snapshot(tmp_path: Path) -> None:
+    # A node process starts its worker as it starts (start()), so that the
+    # process's start does not fall among traders' orders.
+    hashes: Hashes = {}
+
+    async def test() -> None:
+        runtime = await NodeRuntime.open(
+            SQLiteStore(tmp_path / "node.sqlite3"), QUIET, snapshot_every=EVERY
+        )
+        runtime.start_snapshot_worker()
+        runtime.start_snapshot_worker()  # once is enough: a second does nothing
+        deadline = asyncio.get_running_loop().time() + 10
+        while not multiprocessing.active_children():
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.01)
+        (started,) = multiprocessing.active_children()
+        await funded(runtime)
+        await place(runtime, hashes, EVERY)
+        await runtime.wait_for_snapshot()
+        assert runtime.stats.snapshots == 1
+        assert multiprocessing.active_children() == [started]  # the same process
+        await runtime.close()
+        assert multiprocessing.active_children() == []
+
+    run(test)
+    position, data = stored_snapshot(tmp_path / "node.sqlite3")
+    assert position == EVERY and recover_node(data, []).state_hash() == hashes[EVERY]
+
+
 def test_close_stops_the_worker(tmp_path: Path) -> None:
     async def test() -> None:
         runtime = await NodeRuntime.open(

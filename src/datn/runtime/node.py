@@ -614,6 +614,11 @@ class NodeRuntime:
             self.store, self._snapshot_data, self.stats.snapshot_position, position
         )
 
+    def start_snapshot_worker(self) -> None:
+        """Start the snapshot worker's process now, in the background,
+        instead of at the first snapshot."""
+        self._snapshot_worker.start()
+
     @property
     def snapshot_in_flight(self) -> bool:
         """Whether a snapshot is being built or saved."""

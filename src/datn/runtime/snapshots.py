@@ -35,7 +35,10 @@ they do for a build goes in small pieces, one at a time (see
 snapshot. What remains in the node process is joining the new snapshot's
 slices and the store's writing it (a copy of its bytes each).
 
-The worker is one persistent process, started on the first build with the
+The worker is one persistent process, started on the first build (or
+before, by :meth:`SnapshotWorker.start`: a node process starts it as it
+starts, so that the start, which costs the node's threads a few tens of
+milliseconds, does not fall among traders' orders) with the
 ``spawn`` method (a fresh interpreter: the node process has threads and
 database connections that a fork would copy in an unknown state). It runs
 at the lowest scheduling priority (Linux's idle class, where the node
@@ -126,6 +129,16 @@ class SnapshotWorker:
         self._closed = False
         self._demoted: ProcessPoolExecutor | None = None
         """The pool whose worker was demoted to the idle class."""
+
+    def start(self) -> None:
+        """Start the worker process in the background, if it is not started
+        (a build starts it otherwise). A failure here is the next build's."""
+        with contextlib.suppress(RuntimeError):
+            self._reader.submit(self._start)
+
+    def _start(self) -> None:
+        with contextlib.suppress(RuntimeError, BrokenProcessPool):
+            self._call(self._worker(), _begin)
 
     async def build(self, store: Store, snapshot: bytes | None, after: int, position: int) -> bytes:
         """The encoded snapshot of the state after ``position``, built from
