@@ -434,7 +434,7 @@ class NodeRuntime:
                 transmit = self._seal(group)
                 started = time.perf_counter()
                 try:
-                    position = await self._write(group)
+                    position, inline = await self._write(group)
                 except Exception as error:
                     self._stop(error, "the store could not commit")
                     self._fail(group, error)
@@ -452,6 +452,10 @@ class NodeRuntime:
                 self._release(group)
                 self._schedule_timer()
                 self._consider_snapshot(position)
+                if inline and self._pending.waiters:
+                    # Nothing was awaited: what this group released (frames
+                    # to peers, answers) goes out before the next commits.
+                    await asyncio.sleep(0)
         except Exception as error:
             # A bug of the runtime's own: stop rather than run on uncertain state.
             self._stop(error, "the runtime failed")
@@ -462,16 +466,18 @@ class NodeRuntime:
                 self._fail(self._pending, self.failure)
                 self._pending = _Group()
 
-    async def _write(self, group: _Group) -> int:
+    async def _write(self, group: _Group) -> tuple[int, bool]:
         """Commit ``group``: on the writer thread, or on this one when the
         group holds one input and the store is free (see the module
-        docstring)."""
+        docstring). The journal's position after it, and whether it was
+        committed on this thread."""
         if len(group.waiters) <= INLINE_COMMIT_MAX_INPUTS:
             position = self.store.commit_if_free(group.commit)
             if position is not None:
                 self.stats.inline_commits += 1
-                return position
-        return await self._loop.run_in_executor(self._writer, self.store.commit, group.commit)
+                return position, True
+        position = await self._loop.run_in_executor(self._writer, self.store.commit, group.commit)
+        return position, False
 
     def _seal(self, group: _Group) -> Callable[[], None] | None:
         """The group's messages for peers sealed into its commit (see
