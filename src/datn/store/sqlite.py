@@ -35,9 +35,11 @@ from datn.store.sql import Dialect, Executor, Row, SqlStore, T
 
 log = logging.getLogger("datn.store")
 
-CHECKPOINT_INTERVAL_S: Final = 0.05
+CHECKPOINT_INTERVAL_S: Final = 0.25
 """The least time between two background checkpoints: under steady writes
-the log holds about this long's worth of pages."""
+the log holds about this long's worth of pages (at full intake, about the
+thousand pages after which SQLite would checkpoint by itself). Shorter, a
+page that every commit changes is copied to the database more often."""
 JOURNAL_SIZE_LIMIT_BYTES: Final = 64 * 1024 * 1024
 """A log file that grew past this (a large snapshot) is cut back to it
 once it starts again from its beginning."""
