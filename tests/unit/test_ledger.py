@@ -160,6 +160,21 @@ def test_entry_shape_is_checked() -> None:
         assert caught.value.code == code, code
 
 
+def test_a_posting_off_the_common_path_is_judged_by_the_full_checks() -> None:
+    # Postings take a short cut for the exact types; any other value goes
+    # through the checks that give a refusal its reason, and is not refused
+    # for a reason it does not have.
+    class Key(AccountKey):
+        pass
+
+    account = Key("trader:alice", USD)
+    assert Posting(account, 5).amount == 5
+    assert Entry(EntryId("e"), (Posting(account, -5), Posting(BOB, 5))).postings[0].amount == -5
+    with pytest.raises(LedgerError) as caught:
+        Posting(account, 0)
+    assert caught.value.code == "zero_amount"
+
+
 def test_entry_has_a_posting_limit() -> None:
     many = tuple(
         Posting(AccountKey(f"trader:{i}", USD), 1 if i % 2 else -1)

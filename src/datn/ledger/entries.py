@@ -58,7 +58,8 @@ class Posting:
             return
         _check_account("account", self.account)
         check_range("amount", amount, -MAX_AMOUNT_MINOR, MAX_AMOUNT_MINOR)
-        raise LedgerError("amount", "zero_amount", "a posting must move something")
+        if amount == 0:
+            raise LedgerError("amount", "zero_amount", "a posting must move something")
 
 
 @dataclass(frozen=True, slots=True)
