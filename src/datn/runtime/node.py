@@ -27,8 +27,9 @@ Every ``snapshot_every`` journal entries, a snapshot of the state is kept,
 so that a restart replays at most about that many. It is built in the
 background, in a worker process, from the previous snapshot and the journal
 (:mod:`datn.runtime.snapshots`): the loop only schedules it, so intake never
-waits for it, and commits go on while it is built and while it is saved (a
-part at a time, so that a commit waits for one part at most). One is built at a time;
+waits for it, and commits go on while it is built and while it is saved
+(a part at a time, so that a commit waits for one part at most). One is
+built at a time;
 while it is, the worker holds a second copy of the node's state, and the
 runtime keeps the latest snapshot's bytes to build the next one from. A
 snapshot that fails is logged and tried again an interval later: the journal
@@ -72,7 +73,6 @@ from datn.protocol.node import NodeCore
 from datn.runtime.history import History
 from datn.runtime.snapshots import SnapshotWorker
 from datn.store import Commit, EvidenceRecord, Store, StoreError
-from datn.store.base import checksum, snapshot_parts
 from datn.wire import JournalError, encode_entry, recover_node
 
 T = TypeVar("T")
@@ -434,7 +434,7 @@ class NodeRuntime:
                 transmit = self._seal(group)
                 started = time.perf_counter()
                 try:
-                    position, inline = await self._write(group)
+                    position = await self._write(group)
                 except Exception as error:
                     self._stop(error, "the store could not commit")
                     self._fail(group, error)
@@ -452,10 +452,6 @@ class NodeRuntime:
                 self._release(group)
                 self._schedule_timer()
                 self._consider_snapshot(position)
-                if inline and self._pending.waiters:
-                    # Nothing was awaited: what this group released (frames
-                    # to peers, answers) goes out before the next commits.
-                    await asyncio.sleep(0)
         except Exception as error:
             # A bug of the runtime's own: stop rather than run on uncertain state.
             self._stop(error, "the runtime failed")
@@ -466,18 +462,16 @@ class NodeRuntime:
                 self._fail(self._pending, self.failure)
                 self._pending = _Group()
 
-    async def _write(self, group: _Group) -> tuple[int, bool]:
+    async def _write(self, group: _Group) -> int:
         """Commit ``group``: on the writer thread, or on this one when the
         group holds one input and the store is free (see the module
-        docstring). The journal's position after it, and whether it was
-        committed on this thread."""
+        docstring); the journal's position after it."""
         if len(group.waiters) <= INLINE_COMMIT_MAX_INPUTS:
             position = self.store.commit_if_free(group.commit)
             if position is not None:
                 self.stats.inline_commits += 1
-                return position, True
-        position = await self._loop.run_in_executor(self._writer, self.store.commit, group.commit)
-        return position, False
+                return position
+        return await self._loop.run_in_executor(self._writer, self.store.commit, group.commit)
 
     def _seal(self, group: _Group) -> Callable[[], None] | None:
         """The group's messages for peers sealed into its commit (see
@@ -600,18 +594,8 @@ class NodeRuntime:
         """Save ``data`` on the writer thread a part at a time, each part a
         job of its own: groups that commit meanwhile go between the parts
         and wait a millisecond or two, not for the whole snapshot."""
-        parts = snapshot_parts(data)
-        for index, part in enumerate(parts):
-            await self._loop.run_in_executor(
-                self._writer, self.store.save_snapshot_part, position, index, part
-            )
-        await self._loop.run_in_executor(
-            self._writer,
-            self.store.complete_snapshot,
-            position,
-            len(parts),
-            checksum(position, data),
-        )
+        for write in self.store.snapshot_writes(position, data):
+            await self._loop.run_in_executor(self._writer, write)
 
     async def _build_snapshot(self, position: int) -> bytes:
         """The encoded snapshot after ``position``, built by the worker from

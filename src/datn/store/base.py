@@ -38,8 +38,9 @@ from __future__ import annotations
 
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Final, Protocol
 
 SCHEMA_VERSION: Final = 1
@@ -264,12 +265,23 @@ class Store(ABC):
     def save_snapshot(self, position: int, data: bytes) -> None:
         """Keep ``data`` as the snapshot of the state after ``position``.
         Durable when it returns; a later :meth:`load` starts from the
-        latest one. (In one go: :meth:`save_snapshot_part` and
-        :meth:`complete_snapshot` let other writes in between.)"""
+        latest one. (In one go: :meth:`snapshot_writes` lets other writes
+        in between.)"""
+        for write in self.snapshot_writes(position, data):
+            write()
+
+    def snapshot_writes(self, position: int, data: bytes) -> list[Callable[[], None]]:
+        """The transactions that keep ``data`` as the snapshot after
+        ``position``, to run in order: one :meth:`save_snapshot_part` per
+        part, then :meth:`complete_snapshot`."""
         parts = snapshot_parts(data)
-        for index, part in enumerate(parts):
-            self.save_snapshot_part(position, index, part)
-        self.complete_snapshot(position, len(parts), checksum(position, data))
+        writes: list[Callable[[], None]] = [
+            partial(self.save_snapshot_part, position, index, part)
+            for index, part in enumerate(parts)
+        ]
+        whole = checksum(position, data)
+        writes.append(partial(self.complete_snapshot, position, len(parts), whole))
+        return writes
 
     @abstractmethod
     def save_snapshot_part(self, position: int, index: int, data: bytes) -> None:

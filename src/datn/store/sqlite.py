@@ -146,11 +146,11 @@ class SQLiteStore(SqlStore):
             if self._closing.is_set():
                 return
             self._wrote.clear()
-            self.checkpoint()
+            self._checkpoint()
             if self._closing.wait(CHECKPOINT_INTERVAL_S):
                 return
 
-    def checkpoint(self) -> None:
+    def _checkpoint(self) -> None:
         """Copy what the log holds into the database file, as far as no
         reader still needs it, without blocking the writer. A failure is
         logged (at most once a minute) and left to the next checkpoint: the
