@@ -28,6 +28,7 @@ import uvicorn
 from datn.api.app import Node, admin_app, trader_app
 from datn.api.auth import Verifier, token_digest
 from datn.api.stream import OrderEntryProtocol, Sessions, stream_handler
+from datn.api.transport import CoalescingHttpProtocol
 from datn.domain.value import NodeId
 from datn.net import LinkSettings, PeerLinks
 from datn.protocol.effects import AddPeerInput
@@ -176,6 +177,7 @@ async def run_node(folder: Path) -> int:
                 access_log=False,
                 lifespan="off",
                 timeout_keep_alive=30,
+                http=CoalescingHttpProtocol,
                 ws=OrderEntryProtocol,
                 limit_concurrency=10_000,
             )

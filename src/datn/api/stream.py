@@ -42,12 +42,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import InvalidState
 
 from datn.api.app import (
     ApiError,
@@ -60,11 +62,15 @@ from datn.api.app import (
     prints_of,
 )
 from datn.api.auth import KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, AuthError
+from datn.api.transport import coalescing
 from datn.protocol.effects import Reply
 from datn.runtime.node import InputRefusedError, NodeStoppedError
 
 log = logging.getLogger("datn.api.stream")
 
+SEND_NOW = "datn.send_now"
+"""The scope extension under which :class:`OrderEntryProtocol` offers its
+:meth:`~OrderEntryProtocol.send_now` to the application."""
 MAX_QUEUED_EVENTS = 10_000
 MAX_IN_FLIGHT = 1_024
 """Requests of one session being handled at once; beyond, reading waits."""
@@ -260,6 +266,17 @@ class _Session:
         self.market = market
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._pending: set[asyncio.Task[None]] = set()
+        extensions: Any = socket.scope.get("extensions") or {}
+        self._send_now: Callable[[bytes], bool] | None = extensions.get(SEND_NOW)
+
+    async def send(self, data: bytes) -> None:
+        """Send ``data`` as a text message: at once when the server's
+        protocol can (:meth:`OrderEntryProtocol.send_now`), else through
+        the ASGI send, which waits while the client reads too slowly and
+        raises once the socket is closed."""
+        send_now = self._send_now
+        if send_now is None or not send_now(data):
+            await self.socket.send_data(data)
 
     async def run(self) -> None:
         sender = asyncio.create_task(self._send_events())
@@ -274,7 +291,7 @@ class _Session:
             if data is None:
                 await self.socket.close(code=4008, reason="too slow: events were dropped")
                 return
-            await self.socket.send_data(data)
+            await self.send(data)
 
     async def _receive(self) -> None:
         while True:
@@ -285,7 +302,7 @@ class _Session:
                     raw = await self.socket.receive_data("text")
             except TimeoutError:
                 await cancel_everything(self.node, self.trader_id, None)
-                await self.socket.send_data(_EVENTS.encode({"event": "dead_man_cancelled"}))
+                await self.send(_EVENTS.encode({"event": "dead_man_cancelled"}))
                 continue
             except WebSocketDisconnect:
                 await asyncio.gather(*self._pending, return_exceptions=True)
@@ -302,7 +319,7 @@ class _Session:
     async def _answer_and_send(self, raw: bytes | str) -> None:
         try:
             answer = await self._answer(raw)
-            await self.socket.send_data(_EVENTS.encode(answer))
+            await self.send(_EVENTS.encode(answer))
         except WebSocketDisconnect:
             pass
         finally:
@@ -357,17 +374,53 @@ class _Session:
 
 
 class OrderEntryProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's WebSocket protocol, reading in bulk.
+    """uvicorn's WebSocket protocol, reading and writing in bulk.
 
     uvicorn stops reading the socket after every message until the app has
     taken it, and starts again when its queue is empty: two system calls per
     message, which order entry (one small message per order) cannot afford.
     This one stops reading only when ``HIGH_WATER`` messages wait and starts
     again below ``LOW_WATER``, so a session's memory stays bounded all the
-    same (with a session's own limit on requests in flight)."""
+    same (with a session's own limit on requests in flight). Its writes
+    are coalesced per turn of the loop (:class:`~datn.api.transport.CoalescingTransport`)."""
 
     HIGH_WATER = 256
     LOW_WATER = 64
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.transport = coalescing(self.transport)
+
+    async def run_asgi(self) -> None:
+        extensions: Any = self.scope.get("extensions")
+        if extensions is not None:
+            extensions[SEND_NOW] = self.send_now
+        await super().run_asgi()
+
+    def send_now(self, data: bytes) -> bool:
+        """Send ``data`` (UTF-8 text) as a text message now, if the socket is
+        open and its client keeps up; False if not, and nothing sent.
+
+        The application's messages otherwise pass through four coroutines
+        (the framework's wrappers and this protocol's ``send``) and are
+        decoded to ``str`` and encoded back, which costs more than the
+        message's own encoding. What ``send`` checks first is checked here;
+        a False sends the caller to ``send``, which waits for a slow client
+        or raises for a closed socket, as before."""
+        if (
+            self.disconnected
+            or self.close_sent
+            or not self.handshake_complete
+            or self.initial_response is not None
+            or not self.writable.is_set()
+        ):
+            return False
+        try:
+            self.conn.send_text(data)
+        except InvalidState:
+            return False
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        return True
 
     def send_receive_event_to_app(self) -> None:
         paused = self.read_paused
