@@ -15,9 +15,10 @@ import uvicorn
 from litestar import Litestar, WebSocket, get, websocket
 from litestar.exceptions import WebSocketDisconnect
 from litestar.params import FromPath
+from uvicorn.protocols.utils import ClientDisconnected
 from websockets.asyncio.client import connect
 
-from datn.api.stream import SEND_NOW, OrderEntryProtocol
+from datn.api.stream import SEND_NOW, OrderEntryProtocol, _Session
 from datn.api.transport import CoalescingHttpProtocol, CoalescingTransport
 
 BIG = b'"' + b"x" * 65_534 + b'"'
@@ -208,5 +209,32 @@ def test_pipelined_http_responses_arrive_whole_and_in_order_and_close_sends_firs
         finally:
             server.should_exit = True
             await asyncio.wait_for(task, 10)
+
+    asyncio.run(run())
+
+
+class _GoneSocket:
+    """A socket the server has seen close before the session heard of it:
+    the framework's send raises uvicorn's ClientDisconnected."""
+
+    def __init__(self) -> None:
+        self.scope: dict[str, Any] = {"extensions": {}}
+
+    async def send_data(self, data: bytes) -> None:
+        raise ClientDisconnected()
+
+
+def test_a_socket_gone_under_the_session_ends_its_sends_as_a_disconnect() -> None:
+    async def run() -> None:
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        session = _Session(None, _GoneSocket(), "t", queue, 0, None)  # type: ignore[arg-type]
+        try:
+            await session.send(b"{}")
+            raise AssertionError("a send to a gone socket returned")
+        except WebSocketDisconnect:
+            pass
+        queue.put_nowait(b'{"event": "accepted"}')
+        # The event sender stops quietly instead of dying with an error.
+        assert await asyncio.wait_for(session._send_events(), 5) is None
 
     asyncio.run(run())

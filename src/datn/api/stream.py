@@ -48,6 +48,7 @@ from typing import Any
 import msgspec
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import InvalidState
 
@@ -273,10 +274,14 @@ class _Session:
         """Send ``data`` as a text message: at once when the server's
         protocol can (:meth:`OrderEntryProtocol.send_now`), else through
         the ASGI send, which waits while the client reads too slowly and
-        raises once the socket is closed."""
+        raises WebSocketDisconnect once the socket is closed."""
         send_now = self._send_now
         if send_now is None or not send_now(data):
-            await self.socket.send_data(data)
+            try:
+                await self.socket.send_data(data)
+            except ClientDisconnected:
+                # The server saw the socket go before the session was told.
+                raise WebSocketDisconnect(detail="the client has gone") from None
 
     async def run(self) -> None:
         sender = asyncio.create_task(self._send_events())
@@ -291,7 +296,10 @@ class _Session:
             if data is None:
                 await self.socket.close(code=4008, reason="too slow: events were dropped")
                 return
-            await self.send(data)
+            try:
+                await self.send(data)
+            except WebSocketDisconnect:
+                return  # the receiving side ends the session
 
     async def _receive(self) -> None:
         while True:

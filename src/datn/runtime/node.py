@@ -29,11 +29,10 @@ background, in a worker process, from the previous snapshot and the journal
 (:mod:`datn.runtime.snapshots`): the loop only schedules it, so intake never
 waits for it, and commits go on while it is built and while it is saved
 (a part at a time, so that a commit waits for one part at most). One is
-built at a time;
-while it is, the worker holds a second copy of the node's state, and the
-runtime keeps the latest snapshot's bytes to build the next one from. A
-snapshot that fails is logged and tried again an interval later: the journal
-still holds everything.
+built at a time; while it is, the worker holds a second copy of the node's
+state, and the runtime keeps the latest snapshot's bytes to build the next
+one from. A snapshot that fails is logged and tried again an interval
+later: the journal still holds everything.
 
 A core exception or a store that cannot commit stops the runtime at once:
 the error is logged with what failed, every caller still waiting gets
