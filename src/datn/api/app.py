@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -262,68 +262,71 @@ def _error_body(code: str, message: str, **extra: object) -> dict[str, object]:
     return {"code": code, "message": message, **extra}
 
 
-def _on_api_error(_request: Request[Any, Any, Any], error: ApiError) -> Response[Any]:
-    body = _error_body(error.code, error.message, **error.fields)
-    return Response(body, status_code=error.status_code, headers=error.response_headers)
+@dataclass(frozen=True)
+class Refusal:
+    """What the API answers to an error: a status, a JSON body with a
+    stable ``code``, and headers."""
+
+    status: int
+    body: dict[str, object]
+    headers: dict[str, str] = field(default_factory=dict)
 
 
-def _on_validation(_request: Request[Any, Any, Any], error: ValidationException) -> Response[Any]:
-    return Response(
-        _error_body("bad_request", str(error.detail), detail=error.extra),
-        status_code=400,
-    )
+_HTTP_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
 
 
-def _on_http(_request: Request[Any, Any, Any], error: HTTPException) -> Response[Any]:
-    codes = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
-    code = codes.get(error.status_code, "bad_request")
-    status = error.status_code if error.status_code < 500 else 400
-    allowed = next((v for k, v in (error.headers or {}).items() if k.lower() == "allow"), None)
-    headers = {"Allow": allowed} if allowed else {}
-    return Response(_error_body(code, str(error.detail)), status_code=status, headers=headers)
-
-
-def _on_stopped(_request: Request[Any, Any, Any], error: NodeStoppedError) -> Response[Any]:
-    return Response(
-        _error_body(
+def refusal(error: Exception) -> Refusal:
+    """The answer to ``error``, raised while answering a request: one
+    mapping for the framework's routes and the order lane
+    (:mod:`datn.api.lane`). Errors the API does not expect are logged
+    and answered 503: nothing from outside gets a 5xx of another kind."""
+    if isinstance(error, ApiError):
+        body = _error_body(error.code, error.message, **error.fields)
+        return Refusal(error.status_code, body, error.response_headers)
+    if isinstance(error, ValidationException):
+        return Refusal(400, _error_body("bad_request", str(error.detail), detail=error.extra))
+    if isinstance(error, HTTPException):
+        code = _HTTP_CODES.get(error.status_code, "bad_request")
+        status = error.status_code if error.status_code < 500 else 400
+        allowed = next((v for k, v in (error.headers or {}).items() if k.lower() == "allow"), None)
+        headers = {"Allow": allowed} if allowed else {}
+        return Refusal(status, _error_body(code, str(error.detail)), headers)
+    if isinstance(error, NodeStoppedError):
+        body = _error_body(
             "not_accepted",
             "the node could not make the request durable and accepted nothing of it; "
             "a retry with the same client order id is safe",
-        ),
-        status_code=503,
-        headers={"Retry-After": "1"},
-    )
-
-
-def _on_refused(_request: Request[Any, Any, Any], error: InputRefusedError) -> Response[Any]:
-    return Response(_error_body("bad_request", str(error.cause)), status_code=400)
-
-
-def _on_store(_request: Request[Any, Any, Any], error: StoreError) -> Response[Any]:
-    log.error("store error answering a request: %s", error)
-    return Response(
-        _error_body("not_accepted", "the node's store is unavailable; retry later"),
-        status_code=503,
-        headers={"Retry-After": "1"},
-    )
-
-
-def _on_unexpected(_request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
+        )
+        return Refusal(503, body, {"Retry-After": "1"})
+    if isinstance(error, InputRefusedError):
+        return Refusal(400, _error_body("bad_request", str(error.cause)))
+    if isinstance(error, StoreError):
+        log.error("store error answering a request: %s", error)
+        body = _error_body("not_accepted", "the node's store is unavailable; retry later")
+        return Refusal(503, body, {"Retry-After": "1"})
     log.exception("unexpected error answering a request", exc_info=error)
-    return Response(
-        _error_body("not_accepted", "the request could not be handled; nothing changed"),
-        status_code=503,
-    )
+    body = _error_body("not_accepted", "the request could not be handled; nothing changed")
+    return Refusal(503, body)
 
 
+def _on_error(_request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
+    answer = refusal(error)
+    return Response(answer.body, status_code=answer.status, headers=answer.headers)
+
+
+# Every error type the API answers, each to the one mapping (refusal picks
+# the answer by the error's type, most specific first).
 _HANDLERS: dict[Any, Any] = {
-    ApiError: _on_api_error,
-    ValidationException: _on_validation,
-    NodeStoppedError: _on_stopped,
-    InputRefusedError: _on_refused,
-    StoreError: _on_store,
-    HTTPException: _on_http,
-    Exception: _on_unexpected,
+    kind: _on_error
+    for kind in (
+        ApiError,
+        ValidationException,
+        NodeStoppedError,
+        InputRefusedError,
+        StoreError,
+        HTTPException,
+        Exception,
+    )
 }
 
 
@@ -339,17 +342,25 @@ def request_target(scope: Any) -> str:
     return str(target.decode("latin-1"))
 
 
-async def _caller(request: Request[Any, Any, Any], node: Node) -> Caller:
-    body = await request.body()
-    target = request_target(request.scope)
-    headers = {k.lower(): v for k, v in request.headers.items()}
+def authenticate(
+    node: Node, headers: dict[str, str], method: str, target: str, body: bytes
+) -> Caller:
+    """The trader who signed the request (``headers``: names in lower
+    case), with one of their request tokens spent; or an ApiError: 401 for
+    a request that cannot be attributed, 429 over the trader's rate."""
     try:
-        caller = node.verifier.verify(headers, request.method, target, body)
+        caller = node.verifier.verify(headers, method, target, body)
     except AuthError as error:
         node.counters.auth_refused[error.code] += 1
         raise ApiError(401, error.code, error.message) from None
     node.admit(caller.trader_id)
     return caller
+
+
+async def _caller(request: Request[Any, Any, Any], node: Node) -> Caller:
+    body = await request.body()
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    return authenticate(node, headers, request.method, request_target(request.scope), body)
 
 
 async def place(
@@ -751,7 +762,9 @@ def trader_app(node: Node, extra_handlers: Sequence[Any] = ()) -> Litestar:
     # one after the other: two independent dependencies are resolved in an
     # anyio task group, which cost a seventh of the loop's time under HTTP
     # order entry.
-    async def provide_caller(request: Request[Any, Any, Any], node: Node) -> Caller:
+    async def provide_caller(
+        request: Request[Any, Any, Any], node: NamedDependency[Node]
+    ) -> Caller:
         return await _caller(request, node)
 
     async def count_response(message: Any, _scope: Any) -> None:

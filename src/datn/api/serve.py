@@ -27,6 +27,7 @@ import uvicorn
 
 from datn.api.app import Node, admin_app, trader_app
 from datn.api.auth import Verifier, token_digest
+from datn.api.lane import OrderLane
 from datn.api.stream import OrderEntryProtocol, Sessions, stream_handler
 from datn.api.transport import CoalescingHttpProtocol
 from datn.domain.value import NodeId
@@ -183,7 +184,7 @@ async def run_node(folder: Path) -> int:
             )
         )
         for app, listen in (
-            (trader_app(node, [stream_handler(node, sessions)]), settings.api),
+            (OrderLane(trader_app(node, [stream_handler(node, sessions)]), node), settings.api),
             (admin_app(node, digest), settings.admin),
         )
     ]
