@@ -34,7 +34,7 @@ from datn.api.auth import (
     sign,
     sign_ed25519,
 )
-from datn.api.lane import OrderLane, _read, _replay
+from datn.api.lane import MAX_PARTS, OrderLane, _read, _replay
 from datn.domain import USD, ProductKind, ProductSpec
 from datn.protocol.clock import Now
 from datn.protocol.effects import DepositInput, Genesis
@@ -261,6 +261,15 @@ def test_the_order_lane_answers_every_place_as_the_framework_route_does() -> Non
             lambda: signed("a bad side", carol, order("f4", side="hold"), lane=False),
             lambda: signed("zero lots", carol, order("f5", lots=0), lane=False),
             lambda: signed("an empty body", carol, b"", lane=False),
+            lambda: signed(
+                "text that is not UTF-8",
+                carol,
+                order("x1", product="X").replace(b"X", b"X\xff"),
+                lane=False,
+            ),
+            lambda: signed(
+                "JSON nested too deep", carol, b"[" * 30_000 + b"]" * 30_000, lane=False
+            ),
             lambda: signed("a JSON list", carol, b"[]", lane=False),
             lambda: signed("too large", carol, order("big", note="x" * MAX_BODY_BYTES), lane=False),
             lambda: Request(
@@ -320,7 +329,8 @@ def test_the_order_lane_answers_every_place_as_the_framework_route_does() -> Non
             ),
         ]
         for case in cases:
-            await pair.same(case())
+            answer = await pair.same(case())
+            assert answer["status"] < 500, pair.answered[-1]
         # A request replayed as it was first sent: the headers are the first's.
         await pair.same(Request("a replay", first.target, first.body, first.headers, True))
 
@@ -353,9 +363,10 @@ def test_the_order_lane_answers_every_place_as_the_framework_route_does() -> Non
 
 def test_the_lane_reads_no_more_of_a_body_than_the_api_takes_and_hands_all_of_it_on() -> None:
     """A body sent in parts without a length: the lane stops reading once it
-    is larger than the API takes, and the app then receives every part, the
-    ones the lane read first and then the rest, in order."""
-    part = b"x" * 1_000
+    is larger than the API takes, or comes in too many parts, and the app
+    then receives every part, the ones the lane read first and then the
+    rest, in order. A length it cannot read, or too large, it leaves unread."""
+    part = b"x" * 4_000
     count = 2 * MAX_BODY_BYTES // len(part)
     sent = [
         {"type": "http.request", "body": part, "more_body": n < count - 1} for n in range(count)
@@ -374,8 +385,21 @@ def test_the_lane_reads_no_more_of_a_body_than_the_api_takes_and_hands_all_of_it
         replayed = _replay(read, receive)
         assert [await replayed() for _ in range(count)] == sent
 
-        # With a length over the limit, nothing is read at all.
-        too_long = {"type": "http", "headers": [(b"content-length", b"%d" % (MAX_BODY_BYTES + 1))]}
-        assert await _read(too_long, receive) == ([], None)
+        # With a length over the limit, or one it cannot read, nothing is read.
+        for length in (b"%d" % (MAX_BODY_BYTES + 1), b"0" * 5_000 + b"88", b"-1", b"1e3"):
+            too_long = {"type": "http", "headers": [(b"content-length", length)]}
+            assert await _read(too_long, receive) == ([], None)
+
+        # However small the body, the lane holds at most MAX_PARTS of its parts.
+        body = order("p1")
+        pieces = [
+            {"type": "http.request", "body": body[n : n + 1], "more_body": n < len(body) - 1}
+            for n in range(len(body))
+        ]
+        source = iter(pieces)
+        read, whole = await _read({"type": "http", "headers": []}, receive)
+        assert whole is None and len(read) == MAX_PARTS + 1 < len(pieces)
+        replayed = _replay(read, receive)
+        assert [await replayed() for _ in pieces] == pieces
 
     asyncio.run(test())

@@ -72,6 +72,14 @@ def test_bad_requests_get_a_4xx_with_a_code_and_change_nothing(node: Running) ->
         (alice.request("POST", "/v1/orders", order("big", "buy", 10, 5_000)), 422, None),
         (alice.request("GET", "/v1/orders/999999"), 404, "unknown_order"),
     ]
+    # Bodies the JSON decoder cannot read as text, or follow to their end.
+    for body in (b'{"client_order_id": "\xff"}', b"[" * 30_000 + b"]" * 30_000):
+        headers = {
+            **alice.signer.headers("POST", "/v1/orders", body),
+            "content-type": "application/json",
+        }
+        sent = alice.http.post("/v1/orders", content=body, headers=headers)
+        refusals.append((sent, 400, "bad_request"))
     for response, status, code in refusals:
         assert response.status_code == status, response.text
         body = response.json()
@@ -357,6 +365,9 @@ def websocket_flow(seller: Any, bob: TraderClient) -> None:
     refused = next_answer(seller, 3)
     assert not refused["ok"] and refused["code"] == "bad_request"
     seller.send("not json")
+    assert json.loads(seller.recv(timeout=10))["code"] == "bad_request"
+    # JSON nested deeper than the decoder follows, around an order or alone.
+    seller.send('{"op": "place", "id": 4, "order": ' + "[" * 5_000 + "]" * 5_000 + "}")
     assert json.loads(seller.recv(timeout=10))["code"] == "bad_request"
     # A burst far beyond what the node reads ahead (it stops reading the
     # socket while too many requests wait) is answered whole.

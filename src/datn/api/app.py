@@ -300,6 +300,12 @@ def refusal(error: Exception) -> Refusal:
         return Refusal(503, body, {"Retry-After": "1"})
     if isinstance(error, InputRefusedError):
         return Refusal(400, _error_body("bad_request", str(error.cause)))
+    if isinstance(error, UnicodeDecodeError):
+        # A body (or a query) whose text is not UTF-8: the JSON decoder's
+        # own error is not one the framework turns into a 400.
+        return Refusal(400, _error_body("bad_request", f"the request is not UTF-8 text: {error}"))
+    if isinstance(error, RecursionError) and "deserializ" in str(error):
+        return Refusal(400, _error_body("bad_request", "the body's JSON is nested too deeply"))
     if isinstance(error, StoreError):
         log.error("store error answering a request: %s", error)
         body = _error_body("not_accepted", "the node's store is unavailable; retry later")

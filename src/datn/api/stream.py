@@ -98,6 +98,17 @@ class Request(msgspec.Struct):
     product: str | None = None
 
 
+_UNREADABLE = (msgspec.ValidationError, msgspec.DecodeError, RecursionError)
+"""What decoding a message raises for one it cannot read (msgspec raises
+RecursionError for JSON nested deeper than it follows)."""
+
+
+def _unreadable(error: Exception) -> str:
+    if isinstance(error, RecursionError):
+        return "the message's JSON is nested too deeply"
+    return str(error)
+
+
 _AUTH = msgspec.json.Decoder(Auth)
 _REQUEST = msgspec.json.Decoder(Request)
 _ORDER = msgspec.json.Decoder(PlaceOrder)
@@ -336,8 +347,8 @@ class _Session:
     async def _answer(self, raw: bytes | str) -> dict[str, Any]:
         try:
             request = _REQUEST.decode(raw)
-        except (msgspec.ValidationError, msgspec.DecodeError) as error:
-            return {"id": None, "ok": False, "code": "bad_request", "message": str(error)}
+        except _UNREADABLE as error:
+            return {"id": None, "ok": False, "code": "bad_request", "message": _unreadable(error)}
         node, trader = self.node, self.trader_id
         try:
             if request.op == "place" and request.order:
@@ -368,8 +379,9 @@ class _Session:
             }
         except ApiError as error:
             return {"id": request.id, "ok": False, "code": error.code, "message": error.message}
-        except (msgspec.ValidationError, msgspec.DecodeError) as error:
-            return {"id": request.id, "ok": False, "code": "bad_request", "message": str(error)}
+        except _UNREADABLE as error:
+            message = _unreadable(error)
+            return {"id": request.id, "ok": False, "code": "bad_request", "message": message}
         except InputRefusedError as error:
             return {"id": request.id, "ok": False, "code": "bad_request", "message": str(error)}
         except NodeStoppedError:
