@@ -17,6 +17,7 @@ from datn.api.auth import (
     sign,
     sign_ed25519,
 )
+from datn.store import Credential
 from datn.store.memory import MemoryStore
 
 NOW = 1_700_000_000_000
@@ -162,3 +163,68 @@ def test_made_up_key_ids_cost_the_store_one_read_each_and_a_new_key_is_found() -
     signature = sign_ed25519(private, str(NOW), "GET", "/v1/orders", b"")
     caller = verifier.verify(headers("k_made_up", NOW, signature), "GET", "/v1/orders", b"", NOW)
     assert caller.trader_id == "alice"
+
+
+def two_keys(store: MemoryStore) -> tuple[SigningKey, Credential, Credential, bytes]:
+    """alice's Ed25519 key (its private half and credential) and bob's HMAC
+    key (its credential and secret), stored."""
+    private = SigningKey.generate()
+    ed = ed25519_key("alice", private.verify_key.encode(), NOW)
+    hmac_key, secret = new_hmac_key("bob", NOW)
+    store.put_credential(ed)
+    store.put_credential(hmac_key)
+    return private, ed, hmac_key, secret
+
+
+def test_a_replay_is_refused_however_its_signature_is_spelt(store: MemoryStore) -> None:
+    """A signature is hex read without regard to case: the same signature in
+    upper case, or with one letter's case changed, is the same request, and
+    a replay of it is refused (for HMAC and Ed25519 keys alike)."""
+    private, ed, hmac_key, secret = two_keys(store)
+    verifier = Verifier(store)
+    for key_id, signature in (
+        (ed.key_id, sign_ed25519(private, str(NOW), "DELETE", "/v1/orders", b"")),
+        (hmac_key.key_id, sign(secret, str(NOW), "DELETE", "/v1/orders", b"")),
+    ):
+        verifier.verify(headers(key_id, NOW, signature), "DELETE", "/v1/orders", b"", NOW)
+        flipped = signature.replace("a", "A", 1) if "a" in signature else signature.upper()
+        for spelt in (signature.upper(), flipped, signature):
+            with pytest.raises(AuthError) as replayed:
+                verifier.verify(headers(key_id, NOW, spelt), "DELETE", "/v1/orders", b"", NOW + 1)
+            assert replayed.value.code == "replayed", spelt
+
+
+def test_odd_timestamps_signatures_and_key_ids_are_refused_with_a_code(
+    store: MemoryStore,
+) -> None:
+    """Whatever text comes in the three headers, the answer is a refusal with
+    its code: digits that are not ASCII, signatures that are not plain hex,
+    key ids with control characters (never looked up in the store)."""
+    private, ed, hmac_key, secret = two_keys(store)
+    verifier = Verifier(store)
+    good_ed = sign_ed25519(private, str(NOW), "POST", "/v1/orders", BODY)
+    good_hmac = sign(secret, str(NOW), "POST", "/v1/orders", BODY)
+    spaced = " ".join(good_ed[i : i + 2] for i in range(0, len(good_ed), 2))
+    cases = [
+        (headers(ed.key_id, NOW, good_ed) | {"datn-timestamp": "\u00b2"}, "bad_timestamp"),
+        (headers(ed.key_id, NOW, good_ed) | {"datn-timestamp": "\u0661" * 3}, "bad_timestamp"),
+        (headers(hmac_key.key_id, NOW, "\u00e9" * 64), "bad_signature"),
+        (headers(hmac_key.key_id, NOW, good_hmac + "00"), "bad_signature"),
+        (headers(ed.key_id, NOW, spaced), "bad_signature"),
+        (headers(ed.key_id, NOW, "\u00e9" * 128), "bad_signature"),
+        (headers("k_\x00", NOW, good_ed), "unknown_key"),
+        (headers("k " + ed.key_id, NOW, good_ed), "unknown_key"),
+    ]
+    lookups = CountingStore()
+    for header, code in cases:
+        with pytest.raises(AuthError) as refused:
+            verifier.verify(header, "POST", "/v1/orders", BODY, NOW)
+        assert refused.value.code == code, header
+    checking = Verifier(lookups)
+    for key_id in ("k_\x00", "k \u00e9", "x" * 65):
+        with pytest.raises(AuthError):
+            checking.verify(headers(key_id, NOW, good_ed), "POST", "/v1/orders", BODY, NOW)
+    assert lookups.lookups == 0
+    # The good ones still pass.
+    verifier.verify(headers(ed.key_id, NOW, good_ed), "POST", "/v1/orders", BODY, NOW)
+    verifier.verify(headers(hmac_key.key_id, NOW, good_hmac), "POST", "/v1/orders", BODY, NOW)

@@ -116,6 +116,48 @@ def test_bad_requests_get_a_4xx_with_a_code_and_change_nothing(node: Running) ->
     assert admin.request("GET", "/admin/status").status_code == 401
     balances = {b["asset"]: b for b in alice.request("GET", "/v1/balances").json()}
     assert balances["USD"]["balance"] == balances["USD"]["available"] == 1_000
+    # An order id left empty (or an escaped slash) does not cancel the book.
+    kept = alice.request("POST", "/v1/orders", order("kept", "buy", 1, 1))
+    assert kept.status_code == 201, kept.text
+    for path in ("/v1/orders/", "/v1/orders/%2F"):
+        answer = alice.request("DELETE", path)
+        assert answer.status_code == 400 and answer.json()["code"] == "bad_request", answer.text
+    assert alice.request("GET", f"/v1/orders/{kept.json()['order_id']}").json()["status"] == "new"
+    assert alice.request("DELETE", "/v1/orders").status_code == 200
+    # A client order id no order can have is a bad request (a NUL, which
+    # PostgreSQL cannot even compare, included).
+    for value in ("%00", "a%20b", "x" * 65):
+        answer = alice.request("GET", f"/v1/orders?client_order_id={value}")
+        assert answer.status_code == 400 and answer.json()["code"] == "bad_request", answer.text
+    # Money the node cannot book is refused before anything is kept.
+    rich = make_trader(node, "rich", 0, 0)
+    for _ in range(9):
+        body = {"trader_id": "rich", "asset": "USD", "amount": 10**18}
+        paid = node.admin.request("POST", "/admin/deposits", body)
+        assert paid.status_code == 201, paid.text
+    for path, body, status, code in (
+        (
+            "/admin/deposits",
+            {"trader_id": "rich", "asset": "NOPE", "amount": 7},
+            404,
+            "unknown_asset",
+        ),
+        (
+            "/admin/deposits",
+            {"trader_id": "rich", "asset": "USD", "amount": 10**18},
+            422,
+            "beyond_maximum",
+        ),
+        ("/admin/fund", {"asset": "NOPE", "amount": 7}, 404, "unknown_asset"),
+    ):
+        answer = node.admin.request("POST", path, body)
+        assert (answer.status_code, answer.json()["code"]) == (status, code), answer.text
+    usd = {b["asset"]: b for b in rich.request("GET", "/v1/balances").json()}["USD"]
+    assert usd["balance"] == 9 * 10**18
+    # Ids no trader or key can have are refused without a store lookup.
+    assert node.admin.request("GET", "/admin/traders/%00/signed-orders").status_code == 400
+    revoked = node.admin.request("POST", "/admin/keys/%00/revoke")
+    assert revoked.status_code == 404 and revoked.json()["code"] == "unknown_key"
 
 
 KILLS = int(os.environ.get("DATN_KILLS", "20"))

@@ -31,7 +31,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.spec import Link, OpenAPIResponse, Operation
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.params import FromPath, FromQuery, JSONBody, PathParameter, QueryParameter
 
 from datn.api.auth import (
     AuthError,
@@ -43,11 +43,13 @@ from datn.api.auth import (
     ed25519_key,
     encode_signed,
     new_hmac_key,
+    valid_key_id,
 )
 from datn.api.expiry import Expirer
 from datn.api.metrics import ApiCounters, render
 from datn.clearing.quota import TokenBucket
 from datn.domain import Side, TimeInForce
+from datn.domain.limits import MAX_AMOUNT_MINOR
 from datn.net import PeerLinks
 from datn.protocol.effects import (
     Accepted,
@@ -56,11 +58,13 @@ from datn.protocol.effects import (
     CancelInput,
     DepositInput,
     FundInput,
+    Input,
     PlaceInput,
     Rejected,
     Reply,
     WithdrawInput,
 )
+from datn.protocol.liability import CAPITAL_OWNER
 from datn.protocol.node import NodeCore
 from datn.protocol.venue import OrderRequest, trader_owner
 from datn.runtime import InputRefusedError, NodeRuntime, NodeStoppedError
@@ -582,11 +586,22 @@ async def cancel_order(
 
 @delete("/v1/orders", status_code=200, responses=_errors(*_SIGNED, 404))
 async def cancel_all(
+    request: Request[Any, Any, Any],
     caller: NamedDependency[Caller],
     node: NamedDependency[Node],
     product: FromQuery[str | None] = None,
 ) -> list[CancelResult]:
     """Cancel every open order of the caller (in one product, if given)."""
+    # The framework also routes /v1/orders/ here (an order id left empty, or
+    # an escaped slash): a client that built the one-order path from an empty
+    # id must not cancel its whole book.
+    if request.scope.get("raw_path", b"/v1/orders") != b"/v1/orders":
+        raise ApiError(
+            400,
+            "bad_request",
+            "no order id: DELETE /v1/orders/{order_id} cancels one order, "
+            "DELETE /v1/orders every open one",
+        )
     product_id = None if product is None else node.product_id(product)
     return await cancel_everything(node, caller.trader_id, product_id)
 
@@ -609,7 +624,9 @@ async def get_order(
 async def list_orders(
     caller: NamedDependency[Caller],
     node: NamedDependency[Node],
-    client_order_id: FromQuery[str | None] = None,
+    client_order_id: Annotated[
+        str | None, QueryParameter(min_length=1, max_length=64, pattern=r"^[!-~]+$")
+    ] = None,
     open_only: Annotated[bool, QueryParameter(name="open")] = False,
     product: FromQuery[str | None] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=1_000)] = 100,
@@ -885,7 +902,7 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
     async def revoke_key(
         key_id: FromPath[str], admin: NamedDependency[bool], node: NamedDependency[Node]
     ) -> dict[str, str]:
-        if not node.runtime.store.revoke_credential(key_id):
+        if not valid_key_id(key_id) or not node.runtime.store.revoke_credential(key_id):
             raise ApiError(404, "unknown_key", f"no key {key_id}")
         node.verifier.revoked(key_id)
         return {"key_id": key_id, "status": "revoked"}
@@ -894,8 +911,12 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
     async def deposit(
         data: JSONBody[Deposit], admin: NamedDependency[bool], node: NamedDependency[Node]
     ) -> dict[str, object]:
-        asset = _asset(node, data.asset)
-        await node.runtime.submit(DepositInput(data.trader_id, asset, data.amount))
+        """Credit a trader with money that arrived for it: 404
+        ``unknown_asset`` for an asset the node does not keep, 422
+        ``beyond_maximum`` past the largest balance; nothing changes then."""
+        asset = _credit_checked(node, trader_owner(data.trader_id), data.asset, data.amount)
+        refusals = ("deposits_invalid", "deposit_invalid", "deposit_refused")
+        await _submit_checked(node, DepositInput(data.trader_id, asset, data.amount), refusals)
         return {"trader_id": data.trader_id, "asset": asset, "amount": data.amount}
 
     @post("/admin/withdrawals", status_code=201)
@@ -921,18 +942,15 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
                 available=available,
             )
         refusals = ("withdrawals_invalid", "withdrawals_beyond_available", "withdrawals_refused")
-        before = [core.stats.get(name, 0) for name in refusals]
-        await node.runtime.submit(WithdrawInput(data.trader_id, asset, data.amount))
-        if [core.stats.get(name, 0) for name in refusals] != before:
-            raise ApiError(422, "refused", "the node refused the withdrawal; nothing changed")
+        await _submit_checked(node, WithdrawInput(data.trader_id, asset, data.amount), refusals)
         return {"trader_id": data.trader_id, "asset": asset, "amount": data.amount}
 
     @post("/admin/fund", status_code=201)
     async def fund(
         data: JSONBody[Fund], admin: NamedDependency[bool], node: NamedDependency[Node]
     ) -> dict[str, object]:
-        asset = _asset(node, data.asset)
-        await node.runtime.submit(FundInput(asset, data.amount))
+        asset = _credit_checked(node, CAPITAL_OWNER, data.asset, data.amount)
+        await _submit_checked(node, FundInput(asset, data.amount), ("fund_invalid", "fund_refused"))
         return {"asset": asset, "amount": data.amount}
 
     @get("/admin/status")
@@ -989,7 +1007,9 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
 
     @get("/admin/traders/{trader_id:str}/signed-orders")
     async def signed_orders(
-        trader_id: FromPath[str],
+        trader_id: Annotated[
+            str, PathParameter(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+        ],
         admin: NamedDependency[bool],
         node: NamedDependency[Node],
         since_ms: Annotated[int, QueryParameter(ge=0, le=2**62)] = 0,
@@ -1051,6 +1071,36 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
 def _p99(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, len(ordered) * 99 // 100)] if ordered else 0.0
+
+
+def _credit_checked(node: Node, owner: str, name: str, amount: int) -> str:
+    """The asset ``name`` names, if ``owner`` can be credited ``amount`` of
+    it; else the ApiError that refuses the credit before anything is kept."""
+    asset = _asset(node, name)
+    context = node.runtime.core.context
+    if asset not in context.asset_codes:
+        raise ApiError(404, "unknown_asset", f"{name!r} is not an asset of this node")
+    balance = context.ledger.balance(context.key(owner, asset))
+    if balance + amount > MAX_AMOUNT_MINOR:
+        raise ApiError(
+            422,
+            "beyond_maximum",
+            f"{owner} holds {balance} of {asset}: {amount} more would pass the largest "
+            f"balance a ledger keeps ({MAX_AMOUNT_MINOR})",
+        )
+    return asset
+
+
+async def _submit_checked(node: Node, event: Input, refusals: tuple[str, ...]) -> None:
+    """Submit an operator's ``event``, checked already; 422 ``refused`` if
+    the core refused it after all (one of its ``refusals`` counters moved:
+    only operator inputs move them, one at a time)."""
+    stats = node.runtime.core.stats
+    before = [stats.get(name, 0) for name in refusals]
+    await node.runtime.submit(event)
+    stats = node.runtime.core.stats
+    if [stats.get(name, 0) for name in refusals] != before:
+        raise ApiError(422, "refused", "the node refused the request; nothing changed")
 
 
 def _asset(node: Node, name: str) -> str:

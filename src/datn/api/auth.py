@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from collections import OrderedDict
@@ -47,6 +48,20 @@ KEY_HEADER: Final = "datn-key"
 TIMESTAMP_HEADER: Final = "datn-timestamp"
 SIGNATURE_HEADER: Final = "datn-signature"
 MAX_WINDOW_MS: Final = 60_000
+
+
+_MILLISECONDS: Final = re.compile(r"[0-9]{1,16}")
+_HMAC_SIGNATURE: Final = re.compile(r"[0-9a-f]{64}")
+_ED25519_SIGNATURE: Final = re.compile(r"[0-9a-f]{128}")
+_KEY_ID: Final = re.compile(r"[!-~]{1,64}")
+"""What a key id can be (printable ASCII): anything else is no key, and is
+never looked up in the store."""
+
+
+def valid_key_id(key_id: str) -> bool:
+    """Whether ``key_id`` can be a key's id (what the node never stores
+    need not be looked for)."""
+    return _KEY_ID.fullmatch(key_id) is not None
 
 
 class AuthError(Exception):
@@ -174,7 +189,7 @@ class Verifier:
                 f"sign the request: headers {KEY_HEADER}, {TIMESTAMP_HEADER} and "
                 f"{SIGNATURE_HEADER} are required",
             )
-        if not stamp.isdigit() or len(stamp) > 16:
+        if _MILLISECONDS.fullmatch(stamp) is None:
             raise AuthError("bad_timestamp", f"{TIMESTAMP_HEADER} is milliseconds since the epoch")
         if abs(now - int(stamp)) > self.window_ms:
             raise AuthError(
@@ -184,12 +199,17 @@ class Verifier:
         credential = self._credential(key_id)
         if credential is None or credential.revoked:
             raise AuthError("unknown_key", "the key is unknown or revoked")
+        # A signature is hex, read without regard to case: its lower-case
+        # form is the one a replay is recognised by, however it is spelt.
+        signature = signature.lower()
         signed = None
         if credential.kind == "ed25519":
             signed = self._check_ed25519(credential, stamp, method, target, body, signature)
         else:
             expected = sign(credential.material, stamp, method, target, body)
-            if not hmac.compare_digest(expected, signature.lower()):
+            if _HMAC_SIGNATURE.fullmatch(signature) is None or not hmac.compare_digest(
+                expected, signature
+            ):
                 raise AuthError("bad_signature", "the signature does not match the request")
         if once is None:
             once = method.upper() not in ("GET", "HEAD")
@@ -209,12 +229,9 @@ class Verifier:
         body: bytes,
         signature: str,
     ) -> SignedRequest:
-        try:
-            raw = bytes.fromhex(signature)
-        except ValueError:
-            raw = b""
-        if len(raw) != 64:
+        if _ED25519_SIGNATURE.fullmatch(signature) is None:
             raise AuthError("bad_signature", "an Ed25519 signature is 64 bytes, in hex")
+        raw = bytes.fromhex(signature)
         verifier = self._verify_keys.get(credential.key_id)
         if verifier is None:
             verifier = self._verify_keys[credential.key_id] = VerifyKey(credential.material)
@@ -238,7 +255,7 @@ class Verifier:
     def _credential(self, key_id: str) -> Credential | None:
         found = self._keys.get(key_id)
         if found is None:
-            if key_id in self._unknown or len(key_id) > 64:
+            if key_id in self._unknown or not valid_key_id(key_id):
                 return None
             found = self.store.credential(key_id)
             if found is None:
