@@ -154,6 +154,15 @@ def test_bad_requests_get_a_4xx_with_a_code_and_change_nothing(node: Running) ->
         assert (answer.status_code, answer.json()["code"]) == (status, code), answer.text
     usd = {b["asset"]: b for b in rich.request("GET", "/v1/balances").json()}["USD"]
     assert usd["balance"] == 9 * 10**18
+    # Integers are digits: not 0.0, 6e0 or 1_0, which the framework would read.
+    for path in ("/v1/orders?before=0.0", "/v1/orders/6e0", "/v1/executions?limit=1e2"):
+        answer = alice.request("GET", path)
+        assert answer.status_code == 400 and answer.json()["code"] == "bad_request", answer.text
+    assert alice.request("DELETE", "/v1/orders/1_0").status_code == 400
+    assert (
+        node.admin.request("GET", "/admin/traders/alice/signed-orders?since_ms=1.0").status_code
+        == 400
+    )
     # Ids no trader or key can have are refused without a store lookup.
     assert node.admin.request("GET", "/admin/traders/%00/signed-orders").status_code == 400
     revoked = node.admin.request("POST", "/admin/keys/%00/revoke")

@@ -20,10 +20,11 @@ uvicorn runs inside the node's own asyncio loop, beside the runtime.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 from litestar import Litestar, Request, Response, delete, get, post
@@ -341,6 +342,25 @@ _HANDLERS: dict[Any, Any] = {
 
 
 # ------------------------------------------------------------------ traders
+
+
+_INTEGER_PARAMETERS: Final = frozenset(
+    {"limit", "before", "order_id", "depth", "since_ms", "until_ms"}
+)
+_INTEGER: Final = re.compile(r"-?[0-9]{1,20}")
+
+
+async def strict_integers(request: Request[Any, Any, Any]) -> None:
+    """Refuse an integer parameter written as anything but digits: the
+    framework would read ``0.0``, ``6e0`` or ``1_0`` as integers, which the
+    OpenAPI document says they are not (and the WebSocket refuses)."""
+    values = list(request.query_params.multi_items())
+    order_id = request.path_params.get("order_id")
+    if isinstance(order_id, str):
+        values.append(("order_id", order_id))
+    for name, value in values:
+        if name in _INTEGER_PARAMETERS and _INTEGER.fullmatch(value) is None:
+            raise ApiError(400, "bad_request", f"{name} is an integer, in digits: not {value!r}")
 
 
 def request_target(scope: Any) -> str:
@@ -813,6 +833,7 @@ def trader_app(node: Node, extra_handlers: Sequence[Any] = ()) -> Litestar:
             "caller": Provide(provide_caller),
         },
         exception_handlers=_HANDLERS,
+        before_request=strict_integers,
         before_send=[count_response],
         request_max_body_size=MAX_BODY_BYTES,
         openapi_config=OpenAPIConfig(title="datn node: traders' API", version="1"),
@@ -1061,6 +1082,7 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
         ],
         dependencies={"node": Provide(provide_node), "admin": Provide(provide_admin)},
         exception_handlers=_HANDLERS,
+        before_request=strict_integers,
         request_max_body_size=MAX_BODY_BYTES,
         openapi_config=OpenAPIConfig(title="datn node: operator's API", version="1"),
         logging_config=None,
