@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Final, Literal
 
@@ -58,6 +58,7 @@ from datn.protocol.effects import (
     CancelAnswer,
     CancelInput,
     DepositInput,
+    Effect,
     FundInput,
     Input,
     PlaceInput,
@@ -936,8 +937,8 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
         ``unknown_asset`` for an asset the node does not keep, 422
         ``beyond_maximum`` past the largest balance; nothing changes then."""
         asset = _credit_checked(node, trader_owner(data.trader_id), data.asset, data.amount)
-        refusals = ("deposits_invalid", "deposit_invalid", "deposit_refused")
-        await _submit_checked(node, DepositInput(data.trader_id, asset, data.amount), refusals)
+        event = DepositInput(data.trader_id, asset, data.amount)
+        await submit_checked(node, event, _DEPOSIT_REFUSALS)
         return {"trader_id": data.trader_id, "asset": asset, "amount": data.amount}
 
     @post("/admin/withdrawals", status_code=201)
@@ -947,11 +948,8 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
         """Pay a trader out: at most what it has available (what its open
         orders hold stays); beyond that, 422 ``beyond_available`` and
         nothing changes."""
-        asset = _asset(node, data.asset)
-        core = node.runtime.core
-        context = core.context
-        if asset not in context.asset_codes:
-            raise ApiError(404, "unknown_asset", f"{asset!r} is not an asset of this node")
+        asset = _known_asset(node, data.asset)
+        context = node.runtime.core.context
         # Checked and submitted with no await between: nothing else applies.
         available = context.ledger.available(context.key(trader_owner(data.trader_id), asset))
         if available < data.amount:
@@ -962,8 +960,8 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
                 "(amounts held for open orders excluded)",
                 available=available,
             )
-        refusals = ("withdrawals_invalid", "withdrawals_beyond_available", "withdrawals_refused")
-        await _submit_checked(node, WithdrawInput(data.trader_id, asset, data.amount), refusals)
+        event = WithdrawInput(data.trader_id, asset, data.amount)
+        await submit_checked(node, event, _WITHDRAW_REFUSALS)
         return {"trader_id": data.trader_id, "asset": asset, "amount": data.amount}
 
     @post("/admin/fund", status_code=201)
@@ -971,7 +969,7 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
         data: JSONBody[Fund], admin: NamedDependency[bool], node: NamedDependency[Node]
     ) -> dict[str, object]:
         asset = _credit_checked(node, CAPITAL_OWNER, data.asset, data.amount)
-        await _submit_checked(node, FundInput(asset, data.amount), ("fund_invalid", "fund_refused"))
+        await submit_checked(node, FundInput(asset, data.amount), _FUND_REFUSALS)
         return {"asset": asset, "amount": data.amount}
 
     @get("/admin/status")
@@ -1098,10 +1096,8 @@ def _p99(values: list[float]) -> float:
 def _credit_checked(node: Node, owner: str, name: str, amount: int) -> str:
     """The asset ``name`` names, if ``owner`` can be credited ``amount`` of
     it; else the ApiError that refuses the credit before anything is kept."""
-    asset = _asset(node, name)
+    asset = _known_asset(node, name)
     context = node.runtime.core.context
-    if asset not in context.asset_codes:
-        raise ApiError(404, "unknown_asset", f"{name!r} is not an asset of this node")
     balance = context.ledger.balance(context.key(owner, asset))
     if balance + amount > MAX_AMOUNT_MINOR:
         raise ApiError(
@@ -1113,16 +1109,41 @@ def _credit_checked(node: Node, owner: str, name: str, amount: int) -> str:
     return asset
 
 
-async def _submit_checked(node: Node, event: Input, refusals: tuple[str, ...]) -> None:
-    """Submit an operator's ``event``, checked already; 422 ``refused`` if
-    the core refused it after all (one of its ``refusals`` counters moved:
-    only operator inputs move them, one at a time)."""
+Refusals = Mapping[str, tuple[int, str]]
+"""A core counter that counts a refusal -> the status and code to answer."""
+
+
+async def submit_checked(node: Node, event: Input, refusals: Refusals) -> list[Effect]:
+    """Submit ``event``, checked already; if the core refused it after all
+    (its counter moved), answer with that refusal. Only operator inputs move
+    these counters, and the API checks them all before submitting, so a
+    counter that moved is this input's."""
     stats = node.runtime.core.stats
-    before = [stats.get(name, 0) for name in refusals]
-    await node.runtime.submit(event)
+    before = {name: stats.get(name, 0) for name in refusals}
+    effects = await node.runtime.submit(event)
     stats = node.runtime.core.stats
-    if [stats.get(name, 0) for name in refusals] != before:
-        raise ApiError(422, "refused", "the node refused the request; nothing changed")
+    for name, (status, code) in refusals.items():
+        if stats.get(name, 0) > before[name]:
+            raise ApiError(status, code, f"the node refused the request ({name})")
+    return effects
+
+
+def _known_asset(node: Node, name: str) -> str:
+    """The asset ``name`` names (:func:`_asset`), or 404 ``unknown_asset``."""
+    asset = _asset(node, name)
+    if asset not in node.runtime.core.context.asset_codes:
+        raise ApiError(404, "unknown_asset", f"{name!r} is not an asset of this node")
+    return asset
+
+
+_REFUSED: Final = (422, "refused")
+_DEPOSIT_REFUSALS: Final[Refusals] = dict.fromkeys(
+    ("deposits_invalid", "deposit_invalid", "deposit_refused"), _REFUSED
+)
+_WITHDRAW_REFUSALS: Final[Refusals] = dict.fromkeys(
+    ("withdrawals_invalid", "withdrawals_beyond_available", "withdrawals_refused"), _REFUSED
+)
+_FUND_REFUSALS: Final[Refusals] = dict.fromkeys(("fund_invalid", "fund_refused"), _REFUSED)
 
 
 def _asset(node: Node, name: str) -> str:

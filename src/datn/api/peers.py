@@ -35,7 +35,7 @@ from litestar import Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from datn.api.app import Amount, ApiError, Node
+from datn.api.app import Amount, ApiError, Node, Refusals, submit_checked
 from datn.clearing.exposure import exposure, exposure_cap, obligations
 from datn.clearing.quota import PERMILLE, AcceptanceRatio, lock_quota
 from datn.domain import AssetCode
@@ -49,7 +49,6 @@ from datn.protocol.effects import (
     BondInput,
     BondReceivedInput,
     Effect,
-    Input,
     Pay,
     ReinstateInput,
     Send,
@@ -576,9 +575,6 @@ def _now_ms(node: Node) -> int:
 
 # ------------------------------------------------------------------ writing
 
-Refusals = Mapping[str, tuple[int, str]]
-"""A core counter that counts a refusal -> the status and code to answer."""
-
 BOND_REFUSALS: Final[Refusals] = {
     "bond_request_invalid": (422, "bond_request_invalid"),
     "bond_withdraw_beyond_posted": (422, "withdraw_beyond_posted"),
@@ -591,21 +587,6 @@ RECEIPT_REFUSALS: Final[Refusals] = {
 }
 REINSTATE_REFUSALS: Final[Refusals] = {"reinstate_not_suspended": (409, "not_suspended")}
 PEER_REFUSALS: Final[Refusals] = {"peers_invalid": (422, "invalid_peer")}
-
-
-async def submit_checked(node: Node, event: Input, refusals: Refusals) -> list[Effect]:
-    """Submit ``event``, checked already; if the core refused it after all
-    (its counter moved), answer with that refusal. Only operator inputs move
-    these counters, and the API checks them all before submitting, so a
-    counter that moved is this input's."""
-    stats = node.runtime.core.stats
-    before = {name: stats.get(name, 0) for name in refusals}
-    effects = await node.runtime.submit(event)
-    stats = node.runtime.core.stats
-    for name, (status, code) in refusals.items():
-        if stats.get(name, 0) > before[name]:
-            raise ApiError(status, code, f"the node refused the request ({name})")
-    return effects
 
 
 def _unknown(peer: str) -> ApiError:
