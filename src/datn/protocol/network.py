@@ -113,6 +113,17 @@ class PeerView:
     adverts_seen_above: set[int] = field(default_factory=set)
     """...and these beyond it (a lost or late advert leaves a gap)."""
     advert_version_announced: int = 0
+    withdrawn: dict[int, int] = field(default_factory=dict)
+    """Order refs whose withdrawal (an advert of no lots) came while an
+    earlier version was still missing, with its version: an older advert of
+    the order may still arrive and must not bring it back. Each is dropped
+    once every earlier version has arrived; they are versions beyond
+    ``adverts_seen_through``, so no more of them are kept than gaps."""
+
+    def forget_withdrawn(self) -> None:
+        """Drop the withdrawals no advert still to come can be older than."""
+        through = self.adverts_seen_through
+        self.withdrawn = {ref: v for ref, v in self.withdrawn.items() if v > through}
 
     @property
     def stale(self) -> bool:
@@ -201,21 +212,31 @@ class NetworkView:
         if message.product_id not in context.products:
             context.count("adverts_unlisted")
             return
-        current = view.adverts.get(message.order_ref)
+        ref = message.order_ref
+        withdrawn: int | None = None
+        if view.withdrawn:
+            # Read before forgetting: this advert may be the last one missing.
+            withdrawn = view.withdrawn.get(ref)
+            view.forget_withdrawn()
+        if withdrawn is not None and withdrawn > message.version:
+            return  # an older advert overtaken by the order's withdrawal
+        current = view.adverts.get(ref)
         if current is not None and current.version > message.version:
             return  # an older advert overtaken by a newer one
         self._printed(sender, message)
         if not message.quantity_lots:
             if current is not None:
-                del view.adverts[message.order_ref]
-                view.index(current).pop(message.order_ref)
+                del view.adverts[ref]
+                view.index(current).pop(ref)
+            if message.version > view.adverts_seen_through:
+                view.withdrawn[ref] = message.version
             return
         if current is None and len(view.adverts) >= context.config.max_adverts_per_peer:
             context.count("adverts_over_limit")
             return
         if current is not None:
-            view.index(current).pop(message.order_ref)
-        view.adverts[message.order_ref] = message
+            view.index(current).pop(ref)
+        view.adverts[ref] = message
         view.index(message).put(message)
 
     def _printed(self, sender: NodeId, message: Advert) -> None:
@@ -239,10 +260,11 @@ class NetworkView:
 
     # ========================================================= heartbeats
 
-    def heartbeat(self, advert_version: int, now: Now, out: list[Effect]) -> None:
+    def heartbeat(self, advert_version: int, now: Now, out: list[Effect]) -> bool:
+        """Probe peers if a heartbeat period is up; whether it was."""
         due = self.next_heartbeat_ms
         if due is not None and now.mono_ms < due:
-            return
+            return False
         context = self.context
         if due is not None:
             beat = Heartbeat(now.mono_ms, None, now.wall_ms, advert_version)
@@ -254,6 +276,7 @@ class NetworkView:
                 context.send(peer, beat, now, out)
         self.next_heartbeat_ms = now.mono_ms + context.config.heartbeat_ms
         out.append(SetTimer(self.next_heartbeat_ms))
+        return True
 
     def on_heartbeat(
         self,
@@ -297,6 +320,7 @@ class NetworkView:
                     v.adverts_seen_through,
                     tuple(sorted(v.adverts_seen_above)),
                     v.advert_version_announced,
+                    tuple(sorted(v.withdrawn.items())),
                 )
                 for peer, v in self.views.items()
             ),
@@ -315,6 +339,7 @@ class NetworkView:
                 adverts_seen_through=s.adverts_seen_through,
                 adverts_seen_above=set(s.adverts_seen_above),
                 advert_version_announced=s.advert_version_announced,
+                withdrawn=dict(s.withdrawn),
             )
             for advert in s.adverts:
                 view.adverts[advert.order_ref] = advert

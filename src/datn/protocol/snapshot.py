@@ -299,6 +299,9 @@ class PeerViewState(Value, frozen=True):
     adverts_seen_through: int
     adverts_seen_above: tuple[int, ...]
     advert_version_announced: int
+    withdrawn: tuple[tuple[int, int], ...] = ()
+    """(order ref, version) of withdrawals that came before an earlier
+    advert version; absent from snapshots taken before they were kept."""
 
 
 class NetworkState(Value, frozen=True):
