@@ -488,9 +488,19 @@ class OrderBook:
 
     def resting_orders(self, side: Side) -> list[RestingView]:
         """Every resting order of one side in priority order (best first)."""
+        return self._views(self._bids if side is _BUY else self._asks, None)
+
+    def at_or_better(self, side: Side, price_ticks: int) -> list[RestingView]:
+        """The resting orders of one side priced at ``price_ticks`` or
+        better (bids at or above it, asks at or below), in priority order."""
         book_side = self._bids if side is _BUY else self._asks
+        return self._views(book_side, price_ticks * book_side.sign)
+
+    def _views(self, book_side: _Side, lowest_key: int | None) -> list[RestingView]:
         views: list[RestingView] = []
         for key in reversed(book_side.keys):
+            if lowest_key is not None and key < lowest_key:
+                break
             for resting in book_side.levels[key * book_side.sign].entries():
                 if resting.open_lots:
                     view = self.get(resting.order_id)

@@ -407,7 +407,8 @@ class NodeCore:
         self.liability.resend_bonds(now, out)
         if self.liability.any_unsettled():
             self.liability.settlement_cycle(now, out)
-        self.network.heartbeat(self.resting.advert_version, now, out)
+        if self.network.heartbeat(self.resting.advert_version, now, out):
+            self.originator.rework_crossed(now, out)
         self.traders.forget_old(now)
         self.holder.forget_old(now)
 
@@ -452,6 +453,7 @@ class NodeCore:
 
     def _on_advert(self, sender: NodeId, message: Advert, now: Now, out: list[Effect]) -> None:
         self.network.on_advert(sender, message, now, out)
+        self.originator.on_advert(sender, message, now, out)
 
     def _on_heartbeat(
         self, sender: NodeId, message: Heartbeat, now: Now, out: list[Effect]

@@ -7,7 +7,9 @@ network book shows with crossing liquidity), collects potential trades
 until every asked peer answered or the collection window closed, ranks
 them, accepts the best and releases the rest, and books each confirmed
 trade. After refusals it broadcasts again, a bounded number of rounds; a
-GTC remainder then rests.
+GTC remainder then rests. A resting order that a peer's older advert
+crosses is taken back out of the book and worked again, as the taker it
+would have been at one venue (:meth:`Originator.rework_crossed`).
 
 It trusts no holder beyond what the holder signed and what its own records
 show:
@@ -65,7 +67,7 @@ from datn.protocol.messages import (
     Release,
 )
 from datn.protocol.network import NetworkView
-from datn.protocol.resting import RestingOrders
+from datn.protocol.resting import RestingMeta, RestingOrders
 from datn.protocol.snapshot import (
     AcceptedState,
     CandidateState,
@@ -80,6 +82,10 @@ from datn.risk import MarkedPosition, Reject, check_order, protection_price_tick
 
 MAX_OFFERS_ACCEPTED: Final = 100
 """An originator takes at most this many potential trades for one order."""
+
+MAX_REWORKED: Final = 8
+"""At most this many resting orders a product side are worked again in one
+heartbeat's pass over crossing adverts (:meth:`Originator.rework_crossed`)."""
 
 
 @dataclass(slots=True)
@@ -313,8 +319,11 @@ class Originator:
         every other."""
         if holder == self.context.node_id:
             return False
-        if holder in working.failed_holders:
-            return True
+        return holder in working.failed_holders or self._unreliable(holder, now)
+
+    def _unreliable(self, holder: NodeId, now: Now) -> bool:
+        """Whether ``holder``'s accepted lots end refused too often, or its
+        adverts promise more than it offers."""
         floor = self.context.config.unreliable_permille
         for ratios in (self._reliability, self._credibility):
             ratio = ratios.get(holder)
@@ -533,20 +542,26 @@ class Originator:
         if liability.suspended(holder):
             self.context.count("acceptances_to_suspended")
             return False
-        product = working.product
-        price = candidate.offer.price_ticks
+        marked = owed[holder] if holder in owed else liability.marked(holder)
+        marked += self._owed_change(
+            holder, working.product, working.order.side, lots, candidate.offer.price_ticks
+        )
+        if obligations(marked) > liability.posted_cap(holder):
+            self.context.count("acceptances_over_bond")
+            return False
+        owed[holder] = marked
+        return True
+
+    def _owed_change(
+        self, holder: NodeId, product: ProductSpec, side: Side, lots: int, price: int
+    ) -> int:
+        """How much more this node would owe ``holder``, marked, after
+        trading ``lots`` with it at ``price``."""
         mark = self.context.marks.mark(product.product_id, holder)
         if mark is None:
             mark = price
         change = product.notional_minor(lots, price) - product.notional_minor(lots, mark)
-        if working.order.side is Side.SELL:
-            change = -change  # selling: the holder pays this node the notional
-        marked = owed[holder] if holder in owed else liability.marked(holder)
-        if obligations(marked + change) > liability.posted_cap(holder):
-            self.context.count("acceptances_over_bond")
-            return False
-        owed[holder] = marked + change
-        return True
+        return -change if side is Side.SELL else change  # selling: the holder pays the notional
 
     def _in_budget(self, candidate: Candidate, now: Now) -> bool:
         """Accept a remote lock only while it surely still lives at its holder."""
@@ -819,6 +834,154 @@ class Originator:
             now,
             out,
         )
+
+    # ======================================================== crossed books
+
+    def rework_crossed(self, now: Now, out: list[Effect]) -> None:
+        """Work again, as a taker, each resting order of this node that a
+        peer's advert crosses and that is the newer of the two; called once
+        a heartbeat period.
+
+        Two crossing orders that reach two nodes within one advert's flight
+        both rest, and so does an order whose rounds ended before a
+        crossing holder's answer came. The newer order of such a pair (by
+        priority stamp, then node id) would have been the taker had both
+        been at one venue; its node takes it out of the book, withdraws its
+        advert and works it across the network as if it had just arrived,
+        and what it does not fill rests again. The older order's node
+        waits: it is the maker. Only orders with nothing locked and no lots
+        in doubt are taken, at most the crossing advertised quantity and
+        :data:`MAX_REWORKED` orders a side, and only against peers this
+        node would route to first: a peer whose adverts promise more than
+        it offers no longer makes this node work its orders. Here only
+        orders that have rested a heartbeat period are taken, so an order
+        whose rounds found nothing is worked again at most once a period;
+        a crossing advert as it arrives takes a younger one at once
+        (:meth:`on_advert`)."""
+        settled_ms = self.context.config.heartbeat_ms
+        for product_id, book in self.resting.books.items():
+            for side in (Side.BUY, Side.SELL):
+                own_best = book.best_bid() if side is Side.BUY else book.best_ask()
+                if own_best is None:
+                    continue
+                crossing = self._crossing_adverts(product_id, side, own_best, now)
+                if crossing:
+                    self._rework(product_id, side, crossing, settled_ms, MAX_REWORKED, now, out)
+
+    def on_advert(self, sender: NodeId, advert: Advert, now: Now, out: list[Effect]) -> None:
+        """A peer's advert that crosses a resting order of this node,
+        older than it: the in-flight race. One order is taken at once, so
+        a peer's adverts make this node work no more orders than it sends
+        adverts; any others wait for the heartbeat's pass."""
+        book = self.resting.books.get(advert.product_id)
+        if book is None or not advert.quantity_lots:
+            return
+        side = advert.side.opposite
+        own_best = book.best_bid() if side is Side.BUY else book.best_ask()
+        if own_best is None or not _advert_crosses(advert, side, own_best):
+            return
+        if self._may_rework_against(sender, now):
+            self._rework(advert.product_id, side, [(sender, advert)], 0, 1, now, out)
+
+    def _may_rework_against(self, peer: NodeId, now: Now) -> bool:
+        view = self.network.views.get(peer)
+        return (
+            view is not None
+            and not view.stale
+            and not self.liability.suspended(peer)
+            and not self._unreliable(peer, now)
+        )
+
+    def _within_bond(self, peer: NodeId, product: ProductSpec, side: Side, price: int) -> bool:
+        """Whether this node could take a lot from ``peer`` at ``price``
+        without owing it more than its bond there allows."""
+        liability = self.liability
+        change = self._owed_change(peer, product, side, 1, price)
+        return obligations(liability.marked(peer) + change) <= liability.posted_cap(peer)
+
+    def _crossing_adverts(
+        self, product_id: str, side: Side, own_best: int, now: Now
+    ) -> list[tuple[NodeId, Advert]]:
+        """The adverts of peers this node may work against that cross its
+        best resting order on ``side``, each peer's best first."""
+        buy = side is Side.BUY
+        crossing: list[tuple[NodeId, Advert]] = []
+        for peer, view in self.network.views.items():
+            adverts = (view.asks if buy else view.bids).get(product_id)
+            if adverts is None:
+                continue
+            best = adverts.best_price_key()
+            if best is None or best > (own_best if buy else -own_best):
+                continue  # nothing there crosses
+            if not self._may_rework_against(peer, now):
+                continue
+            for advert in adverts.best_first():
+                if not _advert_crosses(advert, side, own_best):
+                    break
+                crossing.append((peer, advert))
+        return crossing
+
+    def _rework(
+        self,
+        product_id: str,
+        side: Side,
+        crossing: list[tuple[NodeId, Advert]],
+        settled_ms: int,
+        most: int,
+        now: Now,
+        out: list[Effect],
+    ) -> None:
+        """Work again at most ``most`` of this node's resting orders on
+        ``side`` that one of ``crossing`` crosses and that are newer than
+        it, best first, up to the crossing quantity."""
+        book = self.resting.books[product_id]
+        prices = [advert.price_ticks for _, advert in crossing]
+        left = sum(advert.quantity_lots for _, advert in crossing)
+        node_id = self.context.node_id
+        doubted = {doubt.order_id for doubt in self.in_doubt.values()}
+        for rest in book.at_or_better(side, min(prices) if side is Side.BUY else max(prices)):
+            if left <= 0 or most <= 0:
+                break
+            if rest.locked_lots or rest.cancel_pending or rest.order_id in doubted:
+                continue
+            meta = self.resting.orders[rest.order_id]
+            if now.wall_ms < meta.priority.wall_ms + settled_ms:
+                continue
+            mine = (meta.priority, node_id)
+            if not any(
+                _advert_crosses(advert, side, rest.price_ticks)
+                and (advert.priority, peer) < mine
+                and self._within_bond(peer, meta.product, side, advert.price_ticks)
+                for peer, advert in crossing
+            ):
+                continue  # the crossing orders are newer (their nodes take), or out of reach
+            left -= rest.open_lots
+            most -= 1
+            self._work_again(meta, now, out)
+
+    def _work_again(self, meta: RestingMeta, now: Now, out: list[Effect]) -> None:
+        """Take a resting order out of its book and work it as a new round
+        of rounds, under its own hold."""
+        context = self.context
+        order = meta.order
+        assert order.price_ticks is not None, "only limit orders rest"
+        lots = self.resting.take_back(meta, now, out)
+        # The advert version just taken is unique: the new request id cannot
+        # repeat the one a holder may still remember for this order.
+        request_id = context.random_id("request", order.order_id, self.resting.advert_version)
+        working = Working(
+            order,
+            meta.product,
+            meta.hold_id,
+            request_id,
+            order.price_ticks,
+            lots,
+            meta.filled_lots,
+        )
+        self.working[order.order_id] = working
+        self._requests[request_id] = order.order_id
+        context.count("orders_reworked")
+        self._start_round(working, now, out)
 
     # ================================================================ doubt
 

@@ -204,6 +204,19 @@ class RestingOrders:
         self.advert(meta, view.open_lots, now, out)
         return CancelAnswer(order_id, "pending", cancelled, view.locked_lots)
 
+    def take_back(self, meta: RestingMeta, now: Now, out: list[Effect]) -> int:
+        """Take a resting order with nothing locked out of its book, to be
+        worked again as a taker; return its open lots. Peers are told it is
+        gone; its hold and its trader's view of it stay as they are."""
+        order = meta.order
+        book = self.books[order.product_id]
+        view = book.get(order.order_id)
+        assert view is not None and not view.locked_lots, "only unlocked quantity is taken back"
+        book.cancel(order.order_id)
+        del self.orders[order.order_id]
+        self.advert(meta, 0, now, out)
+        return view.open_lots
+
     def after_fill(
         self, meta: RestingMeta, fill: Fill, reentry: Reentry, now: Now, out: list[Effect]
     ) -> None:

@@ -1,0 +1,176 @@
+"""Crossed books across nodes resolve: of two crossing resting orders at two
+nodes, the newer is worked again as a taker and trades with the older."""
+
+from __future__ import annotations
+
+from harness import CONFIG, OWNER, XYZ, A, B, Net, events_in, messages_in
+
+from datn.domain import USD, Side
+from datn.protocol.clock import Hlc
+from datn.protocol.effects import Done, Executed, Rested
+from datn.protocol.messages import Advert, NodeId, OrderBroadcast, PotentialTrades
+from datn.protocol.originator import MAX_REWORKED
+
+HEARTBEAT = CONFIG.heartbeat_ms
+
+
+def open_orders(net: Net, node_id: NodeId) -> list[tuple[Side, int, int]]:
+    book = net.nodes[node_id].resting.books[XYZ.product_id]
+    return [
+        (side, v.price_ticks, v.open_lots)
+        for side in (Side.BUY, Side.SELL)
+        for v in book.resting_orders(side)
+    ]
+
+
+def test_two_orders_that_cross_in_flight_trade_at_the_older_ones_price() -> None:
+    """A's bid rests first; B's lower ask rests before A's advert reaches
+    B. At one venue the ask would have taken the bid at the bid's price:
+    B works its ask again when A's advert arrives, and A, the maker, waits."""
+    net = Net()
+    net.place(A, Side.BUY, 5, 5_100, "bid")
+    net.mono += 1
+    net.place(B, Side.SELL, 5, 5_000, "ask")
+    assert open_orders(net, A) == [(Side.BUY, 5_100, 5)]
+    assert open_orders(net, B) == [(Side.SELL, 5_000, 5)]
+    net.run(50)
+    fills = {n: [(e.price_ticks, e.quantity_lots) for e in net.events(n, Executed)] for n in (A, B)}
+    assert fills == {A: [(5_100, 5)], B: [(5_100, 5)]}
+    assert [d.reason for d in net.events(A, Done)] == ["filled"]
+    assert [d.reason for d in net.events(B, Done)] == ["filled"]
+    assert open_orders(net, A) == open_orders(net, B) == []
+    assert net.nodes[B].stats.get("orders_reworked") == 1
+    assert not net.nodes[A].stats.get("orders_reworked")
+    assert net.balance(A, OWNER, XYZ.product_id) == 1_005
+    assert net.balance(B, OWNER, XYZ.product_id) == 995
+    assert net.balance(A, "peer:b", USD.code) == -net.balance(B, "peer:a", USD.code) == 25_500
+    # Peers no longer see either order.
+    for node_id, peer in ((A, B), (B, A)):
+        view = net.nodes[node_id].network.views[peer]
+        assert not view.adverts
+    for node_id in (A, B):
+        assert net.nodes[node_id].context.ledger.check_invariants() == []
+        net.crash_and_recover(node_id)
+
+
+def rest_unanswered(net: Net, side: Side, lots: int, price: int) -> None:
+    """Place an order at A that B's answers never reach: it rests when its
+    rounds are over."""
+    net.place(A, side, lots, price, "unanswered")
+    while net.nodes[A].originator.working:
+        net.deliver(keep=PotentialTrades)  # dropped
+        net.tick(10)
+
+
+def test_an_order_whose_answers_were_lost_fills_once_they_get_through() -> None:
+    """B advertised its ask; A's bid across it got no answer in any round,
+    so it rested, crossing: A works it again (when B's advert comes anew or
+    a heartbeat period later), and it fills."""
+    net = Net()
+    net.place(B, Side.SELL, 5, 5_000, "ask")
+    net.deliver()
+    net.mono += 5
+    rest_unanswered(net, Side.BUY, 3, 5_100)
+    assert open_orders(net, A) == [(Side.BUY, 5_100, 3)]
+    assert not net.events(A, Executed)
+    net.run(2 * HEARTBEAT)
+    assert [(e.price_ticks, e.quantity_lots, e.counterparty) for e in net.events(A, Executed)] == [
+        (5_000, 3, B)
+    ]
+    assert [d.reason for d in net.events(A, Done)] == ["filled"]
+    assert open_orders(net, A) == []
+    assert open_orders(net, B) == [(Side.SELL, 5_000, 2)]
+    assert net.nodes[A].stats["orders_reworked"] >= 1
+    for node_id in (A, B):
+        net.crash_and_recover(node_id, snapshot=True)
+
+
+def test_a_crossing_order_known_before_it_rested_is_worked_again_a_heartbeat_later() -> None:
+    net = Net()
+    older = Advert(
+        77, XYZ.product_id, Side.SELL, 5_000, 5, net.nodes[A].context.clock.tick(0), 1, 0
+    )
+    net.receive(A, B, older)
+    net.mono += 5
+    net.place(A, Side.BUY, 3, 5_100, "bid")
+    while net.nodes[A].originator.working:
+        net.wire.clear()  # B's answers are lost
+        net.tick(10)
+    rested_at = net.mono
+    assert open_orders(net, A) == [(Side.BUY, 5_100, 3)]
+    broadcasts = len(net.sent(A, OrderBroadcast))
+    while net.mono < rested_at + HEARTBEAT - 10:
+        net.tick(10)
+        net.wire.clear()
+    assert len(net.sent(A, OrderBroadcast)) == broadcasts
+    assert not net.nodes[A].stats.get("orders_reworked")
+    while net.mono < rested_at + 2 * HEARTBEAT:
+        net.tick(10)
+        net.wire.clear()
+    assert net.nodes[A].stats.get("orders_reworked") == 1
+    assert len(net.sent(A, OrderBroadcast)) > broadcasts
+
+
+def test_what_a_worked_again_order_does_not_fill_rests_again_and_can_be_cancelled() -> None:
+    net = Net()
+    net.place(B, Side.SELL, 2, 5_000, "ask")
+    net.deliver()
+    net.mono += 5
+    rest_unanswered(net, Side.BUY, 6, 5_100)
+    net.run(2 * HEARTBEAT)
+    assert [(e.price_ticks, e.quantity_lots) for e in net.events(A, Executed)] == [(5_000, 2)]
+    assert net.events(A, Rested)[-1].resting_lots == 4
+    assert open_orders(net, A) == [(Side.BUY, 5_100, 4)]
+    assert open_orders(net, B) == []
+    assert not net.events(A, Done)
+    # Nothing crosses it any more: later heartbeats leave it where it is.
+    broadcasts = len(net.sent(A, OrderBroadcast))
+    net.run(5 * HEARTBEAT)
+    assert len(net.sent(A, OrderBroadcast)) == broadcasts
+    a = net.nodes[A]
+    (order_id,) = a.resting.orders
+    effects = a.cancel("trader-alice", order_id, net.now())
+    net.apply(A, effects)
+    assert [(d.filled_lots, d.cancelled_lots, d.reason) for d in events_in(effects, Done)] == [
+        (2, 4, "cancelled")
+    ]
+    # The hold is gone with the order: only the filled lots' cash left.
+    assert net.balance(A, OWNER, USD.code) == 10_000_000 - 10_000
+    assert a.context.ledger.check_invariants() == []
+
+
+def test_an_order_older_than_the_crossing_advert_stays_the_maker() -> None:
+    """A peer's advert crossing A's bid but younger than it: A waits for
+    the peer to work its order."""
+    net = Net()
+    net.place(A, Side.BUY, 5, 5_100, "bid")
+    young = Advert(77, XYZ.product_id, Side.SELL, 5_000, 5, Hlc(net.now().wall_ms + 10, 0), 1, 0)
+    net.mono += 2 * HEARTBEAT
+    effects = net.receive(A, B, young)
+    assert not messages_in(effects, OrderBroadcast)
+    net.tick(HEARTBEAT)
+    assert not net.nodes[A].stats.get("orders_reworked")
+    assert open_orders(net, A) == [(Side.BUY, 5_100, 5)]
+
+
+def test_a_peer_that_advertises_and_never_answers_makes_a_bounded_number_of_orders_work() -> None:
+    """A peer's old-stamped advert crossing many resting orders: each
+    heartbeat works at most a few again, and each advert at most one."""
+    net = Net()
+    for i in range(3 * MAX_REWORKED):
+        net.place(A, Side.BUY, 1, 5_100 - i, f"bid{i}")
+    net.wire.clear()
+    net.mono += 2 * HEARTBEAT
+    ancient = Advert(77, XYZ.product_id, Side.SELL, 4_000, 10_000, Hlc(1, 0), 1, 0)
+    net.receive(A, B, ancient)
+    assert net.nodes[A].stats.get("orders_reworked") == 1
+    net.tick(10)  # the heartbeat's pass, due
+    net.wire.clear()
+    assert net.nodes[A].stats.get("orders_reworked") == 1 + MAX_REWORKED
+    for _ in range(HEARTBEAT // 10 - 1):  # B never answers
+        net.tick(10)
+        net.wire.clear()
+    assert net.nodes[A].stats.get("orders_reworked") == 1 + MAX_REWORKED
+    net.tick(10)
+    net.wire.clear()
+    assert net.nodes[A].stats.get("orders_reworked") == 1 + 2 * MAX_REWORKED
