@@ -163,6 +163,20 @@ def test_bad_requests_get_a_4xx_with_a_code_and_change_nothing(node: Running) ->
         node.admin.request("GET", "/admin/traders/alice/signed-orders?since_ms=1.0").status_code
         == 400
     )
+    # Body values are of their declared types, as on the WebSocket: no
+    # "1" or 1.0 for an integer, which the framework would convert.
+    for lax in ("1", 1.0):
+        body = order("lax", "buy", 1, 1)
+        body["quantity_lots"] = lax
+        answer = alice.request("POST", "/v1/orders", body)
+        assert answer.status_code == 400 and answer.json()["code"] == "bad_request", answer.text
+    unknown = alice.request("GET", "/v1/orders?client_order_id=lax")
+    assert unknown.status_code == 404 and unknown.json()["code"] == "unknown_order", unknown.text
+    lax_deposit = {"trader_id": "rich", "asset": "USD", "amount": "7"}
+    answer = node.admin.request("POST", "/admin/deposits", lax_deposit)
+    assert answer.status_code == 400 and answer.json()["code"] == "bad_request", answer.text
+    usd = {b["asset"]: b for b in rich.request("GET", "/v1/balances").json()}["USD"]
+    assert usd["balance"] == 9 * 10**18
     # Ids no trader or key can have are refused without a store lookup.
     assert node.admin.request("GET", "/admin/traders/%00/signed-orders").status_code == 400
     revoked = node.admin.request("POST", "/admin/keys/%00/revoke")

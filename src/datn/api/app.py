@@ -351,10 +351,12 @@ _INTEGER_PARAMETERS: Final = frozenset(
 _INTEGER: Final = re.compile(r"-?[0-9]{1,20}")
 
 
-async def strict_integers(request: Request[Any, Any, Any]) -> None:
-    """Refuse an integer parameter written as anything but digits: the
-    framework would read ``0.0``, ``6e0`` or ``1_0`` as integers, which the
-    OpenAPI document says they are not (and the WebSocket refuses)."""
+async def strict_inputs(request: Request[Any, Any, Any]) -> None:
+    """Refuse what the framework would read leniently and the OpenAPI
+    document (and the WebSocket, and the order lane) does not allow: an
+    integer parameter written as anything but digits (``0.0``, ``6e0``,
+    ``1_0``), and a JSON body whose values are not of their declared types
+    (``"quantity_lots": "1"`` or ``1.0``): the framework converts both."""
     values = list(request.query_params.multi_items())
     order_id = request.path_params.get("order_id")
     if isinstance(order_id, str):
@@ -362,6 +364,13 @@ async def strict_integers(request: Request[Any, Any, Any]) -> None:
     for name, value in values:
         if name in _INTEGER_PARAMETERS and _INTEGER.fullmatch(value) is None:
             raise ApiError(400, "bad_request", f"{name} is an integer, in digits: not {value!r}")
+    body = request.route_handler.parsed_data_field
+    if body is not None:
+        try:
+            msgspec.json.decode(await request.body(), type=body.annotation)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as error:
+            # ValidationError is a DecodeError.
+            raise ApiError(400, "bad_request", f"the body is not valid: {error}") from None
 
 
 def request_target(scope: Any) -> str:
@@ -508,6 +517,12 @@ def check_id(value: int | None, name: str) -> None:
 
 
 async def cancel(node: Node, trader_id: str, order_id: int) -> CancelResult:
+    if not node.runtime.core.has_open_order(trader_id, order_id) and not (
+        # Answered once whatever closed it is durable.
+        await node.runtime.read(lambda core: core.has_open_order(trader_id, order_id))
+    ):
+        # Nothing to journal: a cancel of no open order changes nothing.
+        raise ApiError(404, "unknown_order", f"order {order_id} is not an open order of yours")
     effects = await node.runtime.submit(CancelInput(trader_id, order_id))
     for effect in effects:
         if type(effect) is Reply and type(effect.event) is CancelAnswer:
@@ -834,7 +849,7 @@ def trader_app(node: Node, extra_handlers: Sequence[Any] = ()) -> Litestar:
             "caller": Provide(provide_caller),
         },
         exception_handlers=_HANDLERS,
-        before_request=strict_integers,
+        before_request=strict_inputs,
         before_send=[count_response],
         request_max_body_size=MAX_BODY_BYTES,
         openapi_config=OpenAPIConfig(title="datn node: traders' API", version="1"),
@@ -1080,7 +1095,7 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
         ],
         dependencies={"node": Provide(provide_node), "admin": Provide(provide_admin)},
         exception_handlers=_HANDLERS,
-        before_request=strict_integers,
+        before_request=strict_inputs,
         request_max_body_size=MAX_BODY_BYTES,
         openapi_config=OpenAPIConfig(title="datn node: operator's API", version="1"),
         logging_config=None,

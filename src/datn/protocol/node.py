@@ -152,6 +152,12 @@ class NodeCore:
         meta = self.resting.orders.get(order_id)
         return None if meta is None else meta.order
 
+    def has_open_order(self, trader_id: str, order_id: int) -> bool:
+        """Whether ``order_id`` is an open order of ``trader_id``: being
+        worked, or resting."""
+        order = self._open_order(order_id)
+        return order is not None and order.trader_id == trader_id
+
     @classmethod
     def start(cls, genesis: Genesis, now: Now) -> tuple[NodeCore, list[Effect]]:
         """A new node: its genesis is the first entry of its journal."""
