@@ -7,7 +7,7 @@ from harness import CONFIG, OWNER, XYZ, A, B, Net, events_in, messages_in
 
 from datn.domain import USD, Side
 from datn.protocol.clock import Hlc
-from datn.protocol.effects import Done, Executed, Rested
+from datn.protocol.effects import CancelAnswer, Done, Executed, Rested
 from datn.protocol.messages import Advert, NodeId, OrderBroadcast, PotentialTrades
 from datn.protocol.originator import MAX_REWORKED
 
@@ -153,24 +153,70 @@ def test_an_order_older_than_the_crossing_advert_stays_the_maker() -> None:
     assert open_orders(net, A) == [(Side.BUY, 5_100, 5)]
 
 
-def test_a_peer_that_advertises_and_never_answers_makes_a_bounded_number_of_orders_work() -> None:
-    """A peer's old-stamped advert crossing many resting orders: each
-    heartbeat works at most a few again, and each advert at most one."""
+def test_a_peer_that_advertises_and_never_answers_makes_one_order_work_per_advert() -> None:
+    """A peer's old-stamped advert crossing many resting orders, and the
+    peer never answers: each version of its advert makes the node work one
+    order again, once; repeats of a version, and later heartbeats, none."""
     net = Net()
     for i in range(3 * MAX_REWORKED):
         net.place(A, Side.BUY, 1, 5_100 - i, f"bid{i}")
     net.wire.clear()
     net.mono += 2 * HEARTBEAT
     ancient = Advert(77, XYZ.product_id, Side.SELL, 4_000, 10_000, Hlc(1, 0), 1, 0)
+
+    def reworked() -> int:
+        return net.nodes[A].stats.get("orders_reworked", 0)
+
     net.receive(A, B, ancient)
-    assert net.nodes[A].stats.get("orders_reworked") == 1
-    net.tick(10)  # the heartbeat's pass, due
+    assert reworked() == 1
+    for _ in range(20):
+        net.receive(A, B, ancient)  # the same frame again
+    for _ in range(30 * HEARTBEAT // 100):
+        net.tick(100)
+        net.wire.clear()  # B never answers
+    assert reworked() == 1
+    changed = Advert(77, XYZ.product_id, Side.SELL, 4_000, 9_999, Hlc(1, 0), 2, 0)
+    net.receive(A, B, changed)
+    assert reworked() == 2
+    net.tick(2 * HEARTBEAT)
+    assert reworked() == 2
+    assert len(open_orders(net, A)) + len(net.nodes[A].originator.working) == 3 * MAX_REWORKED
+
+
+def test_an_advert_overtaken_by_its_withdrawal_makes_no_order_work() -> None:
+    net = Net()
+    net.place(A, Side.BUY, 1, 5_100, "bid")
     net.wire.clear()
-    assert net.nodes[A].stats.get("orders_reworked") == 1 + MAX_REWORKED
-    for _ in range(HEARTBEAT // 10 - 1):  # B never answers
+    net.mono += 2 * HEARTBEAT
+    stamp = Hlc(1, 0)
+    net.receive(A, B, Advert(77, XYZ.product_id, Side.SELL, 4_000, 0, stamp, 2, 0))
+    net.receive(A, B, Advert(77, XYZ.product_id, Side.SELL, 4_000, 5, stamp, 1, 0))
+    net.tick(2 * HEARTBEAT)
+    assert not net.nodes[A].stats.get("orders_reworked")
+    assert open_orders(net, A) == [(Side.BUY, 5_100, 1)]
+
+
+def test_a_cancel_of_an_order_worked_again_ends_it_at_once() -> None:
+    """While no acceptance of it is out, a cancel ends an order being
+    worked at once, whatever later answers offer: it never trades after."""
+    net = Net()
+    net.place(B, Side.SELL, 5, 5_000, "ask")
+    net.deliver()
+    net.mono += 5
+    rest_unanswered(net, Side.BUY, 5, 5_100)
+    (order_id,) = net.nodes[A].resting.orders
+    while not net.nodes[A].originator.working:
         net.tick(10)
-        net.wire.clear()
-    assert net.nodes[A].stats.get("orders_reworked") == 1 + MAX_REWORKED
-    net.tick(10)
-    net.wire.clear()
-    assert net.nodes[A].stats.get("orders_reworked") == 1 + 2 * MAX_REWORKED
+        net.deliver(keep=PotentialTrades)  # B's lots come back, A works its bid again
+    effects = net.nodes[A].cancel("trader-alice", order_id, net.now())
+    net.apply(A, effects)
+    assert events_in(effects, CancelAnswer) == [CancelAnswer(order_id, "cancelled", 5, 0)]
+    assert [(d.filled_lots, d.cancelled_lots, d.reason) for d in events_in(effects, Done)] == [
+        (0, 5, "cancelled")
+    ]
+    net.run(3 * HEARTBEAT)
+    assert not net.events(A, Executed)
+    assert open_orders(net, B) == [(Side.SELL, 5_000, 5)]
+    assert not net.nodes[B].holder.locks
+    assert net.balance(A, OWNER, USD.code) == 10_000_000
+    assert net.nodes[A].context.ledger.check_invariants() == []

@@ -120,6 +120,12 @@ class PeerView:
     once every earlier version has arrived; they are versions beyond
     ``adverts_seen_through``, so no more of them are kept than gaps."""
 
+    reworked: dict[int, int] = field(default_factory=dict)
+    """Order ref -> the version of its advert that last made this node work
+    one of its own resting orders again: each version does so once
+    (:meth:`datn.protocol.originator.Originator.rework_crossed`). Only refs
+    with an advert in the view are kept."""
+
     def forget_withdrawn(self) -> None:
         """Drop the withdrawals no advert still to come can be older than."""
         through = self.adverts_seen_through
@@ -204,14 +210,16 @@ class NetworkView:
 
     # ============================================================ adverts
 
-    def on_advert(self, sender: NodeId, message: Advert, now: Now, out: list[Effect]) -> None:
+    def on_advert(self, sender: NodeId, message: Advert, now: Now, out: list[Effect]) -> bool:
+        """Keep a peer's advert in its view; whether it now shows the order
+        (a new or newer advert with lots)."""
         context = self.context
         view = self.views[sender]
         if not view.see_advert(message.version, context.config.max_advert_gaps):
-            return
+            return False
         if message.product_id not in context.products:
             context.count("adverts_unlisted")
-            return
+            return False
         ref = message.order_ref
         withdrawn: int | None = None
         if view.withdrawn:
@@ -219,25 +227,27 @@ class NetworkView:
             withdrawn = view.withdrawn.get(ref)
             view.forget_withdrawn()
         if withdrawn is not None and withdrawn > message.version:
-            return  # an older advert overtaken by the order's withdrawal
+            return False  # an older advert overtaken by the order's withdrawal
         current = view.adverts.get(ref)
         if current is not None and current.version > message.version:
-            return  # an older advert overtaken by a newer one
+            return False  # an older advert overtaken by a newer one
         self._printed(sender, message)
         if not message.quantity_lots:
             if current is not None:
                 del view.adverts[ref]
                 view.index(current).pop(ref)
+                view.reworked.pop(ref, None)
             if message.version > view.adverts_seen_through:
                 view.withdrawn[ref] = message.version
-            return
+            return False
         if current is None and len(view.adverts) >= context.config.max_adverts_per_peer:
             context.count("adverts_over_limit")
-            return
+            return False
         if current is not None:
             view.index(current).pop(ref)
         view.adverts[ref] = message
         view.index(message).put(message)
+        return True
 
     def _printed(self, sender: NodeId, message: Advert) -> None:
         """The trade print an advert carries: its price joins the product's
@@ -321,6 +331,7 @@ class NetworkView:
                     tuple(sorted(v.adverts_seen_above)),
                     v.advert_version_announced,
                     tuple(sorted(v.withdrawn.items())),
+                    tuple(sorted(v.reworked.items())),
                 )
                 for peer, v in self.views.items()
             ),
@@ -340,6 +351,7 @@ class NetworkView:
                 adverts_seen_above=set(s.adverts_seen_above),
                 advert_version_announced=s.advert_version_announced,
                 withdrawn=dict(s.withdrawn),
+                reworked=dict(s.reworked),
             )
             for advert in s.adverts:
                 view.adverts[advert.order_ref] = advert

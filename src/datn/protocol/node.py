@@ -279,7 +279,7 @@ class NodeCore:
     def _cancel(self, trader_id: str, order_id: int, now: Now, out: list[Effect]) -> CancelAnswer:
         working = self.originator.working.get(order_id)
         if working is not None and working.order.trader_id == trader_id:
-            return self.originator.cancel(order_id)
+            return self.originator.cancel(order_id, now, out)
         meta = self.resting.orders.get(order_id)
         if meta is None or meta.order.trader_id != trader_id:
             return CancelAnswer(order_id, "unknown_order")
@@ -458,8 +458,8 @@ class NodeCore:
         self.originator.on_refusal(sender, message, now, out)
 
     def _on_advert(self, sender: NodeId, message: Advert, now: Now, out: list[Effect]) -> None:
-        self.network.on_advert(sender, message, now, out)
-        self.originator.on_advert(sender, message, now, out)
+        if self.network.on_advert(sender, message, now, out):
+            self.originator.on_advert(sender, message, now, out)
 
     def _on_heartbeat(
         self, sender: NodeId, message: Heartbeat, now: Now, out: list[Effect]

@@ -264,11 +264,21 @@ class Originator:
                 positions.append(MarkedPosition(other, lots, mark))
         return tuple(positions)
 
-    def cancel(self, order_id: int) -> CancelAnswer:
-        """Cancel an order still being worked: it ends when its round does."""
+    def cancel(self, order_id: int, now: Now, out: list[Effect]) -> CancelAnswer:
+        """Cancel an order still being worked: at once while no acceptance
+        of it is out (what it was offered is given back, and answers still
+        to come are released as late), otherwise when its round ends."""
         working = self.working[order_id]
-        working.cancel_requested = True
-        return CancelAnswer(order_id, "pending", 0, working.remaining_lots)
+        if working.accepted:
+            working.cancel_requested = True
+            return CancelAnswer(order_id, "pending", 0, working.remaining_lots)
+        for candidate in working.candidates:
+            self._give_back(candidate, now, out)
+        working.candidates = []
+        working.awaiting.clear()
+        lots = working.remaining_lots
+        self._finish(working, "cancelled", now, out)
+        return CancelAnswer(order_id, "cancelled", lots, 0)
 
     # ================================================================ rounds
 
@@ -852,12 +862,14 @@ class Originator:
         waits: it is the maker. Only orders with nothing locked and no lots
         in doubt are taken, at most the crossing advertised quantity and
         :data:`MAX_REWORKED` orders a side, and only against peers this
-        node would route to first: a peer whose adverts promise more than
-        it offers no longer makes this node work its orders. Here only
-        orders that have rested a heartbeat period are taken, so an order
-        whose rounds found nothing is worked again at most once a period;
-        a crossing advert as it arrives takes a younger one at once
-        (:meth:`on_advert`)."""
+        node would route to first and could take a lot from within its
+        bond: a peer whose adverts promise more than it offers no longer
+        makes this node work its orders. Each version of a peer's advert
+        makes the node work one order again, once, so a peer that shows an
+        order and never trades it (or is cut off) makes the node work no
+        more orders than it sends adverts. Here only orders that have
+        rested a heartbeat period are taken; a crossing advert as it
+        arrives takes a younger one at once (:meth:`on_advert`)."""
         settled_ms = self.context.config.heartbeat_ms
         for product_id, book in self.resting.books.items():
             for side in (Side.BUY, Side.SELL):
@@ -875,6 +887,9 @@ class Originator:
         adverts; any others wait for the heartbeat's pass."""
         book = self.resting.books.get(advert.product_id)
         if book is None or not advert.quantity_lots:
+            return
+        view = self.network.views.get(sender)
+        if view is None or view.reworked.get(advert.order_ref) == advert.version:
             return
         side = advert.side.opposite
         own_best = book.best_bid() if side is Side.BUY else book.best_ask()
@@ -915,10 +930,12 @@ class Originator:
                 continue  # nothing there crosses
             if not self._may_rework_against(peer, now):
                 continue
+            reworked = view.reworked
             for advert in adverts.best_first():
                 if not _advert_crosses(advert, side, own_best):
                     break
-                crossing.append((peer, advert))
+                if reworked.get(advert.order_ref) != advert.version:
+                    crossing.append((peer, advert))
         return crossing
 
     def _rework(
@@ -948,16 +965,27 @@ class Originator:
             if now.wall_ms < meta.priority.wall_ms + settled_ms:
                 continue
             mine = (meta.priority, node_id)
-            if not any(
-                _advert_crosses(advert, side, rest.price_ticks)
+            takers = [
+                (peer, advert)
+                for peer, advert in crossing
+                if _advert_crosses(advert, side, rest.price_ticks)
                 and (advert.priority, peer) < mine
                 and self._within_bond(peer, meta.product, side, advert.price_ticks)
-                for peer, advert in crossing
-            ):
+            ]
+            if not takers:
                 continue  # the crossing orders are newer (their nodes take), or out of reach
             left -= rest.open_lots
             most -= 1
+            # Each version of an advert makes this node work one order again,
+            # once: a peer that shows an order and never trades it makes the
+            # node work no more orders than it sends adverts.
+            views = self.network.views
+            for peer, advert in takers:
+                views[peer].reworked[advert.order_ref] = advert.version
+            crossing = [pair for pair in crossing if pair not in takers]
             self._work_again(meta, now, out)
+            if not crossing:
+                break
 
     def _work_again(self, meta: RestingMeta, now: Now, out: list[Effect]) -> None:
         """Take a resting order out of its book and work it as a new round

@@ -302,6 +302,9 @@ class PeerViewState(Value, frozen=True):
     withdrawn: tuple[tuple[int, int], ...] = ()
     """(order ref, version) of withdrawals that came before an earlier
     advert version; absent from snapshots taken before they were kept."""
+    reworked: tuple[tuple[int, int], ...] = ()
+    """(order ref, version) of adverts that made the node work one of its
+    orders again; absent from snapshots taken before they were kept."""
 
 
 class NetworkState(Value, frozen=True):
