@@ -490,19 +490,22 @@ class OrderBook:
         """Every resting order of one side in priority order (best first)."""
         return self._views(self._bids if side is _BUY else self._asks, None)
 
-    def at_or_better(self, side: Side, price_ticks: int) -> list[RestingView]:
-        """The resting orders of one side priced at ``price_ticks`` or
-        better (bids at or above it, asks at or below), in priority order."""
+    def at_or_better(self, side: Side, price_ticks: int, most: int) -> list[RestingView]:
+        """The first ``most`` resting orders of one side priced at
+        ``price_ticks`` or better (bids at or above it, asks at or below),
+        in priority order."""
         book_side = self._bids if side is _BUY else self._asks
-        return self._views(book_side, price_ticks * book_side.sign)
+        return self._views(book_side, price_ticks * book_side.sign, most)
 
-    def _views(self, book_side: _Side, lowest_key: int | None) -> list[RestingView]:
+    def _views(self, book_side: _Side, lowest_key: int | None, most: int = -1) -> list[RestingView]:
         views: list[RestingView] = []
         for key in reversed(book_side.keys):
             if lowest_key is not None and key < lowest_key:
                 break
             for resting in book_side.levels[key * book_side.sign].entries():
                 if resting.open_lots:
+                    if len(views) == most:
+                        return views
                     view = self.get(resting.order_id)
                     assert view is not None
                     views.append(view)

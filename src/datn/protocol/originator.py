@@ -29,6 +29,7 @@ show:
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -86,6 +87,13 @@ MAX_OFFERS_ACCEPTED: Final = 100
 MAX_REWORKED: Final = 8
 """At most this many resting orders a product side are worked again in one
 heartbeat's pass over crossing adverts (:meth:`Originator.rework_crossed`)."""
+
+MAX_EXAMINED: Final = 64
+"""That pass looks at most at this many of the node's best resting orders a
+product side, and at this many of each peer's best adverts: what it costs
+stays bounded however many orders stand crossed (across a cut link, or
+past a bond's cap). What lies deeper crosses less, and comes within reach
+as the better orders trade."""
 
 
 @dataclass(slots=True)
@@ -885,8 +893,9 @@ class Originator:
         older than it: the in-flight race. One order is taken at once, so
         a peer's adverts make this node work no more orders than it sends
         adverts; any others wait for the heartbeat's pass."""
+        product = self.context.products.get(advert.product_id)
         book = self.resting.books.get(advert.product_id)
-        if book is None or not advert.quantity_lots:
+        if product is None or book is None or not advert.quantity_lots:
             return
         view = self.network.views.get(sender)
         if view is None or view.reworked.get(advert.order_ref) == advert.version:
@@ -895,7 +904,9 @@ class Originator:
         own_best = book.best_bid() if side is Side.BUY else book.best_ask()
         if own_best is None or not _advert_crosses(advert, side, own_best):
             return
-        if self._may_rework_against(sender, now):
+        if self._may_rework_against(sender, now) and self._within_bond(
+            sender, product, side, advert.price_ticks
+        ):
             self._rework(advert.product_id, side, [(sender, advert)], 0, 1, now, out)
 
     def _may_rework_against(self, peer: NodeId, now: Now) -> bool:
@@ -918,8 +929,11 @@ class Originator:
         self, product_id: str, side: Side, own_best: int, now: Now
     ) -> list[tuple[NodeId, Advert]]:
         """The adverts of peers this node may work against that cross its
-        best resting order on ``side``, each peer's best first."""
+        best resting order on ``side`` and that it could take a lot of
+        within its bond, each peer's best first; not those that made it
+        work an order again already."""
         buy = side is Side.BUY
+        product = self.context.products[product_id]
         crossing: list[tuple[NodeId, Advert]] = []
         for peer, view in self.network.views.items():
             adverts = (view.asks if buy else view.bids).get(product_id)
@@ -931,10 +945,16 @@ class Originator:
             if not self._may_rework_against(peer, now):
                 continue
             reworked = view.reworked
-            for advert in adverts.best_first():
-                if not _advert_crosses(advert, side, own_best):
+            within: dict[int, bool] = {}
+            for count, advert in enumerate(adverts.best_first()):
+                if count == MAX_EXAMINED or not _advert_crosses(advert, side, own_best):
                     break
-                if reworked.get(advert.order_ref) != advert.version:
+                if reworked.get(advert.order_ref) == advert.version:
+                    continue
+                price = advert.price_ticks
+                if price not in within:
+                    within[price] = self._within_bond(peer, product, side, price)
+                if within[price]:
                     crossing.append((peer, advert))
         return crossing
 
@@ -949,43 +969,46 @@ class Originator:
         out: list[Effect],
     ) -> None:
         """Work again at most ``most`` of this node's resting orders on
-        ``side`` that one of ``crossing`` crosses and that are newer than
-        it, best first, up to the crossing quantity."""
+        ``side``, best first, each newer than the oldest of ``crossing``
+        that crosses it, up to the crossing quantity; each advert makes one
+        order work, once.
+
+        Each order is matched in logarithmic time against the adverts,
+        sorted by how far they cross, and the oldest of every prefix of
+        them; at most :data:`MAX_EXAMINED` orders are looked at."""
+        buy = side is Side.BUY
+        crossing = sorted(crossing, key=lambda pair: _reach(pair[1], buy))
         book = self.resting.books[product_id]
-        prices = [advert.price_ticks for _, advert in crossing]
         left = sum(advert.quantity_lots for _, advert in crossing)
         node_id = self.context.node_id
+        views = self.network.views
         doubted = {doubt.order_id for doubt in self.in_doubt.values()}
-        for rest in book.at_or_better(side, min(prices) if side is Side.BUY else max(prices)):
-            if left <= 0 or most <= 0:
+        reach, oldest = _prefix_oldest(crossing, buy)
+        for rest in book.at_or_better(side, crossing[0][1].price_ticks, MAX_EXAMINED):
+            if left <= 0 or most <= 0 or not crossing:
                 break
             if rest.locked_lots or rest.cancel_pending or rest.order_id in doubted:
                 continue
             meta = self.resting.orders[rest.order_id]
             if now.wall_ms < meta.priority.wall_ms + settled_ms:
                 continue
-            mine = (meta.priority, node_id)
-            takers = [
-                (peer, advert)
-                for peer, advert in crossing
-                if _advert_crosses(advert, side, rest.price_ticks)
-                and (advert.priority, peer) < mine
-                and self._within_bond(peer, meta.product, side, advert.price_ticks)
-            ]
-            if not takers:
-                continue  # the crossing orders are newer (their nodes take), or out of reach
+            # The adverts that cross this order are a prefix of ``crossing``.
+            count = bisect_right(reach, rest.price_ticks if buy else -rest.price_ticks)
+            if not count:
+                continue
+            index = oldest[count - 1]
+            peer, advert = crossing[index]
+            if (advert.priority, peer) >= (meta.priority, node_id):
+                continue  # the crossing orders are newer: their nodes take
             left -= rest.open_lots
             most -= 1
             # Each version of an advert makes this node work one order again,
             # once: a peer that shows an order and never trades it makes the
             # node work no more orders than it sends adverts.
-            views = self.network.views
-            for peer, advert in takers:
-                views[peer].reworked[advert.order_ref] = advert.version
-            crossing = [pair for pair in crossing if pair not in takers]
+            views[peer].reworked[advert.order_ref] = advert.version
+            del crossing[index]
+            reach, oldest = _prefix_oldest(crossing, buy)
             self._work_again(meta, now, out)
-            if not crossing:
-                break
 
     def _work_again(self, meta: RestingMeta, now: Now, out: list[Effect]) -> None:
         """Take a resting order out of its book and work it as a new round
@@ -1248,6 +1271,26 @@ def _same_terms(
         and confirmation.product_id == product_id
         and confirmation.side is side
     )
+
+
+def _reach(advert: Advert, buy: bool) -> int:
+    """How far an advert crosses orders of the other side: the lower, the
+    more of them (an ask's price; a bid's, negated)."""
+    return advert.price_ticks if buy else -advert.price_ticks
+
+
+def _prefix_oldest(crossing: list[tuple[NodeId, Advert]], buy: bool) -> tuple[list[int], list[int]]:
+    """For adverts sorted by :func:`_reach`: their reaches, and for each
+    prefix the index of its oldest advert (priority stamp, then node id)."""
+    reach: list[int] = []
+    oldest: list[int] = []
+    best = 0
+    for index, (peer, advert) in enumerate(crossing):
+        reach.append(_reach(advert, buy))
+        if index and (advert.priority, peer) < (crossing[best][1].priority, crossing[best][0]):
+            best = index
+        oldest.append(best)
+    return reach, oldest
 
 
 def _advert_crosses(advert: Advert, side: Side, limit: int) -> bool:
