@@ -215,6 +215,7 @@ class NetworkView:
         (a new or newer advert with lots)."""
         context = self.context
         view = self.views[sender]
+        through = view.adverts_seen_through
         if not view.see_advert(message.version, context.config.max_advert_gaps):
             return False
         if message.product_id not in context.products:
@@ -225,7 +226,8 @@ class NetworkView:
         if view.withdrawn:
             # Read before forgetting: this advert may be the last one missing.
             withdrawn = view.withdrawn.get(ref)
-            view.forget_withdrawn()
+            if view.adverts_seen_through != through:
+                view.forget_withdrawn()  # only a filled gap lets any go
         if withdrawn is not None and withdrawn > message.version:
             return False  # an older advert overtaken by the order's withdrawal
         current = view.adverts.get(ref)
