@@ -23,6 +23,7 @@ Nothing is asserted; the figures and conditions are printed.
 
 Usage: python benchmarks/intake.py [--seconds 4] [--connections 16]
        [--pipeline 8] [--sessions 4] [--window 64] [--no-postgres]
+       [--event-loop uvloop|asyncio]
 """
 
 from __future__ import annotations
@@ -59,9 +60,11 @@ Trader = tuple[str, bytes]
 class Node:
     """A node process in ``folder``, its traders' and operator's addresses."""
 
-    def __init__(self, folder: Path, storage: str | None) -> None:
+    def __init__(self, folder: Path, storage: str | None, event_loop: str | None = None) -> None:
         config, _ = init_folder(folder)
         text = config.read_text()
+        if event_loop is not None:
+            text = text.replace('event_loop = "asyncio"', f'event_loop = "{event_loop}"')
         for old, new in (
             ('listen = "127.0.0.1:8480"', 'listen = "127.0.0.1:0"'),
             ('admin_listen = "127.0.0.1:8481"', 'admin_listen = "127.0.0.1:0"'),
@@ -365,12 +368,18 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=4)
     parser.add_argument("--window", type=int, default=64)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument(
+        "--event-loop",
+        choices=("uvloop", "asyncio"),
+        help="the node's event loop (default: the node's own default, asyncio)",
+    )
     args = parser.parse_args()
     if shutil.which("taskset"):
         os.sched_setaffinity(0, {0})
     print(
         f"datn intake: python {platform.python_version()}, {os.cpu_count()} cores; "
         "node on core 1, load generator on core 0"
+        + (f"; the node's event loop: {args.event_loop}" if args.event_loop else "")
     )
     stores: list[tuple[str, str | None]] = [("SQLite (WAL, synchronous=FULL)", None)]
     if not args.no_postgres:
@@ -379,7 +388,7 @@ def main() -> None:
     for label, storage in stores:
         with tempfile.TemporaryDirectory() as folder:
             try:
-                node = Node(Path(folder) / "node", storage)
+                node = Node(Path(folder) / "node", storage, args.event_loop)
             except SystemExit as error:
                 print(f"\n{label}: the node did not start: {error}")
                 continue

@@ -63,6 +63,7 @@ def new_node(
     storage: str | None = None,
     rate: tuple[int, int] = (100_000, 100_000),
     name: str = "node",
+    event_loop: str = "asyncio",
 ) -> Path:
     folder = tmp_path / name
     config, _ = init_folder(folder)
@@ -72,6 +73,7 @@ def new_node(
     text = text.replace('listen = "127.0.0.1:8480"', 'listen = "127.0.0.1:0"')
     text = text.replace('admin_listen = "127.0.0.1:8481"', 'admin_listen = "127.0.0.1:0"')
     text = text.replace('listen = "127.0.0.1:8482"', 'listen = "127.0.0.1:0"')
+    text = text.replace('event_loop = "asyncio"', f'event_loop = "{event_loop}"')
     if storage is not None:
         text = text.replace('storage = "sqlite:///node.sqlite3"', f'storage = "{storage}"')
     config.write_text(text)
@@ -79,8 +81,10 @@ def new_node(
 
 
 @pytest.fixture
-def node(tmp_path: Path) -> Iterator[Running]:
-    running = start(new_node(tmp_path))
+def node(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Running]:
+    """A node process; on the event loop a test's ``indirect`` parameter
+    names, else asyncio's."""
+    running = start(new_node(tmp_path, event_loop=getattr(request, "param", "asyncio")))
     try:
         yield running
     finally:

@@ -10,6 +10,7 @@ import os
 import random
 import signal
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from datn.api.client import AdminClient, TraderClient
 __all__ = ["node"]  # the fixture, used by name
 
 
+@pytest.mark.parametrize("node", ["asyncio", "uvloop"], indirect=True)
 def test_a_trader_trades_through_the_signed_api(node: Running) -> None:
     alice = make_trader(node, "alice", 0, 100)
     bob = make_trader(node, "bob", 10_000_000, 0)
@@ -55,6 +57,11 @@ def test_a_trader_trades_through_the_signed_api(node: Running) -> None:
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
     listed = alice.request("GET", "/v1/orders?client_order_id=s1").json()
     assert listed[0]["status"] == "cancelled" and listed[0]["filled_lots"] == 4
+    # The node runs on the loop its config names, and paces its garbage
+    # collector's full scans.
+    loop = tomllib.loads((node.folder / "datn.toml").read_text())["node"]["event_loop"]
+    assert f"({loop} loop)" in (node.folder / "node.log").read_text()
+    assert "datn_full_collections_total " in node.admin.http.get("/metrics").text
 
 
 def test_bad_requests_get_a_4xx_with_a_code_and_change_nothing(node: Running) -> None:
@@ -407,6 +414,7 @@ def next_answer(socket: Any, request_id: int) -> dict[str, Any]:
             return message
 
 
+@pytest.mark.parametrize("node", ["asyncio", "uvloop"], indirect=True)
 def test_the_websocket_takes_orders_and_streams_events(node: Running) -> None:
     alice = make_trader(node, "alice", 0, 100)
     bob = make_trader(node, "bob", 10_000_000, 0)

@@ -95,6 +95,7 @@ def test_core_settings_are_read_into_the_node_config() -> None:
         ({"api__listen": "localhost"}, "api.listen", "HOST:PORT"),
         ({"api__listen": "127.0.0.1:70000"}, "api.listen", "port from 0 to 65535"),
         ({"node__storage": ""}, "node.storage", "non-empty string"),
+        ({"node__event_loop": "trio"}, "node.event_loop", "one of uvloop, asyncio, not 'trio'"),
         ({"core__risk__listed_products": ["x"]}, "core.risk.listed_products", "not a setting"),
     ],
 )
@@ -103,6 +104,22 @@ def test_a_bad_setting_is_refused_naming_key_value_and_what_is_allowed(
 ) -> None:
     error = refusal(settings(**changes))
     assert error.key == key and says in error.problem
+
+
+def test_the_event_loop_is_asyncio_unless_the_config_asks_for_uvloop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    table = settings()
+    assert settings_from(table, Path("/srv/node")).event_loop == "asyncio"
+    del table["node"]["event_loop"]
+    assert settings_from(table, Path("/srv/node")).event_loop == "asyncio"
+    chosen = settings_from(settings(node__event_loop="uvloop"), Path("/srv/node"))
+    assert chosen.event_loop == "uvloop"
+    # Where uvloop is not installed (Windows), a config that asks for it is
+    # refused, saying what to do.
+    monkeypatch.setattr("datn.runtime.config.uvloop_installed", lambda: False)
+    error = refusal(settings(node__event_loop="uvloop"))
+    assert error.key == "node.event_loop" and 'use "asyncio"' in error.problem
 
 
 def test_bad_products_are_refused() -> None:

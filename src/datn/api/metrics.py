@@ -81,6 +81,19 @@ def render(runtime: NodeRuntime, api: ApiCounters, links: Mapping[str, int] | No
         [("", stats.snapshot_failures)],
     )
     metric(
+        "datn_full_collections_total",
+        "counter",
+        "Full scans of the cyclic garbage collector, run when the node is idle"
+        " (or every ten minutes).",
+        [("", stats.full_collections)],
+    )
+    metric(
+        "datn_last_full_collection_milliseconds",
+        "gauge",
+        "How long the latest full scan of the garbage collector paused the node.",
+        [("", stats.last_full_collection_ms)],
+    )
+    metric(
         "datn_last_snapshot_milliseconds",
         "gauge",
         "How long the latest snapshot took to build and save, in the background.",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 import os
@@ -21,7 +20,6 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Final
 
 import uvicorn
 
@@ -34,7 +32,15 @@ from datn.domain.value import NodeId
 from datn.net import LinkSettings, PeerLinks
 from datn.protocol.effects import AddPeerInput
 from datn.runtime import NodeRuntime
-from datn.runtime.config import CONFIG_FILE, ConfigError, PeerSetting, load_config, read_key
+from datn.runtime.collector import Collector
+from datn.runtime.config import (
+    CONFIG_FILE,
+    ConfigError,
+    NodeSettings,
+    PeerSetting,
+    load_config,
+    read_key,
+)
 from datn.runtime.history import history_of
 from datn.runtime.node import Outlets
 from datn.store import open_store
@@ -109,25 +115,33 @@ async def link_peers(node: Node, peers: tuple[PeerSetting, ...]) -> None:
         node.links.dial(NodeId(peer_id), address)
 
 
-COLLECTOR_THRESHOLDS: Final = (50_000, 10, 10)
-"""CPython's cyclic collector thresholds in a node process. By default the
-collector runs after every 700 net allocations, and every tenth and
-hundredth run scan the older generations: on a node whose book grows (a
-flow of orders that rest) the full scans come every time the heap has grown
-by a quarter, and take longer as it grows. benchmarks/intake.py (SQLite,
-WebSocket order entry), same sitting: 9,386 and 9,269 durable orders a
-second with the default, p99 acknowledgement at half that rate 112 and 111
-ms; with 50,000 allocations for the first threshold, 10,034 and 10,241,
-p99 12 and 14 ms (with the collector off: 10,451 and 10,008, 10 and 9 ms).
-The older generations keep their defaults, so cyclic garbage is still
-collected, only in larger batches; the restored state is frozen out of
-the collector's scans as it is rebuilt (``recover_node``)."""
-
-
-async def run_node(folder: Path) -> int:
-    """Run the node in ``folder`` until a signal or a failure; the exit status."""
-    gc.set_threshold(*COLLECTOR_THRESHOLDS)
+def run_folder(folder: Path) -> int:
+    """Run the node in ``folder`` on the event loop its config names, until
+    a signal or a failure; the exit status."""
     settings = load_config(folder / CONFIG_FILE)
+    factory = None
+    if settings.event_loop == "uvloop":
+        import uvloop  # noqa: PLC0415 - only where the config asks for it
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(run_node(folder, settings))
+
+
+async def _collect_when_idle(runtime: NodeRuntime, collector: Collector) -> None:
+    """Full collections, paced by :class:`Collector`, until cancelled."""
+    while True:
+        await asyncio.sleep(collector.idle_s)
+        collector.tick(runtime.stats.commits)
+        runtime.stats.full_collections = collector.full_collections
+        runtime.stats.last_full_collection_ms = collector.last_pause_ms
+
+
+async def run_node(folder: Path, settings: NodeSettings) -> int:
+    """Run the node in ``folder``, configured by ``settings``, until a signal
+    or a failure; the exit status."""
+    collector = Collector()
+    collector.install()
     identity = read_key(settings.key_file)
     loop = asyncio.get_running_loop()
     store = await loop.run_in_executor(None, open_store, settings.storage)
@@ -202,11 +216,12 @@ async def run_node(folder: Path) -> int:
             stop.set()
     ports = [s.servers[0].sockets[0].getsockname()[1] for s in servers if s.started and s.servers]
     log.info(
-        "node %s ready: traders' API on %s, operator's API on %s, peer links on %s",
+        "node %s ready: traders' API on %s, operator's API on %s, peer links on %s (%s loop)",
         runtime.core.node_id,
         ports[0] if ports else "-",
         ports[1] if len(ports) > 1 else "-",
         net_port,
+        settings.event_loop,
     )
     ready = folder / "ready.json"
     ready.write_text(
@@ -221,10 +236,12 @@ async def run_node(folder: Path) -> int:
         if len(ports) == 2
         else "{}"
     )
+    collecting = asyncio.create_task(_collect_when_idle(runtime, collector))
     stopped = asyncio.create_task(runtime.stopped.wait())
     waiting = asyncio.create_task(stop.wait())
     await asyncio.wait([stopped, waiting], return_when=asyncio.FIRST_COMPLETED)
     node.expirer.close()
+    collecting.cancel()
     for server in servers:
         server.should_exit = True
     await asyncio.gather(*tasks, return_exceptions=True)

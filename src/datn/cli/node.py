@@ -72,14 +72,12 @@ def run(folder: Path) -> None:
     Logs are JSON lines on standard error. Stops cleanly on Ctrl-C or SIGTERM;
     exits with status 1 if the node stopped on a failure, 2 on a bad config.
     """
-    import asyncio  # noqa: PLC0415 - only when running a node
-
-    from datn.api.serve import configure_logging, run_node  # noqa: PLC0415
+    from datn.api.serve import configure_logging, run_folder  # noqa: PLC0415
     from datn.store import StoreError  # noqa: PLC0415
 
     configure_logging()
     try:
-        status = asyncio.run(run_node(folder))
+        status = run_folder(folder)
     except ConfigError as error:
         click.echo(f"datn node run: {error}", err=True)
         sys.exit(2)

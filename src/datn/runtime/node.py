@@ -176,6 +176,9 @@ class RuntimeStats:
     group_histogram: Histogram = field(default_factory=lambda: Histogram(GROUP_BUCKETS))
     replies: dict[str, int] = field(default_factory=dict)
     """Trader events released, by kind (accepted, rejected, executed, ...)."""
+    full_collections: int = 0
+    """Full scans of the cyclic garbage collector (:mod:`datn.runtime.collector`)."""
+    last_full_collection_ms: float = 0.0
     intake_samples: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=16))
     """(monotonic seconds, inputs) at most once a second, at commits."""
 
