@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from nacl.signing import SigningKey
 from test_lane import Signer, _pair, order
@@ -16,10 +17,14 @@ def test_a_cancel_of_no_open_order_is_refused_and_journals_nothing() -> None:
         pair = await _pair([alice, bob])
         client, runtime = pair.clients[1], pair.runtimes[1]
         store = runtime.store
+        stamps = [0]
 
         async def cancel(signer: Signer, order_id: int) -> tuple[int, dict[str, object]]:
+            # Each request a new time stamp: the same cancel signed twice in
+            # one millisecond is the same request, refused as a replay.
+            stamps.append(max(int(time.time() * 1_000), stamps[-1] + 1))
             target = f"/v1/orders/{order_id}"
-            headers = signer.headers(b"", target, method="DELETE")
+            headers = signer.headers(b"", target, method="DELETE", stamp=str(stamps[-1]))
             answer = await client.delete(target, headers=headers)
             return answer.status_code, answer.json()
 
