@@ -40,16 +40,16 @@ def test_a_full_scan_runs_once_the_node_has_been_idle_a_period() -> None:
     collector = fake.collector()
     assert not collector.tick(10)  # first look: no idea yet whether idle
     fake.now += 1.0
-    assert not collector.tick(25)  # the node works: traders would wait
+    assert not collector.tick(1_000)  # the node works: traders would wait
     fake.now += 1.0
-    assert collector.tick(25)  # no commit for a period: scan now
+    assert collector.tick(1_040)  # heartbeats only for a period: scan now
     assert fake.collections == [2]
     assert collector.full_collections == 1 and collector.last_pause_ms == pytest.approx(2.0)
     fake.now += 1.0
-    assert not collector.tick(25)  # still idle, but nothing new to scan
+    assert not collector.tick(1_040)  # still idle, but nothing new to scan
     fake.pending = 3
     fake.now += 1.0
-    assert collector.tick(25)
+    assert collector.tick(1_040)
     assert fake.collections == [2, 2]
 
 

@@ -83,7 +83,7 @@ def render(runtime: NodeRuntime, api: ApiCounters, links: Mapping[str, int] | No
     metric(
         "datn_full_collections_total",
         "counter",
-        "Full scans of the cyclic garbage collector, run when the node is idle"
+        "Full scans of the cyclic garbage collector, run when the node is quiet"
         " (or every ten minutes).",
         [("", stats.full_collections)],
     )

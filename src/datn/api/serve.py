@@ -132,7 +132,7 @@ async def _collect_when_idle(runtime: NodeRuntime, collector: Collector) -> None
     """Full collections, paced by :class:`Collector`, until cancelled."""
     while True:
         await asyncio.sleep(collector.idle_s)
-        collector.tick(runtime.stats.commits)
+        collector.tick(runtime.stats.inputs)
         runtime.stats.full_collections = collector.full_collections
         runtime.stats.last_full_collection_ms = collector.last_pause_ms
 

@@ -10,9 +10,11 @@ of 133,000 tracked objects, measured in a node after 15,000 orders
 
 So a node keeps the two young generations small and frequent — a scan of
 them costs about a millisecond for 10,000 objects — and runs the full scan
-itself (:class:`Collector`): when the node has been idle for a second, or
-once every ten minutes however busy it is, and only when something has
-reached the oldest generation since the last one. Cyclic garbage (rare in a
+itself (:class:`Collector`): when the node has been quiet for a second (at
+most :data:`QUIET_INPUTS` inputs: a linked node takes its own heartbeat and
+its peers' every second, so it is never wholly idle), or once every ten
+minutes however busy it is, and only when something has reached the oldest
+generation since the last one. Cyclic garbage (rare in a
 node: the collections in that run found 89 objects in the oldest generation)
 is still reclaimed, only at a time traders do not wait for, or at worst once
 every ten minutes.
@@ -35,6 +37,10 @@ MIDDLE_THRESHOLD: Final = 2
 """Collections of the youngest generation between collections of the middle
 one (the default is 10): its scans stay short, and what survives them moves
 on to the oldest generation, which only :class:`Collector` scans."""
+QUIET_INPUTS: Final = 50
+"""Inputs in a period of :attr:`Collector.idle_s` that still count as quiet:
+heartbeats and their answers, a trader now and then; a full scan then
+delays a few of them by its pause, rather than a flow of orders."""
 NEVER: Final = 2**30
 """A threshold the oldest generation's count never reaches."""
 
@@ -43,19 +49,21 @@ class Collector:
     """Runs full collections when they cost traders least (module docstring).
 
     :meth:`install` sets the process's thresholds; :meth:`tick`, called about
-    every ``idle_s`` with a number that grows while the node works (its
-    commits), runs a full collection when one is due."""
+    every ``idle_s`` with the count of inputs the node has taken in, runs a
+    full collection when one is due."""
 
     def __init__(
         self,
         *,
         idle_s: float = 1.0,
+        quiet_inputs: int = QUIET_INPUTS,
         longest_s: float = 600.0,
         clock: Callable[[], float] = time.monotonic,
         collect: Callable[[int], int] = gc.collect,
         pending: Callable[[], int] = lambda: gc.get_count()[2],
     ) -> None:
         self.idle_s = idle_s
+        self.quiet_inputs = quiet_inputs
         self.longest_s = longest_s
         self._clock = clock
         self._collect = collect
@@ -70,13 +78,14 @@ class Collector:
         gc.set_threshold(YOUNG_THRESHOLD, MIDDLE_THRESHOLD, NEVER)
 
     def due(self, activity: int) -> bool:
-        """Whether a full collection is due, ``activity`` being the node's
-        work counter now (idle: the same as at the previous call)."""
-        idle = activity == self._activity
-        self._activity = activity
+        """Whether a full collection is due, ``activity`` being the count of
+        inputs taken in now (quiet: at most ``quiet_inputs`` more than at the
+        previous call)."""
+        previous, self._activity = self._activity, activity
+        quiet = previous is not None and activity - previous <= self.quiet_inputs
         if self._pending() == 0:
             return False  # nothing has reached the oldest generation since the last
-        return idle or self._clock() - self._last_full >= self.longest_s
+        return quiet or self._clock() - self._last_full >= self.longest_s
 
     def tick(self, activity: int) -> bool:
         """Run a full collection if one is due; whether one ran."""
