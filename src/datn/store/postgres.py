@@ -142,9 +142,10 @@ class PostgresStore(SqlStore):
             cursor = connection.execute(_dialect(statement), params)
             return cursor.fetchall() if cursor.description is not None else []
 
-        def run_many(statement: str, rows: Sequence[Sequence[Any]]) -> None:
+        def run_many(statement: str, rows: Sequence[Sequence[Any]]) -> int:
             with connection.cursor() as cursor:
                 cursor.executemany(_dialect(statement), rows)  # pipelined: one round trip
+                return cursor.rowcount  # summed over the rows (psycopg 3.1 and later)
 
         with self._write_lock:
             try:

@@ -121,6 +121,19 @@ _UPSERT_ORDER: Final = (
     " WHERE orders.trader_id = excluded.trader_id"
     " AND orders.client_order_id = excluded.client_order_id"
 )
+
+
+def _order_conflict(tx: Executor, orders: list[OrderRecord]) -> str:
+    """What to say of a group of ``orders`` of which one changed no row."""
+    for order in orders:
+        stored = tx.run(
+            "SELECT trader_id, client_order_id FROM orders WHERE order_id = ?", (order.order_id,)
+        )
+        if stored and tuple(stored[0]) != (order.trader_id, order.client_order_id):
+            return f"order {order.order_id} is stored for another trader or client order id"
+    return "an order is stored for another trader or client order id"
+
+
 _ORDER_COLUMNS: Final = (
     "order_id, trader_id, client_order_id, product_id, status, is_open, created_ms,"
     " updated_ms, body"
@@ -131,12 +144,12 @@ _EXECUTION_COLUMNS: Final = "execution_id, order_id, trader_id, product_id, at_m
 class Executor:
     """What a transaction function may do: run a statement and read its
     rows, or run one statement for many rows of parameters at once (one
-    round trip where the driver can)."""
+    round trip where the driver can) and learn how many rows it changed."""
 
     def __init__(
         self,
         run: Callable[[str, Sequence[Any]], list[Row]],
-        run_many: Callable[[str, Sequence[Sequence[Any]]], None],
+        run_many: Callable[[str, Sequence[Sequence[Any]]], int],
     ) -> None:
         self.run = run
         self.run_many = run_many
@@ -260,26 +273,30 @@ class SqlStore(Store):
                 )
             position = first - 1 + len(rows)
             tx.run("UPDATE datn_meta SET value = ? WHERE key = 'last_position'", (position,))
-            for order in commit.orders:
-                changed = tx.run(
-                    _UPSERT_ORDER + " RETURNING order_id",
-                    (
-                        order.order_id,
-                        order.trader_id,
-                        order.client_order_id,
-                        order.product_id,
-                        order.status,
-                        order.open,
-                        order.created_ms,
-                        order.updated_ms,
-                        order.body,
-                    ),
+            if commit.orders:
+                # One statement for the group (a statement each cost the
+                # writer about as much again as the rest of an order's
+                # rows); an order kept for another trader or client order
+                # id changes no row, so the count tells.
+                changed = tx.run_many(
+                    _UPSERT_ORDER,
+                    [
+                        (
+                            order.order_id,
+                            order.trader_id,
+                            order.client_order_id,
+                            order.product_id,
+                            order.status,
+                            order.open,
+                            order.created_ms,
+                            order.updated_ms,
+                            order.body,
+                        )
+                        for order in commit.orders
+                    ],
                 )
-                if not changed:
-                    raise StoreError(
-                        "conflict",
-                        f"order {order.order_id} is stored for another trader or client order id",
-                    )
+                if changed != len(commit.orders):
+                    raise StoreError("conflict", _order_conflict(tx, commit.orders))
             if commit.executions:
                 first_seq = _meta(tx, "executions") + 1
                 tx.run_many(

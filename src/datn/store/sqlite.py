@@ -68,8 +68,9 @@ def _executor(connection: sqlite3.Connection) -> Executor:
     def run(sql: str, params: Sequence[Any]) -> list[Row]:
         return connection.execute(sql, params).fetchall()
 
-    def run_many(sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        connection.executemany(sql, rows)
+    def run_many(sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        # The rows each execution changed, summed (sqlite3's rowcount).
+        return connection.executemany(sql, rows).rowcount
 
     return Executor(run, run_many)
 
