@@ -272,14 +272,13 @@ def test_a_group_with_one_order_of_another_trader_writes_nothing(backend: Backen
     with backend.open() as store:
         store.commit(Commit(orders=[order(1)]))
         before = store.position()
-        group = Commit(
-            entries=[b"e"], orders=[order(2), order(1, trader="mallory"), order(3)]
-        )
+        group = Commit(entries=[b"e"], orders=[order(2), order(1, trader="mallory"), order(3)])
         error = refusal(lambda: store.commit(group))
         assert error.code == "conflict" and "order 1 " in error.message
         assert store.order(1) == order(1)
         assert store.order(2) is None and store.order(3) is None
         assert store.position() == before
+
 
 def test_orders_list_newest_first_filtered_and_paged(backend: Backend) -> None:
     with backend.open() as store:

@@ -190,6 +190,10 @@ async def run_node(folder: Path, settings: NodeSettings) -> int:
                 port=listen.port,
                 log_config=None,
                 access_log=False,
+                # Nothing reads a caller's address (traders are known by
+                # their keys), so uvicorn's rewriting of it from a proxy's
+                # X-Forwarded-For, a wrapper around every request, is off.
+                proxy_headers=False,
                 lifespan="off",
                 timeout_keep_alive=30,
                 http=CoalescingHttpProtocol,
