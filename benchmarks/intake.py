@@ -27,6 +27,12 @@ PostgreSQL when it answers), over ``--seconds`` each:
 
 The order flow never crosses (limit buys below 5,000 ticks, sells above,
 half IOC), so each order is one journal entry and the book stays small.
+For each order phase it also prints where the time went, from the node's
+own ``/metrics`` read before and after: the node's CPU per order (the
+event loop's thread and the store's writer apart), how busy its one core
+was, how many inputs shared a commit and how long a commit took. These are
+steadier than rates on a machine whose speed moves between runs.
+
 Nothing is asserted; the figures and conditions are printed.
 
 Usage: python benchmarks/intake.py [--seconds 4] [--connections 128]
@@ -58,6 +64,7 @@ import msgspec
 from websockets.asyncio.client import connect
 
 from datn.api.auth import KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from datn.api.metrics import Moved, samples
 from datn.runtime.config import init_folder
 
 DATN = str(Path(sys.executable).parent / "datn")
@@ -108,6 +115,11 @@ class Node:
                 body = {"trader_id": trader_id, "asset": asset, "amount": amount}
                 admin.post("/admin/deposits", json=body).raise_for_status()
         return key["key_id"], bytes.fromhex(key["secret"])
+
+    def metrics(self) -> dict[str, float]:
+        """The node's ``/metrics``, by sample name."""
+        headers = {"authorization": f"Bearer {self.token}"}
+        return samples(httpx.get(f"{self.admin}/metrics", headers=headers).text)
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
@@ -330,6 +342,50 @@ async def ws_latency(port: int, trader: Trader, rate: float, seconds: float) -> 
     return latencies
 
 
+# ------------------------------------------------------------------ accounting
+
+
+class Accounts:
+    """Where a phase's time went, from the node's own counters read before
+    and after it: the node's CPU per order and per thread, how many inputs
+    shared a commit and how long commits took."""
+
+    def __init__(self, node: Node, seconds: float) -> None:
+        self.node = node
+        self.seconds = seconds
+        """How long each phase sends orders (its setup and its last answers
+        aside): what the node's busy share is reckoned over."""
+        self.lines: list[str] = []
+
+    async def phase(self, name: str, work: Any) -> Any:
+        before = self.node.metrics()
+        result = await work
+        after = self.node.metrics()
+        self.lines.append(f"  {name}: {self.account(before, after, self.seconds)}")
+        return result
+
+    @staticmethod
+    def account(before: dict[str, float], after: dict[str, float], seconds: float) -> str:
+        moved = Moved(before, after)
+        orders = moved('datn_orders_total{outcome="accepted"}')
+        commits = moved("datn_commit_milliseconds_count")
+        if not orders or not commits:
+            return "no orders"
+        cpu = moved("process_cpu_seconds_total")
+        loop, loop_system = moved.thread_cpu("MainThread"), moved.thread_cpu("MainThread", "system")
+        writer = moved.thread_cpu("datn-store_0")
+        writer_system = moved.thread_cpu("datn-store_0", "system")
+        per_order = 1e6 / orders
+        return (
+            f"node CPU {cpu * per_order:.0f} us/order (event loop {loop * per_order:.0f}, "
+            f"{loop_system * per_order:.0f} of it in the kernel; store writer "
+            f"{writer * per_order:.0f}, {writer_system * per_order:.0f} in the kernel), "
+            f"node busy {cpu / seconds:.0%}; "
+            f"{moved('datn_commit_group_size_sum') / commits:.1f} inputs a commit, "
+            f"commit {moved('datn_commit_milliseconds_sum') / commits:.2f} ms mean"
+        )
+
+
 # ------------------------------------------------------------------ main
 
 
@@ -337,19 +393,27 @@ async def measure(label: str, node: Node, args: argparse.Namespace) -> None:
     traders = [node.trader(f"t{i}") for i in range(max(args.sessions, args.connections))]
     room = int(args.seconds * 40_000)  # more than any connection can send in the time
     gets = [[get_request()] * (room // args.connections * 2) for _ in range(args.connections)]
+    accounts = Accounts(node, args.seconds)
     ceiling, _ = await http_rate(node.port, gets, args.seconds, args.pipeline)
-    ws = await ws_rate(node.port, traders[: args.sessions], args.seconds, args.window)
+    ws = await accounts.phase(
+        "WebSocket orders",
+        ws_rate(node.port, traders[: args.sessions], args.seconds, args.window),
+    )
     per = room // args.connections
     flows = [Flow(1_000 + i) for i in range(args.connections)]
     posts = [
         [order_request(traders[i], flows[i].order()) for _ in range(per)]
         for i in range(args.connections)
     ]
-    http, errors = await http_rate(node.port, posts, args.seconds, args.pipeline)
-    ws_lat = await ws_latency(node.port, traders[0], ws / 2, args.seconds)
+    http, errors = await accounts.phase(
+        "HTTP orders", http_rate(node.port, posts, args.seconds, args.pipeline)
+    )
+    ws_lat = await accounts.phase(
+        "WebSocket at half rate", ws_latency(node.port, traders[0], ws / 2, args.seconds)
+    )
     flow = Flow(5)
     timed = [order_request(traders[1], flow.order()) for _ in range(int(http / 2 * args.seconds))]
-    http_lat = await http_latency(node.port, timed, http / 2)
+    http_lat = await accounts.phase("HTTP at half rate", http_latency(node.port, timed, http / 2))
     print(f"\n{label}")
     print(f"  ceiling, GET /v1/products: {ceiling:,.0f} req/s")
     print(
@@ -366,6 +430,8 @@ async def measure(label: str, node: Node, args: argparse.Namespace) -> None:
                 f"  {name} ack latency at {rate:,.0f}/s: p50 {statistics.median(values):.2f} ms, "
                 f"p99 {percentile(values, 0.99):.2f} ms ({len(values):,} orders)"
             )
+    print("  where the time went, from the node's own counters (node pinned to one core):")
+    print("\n".join(accounts.lines))
 
 
 def main() -> None:

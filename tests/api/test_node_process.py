@@ -19,6 +19,7 @@ import pytest
 from nodes import Running, make_trader, new_node, node, order, start, stop
 
 from datn.api.client import AdminClient, TraderClient
+from datn.api.metrics import samples
 
 __all__ = ["node"]  # the fixture, used by name
 
@@ -376,6 +377,11 @@ def test_a_trader_over_its_rate_gets_429_and_others_are_served(tmp_path: Path) -
             "datn_rate_limited_total " in text and 'datn_http_responses_total{status="429"}' in text
         )
         assert "datn_commit_milliseconds_bucket" in text and "datn_journal_position" in text
+        # The process's use of the machine, the event loop's thread on its own.
+        seen = samples(text)
+        assert seen["process_cpu_seconds_total"] > 0
+        assert seen["process_resident_memory_bytes"] > 1_000_000
+        assert seen['datn_thread_cpu_seconds_total{thread="MainThread",mode="user"}'] > 0
     finally:
         stop(running)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 
+from datn.api.process import process_use
 from datn.runtime import NodeRuntime
 from datn.runtime.node import Histogram
 
@@ -142,7 +143,69 @@ def render(runtime: NodeRuntime, api: ApiCounters, links: Mapping[str, int] | No
         "Peers' messages the journal could not hold, dropped unapplied.",
         [("", stats.inputs_refused)],
     )
+    use = process_use()
+    metric(
+        "process_cpu_seconds_total",
+        "counter",
+        "Total user and system CPU time spent in seconds.",
+        [("", round(use.cpu_seconds, 6))],
+    )
+    if use.resident_bytes is not None:
+        metric(
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            [("", use.resident_bytes)],
+        )
+    if use.open_fds is not None:
+        metric("process_open_fds", "gauge", "Open file descriptors.", [("", use.open_fds)])
+    if use.threads_cpu_seconds:
+        metric(
+            "datn_thread_cpu_seconds_total",
+            "counter",
+            "CPU time of each of the node's threads, by name (the event loop's is"
+            " MainThread, the store's writer datn-store_0) and mode (user or system).",
+            [
+                (f'{{thread="{_label(name)}",mode="{mode}"}}', round(seconds, 6))
+                for (name, mode), seconds in sorted(use.threads_cpu_seconds.items())
+            ],
+        )
     return "\n".join(lines) + "\n"
+
+
+def samples(text: str) -> dict[str, float]:
+    """The samples of an exposition in the text format (as :func:`render`
+    writes it), by name with labels: ``{'datn_inputs_total': 12.0, ...}``."""
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            found[name] = float(value)
+    return found
+
+
+class Moved:
+    """How far a node's samples moved between two reads of its
+    ``/metrics`` (:func:`samples`), as benchmarks account for a run."""
+
+    def __init__(self, before: dict[str, float], after: dict[str, float]) -> None:
+        self.before = before
+        self.after = after
+
+    def __call__(self, name: str) -> float:
+        return self.after.get(name, 0.0) - self.before.get(name, 0.0)
+
+    def thread_cpu(self, thread: str, mode: str | None = None) -> float:
+        """CPU seconds of ``thread`` in ``mode`` (user or system; both if None)."""
+        modes = ("user", "system") if mode is None else (mode,)
+        return sum(
+            self(f'datn_thread_cpu_seconds_total{{thread="{thread}",mode="{m}"}}') for m in modes
+        )
+
+
+def _label(value: str) -> str:
+    """``value`` escaped for a label in the text exposition format."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def _histogram(lines: list[str], name: str, text: str, histogram: Histogram) -> None:
