@@ -79,6 +79,10 @@ def test_bad_requests_get_a_4xx_with_a_code_and_change_nothing(node: Running) ->
         ),
         (alice.request("POST", "/v1/orders", order("big", "buy", 10, 5_000)), 422, None),
         (alice.request("GET", "/v1/orders/999999"), 404, "unknown_order"),
+        # Unknown paths, the OpenAPI router's among them, answer JSON too.
+        (alice.http.get("/v1/nope"), 404, "not_found"),
+        (alice.http.get("/schema/nope"), 404, "not_found"),
+        (node.admin.http.get("/schema/nope"), 404, "not_found"),
     ]
     # Bodies the JSON decoder cannot read as text, or follow to their end.
     for body in (b'{"client_order_id": "\xff"}', b"[" * 30_000 + b"]" * 30_000):

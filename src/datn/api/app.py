@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
-from litestar import Litestar, Request, Response, delete, get, post
+from litestar import Litestar, MediaType, Request, Response, delete, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig, ResponseSpec
@@ -279,6 +279,16 @@ class Refusal:
 
 
 _HTTP_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+
+
+async def json_not_found(response: Response[Any]) -> Response[Any]:
+    """The OpenAPI router's own page for a ``/schema/...`` path it does not
+    serve (HTML) answered as every other unknown path is: a JSON refusal
+    with its code, so a client meets one shape of 404 from the node."""
+    if response.status_code == 404 and response.media_type == MediaType.HTML:
+        body = _error_body("not_found", "no such path; the API is described at /schema")
+        return Response(body, status_code=404, media_type=MediaType.JSON)
+    return response
 
 
 def refusal(error: Exception) -> Refusal:
@@ -851,6 +861,7 @@ def trader_app(node: Node, extra_handlers: Sequence[Any] = ()) -> Litestar:
         },
         exception_handlers=_HANDLERS,
         before_request=strict_inputs,
+        after_request=json_not_found,
         before_send=[count_response],
         request_max_body_size=MAX_BODY_BYTES,
         openapi_config=OpenAPIConfig(title="datn node: traders' API", version="1"),
@@ -1097,6 +1108,7 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
         dependencies={"node": Provide(provide_node), "admin": Provide(provide_admin)},
         exception_handlers=_HANDLERS,
         before_request=strict_inputs,
+        after_request=json_not_found,
         request_max_body_size=MAX_BODY_BYTES,
         openapi_config=OpenAPIConfig(title="datn node: operator's API", version="1"),
         logging_config=None,
