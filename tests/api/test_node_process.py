@@ -350,6 +350,8 @@ def test_a_newcomer_goes_from_nothing_to_a_filled_order_with_the_cli(node: Runni
     status = json.loads(datn("node", "status", str(node.folder), "--json"))
     assert status["journal_position"] > 0 and status["intake_per_second"] >= 0
     assert status["snapshot_failures"] == 0 and status["commit_p99_ms"] > 0
+    assert status["uptime_s"] > 0 and status["cpu_seconds"] >= status["loop_cpu_seconds"] > 0
+    assert status["resident_mib"] > 1
     # The seller's signed order is kept as it signed it, and checks out.
     kept = node.admin.request("GET", "/admin/traders/seller/signed-orders").json()
     assert len(kept) == 1 and kept[0]["valid"] and kept[0]["target"] == "/v1/orders"

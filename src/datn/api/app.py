@@ -48,6 +48,7 @@ from datn.api.auth import (
 )
 from datn.api.expiry import Expirer
 from datn.api.metrics import ApiCounters, render
+from datn.api.process import process_use
 from datn.clearing.quota import TokenBucket
 from datn.domain import Side, TimeInForce
 from datn.domain.limits import MAX_AMOUNT_MINOR
@@ -279,6 +280,26 @@ class Refusal:
 
 
 _HTTP_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+
+
+def _process_status(uptime_s: float) -> dict[str, object]:
+    """The node process's use of the machine, for the operator's status:
+    the event loop's CPU against the uptime says how near its limit the
+    node has run on average (None where the system cannot say)."""
+    use = process_use()
+    threads = use.threads_cpu_seconds
+    loop = (
+        threads["MainThread", "user"] + threads["MainThread", "system"]
+        if ("MainThread", "user") in threads
+        else None
+    )
+    resident = use.resident_bytes
+    return {
+        "uptime_s": round(uptime_s, 1),
+        "cpu_seconds": round(use.cpu_seconds, 2),
+        "loop_cpu_seconds": None if loop is None else round(loop, 2),
+        "resident_mib": None if resident is None else round(resident / 2**20, 1),
+    }
 
 
 async def json_not_found(response: Response[Any]) -> Response[Any]:
@@ -916,6 +937,7 @@ class Fund(msgspec.Struct, forbid_unknown_fields=True):
 
 def admin_app(node: Node, token_digest: bytes) -> Litestar:
     """The operator's API: traders and their keys, deposits, funding, status."""
+    started = time.monotonic()
 
     async def provide_node() -> Node:
         return node
@@ -1019,6 +1041,7 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
             "commit_p99_ms": round(_p99(stats.commit_ms), 3),
             "inputs": stats.inputs,
             "intake_per_second": round(stats.intake_per_second(time.monotonic()), 1),
+            **_process_status(time.monotonic() - started),
         }
 
     @get("/admin/ledger")
