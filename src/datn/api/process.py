@@ -11,8 +11,8 @@ process's total: the per-thread figures come from Linux's
 from __future__ import annotations
 
 import os
-import resource
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,9 +35,8 @@ class ProcessUse:
 
 def process_use() -> ProcessUse:
     """The process's use of the machine, now."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
     return ProcessUse(
-        cpu_seconds=usage.ru_utime + usage.ru_stime,
+        cpu_seconds=time.process_time(),
         resident_bytes=_resident_bytes(),
         open_fds=_open_fds(),
         threads_cpu_seconds=_threads_cpu_seconds(),
