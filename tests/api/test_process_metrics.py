@@ -41,7 +41,8 @@ def test_a_busy_thread_shows_its_own_cpu_under_its_name() -> None:
     # The thread's own CPU is counted under its name, not the caller's.
     threads = use.threads_cpu_seconds
     busy = threads["datn-test-busy", "user"] + threads["datn-test-busy", "system"]
-    assert busy >= 0.15
+    assert busy >= 0.15 and use.thread_seconds("datn-test-busy") == busy
+    assert use.thread_seconds("no such thread") is None
     assert threads["MainThread", "user"] >= 0.0 and threads["MainThread", "system"] >= 0.0
     assert use.cpu_seconds >= busy
     assert use.resident_bytes is not None and use.resident_bytes > 1_000_000

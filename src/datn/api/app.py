@@ -287,12 +287,7 @@ def _process_status(uptime_s: float) -> dict[str, object]:
     the event loop's CPU against the uptime says how near its limit the
     node has run on average (None where the system cannot say)."""
     use = process_use()
-    threads = use.threads_cpu_seconds
-    loop = (
-        threads["MainThread", "user"] + threads["MainThread", "system"]
-        if ("MainThread", "user") in threads
-        else None
-    )
+    loop = use.thread_seconds("MainThread")
     resident = use.resident_bytes
     return {
         "uptime_s": round(uptime_s, 1),

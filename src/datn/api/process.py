@@ -32,6 +32,13 @@ class ProcessUse:
     """CPU by thread name and mode (``user`` or ``system``), for the
     threads alive now."""
 
+    def thread_seconds(self, name: str) -> float | None:
+        """The CPU (user and system) of the threads named ``name``; None
+        where the system cannot say."""
+        if (name, "user") not in self.threads_cpu_seconds:
+            return None
+        return self.threads_cpu_seconds[name, "user"] + self.threads_cpu_seconds[name, "system"]
+
 
 def process_use() -> ProcessUse:
     """The process's use of the machine, now."""
