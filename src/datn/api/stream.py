@@ -53,7 +53,6 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.exceptions import InvalidState
 
 from datn.api.app import (
-    ApiError,
     Node,
     PlaceOrder,
     book_of,
@@ -61,11 +60,12 @@ from datn.api.app import (
     cancel_everything,
     place,
     prints_of,
+    refusal,
 )
 from datn.api.auth import KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, AuthError
 from datn.api.transport import coalescing
 from datn.protocol.effects import Reply
-from datn.runtime.node import InputRefusedError, NodeStoppedError
+from datn.runtime.node import NodeStoppedError
 
 log = logging.getLogger("datn.api.stream")
 
@@ -377,20 +377,20 @@ class _Session:
                 "message": "op is place (with order), cancel (with order_id), cancel_all, "
                 "heartbeat, subscribe or unsubscribe (with product)",
             }
-        except ApiError as error:
-            return {"id": request.id, "ok": False, "code": error.code, "message": error.message}
-        except _UNREADABLE as error:
-            message = _unreadable(error)
-            return {"id": request.id, "ok": False, "code": "bad_request", "message": message}
-        except InputRefusedError as error:
-            return {"id": request.id, "ok": False, "code": "bad_request", "message": str(error)}
-        except NodeStoppedError:
-            return {
-                "id": request.id,
-                "ok": False,
-                "code": "not_accepted",
-                "message": "the node could not make the request durable; a retry is safe",
-            }
+        except WebSocketDisconnect:
+            raise
+        except Exception as error:
+            return _refused(request.id, error)
+
+
+def _refused(request_id: int | str | None, error: Exception) -> dict[str, Any]:
+    """The answer to a request refused with ``error``: the code and message
+    the REST API gives it (:func:`~datn.api.app.refusal`), so that nothing
+    a session asks goes unanswered: a store that cannot be read, or an
+    error the API does not expect (logged), is ``not_accepted``."""
+    if isinstance(error, _UNREADABLE):
+        return {"id": request_id, "ok": False, "code": "bad_request", "message": _unreadable(error)}
+    return {"id": request_id, "ok": False, **refusal(error).body}
 
 
 class OrderEntryProtocol(WebSocketsSansIOProtocol):

@@ -1,0 +1,155 @@
+"""A store that cannot commit or cannot be read: what a trader is told.
+
+The node answers 503 with the code ``not_accepted`` (and ``Retry-After``)
+on the order lane and on the framework's route alike, accepts nothing more,
+and after a restart a retry of the same client order id places the order
+exactly once. A WebSocket session answers the same code for the same
+failures, under the request's id, rather than leaving the request
+unanswered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+from nacl.signing import SigningKey
+from test_lane import GENESIS, XYZ, Signer, StillClock, order
+
+from datn.api.app import Node, trader_app
+from datn.api.auth import Verifier
+from datn.api.lane import OrderLane
+from datn.api.stream import _Session
+from datn.domain import USD
+from datn.protocol.effects import DepositInput
+from datn.runtime import NodeRuntime
+from datn.runtime.history import history_of
+from datn.store import Commit, MemoryStore, OrderRecord, StoreError
+
+ALICE = Signer("alice", "key-alice", ed25519=SigningKey(b"a" * 32))
+
+
+class FailingStore(MemoryStore):
+    """A memory store whose disk can fill up and whose reads can fail."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.full = False
+        self.unreadable = False
+
+    def commit(self, commit: Commit) -> int:
+        if self.full:
+            raise StoreError("full", "the disk is full")
+        return super().commit(commit)
+
+    def order_by_client_id(self, trader_id: str, client_order_id: str) -> OrderRecord | None:
+        if self.unreadable:
+            raise StoreError("unavailable", "the store cannot be read")
+        return super().order_by_client_id(trader_id, client_order_id)
+
+
+async def _node(store: FailingStore, *, fund: bool) -> Node:
+    history = history_of(store)
+    runtime = await NodeRuntime.open(
+        store, None if store.position() else GENESIS, clock=StillClock(), history=history
+    )
+    if fund:
+        store.put_credential(ALICE.credential())
+        await runtime.submit(DepositInput(ALICE.trader_id, USD.code, 10_000_000))
+        await runtime.submit(DepositInput(ALICE.trader_id, XYZ.product_id, 1_000))
+    return Node(runtime, history, Verifier(store), rate_per_second=1_000, rate_burst=1_000)
+
+
+def _client(node: Node, laned: bool) -> httpx.AsyncClient:
+    app: Any = trader_app(node)
+    if laned:
+        app = OrderLane(app, node)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://node")
+
+
+async def _place(client: httpx.AsyncClient, body: bytes) -> httpx.Response:
+    return await client.post("/v1/orders", content=body, headers=ALICE.headers(body))
+
+
+def test_a_full_store_answers_not_accepted_and_a_retry_after_restart_places_once() -> None:
+    async def test(laned: bool) -> None:
+        store = FailingStore()
+        node = await _node(store, fund=True)
+        client = _client(node, laned)
+        kept = await _place(client, order("kept", "sell", 3))
+        assert kept.status_code == 201, kept.text
+
+        store.full = True
+        lost = order("lost", "sell", 4)
+        for body in (lost, order("later", "sell", 5)):
+            answer = await _place(client, body)
+            assert answer.status_code == 503, answer.text
+            assert answer.json()["code"] == "not_accepted"
+            assert answer.headers["retry-after"] == "1"
+        assert node.runtime.stopped.is_set()
+        await client.aclose()
+
+        # The disk has room again and the node restarts from what it stored:
+        # the retry of the refused order places it, once; the retry of the
+        # acknowledged one is answered with the original.
+        store.full = False
+        node = await _node(store, fund=False)
+        client = _client(node, laned)
+        retried = await _place(client, lost)
+        assert retried.status_code == 201, retried.text
+        again = await _place(client, lost)
+        assert again.status_code == 200 and again.json() == retried.json()
+        original = await _place(client, order("kept", "sell", 3))
+        assert original.status_code == 200
+        assert original.json()["order_id"] == kept.json()["order_id"]
+        listed = await client.get("/v1/orders", headers=ALICE.headers(b"", "/v1/orders", "GET"))
+        ids = sorted(o["client_order_id"] for o in listed.json())
+        assert ids == ["kept", "lost"], ids
+        await client.aclose()
+        await node.runtime.close()
+
+    for laned in (False, True):
+        asyncio.run(asyncio.wait_for(test(laned), timeout=30))
+
+
+class _Socket:
+    """What a session reads of its socket before it sends: the scope."""
+
+    def __init__(self) -> None:
+        self.scope: dict[str, Any] = {"extensions": {}}
+
+
+def test_a_websocket_request_the_store_cannot_serve_is_answered_not_accepted() -> None:
+    async def test() -> None:
+        store = FailingStore()
+        node = await _node(store, fund=True)
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        session = _Session(node, _Socket(), ALICE.trader_id, queue, 0, None)  # type: ignore[arg-type]
+
+        def place(request_id: int, client_order_id: str) -> str:
+            body = json.loads(order(client_order_id, "sell", 2))
+            return json.dumps({"op": "place", "id": request_id, "order": body})
+
+        placed = await session._answer(place(1, "w1"))
+        assert placed["ok"] is True and placed["new"] is True, placed
+        # A retry is looked up in the store; a store that cannot be read
+        # gets the retry refused, with its id, and nothing placed.
+        store.unreadable = True
+        position = store.position()
+        refused = await session._answer(place(2, "w1"))
+        assert refused["id"] == 2 and refused["ok"] is False, refused
+        assert refused["code"] == "not_accepted"
+        assert store.position() == position
+        store.unreadable = False
+        # A store that cannot commit: refused the same way, and the node stops.
+        store.full = True
+        refused = await session._answer(place(3, "w2"))
+        assert (refused["id"], refused["code"]) == (3, "not_accepted"), refused
+        assert node.runtime.stopped.is_set()
+        refused = await session._answer(place(4, "w3"))
+        assert (refused["id"], refused["code"]) == (4, "not_accepted"), refused
+        await node.runtime.close()
+
+    asyncio.run(asyncio.wait_for(test(), timeout=30))
