@@ -430,6 +430,12 @@ async def _caller(request: Request[Any, Any, Any], node: Node) -> Caller:
     return authenticate(node, headers, request.method, request_target(request.scope), body)
 
 
+_SIDES: Final = {side.value: side for side in Side}
+_TIMES_IN_FORCE: Final = {tif.value: tif for tif in TimeInForce}
+"""The enums by the values PlaceOrder allows (a dict lookup: calling an
+enum with its value costs half a microsecond an order)."""
+
+
 async def place(
     node: Node, trader_id: str, data: PlaceOrder, signed: SignedRequest | None = None
 ) -> tuple[bool, OrderView]:
@@ -454,10 +460,10 @@ async def place(
         trader_id,
         data.client_order_id,
         node.product_id(data.product),
-        Side(data.side),
+        _SIDES[data.side],
         data.quantity_lots,
         data.price_ticks,
-        TimeInForce.GTC if gtd else TimeInForce(data.time_in_force),
+        TimeInForce.GTC if gtd else _TIMES_IN_FORCE[data.time_in_force],
     )
     # The core remembers a client order id for client_order_memory_ms; the
     # store remembers it for good. A retry the core has forgotten is answered

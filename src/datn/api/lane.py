@@ -80,9 +80,11 @@ class OrderLane:
 
     async def _place(self, scope: Any, body: bytes, data: PlaceOrder, send: Any) -> None:
         node = self.node
+        # Only the signature's headers are read (all named datn-...).
         headers = {
             name.decode("latin-1").lower(): value.decode("latin-1")
             for name, value in scope["headers"]
+            if name[:5].lower() == b"datn-"
         }
         extra: dict[str, str] = {}
         try:

@@ -155,17 +155,20 @@ class RestingOrders:
         """Put ``remaining_lots`` of a GTC limit order in its book and tell
         every peer; the Done if nothing of it stays."""
         context = self.context
-        remainder = Order.create(
-            order.order_id,
-            order.trader_id,
-            order.product_id,
-            order.side,
-            remaining_lots,
-            order.price_ticks,
-            order.order_type,
-            order.time_in_force,
-            order.client_order_id,
-        )
+        # Orders are immutable: one that rests whole is its own remainder.
+        remainder = order
+        if remaining_lots != order.quantity_lots:
+            remainder = Order.create(
+                order.order_id,
+                order.trader_id,
+                order.product_id,
+                order.side,
+                remaining_lots,
+                order.price_ticks,
+                order.order_type,
+                order.time_in_force,
+                order.client_order_id,
+            )
         meta = RestingMeta(
             order,
             product,
