@@ -4,14 +4,16 @@ The node answers 503 with the code ``not_accepted`` (and ``Retry-After``)
 on the order lane and on the framework's route alike, accepts nothing more,
 and after a restart a retry of the same client order id places the order
 exactly once. A WebSocket session answers the same code for the same
-failures, under the request's id, rather than leaving the request
-unanswered.
+failures and for an error the API does not expect, under the request's
+id, rather than leaving the request unanswered.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import time
 from typing import Any
 
 import httpx
@@ -38,6 +40,11 @@ class FailingStore(MemoryStore):
         super().__init__()
         self.full = False
         self.unreadable = False
+        self.corrupt_bodies = False
+
+    def reopen(self) -> None:
+        """What the next process finds: what was stored before the close."""
+        self._closed = False
 
     def commit(self, commit: Commit) -> int:
         if self.full:
@@ -47,7 +54,10 @@ class FailingStore(MemoryStore):
     def order_by_client_id(self, trader_id: str, client_order_id: str) -> OrderRecord | None:
         if self.unreadable:
             raise StoreError("unavailable", "the store cannot be read")
-        return super().order_by_client_id(trader_id, client_order_id)
+        found = super().order_by_client_id(trader_id, client_order_id)
+        if found is not None and self.corrupt_bodies:
+            return dataclasses.replace(found, body=b'{"order_id": "not a number"}')
+        return found
 
 
 async def _node(store: FailingStore, *, fund: bool) -> Node:
@@ -69,8 +79,20 @@ def _client(node: Node, laned: bool) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://node")
 
 
+_STAMPS = [0]
+
+
+def _stamp() -> str:
+    """A time stamp later than the last: the same request signed twice in
+    one millisecond is the same signature, refused as a replay."""
+    _STAMPS.append(max(int(time.time() * 1_000), _STAMPS[-1] + 1))
+    return str(_STAMPS[-1])
+
+
 async def _place(client: httpx.AsyncClient, body: bytes) -> httpx.Response:
-    return await client.post("/v1/orders", content=body, headers=ALICE.headers(body))
+    return await client.post(
+        "/v1/orders", content=body, headers=ALICE.headers(body, stamp=_stamp())
+    )
 
 
 def test_a_full_store_answers_not_accepted_and_a_retry_after_restart_places_once() -> None:
@@ -90,6 +112,8 @@ def test_a_full_store_answers_not_accepted_and_a_retry_after_restart_places_once
             assert answer.headers["retry-after"] == "1"
         assert node.runtime.stopped.is_set()
         await client.aclose()
+        await node.runtime.close()
+        store.reopen()
 
         # The disk has room again and the node restarts from what it stored:
         # the retry of the refused order places it, once; the retry of the
@@ -104,7 +128,8 @@ def test_a_full_store_answers_not_accepted_and_a_retry_after_restart_places_once
         original = await _place(client, order("kept", "sell", 3))
         assert original.status_code == 200
         assert original.json()["order_id"] == kept.json()["order_id"]
-        listed = await client.get("/v1/orders", headers=ALICE.headers(b"", "/v1/orders", "GET"))
+        headers = ALICE.headers(b"", "/v1/orders", "GET", stamp=_stamp())
+        listed = await client.get("/v1/orders", headers=headers)
         ids = sorted(o["client_order_id"] for o in listed.json())
         assert ids == ["kept", "lost"], ids
         await client.aclose()
@@ -143,6 +168,13 @@ def test_a_websocket_request_the_store_cannot_serve_is_answered_not_accepted() -
         assert refused["code"] == "not_accepted"
         assert store.position() == position
         store.unreadable = False
+        # An error the API does not expect (a stored order that cannot be
+        # read back) is refused the same way, not answered as the client's
+        # own bad request.
+        store.corrupt_bodies = True
+        refused = await session._answer(place(5, "w1"))
+        assert (refused["id"], refused["code"]) == (5, "not_accepted"), refused
+        store.corrupt_bodies = False
         # A store that cannot commit: refused the same way, and the node stops.
         store.full = True
         refused = await session._answer(place(3, "w2"))

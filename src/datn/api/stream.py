@@ -17,7 +17,9 @@ client sends requests, each with its own ``id``::
     {"op": "unsubscribe", "id": 6, "product": "XYZ"}
 
 and gets one answer per request, ``{"id": 1, "ok": true, "order": {...}}``
-or ``{"id": 1, "ok": false, "code": ..., "message": ...}``. Events for the
+or ``{"id": 1, "ok": false, "code": ..., "message": ...}`` with the fields
+the REST API's refusal of the same request carries (``order_id`` for an
+order rejected or a client order id reused). Events for the
 trader's orders arrive as ``{"event": "accepted" | "rested" | "executed" |
 "done" | ..., ...}``, each only after the input behind it is durable.
 
@@ -352,7 +354,16 @@ class _Session:
         node, trader = self.node, self.trader_id
         try:
             if request.op == "place" and request.order:
-                order = _ORDER.decode(request.order)
+                try:
+                    order = _ORDER.decode(request.order)
+                except _UNREADABLE as error:
+                    message = _unreadable(error)
+                    return {
+                        "id": request.id,
+                        "ok": False,
+                        "code": "bad_request",
+                        "message": message,
+                    }
                 new, view = await place(node, trader, order)
                 return {"id": request.id, "ok": True, "new": new, "order": view}
             if request.op == "cancel" and request.order_id is not None:
@@ -377,20 +388,11 @@ class _Session:
                 "message": "op is place (with order), cancel (with order_id), cancel_all, "
                 "heartbeat, subscribe or unsubscribe (with product)",
             }
-        except WebSocketDisconnect:
-            raise
         except Exception as error:
-            return _refused(request.id, error)
-
-
-def _refused(request_id: int | str | None, error: Exception) -> dict[str, Any]:
-    """The answer to a request refused with ``error``: the code and message
-    the REST API gives it (:func:`~datn.api.app.refusal`), so that nothing
-    a session asks goes unanswered: a store that cannot be read, or an
-    error the API does not expect (logged), is ``not_accepted``."""
-    if isinstance(error, _UNREADABLE):
-        return {"id": request_id, "ok": False, "code": "bad_request", "message": _unreadable(error)}
-    return {"id": request_id, "ok": False, **refusal(error).body}
+            # What the REST API answers (datn.api.app.refusal), so nothing a
+            # session asks goes unanswered: a store that cannot be read, or
+            # an error the API does not expect (logged), is not_accepted.
+            return {"id": request.id, "ok": False, **refusal(error).body}
 
 
 class OrderEntryProtocol(WebSocketsSansIOProtocol):
