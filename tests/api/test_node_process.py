@@ -376,6 +376,28 @@ def test_a_trader_over_its_rate_gets_429_and_others_are_served(tmp_path: Path) -
         assert int(limited.headers["retry-after"]) >= 1
         assert limited.headers["x-ratelimit-limit"] == "2"
         assert polite.request("GET", "/v1/balances").status_code == 200
+        # Over the WebSocket the same budget holds for what changes
+        # something; a heartbeat is always answered.
+        hasty = make_trader(running, "hasty", 0, 100)
+        with ws_session(running, hasty) as session:
+            for n in range(1, 9):
+                body = order(f"h{n}", "sell", 1, 6_000)
+                session.send(json.dumps({"op": "place", "id": n, "order": body}))
+            # Answers come as each is decided: refusals before the orders
+            # placed, which wait for their commit.
+            by_id: dict[int, dict[str, Any]] = {}
+            while len(by_id) < 8:
+                message = json.loads(session.recv(timeout=10))
+                if isinstance(message.get("id"), int):
+                    by_id[message["id"]] = message
+            answers = [by_id[n] for n in range(1, 9)]
+            assert [a["ok"] for a in answers[:5]] == [True] * 5, answers
+            over = [a for a in answers[5:] if not a["ok"]]
+            assert over and all(a["code"] == "rate_limited" for a in over), answers
+            assert all(a["retry_after_s"] >= 1 for a in over)
+            session.send(json.dumps({"op": "heartbeat", "id": 9}))
+            assert next_answer(session, 9)["ok"] is True
+        assert polite.request("GET", "/v1/balances").status_code == 200
         metrics = running.admin.request("GET", "/metrics")
         assert metrics.status_code == 200
         text = metrics.text

@@ -19,7 +19,9 @@ client sends requests, each with its own ``id``::
 and gets one answer per request, ``{"id": 1, "ok": true, "order": {...}}``
 or ``{"id": 1, "ok": false, "code": ..., "message": ...}`` with the fields
 the REST API's refusal of the same request carries (``order_id`` for an
-order rejected or a client order id reused). Events for the
+order rejected or a client order id reused; ``retry_after_s`` for a
+``rate_limited`` one: place, cancel and cancel_all spend the trader's
+request budget, the same one its REST requests spend). Events for the
 trader's orders arrive as ``{"event": "accepted" | "rested" | "executed" |
 "done" | ..., ...}``, each only after the input behind it is durable.
 
@@ -110,6 +112,12 @@ def _unreadable(error: Exception) -> str:
         return "the message's JSON is nested too deeply"
     return str(error)
 
+
+_BUDGETED = frozenset({"place", "cancel", "cancel_all"})
+"""Requests that spend the trader's request budget (``rate_per_second``,
+``rate_burst``), shared with the REST API: the ones that change something.
+A heartbeat never does, so a trader over budget keeps its dead-man's switch
+fed; subscriptions only read."""
 
 _AUTH = msgspec.json.Decoder(Auth)
 _REQUEST = msgspec.json.Decoder(Request)
@@ -353,6 +361,8 @@ class _Session:
             return {"id": None, "ok": False, "code": "bad_request", "message": _unreadable(error)}
         node, trader = self.node, self.trader_id
         try:
+            if request.op in _BUDGETED:
+                node.admit(trader)  # the trader's request budget, as over REST
             if request.op == "place" and request.order:
                 try:
                     order = _ORDER.decode(request.order)
@@ -392,7 +402,12 @@ class _Session:
             # What the REST API answers (datn.api.app.refusal), so nothing a
             # session asks goes unanswered: a store that cannot be read, or
             # an error the API does not expect (logged), is not_accepted.
-            return {"id": request.id, "ok": False, **refusal(error).body}
+            refused = refusal(error)
+            answer = {"id": request.id, "ok": False, **refused.body}
+            retry_after = refused.headers.get("Retry-After")
+            if retry_after is not None:
+                answer["retry_after_s"] = int(retry_after)
+            return answer
 
 
 class OrderEntryProtocol(WebSocketsSansIOProtocol):
