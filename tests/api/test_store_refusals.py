@@ -17,18 +17,22 @@ import time
 from typing import Any
 
 import httpx
+import pytest
+from litestar.exceptions import WebSocketDisconnect
+from litestar.testing import TestClient
 from nacl.signing import SigningKey
 from test_lane import GENESIS, XYZ, Signer, StillClock, order
 
 from datn.api.app import Node, trader_app
-from datn.api.auth import Verifier
+from datn.api.auth import Verifier, sign_ed25519
 from datn.api.lane import OrderLane
-from datn.api.stream import _Session
+from datn.api.stream import Sessions, _Session, stream_handler
 from datn.domain import USD
 from datn.protocol.effects import DepositInput
 from datn.runtime import NodeRuntime
 from datn.runtime.history import history_of
 from datn.store import Commit, MemoryStore, OrderRecord, StoreError
+from datn.store.base import Credential
 
 ALICE = Signer("alice", "key-alice", ed25519=SigningKey(b"a" * 32))
 
@@ -50,6 +54,11 @@ class FailingStore(MemoryStore):
         if self.full:
             raise StoreError("full", "the disk is full")
         return super().commit(commit)
+
+    def credential(self, key_id: str) -> Credential | None:
+        if self.unreadable:
+            raise StoreError("unavailable", "the store cannot be read")
+        return super().credential(key_id)
 
     def order_by_client_id(self, trader_id: str, client_order_id: str) -> OrderRecord | None:
         if self.unreadable:
@@ -185,3 +194,40 @@ def test_a_websocket_request_the_store_cannot_serve_is_answered_not_accepted() -
         await node.runtime.close()
 
     asyncio.run(asyncio.wait_for(test(), timeout=30))
+
+
+def test_a_websocket_that_cannot_be_authenticated_is_told_why_and_closed() -> None:
+    store = FailingStore()
+    node = asyncio.run(_node(store, fund=True))
+    app = trader_app(node, [stream_handler(node, Sessions())])
+
+    def auth() -> str:
+        stamp = _stamp()
+        assert ALICE.ed25519 is not None
+        signature = sign_ed25519(ALICE.ed25519, stamp, "GET", "/v1/ws", b"")
+        return json.dumps(
+            {"op": "auth", "key_id": ALICE.key_id, "timestamp": stamp, "signature": signature}
+        )
+
+    def refused(first: str) -> tuple[dict[str, Any], int]:
+        with client.websocket_connect("/v1/ws") as socket:
+            socket.send_text(first)
+            answer = socket.receive_json(timeout=10)
+            with pytest.raises(WebSocketDisconnect) as closed:
+                socket.receive(timeout=10)
+        return answer, closed.value.code
+
+    with TestClient(app) as client:
+        # A first message that is no auth message (deeply nested JSON), from
+        # a caller not yet known: refused as a bad request.
+        answer, code = refused("[" * 5_000 + "]" * 5_000)
+        assert (answer["ok"], answer["code"], code) == (False, "bad_request", 4401), answer
+        # The key cannot be looked up: the caller is told to come back.
+        store.unreadable = True
+        answer, code = refused(auth())
+        assert (answer["ok"], answer["code"], code) == (False, "not_accepted", 1013), answer
+        store.unreadable = False
+        with client.websocket_connect("/v1/ws") as socket:
+            socket.send_text(auth())
+            assert socket.receive_json(timeout=10) == {"ok": True, "trader_id": "alice"}
+    asyncio.run(node.runtime.close())

@@ -70,6 +70,7 @@ from datn.api.auth import KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, AuthEr
 from datn.api.transport import coalescing
 from datn.protocol.effects import Reply
 from datn.runtime.node import NodeStoppedError
+from datn.store import StoreError
 
 log = logging.getLogger("datn.api.stream")
 
@@ -244,12 +245,25 @@ def stream_handler(node: Node, sessions: Sessions) -> Any:
                 SIGNATURE_HEADER: auth.signature,
             }
             caller = node.verifier.verify(headers, "GET", "/v1/ws", b"", once=True)
-        except (AuthError, msgspec.ValidationError, msgspec.DecodeError, TimeoutError) as error:
-            code = error.code if isinstance(error, AuthError) else "bad_request"
-            await socket.send_data(
-                _EVENTS.encode({"ok": False, "code": code, "message": str(error)})
-            )
+        except (AuthError, TimeoutError, *_UNREADABLE) as error:
+            if isinstance(error, AuthError):
+                code, message = error.code, str(error)
+            elif isinstance(error, TimeoutError):
+                code, message = "bad_request", f"no auth message within {AUTH_TIMEOUT_S:.0f} s"
+            else:
+                code, message = "bad_request", _unreadable(error)
+            await socket.send_data(_EVENTS.encode({"ok": False, "code": code, "message": message}))
             await socket.close(code=4401)
+            return
+        except StoreError as error:
+            # The key could not be looked up: nothing was decided about the
+            # caller, who may try again (1013: try again later).
+            log.error("store error authenticating a WebSocket session: %s", error)
+            message = "the node's store is unavailable; retry later"
+            await socket.send_data(
+                _EVENTS.encode({"ok": False, "code": "not_accepted", "message": message})
+            )
+            await socket.close(code=1013)
             return
         except WebSocketDisconnect:
             return
