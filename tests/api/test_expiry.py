@@ -1,15 +1,19 @@
 """Good-till-date expiries kept by the node: orders that end long before
-their expiry do not pile up in its schedule."""
+their expiry do not pile up in its schedule, and a store that cannot be
+read delays an expiry without dropping it."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import OrderedDict
 from types import SimpleNamespace
 from typing import Any
 
 from datn.api.expiry import Expirer
+from datn.protocol.effects import CancelInput
 from datn.runtime.history import OrderView
+from datn.store import StoreError
 
 
 def view(order_id: int, status: str) -> OrderView:
@@ -45,3 +49,42 @@ def test_expiries_of_orders_that_ended_are_dropped_as_the_schedule_grows() -> No
     kept = asyncio.run(run())
     assert len(kept) < 4_096 + 200
     assert set(range(0, 20_000, 100)) <= set(kept)
+
+
+def test_a_store_that_cannot_be_read_delays_an_expiry_and_drops_none() -> None:
+    """The store fails to read an order back (it is not in memory) when
+    its expiry comes, and when the schedule is pruned: the cancel is sent
+    once the store reads again, and the prune keeps what it cannot check."""
+    stored = {1: view(1, "new")}
+    failing = {"on": True}
+
+    def from_store(order_id: int) -> OrderView | None:
+        if failing["on"]:
+            raise StoreError("unavailable", "the store cannot be read")
+        return stored.get(order_id)
+
+    cancels: list[CancelInput] = []
+
+    async def submit(event: CancelInput) -> list[object]:
+        cancels.append(event)
+        return []
+
+    history = SimpleNamespace(live={}, finished=OrderedDict(), view=from_store)
+    node = SimpleNamespace(history=history, runtime=SimpleNamespace(submit=submit))
+    expirer = Expirer(node)  # type: ignore[arg-type]
+
+    async def run() -> None:
+        expirer.schedule(0, "alice", 1)  # due at once
+        await asyncio.sleep(0.05)
+        assert cancels == [] and [entry[1] for entry in expirer._due] == [1]
+        expirer._prune()  # cannot check order 1: keeps it
+        assert [entry[1] for entry in expirer._due] == [1]
+        failing["on"] = False
+        deadline = time.monotonic() + 5
+        while not cancels:
+            assert time.monotonic() < deadline, "the expiry was never retried"
+            await asyncio.sleep(0.05)
+        assert cancels == [CancelInput("alice", 1)] and expirer.expired == 1
+        expirer.close()
+
+    asyncio.run(asyncio.wait_for(run(), timeout=10))

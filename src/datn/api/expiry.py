@@ -8,7 +8,9 @@ the order ends ``expired``. Expiries are read back from the store's open
 orders at start, so an order outlives a restart and still expires on time;
 one whose expiry passed while the node was down is cancelled as soon as the
 node is up. A part locked by a peer at that moment ends as a cancel would
-leave it: pending until its lock ends.
+leave it: pending until its lock ends. A store that cannot be read when an
+expiry is due delays that cancel, never drops it: it is tried again a
+second later, and a prune keeps the expiries it cannot check.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING
 from datn.protocol.effects import CancelInput
 from datn.runtime import NodeStoppedError
 from datn.runtime.history import ORDER_DECODER
+from datn.store import StoreError
 
 if TYPE_CHECKING:
     from datn.api.app import Node
@@ -31,6 +34,9 @@ log = logging.getLogger("datn.api.expiry")
 
 _PAGE = 10_000
 _FIRST_PRUNE = 4_096
+RETRY_MS = 1_000
+"""An expiry whose order the store could not read is tried again this much
+later (the store's error is logged each time)."""
 _LOW_ORDER_ID = -(2**63)
 
 
@@ -79,7 +85,11 @@ class Expirer:
         for entry in self._due:
             view = history.live.get(entry[1])
             if view is None and entry[1] not in history.finished:
-                view = history.view(entry[1])
+                try:
+                    view = history.view(entry[1])
+                except StoreError:
+                    kept.append(entry)  # cannot tell now: kept, for the next prune
+                    continue
             if view is not None and view.open:
                 kept.append(entry)
         heapq.heapify(kept)
@@ -100,7 +110,12 @@ class Expirer:
                     await asyncio.wait_for(self._changed.wait(), timeout=min(wait_s, 60.0))
                 continue
             _, order_id, trader_id = heapq.heappop(due)
-            view = self.node.history.view(order_id)
+            try:
+                view = self.node.history.view(order_id)
+            except StoreError as error:
+                log.error("order %d's expiry is checked again in a second: %s", order_id, error)
+                heapq.heappush(due, (int(time.time() * 1_000) + RETRY_MS, order_id, trader_id))
+                continue
             if view is None or not view.open:
                 continue
             try:
