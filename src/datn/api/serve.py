@@ -26,7 +26,7 @@ import uvicorn
 from datn.api.app import Node, admin_app, trader_app
 from datn.api.auth import Verifier, token_digest
 from datn.api.lane import OrderLane
-from datn.api.stream import OrderEntryProtocol, Sessions, stream_handler
+from datn.api.stream import MAX_MESSAGE_BYTES, OrderEntryProtocol, Sessions, stream_handler
 from datn.api.transport import CoalescingHttpProtocol
 from datn.domain.value import NodeId
 from datn.net import LinkSettings, PeerLinks
@@ -198,6 +198,7 @@ async def run_node(folder: Path, settings: NodeSettings) -> int:
                 timeout_keep_alive=30,
                 http=CoalescingHttpProtocol,
                 ws=OrderEntryProtocol,
+                ws_max_size=MAX_MESSAGE_BYTES,
                 limit_concurrency=10_000,
             )
         )

@@ -57,6 +57,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.exceptions import InvalidState
 
 from datn.api.app import (
+    MAX_BODY_BYTES,
     Node,
     PlaceOrder,
     book_of,
@@ -77,6 +78,12 @@ log = logging.getLogger("datn.api.stream")
 SEND_NOW = "datn.send_now"
 """The scope extension under which :class:`OrderEntryProtocol` offers its
 :meth:`~OrderEntryProtocol.send_now` to the application."""
+MAX_MESSAGE_BYTES = MAX_BODY_BYTES + 1_024
+"""The largest message a trader's WebSocket takes: an order's body, which
+the REST API takes up to MAX_BODY_BYTES, in its request's envelope. A
+larger one closes the socket (1009, message too big) before it is read
+whole, so what a session holds stays bounded (the protocol reads at most
+HIGH_WATER messages ahead)."""
 MAX_QUEUED_EVENTS = 10_000
 MAX_IN_FLIGHT = 1_024
 """Requests of one session being handled at once; beyond, reading waits."""
