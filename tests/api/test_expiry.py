@@ -5,11 +5,15 @@ read delays an expiry without dropping it."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import OrderedDict
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
+from datn.api import expiry
 from datn.api.expiry import Expirer
 from datn.protocol.effects import CancelInput
 from datn.runtime.history import OrderView
@@ -88,3 +92,56 @@ def test_a_store_that_cannot_be_read_delays_an_expiry_and_drops_none() -> None:
         expirer.close()
 
     asyncio.run(asyncio.wait_for(run(), timeout=10))
+
+
+def test_reads_that_fail_slowly_do_not_keep_the_loop_from_other_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Four expiries due at once, each read blocking for longer than the
+    retry interval before it fails: between two failed reads the loop
+    serves other work, and once the store reads again every order
+    expires, once."""
+    monkeypatch.setattr(expiry, "RETRY_MS", 50)
+    timeline: list[str] = []
+
+    def from_store(order_id: int) -> OrderView | None:
+        failed = timeline.count("read failed")
+        if failed < 6:
+            time.sleep(0.1)  # a store that takes its time to fail
+            timeline.append("read failed")
+            raise StoreError("unavailable", "the store cannot be read")
+        return view(order_id, "new")
+
+    cancels: list[CancelInput] = []
+
+    async def submit(event: CancelInput) -> list[object]:
+        cancels.append(event)
+        return []
+
+    history = SimpleNamespace(live={}, finished=OrderedDict(), view=from_store)
+    node = SimpleNamespace(history=history, runtime=SimpleNamespace(submit=submit))
+    expirer = Expirer(node)  # type: ignore[arg-type]
+
+    async def ticker() -> None:
+        while True:
+            timeline.append("tick")
+            await asyncio.sleep(0.01)
+
+    async def run() -> None:
+        ticking = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        for order_id in range(1, 5):
+            expirer.schedule(0, "alice", order_id)
+        deadline = time.monotonic() + 8
+        while len(cancels) < 4:
+            assert time.monotonic() < deadline, timeline
+            await asyncio.sleep(0.05)
+        ticking.cancel()
+        expirer.close()
+
+    asyncio.run(asyncio.wait_for(run(), timeout=10))
+    failures = [n for n, event in enumerate(timeline) if event == "read failed"]
+    assert len(failures) == 6
+    for first, second in itertools.pairwise(failures):
+        assert "tick" in timeline[first:second], timeline
+    assert sorted(c.order_id for c in cancels) == [1, 2, 3, 4]

@@ -218,8 +218,8 @@ def test_a_websocket_that_cannot_be_authenticated_is_told_why_and_closed() -> No
         return answer, closed.value.code
 
     with TestClient(app) as client:
-        # A first message that is no auth message (deeply nested JSON), from
-        # a caller not yet known: refused as a bad request.
+        # A first message that is no auth message, from a caller not yet
+        # known: refused as a bad request.
         answer, code = refused("[" * 5_000 + "]" * 5_000)
         assert (answer["ok"], answer["code"], code) == (False, "bad_request", 4401), answer
         # The key cannot be looked up: the caller is told to come back.

@@ -35,8 +35,8 @@ log = logging.getLogger("datn.api.expiry")
 _PAGE = 10_000
 _FIRST_PRUNE = 4_096
 RETRY_MS = 1_000
-"""An expiry whose order the store could not read is tried again this much
-later (the store's error is logged each time)."""
+"""When the store cannot read an order whose expiry is due, the schedule
+waits this long and tries again (the outage is logged once)."""
 _LOW_ORDER_ID = -(2**63)
 
 
@@ -51,6 +51,7 @@ class Expirer:
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._prune_at = _FIRST_PRUNE
+        self._store_failing = False
         self.expired = 0
 
     def load(self) -> int:
@@ -113,9 +114,17 @@ class Expirer:
             try:
                 view = self.node.history.view(order_id)
             except StoreError as error:
-                log.error("order %d's expiry is checked again in a second: %s", order_id, error)
+                if not self._store_failing:
+                    log.error("expiries wait for the store, tried again every second: %s", error)
+                    self._store_failing = True
                 heapq.heappush(due, (int(time.time() * 1_000) + RETRY_MS, order_id, trader_id))
+                # The whole schedule waits, not only this entry: reads that
+                # fail slowly must not keep the loop from everything else.
+                await asyncio.sleep(RETRY_MS / 1_000)
                 continue
+            if self._store_failing:
+                log.info("expiries: the store reads again")
+                self._store_failing = False
             if view is None or not view.open:
                 continue
             try:
