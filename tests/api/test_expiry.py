@@ -8,6 +8,7 @@ import asyncio
 import itertools
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -33,6 +34,22 @@ def view(order_id: int, status: str) -> OrderView:
         quantity_lots=1,
         status=status,
     )
+
+
+def expirer_over(
+    from_store: Callable[[int], OrderView | None],
+) -> tuple[Expirer, list[CancelInput]]:
+    """An Expirer whose orders are read with ``from_store`` (none in
+    memory), and the cancels it submits."""
+    cancels: list[CancelInput] = []
+
+    async def submit(event: CancelInput) -> list[object]:
+        cancels.append(event)
+        return []
+
+    history = SimpleNamespace(live={}, finished=OrderedDict(), view=from_store)
+    node = SimpleNamespace(history=history, runtime=SimpleNamespace(submit=submit))
+    return Expirer(node), cancels  # type: ignore[arg-type]
 
 
 def test_expiries_of_orders_that_ended_are_dropped_as_the_schedule_grows() -> None:
@@ -67,15 +84,7 @@ def test_a_store_that_cannot_be_read_delays_an_expiry_and_drops_none() -> None:
             raise StoreError("unavailable", "the store cannot be read")
         return stored.get(order_id)
 
-    cancels: list[CancelInput] = []
-
-    async def submit(event: CancelInput) -> list[object]:
-        cancels.append(event)
-        return []
-
-    history = SimpleNamespace(live={}, finished=OrderedDict(), view=from_store)
-    node = SimpleNamespace(history=history, runtime=SimpleNamespace(submit=submit))
-    expirer = Expirer(node)  # type: ignore[arg-type]
+    expirer, cancels = expirer_over(from_store)
 
     async def run() -> None:
         expirer.schedule(0, "alice", 1)  # due at once
@@ -112,15 +121,7 @@ def test_reads_that_fail_slowly_do_not_keep_the_loop_from_other_work(
             raise StoreError("unavailable", "the store cannot be read")
         return view(order_id, "new")
 
-    cancels: list[CancelInput] = []
-
-    async def submit(event: CancelInput) -> list[object]:
-        cancels.append(event)
-        return []
-
-    history = SimpleNamespace(live={}, finished=OrderedDict(), view=from_store)
-    node = SimpleNamespace(history=history, runtime=SimpleNamespace(submit=submit))
-    expirer = Expirer(node)  # type: ignore[arg-type]
+    expirer, cancels = expirer_over(from_store)
 
     async def ticker() -> None:
         while True:
