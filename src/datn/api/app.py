@@ -236,7 +236,7 @@ class Node:
             429,
             "rate_limited",
             f"more than {self.rate_per_second} requests a second (burst {self.rate_burst}); "
-            "retry after the time in Retry-After",
+            "retry after the seconds in Retry-After (retry_after_s on the WebSocket)",
             headers={
                 "Retry-After": str(wait_s),
                 "X-RateLimit-Limit": str(self.rate_per_second),

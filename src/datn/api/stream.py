@@ -58,6 +58,7 @@ from websockets.exceptions import InvalidState
 
 from datn.api.app import (
     MAX_BODY_BYTES,
+    ApiError,
     Node,
     PlaceOrder,
     book_of,
@@ -388,13 +389,8 @@ class _Session:
                 try:
                     order = _ORDER.decode(request.order)
                 except _UNREADABLE as error:
-                    message = _unreadable(error)
-                    return {
-                        "id": request.id,
-                        "ok": False,
-                        "code": "bad_request",
-                        "message": message,
-                    }
+                    # The client's own order: its error, not the node's.
+                    raise ApiError(400, "bad_request", _unreadable(error)) from None
                 new, view = await place(node, trader, order)
                 return {"id": request.id, "ok": True, "new": new, "order": view}
             if request.op == "cancel" and request.order_id is not None:
