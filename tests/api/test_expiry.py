@@ -75,11 +75,14 @@ def test_expiries_of_orders_that_ended_are_dropped_as_the_schedule_grows() -> No
 def test_a_store_that_cannot_be_read_delays_an_expiry_and_drops_none() -> None:
     """The store fails to read an order back (it is not in memory) when
     its expiry comes, and when the schedule is pruned: the cancel is sent
-    once the store reads again, and the prune keeps what it cannot check."""
-    stored = {1: view(1, "new")}
+    once the store reads again, and the prune keeps what it cannot check,
+    reading no further once a read has failed."""
+    stored = {n: view(n, "new") for n in (1, 2, 3)}
     failing = {"on": True}
+    reads: list[int] = []
 
     def from_store(order_id: int) -> OrderView | None:
+        reads.append(order_id)
         if failing["on"]:
             raise StoreError("unavailable", "the store cannot be read")
         return stored.get(order_id)
@@ -92,6 +95,14 @@ def test_a_store_that_cannot_be_read_delays_an_expiry_and_drops_none() -> None:
         assert cancels == [] and [entry[1] for entry in expirer._due] == [1]
         expirer._prune()  # cannot check order 1: keeps it
         assert [entry[1] for entry in expirer._due] == [1]
+        # With more to check, the prune stops reading at the first failure
+        # (reads that fail slowly would each hold the loop) and keeps all.
+        expirer.schedule(10**13, "alice", 2)
+        expirer.schedule(10**13, "alice", 3)
+        before = len(reads)
+        expirer._prune()
+        assert len(reads) == before + 1
+        assert sorted(entry[1] for entry in expirer._due) == [1, 2, 3]
         failing["on"] = False
         deadline = time.monotonic() + 5
         while not cancels:

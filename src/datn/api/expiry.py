@@ -83,13 +83,20 @@ class Expirer:
         expiry do not pile up; the bound doubles with what stays open."""
         history = self.node.history
         kept = []
+        readable = True
         for entry in self._due:
             view = history.live.get(entry[1])
             if view is None and entry[1] not in history.finished:
+                if not readable:
+                    kept.append(entry)  # the store failed this prune: unchecked, kept
+                    continue
                 try:
                     view = history.view(entry[1])
                 except StoreError:
-                    kept.append(entry)  # cannot tell now: kept, for the next prune
+                    # One failed read is enough: reads that fail slowly
+                    # must not hold the loop once per entry.
+                    readable = False
+                    kept.append(entry)
                     continue
             if view is not None and view.open:
                 kept.append(entry)
