@@ -92,6 +92,14 @@ class _Change:
     balance: int
     held: int
 
+    def __init__(self, account: AccountKey, rule: AccountRule, balance: int, held: int) -> None:
+        # Written out, not generated, for speed, as Order.__init__ is
+        # (datn.domain.orders): one is built for every account an entry moves.
+        object.__setattr__(self, "account", account)
+        object.__setattr__(self, "rule", rule)
+        object.__setattr__(self, "balance", balance)
+        object.__setattr__(self, "held", held)
+
 
 class Ledger:
     """Accounts keyed by (owner, asset), balanced entries and holds.

@@ -56,6 +56,24 @@ class Lock:
     expires_mono_ms: int
     notional: int = 0
 
+    def __init__(
+        self,
+        lock_id: int,
+        originator: NodeId,
+        order_id: int,
+        quantity_lots: int,
+        expires_mono_ms: int,
+        notional: int = 0,
+    ) -> None:
+        # Written out, not generated, for speed, as Order.__init__ is
+        # (datn.domain.orders).
+        self.lock_id = lock_id
+        self.originator = originator
+        self.order_id = order_id
+        self.quantity_lots = quantity_lots
+        self.expires_mono_ms = expires_mono_ms
+        self.notional = notional
+
 
 @dataclass(slots=True)
 class _Decision:

@@ -104,6 +104,13 @@ class Candidate:
     offer: Offer
     received_mono_ms: int
 
+    def __init__(self, holder: NodeId, offer: Offer, received_mono_ms: int) -> None:
+        # Written out, not generated, for speed, as Order.__init__ is
+        # (datn.domain.orders).
+        self.holder = holder
+        self.offer = offer
+        self.received_mono_ms = received_mono_ms
+
 
 @dataclass(slots=True)
 class Working:
@@ -141,6 +148,57 @@ class Working:
     """Accepted lots this order stopped waiting for."""
     expected: dict[NodeId, int] = field(default_factory=dict)
     """Lots the current round asks each peer for because of its adverts."""
+
+    def __init__(
+        self,
+        order: Order,
+        product: ProductSpec,
+        hold_id: str | None,
+        request_id: int,
+        limit_ticks: int,
+        remaining_lots: int,
+        filled_lots: int = 0,
+        round: int = 0,
+        asked_lots: int = 0,
+        awaiting: set[NodeId] | None = None,
+        candidates: list[Candidate] | None = None,
+        deadline_mono_ms: int = 0,
+        broadcast_mono_ms: int | None = None,
+        accepted: dict[tuple[NodeId, int], tuple[int, Offer]] | None = None,
+        waiting_since_mono_ms: int = 0,
+        resend_mono_ms: int = 0,
+        refused: bool = False,
+        failed_holders: list[NodeId] | None = None,
+        cancel_requested: bool = False,
+        exhausted: set[NodeId] | None = None,
+        in_doubt_lots: int = 0,
+        expected: dict[NodeId, int] | None = None,
+    ) -> None:
+        # Written out, not generated, for speed, as Order.__init__ is
+        # (datn.domain.orders); a container left out starts empty, as the
+        # fields' factories say.
+        self.order = order
+        self.product = product
+        self.hold_id = hold_id
+        self.request_id = request_id
+        self.limit_ticks = limit_ticks
+        self.remaining_lots = remaining_lots
+        self.filled_lots = filled_lots
+        self.round = round
+        self.asked_lots = asked_lots
+        self.awaiting = set() if awaiting is None else awaiting
+        self.candidates = [] if candidates is None else candidates
+        self.deadline_mono_ms = deadline_mono_ms
+        self.broadcast_mono_ms = broadcast_mono_ms
+        self.accepted = {} if accepted is None else accepted
+        self.waiting_since_mono_ms = waiting_since_mono_ms
+        self.resend_mono_ms = resend_mono_ms
+        self.refused = refused
+        self.failed_holders = [] if failed_holders is None else failed_holders
+        self.cancel_requested = cancel_requested
+        self.exhausted = set() if exhausted is None else exhausted
+        self.in_doubt_lots = in_doubt_lots
+        self.expected = {} if expected is None else expected
 
 
 @dataclass(slots=True)

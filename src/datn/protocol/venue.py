@@ -60,6 +60,26 @@ class OrderRequest:
     price_ticks: int | None
     time_in_force: TimeInForce = TimeInForce.GTC
 
+    def __init__(
+        self,
+        trader_id: str,
+        client_order_id: str,
+        product_id: str,
+        side: Side,
+        quantity_lots: int,
+        price_ticks: int | None,
+        time_in_force: TimeInForce = TimeInForce.GTC,
+    ) -> None:
+        # Written out, not generated, for speed, as Order.__init__ is
+        # (datn.domain.orders).
+        object.__setattr__(self, "trader_id", trader_id)
+        object.__setattr__(self, "client_order_id", client_order_id)
+        object.__setattr__(self, "product_id", product_id)
+        object.__setattr__(self, "side", side)
+        object.__setattr__(self, "quantity_lots", quantity_lots)
+        object.__setattr__(self, "price_ticks", price_ticks)
+        object.__setattr__(self, "time_in_force", time_in_force)
+
 
 @dataclass(frozen=True, slots=True)
 class PlaceResult:

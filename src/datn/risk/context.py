@@ -76,6 +76,29 @@ class RiskContext:
     recent_order_count: int = 0
     positions: tuple[MarkedPosition, ...] = ()
 
+    def __init__(
+        self,
+        order: Order,
+        product: ProductSpec,
+        available_cash_minor: int,
+        available_position_lots: int,
+        reference_price_ticks: int | None = None,
+        open_order_count: int = 0,
+        recent_order_count: int = 0,
+        positions: tuple[MarkedPosition, ...] = (),
+    ) -> None:
+        # Written out, not generated, for speed, as Order.__init__ is
+        # (datn.domain.orders).
+        object.__setattr__(self, "order", order)
+        object.__setattr__(self, "product", product)
+        object.__setattr__(self, "available_cash_minor", available_cash_minor)
+        object.__setattr__(self, "available_position_lots", available_position_lots)
+        object.__setattr__(self, "reference_price_ticks", reference_price_ticks)
+        object.__setattr__(self, "open_order_count", open_order_count)
+        object.__setattr__(self, "recent_order_count", recent_order_count)
+        object.__setattr__(self, "positions", positions)
+        self.__post_init__()
+
     def __post_init__(self) -> None:
         self._check_product()
         check_int("available_cash_minor", self.available_cash_minor, 0, MAX_AMOUNT_MINOR)

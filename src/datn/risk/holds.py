@@ -33,6 +33,12 @@ class Hold:
     asset: AssetCode
     amount: int
 
+    def __init__(self, asset: AssetCode, amount: int) -> None:
+        # Written out, not generated, for speed, as Order.__init__ is
+        # (datn.domain.orders).
+        object.__setattr__(self, "asset", asset)
+        object.__setattr__(self, "amount", amount)
+
 
 def required_hold(config: RiskConfig, context: RiskContext) -> Hold:
     """The hold to place for an order that :func:`check_order` accepted.
