@@ -97,6 +97,8 @@ def test_core_settings_are_read_into_the_node_config() -> None:
         ({"node__storage": ""}, "node.storage", "non-empty string"),
         ({"node__event_loop": "trio"}, "node.event_loop", "one of uvloop, asyncio, not 'trio'"),
         ({"core__risk__listed_products": ["x"]}, "core.risk.listed_products", "not a setting"),
+        ({"api__listen": "127.0.0.1:\u0662"}, "api.listen", "port from 0 to 65535"),
+        ({"net__listen": "127.0.0.1:8\uff10"}, "net.listen", "port from 0 to 65535"),
     ],
 )
 def test_a_bad_setting_is_refused_naming_key_value_and_what_is_allowed(
@@ -134,6 +136,48 @@ def test_bad_products_are_refused() -> None:
     assert "listed twice" in refusal(table).problem
     table["products"] = []
     assert "at least one product" in refusal(table).problem
+    # A reference price beyond the core's bound would fail the first order's
+    # risk checks, and stop the node, on every start.
+    table = settings()
+    table["products"][0]["reference_price_ticks"] = 2**63 - 1
+    error = refusal(table)
+    assert error.key == "products[0].reference_price_ticks" and "1,000,000,000,000" in error.problem
+    # Assets are named by symbol or currency code: a product may not take a
+    # currency's.
+    table = settings()
+    table["products"][0]["symbol"] = "USD"
+    error = refusal(table)
+    assert error.key == "products[0].symbol" and "quote currency" in error.problem
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "ws://127.0.0.1:\uff18\uff10",  # full-width digits
+        "ws://127.0.0.1:\u0668\u0660",  # Arabic-Indic digits
+        "ws://[:::]:80",
+        "ws://...:80",
+        "ws://-node:80",
+        "ws://a..b:80",
+        "ws://node-:80",
+        "ws://n\u00f6de:80",
+    ],
+)
+def test_a_peer_address_no_link_could_dial_is_refused(address: str) -> None:
+    table = settings()
+    table["peers"] = [{"node_id": "b" * 64, "address": address}]
+    error = refusal(table)
+    assert error.key == "peers[0].address" and "ws://HOST:PORT" in error.problem
+
+
+def test_peer_addresses_links_dial_are_taken() -> None:
+    table = settings()
+    addresses = ["ws://127.0.0.1:8482", "wss://node-b.example.com:443", "ws://[::1]:9", "ws://b:1"]
+    table["peers"] = [
+        {"node_id": f"{n:x}" * 64, "address": address} for n, address in enumerate(addresses)
+    ]
+    read = settings_from(table, Path("/srv/node"))
+    assert [p.address for p in read.peers] == addresses
 
 
 def test_a_file_that_is_not_toml_or_not_there_is_refused(tmp_path: Path) -> None:

@@ -57,6 +57,8 @@ class _Server(uvicorn.Server):
 
 
 ADMIN_TOKEN_FILE = "admin.token"
+MIN_ADMIN_TOKEN_CHARS = 16
+"""The shortest operator token a node starts with (it makes 43-character ones)."""
 
 
 class JsonLogFormatter(logging.Formatter):
@@ -87,7 +89,18 @@ def admin_token(folder: Path) -> str:
     """The operator's token in ``folder/admin.token``, created (0600) on first run."""
     path = folder / ADMIN_TOKEN_FILE
     if path.exists():
-        return path.read_text(encoding="ascii").strip()
+        try:
+            token = path.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError(ADMIN_TOKEN_FILE, f"cannot be read as ASCII text: {error}") from None
+        # An empty token would let an empty "Bearer " through as the operator.
+        if len(token) < MIN_ADMIN_TOKEN_CHARS or not token.isprintable() or " " in token:
+            raise ConfigError(
+                ADMIN_TOKEN_FILE,
+                f"must hold one token of at least {MIN_ADMIN_TOKEN_CHARS} printable characters"
+                " and no spaces; delete the file to have a new one made",
+            )
+        return token
     token = secrets.token_urlsafe(32)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w") as file:
@@ -101,9 +114,10 @@ async def link_peers(node: Node, peers: tuple[PeerSetting, ...]) -> None:
     (the config's wins)."""
     runtime, store = node.runtime, node.runtime.store
     loop = asyncio.get_running_loop()
+    # Checked before any is added, so that a refused config leaves none behind.
+    if any(peer.node_id == runtime.core.node_id for peer in peers):
+        raise ConfigError("peers", "lists this node's own id")
     for peer in peers:
-        if peer.node_id == runtime.core.node_id:
-            raise ConfigError("peers", "lists this node's own id")
         if peer.node_id not in runtime.core.liability.peers:
             await runtime.submit(AddPeerInput(peer.node_id))
             log.info("peer %s added from the config", peer.node_id)
@@ -140,6 +154,9 @@ async def _collect_when_idle(runtime: NodeRuntime, collector: Collector) -> None
 async def run_node(folder: Path, settings: NodeSettings) -> int:
     """Run the node in ``folder``, configured by ``settings``, until a signal
     or a failure; the exit status."""
+    # The operator's token is read first: a bad one stops the start before
+    # the store is opened.
+    digest = token_digest(admin_token(settings.folder))
     collector = Collector()
     collector.install()
     identity = read_key(settings.key_file)
@@ -181,7 +198,6 @@ async def run_node(folder: Path, settings: NodeSettings) -> int:
         log.info("%d good-till-date orders scheduled to expire", expiring)
     sessions = Sessions()
     runtime.outlets.reply = sessions.publish
-    digest = token_digest(admin_token(settings.folder))
     servers = [
         _Server(
             uvicorn.Config(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib.util
+import ipaddress
 import itertools
 import os
 import re
@@ -37,6 +38,7 @@ from datn.clearing.quota import QuotaConfig
 from datn.domain import ProductKind, ProductSpec
 from datn.domain.assets import AssetCode
 from datn.domain.errors import DomainError
+from datn.domain.limits import MAX_PRICE_TICKS
 from datn.protocol.config import NodeConfig
 from datn.protocol.effects import Genesis
 from datn.protocol.messages import NodeId
@@ -194,6 +196,15 @@ def settings_from(table: Mapping[str, Any], folder: Path) -> NodeSettings:
     symbols = [p.spec.symbol for p in products]
     if len(set(symbols)) != len(symbols):
         raise ConfigError("products", f"a symbol is listed twice: {symbols}")
+    currencies = {p.spec.quote_currency for p in products}
+    for index, product in enumerate(products):
+        if product.spec.symbol in currencies:
+            # Operators and traders name assets by symbol or currency code.
+            raise ConfigError(
+                f"products[{index}].symbol",
+                f"{product.spec.symbol!r} is a quote currency here; a product needs a name of"
+                " its own",
+            )
     core = _dataclass(NodeConfig, _table(table, "core"), "core", {"risk": RiskConfig(None)})
     net = _table(table, "net")
     _known(net, {"listen", "resend_ms"}, "net")
@@ -257,13 +268,24 @@ def _peer(entry: Mapping[str, Any], where: str) -> PeerSetting:
     return PeerSetting(NodeId(node_id), address)
 
 
+_LABEL: Final = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_NAME: Final = rf"{_LABEL}(?:\.{_LABEL})*"
+"""A host name or IPv4 address: dot-separated labels of ASCII letters,
+digits and inner hyphens (RFC 1123)."""
+
+
 def check_address(value: object, key: str) -> str:
     """A peer's link address: ``ws://HOST:PORT`` (or ``wss://``)."""
     match = (
-        re.fullmatch(r"wss?://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})", value)
+        re.fullmatch(rf"wss?://(\[[0-9a-fA-F:.]+\]|{_HOST_NAME}):([0-9]{{1,5}})", value)
         if isinstance(value, str)
         else None
     )
+    if match is not None and match.group(1).startswith("["):
+        try:
+            ipaddress.IPv6Address(match.group(1)[1:-1])
+        except ValueError:
+            match = None
     if match is None or not 0 < int(match.group(2)) <= 65_535:
         raise ConfigError(key, f"must be ws://HOST:PORT with a port from 1 to 65535, not {value!r}")
     return str(value)
@@ -317,7 +339,7 @@ def _integer(
 def _listen(table: Mapping[str, Any], key: str, default: str, where: str = "api") -> Listen:
     value = _text(table, key, where, default)
     host, _, port = value.rpartition(":")
-    if not host or not port.isdigit() or not 0 <= int(port) <= 65_535:
+    if not host or re.fullmatch(r"[0-9]{1,5}", port) is None or not 0 <= int(port) <= 65_535:
         raise ConfigError(
             f"{where}.{key}", f"must be HOST:PORT with a port from 0 to 65535, not {value!r}"
         )
@@ -342,10 +364,10 @@ def _product(entry: Mapping[str, Any], where: str) -> ProductSetting:
     if kind not in kinds:
         raise ConfigError(f"{where}.kind", f"must be one of {', '.join(kinds)}, not {kind!r}")
     reference = entry.get("reference_price_ticks")
-    if reference is not None and (type(reference) is not int or reference <= 0):
-        raise ConfigError(
-            f"{where}.reference_price_ticks", f"must be a positive whole number, not {reference!r}"
-        )
+    if reference is not None:
+        # The core's own bound: a reference above it would fail the first
+        # order's risk checks, and the node with it.
+        reference = _integer(entry, "reference_price_ticks", where, 0, 1, MAX_PRICE_TICKS)
     try:
         spec = ProductSpec(
             _text(entry, "symbol", where, ""),

@@ -1,0 +1,88 @@
+"""A node that will not start for a bad config or operator token says why,
+exits 2, and leaves nothing behind that a corrected config would find."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from datn.api.serve import ADMIN_TOKEN_FILE, admin_token
+from datn.launch import NodeProcess, configure
+from datn.runtime.config import ConfigError
+
+PEER = "b" * 64
+
+
+def start(folder: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "datn", "node", "run", str(folder)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def add_peers(folder: Path, *peers: str) -> None:
+    config = folder / "datn.toml"
+    entries = "".join(
+        f'\n[[peers]]\nnode_id = "{peer}"\naddress = "ws://127.0.0.1:9"\n' for peer in peers
+    )
+    head, marker, tail = config.read_text().partition("\n[core]")
+    config.write_text(head + entries + marker + tail)
+
+
+def test_a_config_listing_the_nodes_own_id_adds_no_peer(tmp_path: Path) -> None:
+    own = configure(tmp_path)
+    original = (tmp_path / "datn.toml").read_text()
+    add_peers(tmp_path, PEER, own)
+    refused = start(tmp_path)
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert "lists this node's own id" in refused.stderr
+    # Corrected (the peers taken out), the node has no peer from the refused start.
+    (tmp_path / "datn.toml").write_text(original)
+    node = NodeProcess("a", tmp_path)
+    node.launch()
+    try:
+        node.wait_ready()
+        assert node.admin is not None
+        assert node.admin.peers().json() == []
+    finally:
+        node.stop()
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b"", "at least 16 printable characters"),
+        (b"\n", "at least 16 printable characters"),
+        (b"short\n", "at least 16 printable characters"),
+        (b"two tokens here, both long enough\n", "no spaces"),
+        ("t\u00f6ken-\u00e9-long-enough-now".encode(), "cannot be read as ASCII text"),
+    ],
+)
+def test_an_unusable_operator_token_is_refused(tmp_path: Path, content: bytes, says: str) -> None:
+    (tmp_path / ADMIN_TOKEN_FILE).write_bytes(content)
+    with pytest.raises(ConfigError) as caught:
+        admin_token(tmp_path)
+    assert caught.value.key == ADMIN_TOKEN_FILE and says in caught.value.problem
+
+
+def test_a_node_with_an_empty_token_does_not_start_or_open_its_store(tmp_path: Path) -> None:
+    # An empty token would let "Authorization: Bearer " in as the operator.
+    configure(tmp_path)
+    (tmp_path / ADMIN_TOKEN_FILE).write_text("")
+    refused = start(tmp_path)
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert ADMIN_TOKEN_FILE in refused.stderr and "delete the file" in refused.stderr
+    assert not (tmp_path / "node.sqlite3").exists()
+
+
+def test_a_missing_token_is_made_and_then_kept(tmp_path: Path) -> None:
+    made = admin_token(tmp_path)
+    assert len(made) >= 40 and (tmp_path / ADMIN_TOKEN_FILE).stat().st_mode & 0o777 == 0o600
+    assert admin_token(tmp_path) == made
