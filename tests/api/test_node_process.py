@@ -9,6 +9,7 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import time
 import tomllib
 from collections.abc import Iterator
@@ -361,6 +362,28 @@ def test_a_newcomer_goes_from_nothing_to_a_filled_order_with_the_cli(node: Runni
         main, ["trader", "--credentials", str(buyer), "place", "buy", "0", "XYZ", "--price", "1"]
     )
     assert refused.exit_code == 1 and "refused (400" in refused.output
+    # A market order (no --price) is IOC unless asked otherwise.
+    datn(*at, "deposit", "seller", "XYZ", "1")
+    datn(*at, "deposit", "buyer", "USD", "10000")
+    datn("trader", "--credentials", str(seller), "place", "sell", "1", "XYZ", "--price", "5000")
+    market = datn("trader", "--credentials", str(buyer), "place", "buy", "1", "XYZ", "--json")
+    assert json.loads(market)["time_in_force"] == "ioc"
+    assert json.loads(market)["status"] == "filled"
+    # Credentials that cannot be written register no key; help needs no node.
+    nowhere = node.folder / "no-such-folder" / "t.json"
+    lost = runner.invoke(main, [*at, "trader-add", "ghost", "--save", str(nowhere)])
+    assert lost.exit_code == 1 and "cannot write the credentials" in lost.output
+    with contextlib.closing(
+        sqlite3.connect(f"file:{node.folder / 'node.sqlite3'}?mode=ro", uri=True)
+    ) as store:
+        query = "SELECT count(*) FROM credentials WHERE trader_id = 'ghost'"
+        assert store.execute(query).fetchone() == (0,)
+    elsewhere = runner.invoke(main, ["admin", "--node", "/nonexistent", "status", "--help"])
+    assert elsewhere.exit_code == 0 and "Usage:" in elsewhere.output
+    listed = node.folder / "list.json"
+    listed.write_text("[1]")
+    bad = runner.invoke(main, ["trader", "--credentials", str(listed), "balances"])
+    assert bad.exit_code == 1 and "not a credentials file" in bad.output
 
 
 def test_a_trader_over_its_rate_gets_429_and_others_are_served(tmp_path: Path) -> None:

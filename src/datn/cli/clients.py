@@ -101,17 +101,40 @@ def _request(
 @click.pass_context
 def admin(ctx: click.Context, folder: Path) -> None:
     """The operator's commands, through the node's operator API."""
-    ctx.obj = admin_client(folder)
-    ctx.meta["api_url"] = f"http://127.0.0.1:{_ports(folder)['api_port']}"
+    # Found when a command first uses it: a command's --help needs no node.
+    ctx.obj = _NodeAdmin(folder)
+
+
+class _NodeAdmin:
+    """The operator API's client for the node in ``folder``, made when first used."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._client: AdminClient | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._client is None:
+            self._client = admin_client(self.folder)
+        return getattr(self._client, name)
+
+    @property
+    def api_url(self) -> str:
+        """The node's traders' API."""
+        return f"http://127.0.0.1:{_ports(self.folder)['api_port']}"
 
 
 def _ports(folder: Path) -> dict[str, Any]:
     try:
-        ports: dict[str, Any] = json.loads((folder / "ready.json").read_text())
+        ports: Any = json.loads((folder / "ready.json").read_text())
     except (OSError, ValueError):
         _fail(f"no running node in {folder} (start it with: datn node run {folder})")
         raise AssertionError from None  # unreachable: _fail exits
-    return ports
+    if not isinstance(ports, dict) or not all(
+        isinstance(ports.get(name), int) for name in ("api_port", "admin_port")
+    ):
+        # The node writes an empty one when its APIs could not start.
+        _fail(f"the node in {folder} has not opened its APIs: see its log")
+    return dict(ports)
 
 
 def admin_client(folder: Path) -> AdminClient:
@@ -156,25 +179,41 @@ def trader_add(
     if not use_hmac:
         private = SigningKey.generate()
         body["public_key"] = private.verify_key.encode().hex()
-    if save is not None and save.exists():
-        _fail(f"{save} exists; choose a new file for the credentials")
-    response = _request(ctx.obj, "POST", "/admin/traders", body)
+    saved = None
+    if save is not None:
+        # Made (empty, 0600) before the key is registered: a key the node
+        # keeps whose private half could not be written would be lost.
+        try:
+            saved = os.fdopen(os.open(save, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w")
+        except OSError as error:
+            _fail(f"cannot write the credentials to {save}: {error.strerror or error}")
+    try:
+        response = _request(ctx.obj, "POST", "/admin/traders", body)
+    except SystemExit:
+        _unsave(saved, save)
+        raise
     columns = ["trader_id", "key_id", "kind", "secret"]
-    if response.status_code == 201:
-        key = {k: v for k, v in response.json().items() if v is not None}
-        if private is not None:
-            key["signing_key"] = private.encode().hex()
-            columns = ["trader_id", "key_id", "kind", "signing_key"]
-        if save is not None:
-            descriptor = os.open(save, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(descriptor, "w") as file:
-                json.dump({"api_url": ctx.meta["api_url"], **key}, file)
-            columns = ["trader_id", "key_id", "kind"]
-            key["saved_to"] = str(save)
-            columns.append("saved_to")
-        _show(httpx.Response(201, json=key), as_json, columns)
+    if response.status_code != 201:
+        _unsave(saved, save)
+        _show(response, as_json, columns)
         return
-    _show(response, as_json, columns)
+    key = {k: v for k, v in response.json().items() if v is not None}
+    if private is not None:
+        key["signing_key"] = private.encode().hex()
+        columns = ["trader_id", "key_id", "kind", "signing_key"]
+    if saved is not None:
+        with saved:
+            json.dump({"api_url": ctx.obj.api_url, **key}, saved)
+        columns = ["trader_id", "key_id", "kind", "saved_to"]
+        key["saved_to"] = str(save)
+    _show(httpx.Response(201, json=key), as_json, columns)
+
+
+def _unsave(saved: Any, save: Path | None) -> None:
+    """Remove the credentials file made for a key the node did not take."""
+    if saved is not None and save is not None:
+        saved.close()
+        save.unlink(missing_ok=True)
 
 
 def _trader_money(name: str, path: str, help_text: str) -> None:
@@ -428,13 +467,15 @@ def trader(ctx: click.Context, credentials: Path) -> None:
     """A trader's commands, signed with its API key."""
     try:
         data = json.loads(credentials.read_text())
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
         ctx.obj = TraderClient(
             data["api_url"],
             data["key_id"],
             data.get("secret"),
             signing_key_hex=data.get("signing_key"),
         )
-    except (OSError, ValueError, KeyError) as error:
+    except (OSError, ValueError, KeyError, TypeError) as error:
         _fail(f"{credentials}: not a credentials file ({error})")
 
 
@@ -458,7 +499,11 @@ ORDER_COLUMNS = [
 @click.argument("lots", type=int)
 @click.argument("product")
 @click.option("--price", type=int, help="Limit price in ticks; without it, a market order.")
-@click.option("--tif", type=click.Choice(["gtc", "ioc", "fok"]), default="gtc", show_default=True)
+@click.option(
+    "--tif",
+    type=click.Choice(["gtc", "ioc", "fok"]),
+    help="Time in force (default: gtc for a limit order, ioc for a market order).",
+)
 @click.option(
     "--expire-in",
     type=click.IntRange(1, 366 * 86_400),
@@ -473,7 +518,7 @@ def place(
     lots: int,
     product: str,
     price: int | None,
-    tif: str,
+    tif: str | None,
     expire_in: int | None,
     client_id: str | None,
     as_json: bool,
@@ -485,7 +530,8 @@ def place(
         "side": side,
         "quantity_lots": lots,
         "type": "market" if price is None else "limit",
-        "time_in_force": tif,
+        # A market order never rests: IOC unless FOK is asked for.
+        "time_in_force": tif or ("ioc" if price is None else "gtc"),
     }
     if price is not None:
         body["price_ticks"] = price
