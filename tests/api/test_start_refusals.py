@@ -3,6 +3,7 @@ exits 2, and leaves nothing behind that a corrected config would find."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -86,3 +87,31 @@ def test_a_missing_token_is_made_and_then_kept(tmp_path: Path) -> None:
     made = admin_token(tmp_path)
     assert len(made) >= 40 and (tmp_path / ADMIN_TOKEN_FILE).stat().st_mode & 0o777 == 0o600
     assert admin_token(tmp_path) == made
+
+
+@pytest.mark.parametrize(
+    ("key", "section", "setting"),
+    [
+        ("api.listen", "[api]", "listen"),
+        ("api.admin_listen", "[api]", "admin_listen"),
+        ("net.listen", "[net]", "listen"),
+    ],
+)
+def test_an_address_in_use_stops_the_start_saying_which(
+    tmp_path: Path, key: str, section: str, setting: str
+) -> None:
+    configure(tmp_path)
+    config = tmp_path / "datn.toml"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        head, marker, tail = config.read_text().partition(f"\n{section}\n")
+        old = f'\n{setting} = "127.0.0.1:0"'
+        assert old in tail
+        config.write_text(head + marker + tail.replace(old, old.replace(":0", f":{port}"), 1))
+        refused = start(tmp_path)
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert f"{key}: cannot listen on 127.0.0.1:{port}" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert not (tmp_path / "node.sqlite3").exists()

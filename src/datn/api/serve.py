@@ -16,6 +16,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -36,6 +37,7 @@ from datn.runtime.collector import Collector
 from datn.runtime.config import (
     CONFIG_FILE,
     ConfigError,
+    Listen,
     NodeSettings,
     PeerSetting,
     load_config,
@@ -54,6 +56,34 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def serve_on(self, sock: socket.socket) -> None:
+        """Serve on ``sock``; a start that fails raises instead of exiting
+        the process (uvicorn calls ``sys.exit`` when it cannot start)."""
+        try:
+            await self.serve(sockets=[sock])
+        except SystemExit as exit_:
+            raise RuntimeError(f"the server did not start (status {exit_.code})") from None
+
+
+def bind(listen: Listen, key: str) -> socket.socket:
+    """A socket bound to ``listen`` (the config's ``key``): bound before the
+    store opens, so that an address the node cannot have stops the start
+    with a clear error and nothing else done."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            listen.host, listen.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as error:
+        raise ConfigError(key, f"cannot listen on {listen}: {error.strerror or error}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as error:
+        sock.close()
+        raise ConfigError(key, f"cannot listen on {listen}: {error.strerror or error}") from None
+    return sock
 
 
 ADMIN_TOKEN_FILE = "admin.token"
@@ -157,6 +187,9 @@ async def run_node(folder: Path, settings: NodeSettings) -> int:
     # The operator's token is read first: a bad one stops the start before
     # the store is opened.
     digest = token_digest(admin_token(settings.folder))
+    api_socket = bind(settings.api, "api.listen")
+    admin_socket = bind(settings.admin, "api.admin_listen")
+    net_socket = bind(settings.net, "net.listen")
     collector = Collector()
     collector.install()
     identity = read_key(settings.key_file)
@@ -191,7 +224,7 @@ async def run_node(folder: Path, settings: NodeSettings) -> int:
     )
     node.links = links
     node.key = identity.key
-    net_port = await links.start(settings.net.host, settings.net.port)
+    net_port = await links.start(sock=net_socket)
     await link_peers(node, settings.peers)
     expiring = node.expirer.load()
     if expiring:
@@ -226,7 +259,10 @@ async def run_node(folder: Path, settings: NodeSettings) -> int:
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    tasks = [asyncio.create_task(server.serve()) for server in servers]
+    tasks = [
+        asyncio.create_task(server.serve_on(sock))
+        for server, sock in zip(servers, (api_socket, admin_socket), strict=True)
+    ]
     while not all(server.started for server in servers):
         if any(task.done() for task in tasks):
             break

@@ -47,6 +47,7 @@ import contextlib
 import logging
 import os
 import random
+import socket
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
@@ -339,12 +340,16 @@ class PeerLinks:
         runtime = self._runtime
         return runtime is not None and node_id in runtime.core.liability.peers
 
-    async def start(self, host: str, port: int) -> int:
-        """Listen for peers' links on ``host:port``; the port bound."""
+    async def start(
+        self, host: str | None = None, port: int | None = None, sock: socket.socket | None = None
+    ) -> int:
+        """Listen for peers' links on ``host:port``, or on ``sock`` (bound
+        already); the port bound."""
         self._server = await serve(
             self._serve,
             host,
             port,
+            sock=sock,
             compression=None,
             # Raised to MAX_MESSAGE_BYTES once the peer has proven its key.
             max_size=MAX_CONTROL_BYTES,
