@@ -167,6 +167,16 @@ def test_bad_requests_get_a_4xx_with_a_code_and_change_nothing(node: Running) ->
         assert (answer.status_code, answer.json()["code"]) == (status, code), answer.text
     usd = {b["asset"]: b for b in rich.request("GET", "/v1/balances").json()}["USD"]
     assert usd["balance"] == 9 * 10**18
+    # To another trader too: what comes in is booked against the account of
+    # money from outside, which has a largest total as well. Refused by the
+    # API, the core never sees it (its refusal counter does not move).
+    make_trader(node, "other", 0, 0)
+    body = {"trader_id": "other", "asset": "USD", "amount": 10**18}
+    answer = node.admin.request("POST", "/admin/deposits", body)
+    assert (answer.status_code, answer.json()["code"]) == (422, "beyond_maximum"), answer.text
+    assert "from outside" in answer.json()["message"]
+    stats = node.admin.request("GET", "/admin/status").json()["stats"]
+    assert stats.get("deposit_refused", 0) == 0
     # Integers are digits: not 0.0, 6e0 or 1_0, which the framework would read.
     for path in ("/v1/orders?before=0.0", "/v1/orders/6e0", "/v1/executions?limit=1e2"):
         answer = alice.request("GET", path)

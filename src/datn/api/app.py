@@ -52,6 +52,8 @@ from datn.api.process import process_use
 from datn.clearing.quota import TokenBucket
 from datn.domain import Side, TimeInForce
 from datn.domain.limits import MAX_AMOUNT_MINOR
+from datn.ledger import EXTERNAL_OWNER
+from datn.ledger.limits import MIN_BALANCE
 from datn.net import PeerLinks
 from datn.protocol.effects import (
     Accepted,
@@ -1157,6 +1159,16 @@ def _credit_checked(node: Node, owner: str, name: str, amount: int) -> str:
             "beyond_maximum",
             f"{owner} holds {balance} of {asset}: {amount} more would pass the largest "
             f"balance a ledger keeps ({MAX_AMOUNT_MINOR})",
+        )
+    # What comes in is debited to the account of money from outside, which
+    # the ledger bounds too: checked here, the core never has to refuse it.
+    outside = context.ledger.balance(context.key(EXTERNAL_OWNER, asset))
+    if outside - amount < MIN_BALANCE:
+        raise ApiError(
+            422,
+            "beyond_maximum",
+            f"{outside} of {asset} came in from outside already: {amount} more would pass "
+            f"the largest total a ledger keeps ({-MIN_BALANCE})",
         )
     return asset
 
