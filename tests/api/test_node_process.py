@@ -177,6 +177,11 @@ def test_bad_requests_get_a_4xx_with_a_code_and_change_nothing(node: Running) ->
     assert "from outside" in answer.json()["message"]
     stats = node.admin.request("GET", "/admin/status").json()["stats"]
     assert stats.get("deposit_refused", 0) == 0
+    # A public key no signature could verify against is no key.
+    for key in ("00" * 32, "ff" * 32, "01" + "00" * 31):
+        body = {"trader_id": "keyless", "public_key": key}
+        answer = node.admin.request("POST", "/admin/traders", body)
+        assert (answer.status_code, answer.json()["code"]) == (400, "bad_public_key"), answer.text
     # Integers are digits: not 0.0, 6e0 or 1_0, which the framework would read.
     for path in ("/v1/orders?before=0.0", "/v1/orders/6e0", "/v1/executions?limit=1e2"):
         answer = alice.request("GET", path)

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Final
 
 import msgspec
+from nacl.bindings import crypto_sign_ed25519_pk_to_curve25519
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
@@ -99,7 +100,13 @@ def ed25519_key(trader_id: str, public_key: bytes, now_ms: int) -> Credential:
     """The credential of a trader's Ed25519 public key (32 bytes)."""
     if len(public_key) != 32:
         raise ValueError("an Ed25519 public key is 32 bytes (64 hex digits)")
-    VerifyKey(public_key)  # refuses bytes that are not a key
+    VerifyKey(public_key)
+    try:
+        # Refuses bytes that are no point of the curve, or one of small order
+        # (all zeros, say), which no signature could ever verify against.
+        crypto_sign_ed25519_pk_to_curve25519(public_key)
+    except RuntimeError:
+        raise ValueError("not an Ed25519 public key (not a point of the curve's group)") from None
     return Credential(new_key_id(), trader_id, "ed25519", public_key, now_ms)
 
 
