@@ -97,6 +97,16 @@ def test_core_settings_are_read_into_the_node_config() -> None:
         ({"node__storage": ""}, "node.storage", "non-empty string"),
         ({"node__event_loop": "trio"}, "node.event_loop", "one of uvloop, asyncio, not 'trio'"),
         ({"core__risk__listed_products": ["x"]}, "core.risk.listed_products", "not a setting"),
+        (
+            {"core__collection_window_ms": 500, "core__lock_ttl_ms": 400},
+            "core.collection_window_ms",
+            "500 is not below lock_ttl_ms = 400",
+        ),
+        (
+            {"core__mark_quorum": 9, "core__max_mark_sources": 4},
+            "core.mark_quorum",
+            "at most max_mark_sources: 9 > 4",
+        ),
         ({"api__listen": "127.0.0.1:\u0662"}, "api.listen", "port from 0 to 65535"),
         ({"net__listen": "127.0.0.1:8\uff10"}, "net.listen", "port from 0 to 65535"),
     ],

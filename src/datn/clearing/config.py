@@ -57,7 +57,10 @@ class ClearingConfig:
         check_int("settlement_deadline_ms", self.settlement_deadline_ms, 1, 86_400_000 * 30)
         if self.settlement_deadline_ms <= self.settlement_cycle_ms + self.settlement_lag_ms:
             raise DomainError(
-                "settlement_deadline_ms", "deadline_too_short", "must exceed a cycle plus the lag"
+                "settlement_deadline_ms",
+                "deadline_too_short",
+                f"must exceed a cycle plus the lag: {self.settlement_deadline_ms} <="
+                f" {self.settlement_cycle_ms} + {self.settlement_lag_ms}",
             )
         check_int("max_receipts_per_peer", self.max_receipts_per_peer, 1, 1_000_000)
         check_int("default_notice_quorum", self.default_notice_quorum, 0, 1_000_000)

@@ -116,7 +116,12 @@ class NodeConfig:
         check_int("lock_ttl_ms", self.lock_ttl_ms, 2, 3_600_000)
         check_int("collection_window_ms", self.collection_window_ms, 1, 3_600_000)
         if not self.collection_window_ms < self.lock_ttl_ms:
-            raise DomainError("collection_window_ms", "bad_window", "must be inside the lock TTL")
+            raise DomainError(
+                "collection_window_ms",
+                "bad_window",
+                f"must be inside the lock TTL: {self.collection_window_ms} is not below"
+                f" lock_ttl_ms = {self.lock_ttl_ms}",
+            )
         for name, high in (
             ("acceptance_margin_ms", 3_600_000),
             ("resend_ms", 3_600_000),
@@ -154,7 +159,14 @@ class NodeConfig:
         check_int("max_rounds", self.max_rounds, 1, 16)
         if self.max_clock_push_ms > self.max_clock_drift_ms:
             raise DomainError(
-                "max_clock_push_ms", "beyond_drift", "must be at most max_clock_drift_ms"
+                "max_clock_push_ms",
+                "beyond_drift",
+                f"must be at most max_clock_drift_ms: {self.max_clock_push_ms} >"
+                f" {self.max_clock_drift_ms}",
             )
         if self.mark_quorum > self.max_mark_sources:
-            raise DomainError("mark_quorum", "beyond_sources", "must be at most max_mark_sources")
+            raise DomainError(
+                "mark_quorum",
+                "beyond_sources",
+                f"must be at most max_mark_sources: {self.mark_quorum} > {self.max_mark_sources}",
+            )
