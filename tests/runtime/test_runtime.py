@@ -245,23 +245,32 @@ def test_a_core_failure_stops_intake() -> None:
     run(test)
 
 
+async def trade(runtime: NodeRuntime, orders: int) -> None:
+    """Fund the traders and place ``orders`` orders, some crossing."""
+    await funded(runtime)
+    for n in range(orders):
+        await runtime.submit(order(n, Side.BUY if n % 2 else Side.SELL, 4_990 + n % 20))
+
+
+def crash(runtime: NodeRuntime) -> None:
+    """End ``runtime`` as a killed process ends: without closing anything
+    (its snapshot worker ends with it)."""
+    runtime._snapshot_worker.close()
+    runtime._writer.shutdown(wait=True)
+    runtime.store.close()
+
+
 def test_a_node_restarts_from_its_file_as_it_was(tmp_path: Path) -> None:
     path = tmp_path / "node.sqlite3"
     hashes: list[str] = []
 
     async def first() -> None:
         runtime = await NodeRuntime.open(SQLiteStore(path), GENESIS, snapshot_every=40)
-        await funded(runtime)
-        for n in range(60):
-            await runtime.submit(order(n, Side.BUY if n % 2 else Side.SELL, 4_990 + n % 20))
+        await trade(runtime, 60)
         await runtime.wait_for_snapshot()  # built in the background
         assert runtime.stats.snapshots >= 1
         hashes.append(await runtime.read(lambda core: core.state_hash()))
-        # A crash: the process ends without closing anything (its snapshot
-        # worker ends with it).
-        runtime._snapshot_worker.close()
-        runtime._writer.shutdown(wait=True)
-        runtime.store.close()
+        crash(runtime)
 
     async def second() -> None:
         runtime = await NodeRuntime.open(SQLiteStore(path), GENESIS)
@@ -279,6 +288,40 @@ def test_a_node_restarts_from_its_file_as_it_was(tmp_path: Path) -> None:
 
     # Everything up to the restart entry rebuilds the state the first process had.
     assert recover_node(stored.snapshot, stored.entries[:-1]).state_hash() == hashes[0]
+
+
+def test_a_node_that_never_built_a_snapshot_takes_one_as_it_starts(tmp_path: Path) -> None:
+    """Killed again and again before its worker finished, a node would
+    replay more at every start; the start takes the snapshot instead."""
+    path = tmp_path / "node.sqlite3"
+    hashes: list[str] = []
+
+    async def first() -> None:
+        # No snapshot in its first life, as if each time the process had
+        # died before its worker was done.
+        runtime = await NodeRuntime.open(SQLiteStore(path), GENESIS, snapshot_every=1_000_000)
+        await trade(runtime, 30)
+        hashes.append(await runtime.read(lambda core: core.state_hash()))
+        crash(runtime)
+
+    async def second() -> None:
+        store = SQLiteStore(path)
+        before = store.load()
+        assert before.snapshot is None and len(before.entries) >= 30
+        runtime = await NodeRuntime.open(store, GENESIS, snapshot_every=10)
+        assert runtime.stats.snapshot_position == before.position
+        assert runtime.stats.position == before.position + 1  # and its restart entry
+        await runtime.close()
+
+    run(first)
+    run(second)
+    with SQLiteStore(path) as store:
+        stored = store.load()
+    from datn.wire import recover_node  # noqa: PLC0415
+
+    # The next start replays the restart entry only, onto the state the first process had.
+    assert len(stored.entries) == 1
+    assert recover_node(stored.snapshot, []).state_hash() == hashes[0]
 
 
 def test_a_store_of_another_node_is_refused(tmp_path: Path) -> None:

@@ -614,6 +614,11 @@ class Recovered:
         assert self._core is not None, "restarted already"
         return self._core.state_hash()
 
+    @property
+    def node_id(self) -> NodeId:
+        assert self._core is not None, "restarted already"
+        return self._core.node_id
+
     def snapshot(self) -> NodeSnapshot:
         """The state the store's bytes describe, before the restart: what the
         live node's snapshot was at the same journal position (replay is

@@ -68,11 +68,11 @@ from datn.protocol.effects import (
     TickInput,
     Violation,
 )
-from datn.protocol.node import NodeCore
+from datn.protocol.node import NodeCore, Recovered
 from datn.runtime.history import History
 from datn.runtime.snapshots import SnapshotWorker
 from datn.store import Commit, EvidenceRecord, Store, StoreError
-from datn.wire import JournalError, encode_entry, recover_node
+from datn.wire import JournalError, encode_entry, encode_snapshot, recover_node
 
 T = TypeVar("T")
 
@@ -276,6 +276,8 @@ class NodeRuntime:
         clock = clock or SystemClock()
         loop = asyncio.get_running_loop()
         stored = await loop.run_in_executor(None, store.load)
+        position = stored.position
+        snapshot, snapshot_position = stored.snapshot, stored.snapshot_position
         now = clock.now()
         if stored.position == 0:
             if genesis is None:
@@ -286,12 +288,26 @@ class NodeRuntime:
             recovered = await loop.run_in_executor(
                 None, recover_node, stored.snapshot, stored.entries
             )
-            core, effects = recovered.restart(now)
-            if genesis is not None and genesis.node_id != core.node_id:
+            if genesis is not None and genesis.node_id != recovered.node_id:
                 raise StoreError(
                     "misuse",
-                    f"the store holds node {core.node_id}, not {genesis.node_id}",
+                    f"the store holds node {recovered.node_id}, not {genesis.node_id}",
                 )
+            if len(stored.entries) >= snapshot_every:
+                # A node that never lived long enough to build a snapshot in
+                # the background (killed again and again, or too busy for
+                # its worker) would replay more at each start: it takes one
+                # now, before it serves, where its state is at hand.
+                snapshot = await loop.run_in_executor(
+                    None, _snapshot_at_start, store, recovered, position
+                )
+                log.info(
+                    "snapshot at %d taken at start, after %d entries replayed",
+                    position,
+                    len(stored.entries),
+                )
+                snapshot_position = position
+            core, effects = recovered.restart(now)
             log.info(
                 "recovered node %s from snapshot at %d and %d entries after it",
                 core.node_id,
@@ -305,11 +321,11 @@ class NodeRuntime:
             snapshot_every=snapshot_every,
             outlets=outlets or Outlets(),
             history=history,
-            snapshot=stored.snapshot,
+            snapshot=snapshot,
             snapshot_worker=snapshot_worker,
         )
-        runtime.stats.position = stored.position
-        runtime.stats.snapshot_position = stored.snapshot_position
+        runtime.stats.position = position
+        runtime.stats.snapshot_position = snapshot_position
         await runtime._admit(effects)
         return runtime
 
@@ -680,6 +696,14 @@ class NodeRuntime:
         if self._snapshotting is not None:
             self._snapshotting.cancel()
         self._snapshot_worker.close(wait=False)
+
+
+def _snapshot_at_start(store: Store, recovered: Recovered, position: int) -> bytes:
+    """The snapshot of ``recovered`` (the state after ``position``, before
+    its restart), saved; its bytes."""
+    data = encode_snapshot(recovered.snapshot())
+    store.save_snapshot(position, data)
+    return data
 
 
 def _log_failure(task: asyncio.Task[list[Effect]]) -> None:
