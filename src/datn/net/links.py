@@ -84,15 +84,22 @@ log = logging.getLogger("datn.net")
 
 CLOSE_REFUSED: Final = 4003
 """The close code of a connection whose handshake was refused."""
+CLOSE_TOO_BIG: Final = 1009
+"""The close code of a connection that sent a message beyond its limit."""
 CLOSE_BUSY: Final = 1013
 """The close code for a connection beyond :data:`MAX_HANDSHAKES` (try again later)."""
 MAX_MESSAGE_BYTES: Final = 4 * MAX_FRAME_BYTES
 """The largest message a link reads: up to it, a frame beyond the frame
 limit is refused as a frame (counted, the link kept); beyond it the
 connection closes (1009)."""
-MAX_HANDSHAKES: Final = 64
+MAX_HANDSHAKES: Final = 256
 """Connections at once that have not finished their handshake: a flood of
-them is closed at once instead of holding the node's sockets."""
+them is dropped at once instead of holding the node's sockets. Until its
+handshake is done a connection reads messages of at most
+:data:`~datn.net.handshake.MAX_CONTROL_BYTES`, so each holds little."""
+MAX_HANDSHAKES_PER_ADDRESS: Final = 8
+"""Of those, from one address: strangers at one address cannot take every
+place and keep a peer that reconnects from its handshake."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +132,9 @@ class _Outbound:
     acked: int = 0
     sent_at: dict[int, float] = field(default_factory=dict)
     """When each frame went out on the current connection."""
+    gap_resent: set[int] = field(default_factory=set)
+    """Frames resent on the current connection because an acknowledgement
+    showed them missing: each at most once (after that, ``resend_ms``)."""
     woken: bool = False
     """Something to send (or a connection's end) since the sender last looked."""
     waiter: asyncio.Future[None] | None = None
@@ -155,12 +165,35 @@ class _Outbound:
             self.waiter = None
 
     def learn(self, window: Window) -> None:
-        """The peer keeps ``window``: forget the frames it has."""
+        """The peer keeps ``window``: forget the frames it has. The work is
+        the frames forgotten plus those up to the window's top (at most
+        the replay window's), however many frames the outbox holds."""
+        if window.contiguous < self.window.contiguous:
+            return  # older than what the peer said before: windows only grow
         self.window = window
         self.acked = max(self.acked, window.contiguous)
-        for first in [f for f, frame in self.frames.items() if _has_all(window, frame)]:
-            del self.frames[first]
-            self.sent_at.pop(first, None)
+        frames = self.frames
+        had: list[int] = []
+        for first, frame in frames.items():
+            if frame.last_seq > window.contiguous:
+                break
+            had.append(first)
+        for first in had:
+            self._forget(first)
+        if window.above:
+            above = frozenset(window.above)
+            kept = [
+                first
+                for first, frame in _up_to(frames, max(above))
+                if _holds(window.contiguous, above, frame)
+            ]
+            for first in kept:
+                self._forget(first)
+
+    def _forget(self, first: int) -> None:
+        del self.frames[first]
+        self.sent_at.pop(first, None)
+        self.gap_resent.discard(first)
 
     def due(self, now: float, resend_s: float) -> list[OutboxFrame]:
         """The frames to send now, in order, within the peer's window."""
@@ -175,14 +208,24 @@ class _Outbound:
         return out
 
     def missing(self, window: Window) -> None:
-        """The peer has frames above a gap: the frames in the gap were
-        lost on the way, and are due again at once."""
+        """The peer has frames above a gap: the frames in the gap that went
+        out on this connection were lost on the way, and are due again at
+        once, each once per connection (an acknowledgement repeated, or one
+        claiming what was never sent, cannot make a frame go out again and
+        again; a resend lost too waits for ``resend_ms``)."""
         if not window.above:
             return
-        top = max(window.above)
-        for first, frame in self.frames.items():
-            if frame.last_seq < top and not _has_all(window, frame):
-                self.sent_at.pop(first, None)
+        above = frozenset(window.above)
+        top = max(above)
+        for first, frame in _up_to(self.frames, top):
+            if (
+                frame.last_seq < top
+                and first in self.sent_at
+                and first not in self.gap_resent
+                and not _holds(window.contiguous, above, frame)
+            ):
+                self.sent_at[first] = _LONG_AGO
+                self.gap_resent.add(first)
 
 
 @dataclass(eq=False)
@@ -212,8 +255,31 @@ def _settle(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
-def _has_all(window: Window, frame: OutboxFrame) -> bool:
-    return all(window.has(seq) for seq in range(frame.first_seq, frame.last_seq + 1))
+_LONG_AGO: Final = float("-inf")
+"""When a frame found missing was sent, as far as resending it goes: due at once."""
+
+
+def _up_to(frames: dict[int, OutboxFrame], top: int) -> Iterable[tuple[int, OutboxFrame]]:
+    """The frames (by first sequence number, in order) that begin at or below ``top``."""
+    for first, frame in frames.items():
+        if first > top:
+            return
+        yield first, frame
+
+
+def _holds(contiguous: int, above: frozenset[int], frame: OutboxFrame) -> bool:
+    """Whether a receiver whose window is ``contiguous`` and ``above`` has
+    every message of ``frame``."""
+    return all(
+        seq <= contiguous or seq in above for seq in range(frame.first_seq, frame.last_seq + 1)
+    )
+
+
+def _plausible(window: Window) -> bool:
+    """Whether a receiver's window could be one: what it holds above a gap
+    lies within the replay window above its contiguous part, as the
+    receiver's replay window admits."""
+    return all(window.contiguous < seq <= window.contiguous + REPLAY_WINDOW for seq in window.above)
 
 
 def _window(replay: ReplayWindow) -> Window:
@@ -244,7 +310,8 @@ class PeerLinks:
         self._in: dict[NodeId, _Inbound] = {}
         self._server: Server | None = None
         self._closing = False
-        self._handshaking = 0
+        self._handshaking: Counter[str] = Counter()
+        """Connections in their handshake, by remote address."""
         self._logged: dict[str, float] = {}
         for peer, record in records.items():
             node = NodeId(peer)
@@ -277,7 +344,8 @@ class PeerLinks:
             port,
             sock=sock,
             compression=None,
-            max_size=MAX_MESSAGE_BYTES,
+            # Raised to MAX_MESSAGE_BYTES once the peer has proven its key.
+            max_size=MAX_CONTROL_BYTES,
             max_queue=64,
             ping_interval=self.settings.ping_interval_s,
             ping_timeout=self.settings.ping_timeout_s,
@@ -338,12 +406,23 @@ class PeerLinks:
 
     def _refuse(self, what: str, error: ProtocolError, peer: str) -> None:
         """Count a refused frame or message, and log it at most once a second per kind."""
-        name = f"{what}:{error.code}"
+        self._count(
+            f"{what}:{error.code}",
+            logging.WARNING,
+            "%s from %s refused (%s): %s",
+            what,
+            peer[:16],
+            error.code,
+            error.message,
+        )
+
+    def _count(self, name: str, level: int, message: str, *args: object) -> None:
+        """Count ``name``, and log ``message`` at most once a second per name."""
         self.counters[name] += 1
         now = time.monotonic()
         if now - self._logged.get(name, 0.0) >= 1.0:
             self._logged[name] = now
-            log.warning("%s from %s refused (%s): %s", what, peer[:16], error.code, error.message)
+            log.log(level, message, *args)
 
     # ------------------------------------------------------------ sending
 
@@ -438,6 +517,15 @@ class PeerLinks:
                 if out.connected:
                     log.info("link to %s closed: %s", out.peer[:16], error)
                 self.counters["link_failures"] += 1
+            except ValueError as error:  # an address the library cannot dial (UnicodeError too)
+                self._count(
+                    "link_failures",
+                    logging.WARNING,
+                    "link to %s cannot dial %r: %s",
+                    out.peer[:16],
+                    out.address,
+                    error,
+                )
             finally:
                 if out.connected:
                     out.connected = False
@@ -461,8 +549,9 @@ class PeerLinks:
             out.peer,
             challenge,
         )
-        out.learn(window)
         out.sent_at.clear()
+        out.gap_resent.clear()
+        out.learn(window)
         return challenge + their.challenge
 
     async def _send_frames(self, connection: Any, out: _Outbound, challenges: bytes) -> None:
@@ -491,9 +580,15 @@ class PeerLinks:
             async for data in connection:
                 try:
                     window = handshake.read_ack(_binary(data), self.key, out.peer, challenges)
+                    if not _plausible(window):
+                        raise RemoteProtocolError(
+                            "implausible_window", "numbers above the gap outside the replay window"
+                        )
                 except RemoteProtocolError as error:
                     self._refuse("ack", error, out.peer)
                     continue
+                if window == out.window:
+                    continue  # nothing new: the same acknowledgement again
                 out.missing(window)
                 out.learn(window)
                 self._note_acked(out.peer, out.acked)
@@ -510,22 +605,46 @@ class PeerLinks:
     # ------------------------------------------------------------ receiving
 
     async def _serve(self, connection: ServerConnection) -> None:
-        if self._handshaking >= MAX_HANDSHAKES:
-            self.counters["handshake:too_many"] += 1
-            await connection.close(CLOSE_BUSY, "too many handshakes")
+        address = connection.remote_address[0] if connection.remote_address else "?"
+        handshaking = self._handshaking
+        if (
+            handshaking.total() >= MAX_HANDSHAKES
+            or handshaking[address] >= MAX_HANDSHAKES_PER_ADDRESS
+        ):
+            self._count(
+                "handshake:too_many",
+                logging.WARNING,
+                "a connection from %s dropped: %d handshakes under way, %d from there",
+                address,
+                handshaking.total(),
+                handshaking[address],
+            )
+            # Dropped, not closed: a close handshake would hold the
+            # connection, and what it reads, for the close timeout.
+            connection.transport.abort()
             return
-        self._handshaking += 1
+        handshaking[address] += 1
         try:
-            peer_proof = await self._handshake(connection)
+            outcome = await self._handshake(connection, address)
         finally:
-            self._handshaking -= 1
-        if peer_proof is not None:
-            await self._take_frames(connection, *peer_proof)
+            handshaking[address] -= 1
+            if not handshaking[address]:
+                del handshaking[address]
+        if isinstance(outcome, str):
+            # Closed after its place is given up: the close handshake may
+            # take as long as the peer likes to answer it.
+            await connection.close(CLOSE_REFUSED, outcome)
+        elif outcome is not None:
+            # A peer proven: its frames may be as large as frames are.
+            connection.protocol.max_message_size = MAX_MESSAGE_BYTES
+            await self._take_frames(connection, *outcome)
 
-    async def _handshake(self, connection: ServerConnection) -> tuple[NodeId, Proof, bytes] | None:
+    async def _handshake(
+        self, connection: ServerConnection, address: str
+    ) -> tuple[NodeId, Proof, bytes] | str | None:
         """The handshake, as the node that receives: the sender, its proof
-        and this node's challenge; or None (refused, counted, and the
-        connection closed)."""
+        and this node's challenge; or, refused and counted, the reason to
+        close the connection with (None if it closed already)."""
         timeout = self.settings.handshake_timeout_s
         challenge = os.urandom(CHALLENGE_BYTES)
         try:
@@ -535,14 +654,32 @@ class PeerLinks:
             if not self._is_peer(peer):
                 raise RemoteProtocolError("unknown_peer", f"{peer[:16]} is not a peer of this node")
         except RemoteProtocolError as error:
-            self._refuse(
-                "handshake",
-                error,
-                connection.remote_address[0] if connection.remote_address else "?",
+            self._refuse("handshake", error, address)
+            return error.code
+        except TimeoutError:
+            self._count(
+                "handshakes_timed_out",
+                logging.INFO,
+                "a connection from %s sent no proof within %.1f s",
+                address,
+                timeout,
             )
-            await connection.close(CLOSE_REFUSED, error.code)
-            return None
-        except (ConnectionClosed, TimeoutError):
+            return "timeout"
+        except ConnectionClosed as closed:
+            if closed.sent is not None and closed.sent.code == CLOSE_TOO_BIG:
+                # The library closed it on a message beyond the control limit.
+                self._refuse(
+                    "handshake",
+                    RemoteProtocolError("control_too_large", "a message beyond the control limit"),
+                    address,
+                )
+            else:
+                self._count(
+                    "handshakes_abandoned",
+                    logging.INFO,
+                    "a connection from %s closed during its handshake",
+                    address,
+                )
             return None
         return peer, proof, challenge
 
@@ -563,8 +700,18 @@ class PeerLinks:
             await previous.close(1000, "replaced")
         try:
             await connection.send(handshake.welcome(self.key, proof, inbound.durable))
+            applied = 0
             async for frame in connection:
-                self._on_frame(inbound, connection, frame)
+                applied += self._on_frame(inbound, connection, frame)
+                if applied >= MAX_BATCH_ENVELOPES:
+                    # A burst the library read ahead comes without a pause:
+                    # after a full batch's worth of messages the loop turns,
+                    # so that traders and other peers are not held up. Not
+                    # after every frame: the frames taken in between two
+                    # turns commit together, while a frame a turn would be
+                    # a commit (and a flush to disk) each.
+                    applied = 0
+                    await asyncio.sleep(0)
         except ConnectionClosed:
             pass
         except NodeStoppedError:
@@ -573,11 +720,12 @@ class PeerLinks:
             if inbound.connection is connection:
                 inbound.connection = None
 
-    def _on_frame(self, inbound: _Inbound, connection: ServerConnection, data: Any) -> None:
+    def _on_frame(self, inbound: _Inbound, connection: ServerConnection, data: Any) -> int:
+        """Check and take in one frame; how many messages it applied."""
         peer = inbound.peer
         runtime = self._runtime
         if runtime is None:
-            return
+            return 0
         try:
             if not isinstance(data, bytes):
                 raise RemoteProtocolError("text_message", "a frame is a binary message")
@@ -592,11 +740,16 @@ class PeerLinks:
             window = inbound.window.admit(e.seq for e in batch.envelopes)
         except RemoteProtocolError as error:
             if error.code == "replayed":
-                self.counters["frames_duplicate"] += 1
+                self._count(
+                    "frames_duplicate",
+                    logging.INFO,
+                    "a frame from %s came again (kept before): acknowledged again",
+                    peer[:16],
+                )
                 self._ack(inbound, connection, at_once=True)
-                return
+                return 0
             self._refuse("frame", error, peer)
-            return
+            return 0
         inbound.window = window
         self.counters["frames_received"] += 1
         durable = _window(window)
@@ -626,6 +779,7 @@ class PeerLinks:
             )
 
         future.add_done_callback(kept)
+        return len(events)
 
     def _ack(
         self, inbound: _Inbound, connection: ServerConnection, *, at_once: bool = False

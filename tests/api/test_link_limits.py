@@ -1,0 +1,275 @@
+"""What a peer link spends on a peer is bounded by the node, not by the
+peer: strangers at one address cannot take every handshake place, a
+connection reads little before its handshake, an acknowledgement said again
+or claiming the impossible makes nothing go out again, a burst of frames is
+taken in a frame a turn of the loop, and an address no link can dial is a
+counted failure, not a dead dialler. One node in process (its runtime and
+links on 127.0.0.1), hostile peers dialling it or dialled by it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from datn.domain import USD, ProductKind, ProductSpec
+from datn.net import LinkSettings, PeerLinks, handshake
+from datn.net.handshake import CHALLENGE_BYTES, MAX_CONTROL_BYTES, Window
+from datn.net.links import MAX_HANDSHAKES_PER_ADDRESS
+from datn.protocol.clock import Hlc
+from datn.protocol.effects import AddPeerInput, Genesis
+from datn.protocol.messages import Heartbeat
+from datn.protocol.node import NodeConfig
+from datn.risk import RiskConfig
+from datn.runtime import NodeRuntime, Outlets
+from datn.store.memory import MemoryStore
+from datn.wire import Batch, Envelope, NodeKey, seal
+from datn.wire.limits import MAX_BATCH_ENVELOPES, MAX_INT64, REPLAY_WINDOW
+
+XYZ = ProductSpec("XYZ", ProductKind.SHARE, USD.code)
+CONFIG = NodeConfig(RiskConfig(listed_products=frozenset({XYZ.product_id})), heartbeat_ms=3_600_000)
+NODE = NodeKey(bytes([11]) * 32)
+HOSTILE = NodeKey(bytes([12]) * 32)
+HONEST = NodeKey(bytes([13]) * 32)
+
+
+@dataclass
+class Running:
+    links: PeerLinks
+    runtime: NodeRuntime
+    address: str
+
+
+@contextlib.asynccontextmanager
+async def node(settings: LinkSettings | None = None) -> AsyncIterator[Running]:
+    store = MemoryStore()
+    links = PeerLinks(NODE, store.links(), settings=settings or LinkSettings())
+    genesis = Genesis(NODE.node_id, CONFIG, (XYZ,), (), b"links test", ((XYZ.product_id, 5_000),))
+    runtime = await NodeRuntime.open(store, genesis, outlets=Outlets(seal=links.seal))
+    links.attach(runtime)
+    for peer in (HOSTILE, HONEST):
+        await runtime.submit(AddPeerInput(peer.node_id))
+    port = await links.start("127.0.0.1", 0)
+    try:
+        yield Running(links, runtime, f"ws://127.0.0.1:{port}")
+    finally:
+        await links.close()
+        await runtime.close()
+
+
+def run(scenario: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(scenario(), timeout=60))
+
+
+async def dial_as(address: str, key: NodeKey, **options: Any) -> ClientConnection:
+    """A connection to the node on which ``key`` has proven itself."""
+    ws = await connect(address, compression=None, max_size=None, ping_interval=None, **options)
+    their = handshake.read_hello(await ws.recv(), NODE.node_id)
+    challenge = os.urandom(CHALLENGE_BYTES)
+    await ws.send(handshake.proof(key, their, challenge))
+    handshake.read_welcome(await ws.recv(), key, NODE.node_id, challenge)
+    return ws
+
+
+def probes(key: NodeKey, seqs: range) -> bytes:
+    """A frame of heartbeat probes, each of which the node answers."""
+    now = int(time.time() * 1_000)
+    envelopes = tuple(
+        Envelope(key.node_id, NODE.node_id, seq, Hlc(now, n), Heartbeat(1, None, now, 0))
+        for n, seq in enumerate(seqs)
+    )
+    return seal(key, Batch(key.node_id, NODE.node_id, envelopes))
+
+
+async def until(check: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+def test_strangers_at_one_address_cannot_keep_a_peer_from_its_handshake() -> None:
+    async def scenario() -> None:
+        async with node() as n:
+            # 64 connections from 127.0.0.1 that read the hello and say nothing
+            # (as many as there were places for every address at once).
+            squatters: list[ClientConnection] = []
+            for _ in range(64):
+                with contextlib.suppress(ConnectionClosed, OSError):
+                    ws = await connect(n.address, compression=None, ping_interval=None)
+                    squatters.append(ws)
+                    await ws.recv()
+            assert n.links.counters["handshake:too_many"] >= 64 - MAX_HANDSHAKES_PER_ADDRESS
+            # A peer dialling from another address opens its link.
+            honest = await dial_as(n.address, HONEST, local_addr=("127.0.0.2", 0))
+            await honest.close()
+            for ws in squatters:
+                await ws.close()
+
+    run(scenario)
+
+
+def test_before_its_handshake_a_connection_reads_no_more_than_a_control_message() -> None:
+    async def scenario() -> None:
+        async with node() as n:
+            ws = await connect(n.address, compression=None, max_size=None, ping_interval=None)
+            await ws.recv()
+            await ws.send(bytes(MAX_CONTROL_BYTES + 1))
+            try:
+                await asyncio.wait_for(ws.recv(), 5)
+            except ConnectionClosed as closed:
+                assert closed.rcvd is not None and closed.rcvd.code == 1009
+            await until(lambda: n.links.counters["handshake:control_too_large"] == 1)
+            # After it, frames as large as frames are (a full batch here).
+            peer = await dial_as(n.address, HONEST)
+            await peer.send(probes(HONEST, range(1, MAX_BATCH_ENVELOPES + 1)))
+            await until(lambda: n.links.status(HONEST.node_id)["received_seq"] > 0)
+            await peer.close()
+
+    run(scenario)
+
+
+def test_handshakes_that_time_out_or_are_abandoned_are_counted() -> None:
+    async def scenario() -> None:
+        async with node(LinkSettings(handshake_timeout_s=0.3)) as n:
+            idle = await connect(n.address, compression=None, ping_interval=None)
+            await idle.recv()
+            with contextlib.suppress(ConnectionClosed):
+                await asyncio.wait_for(idle.recv(), 5)
+            gone = await connect(n.address, compression=None, ping_interval=None)
+            await gone.recv()
+            await gone.close()
+            await until(lambda: n.links.counters["handshakes_abandoned"] == 1)
+            assert n.links.counters["handshakes_timed_out"] == 1
+
+    run(scenario)
+
+
+@contextlib.asynccontextmanager
+async def dialled_by(n: Running, receive: Callable[[ServerConnection, bytes, bytes], Any]) -> Any:
+    """A hostile peer the node dials: it welcomes the node with an empty
+    window, then ``receive(connection, node's challenge + its own, ...)``."""
+
+    async def handler(connection: ServerConnection) -> None:
+        challenge = os.urandom(CHALLENGE_BYTES)
+        await connection.send(handshake.hello(HOSTILE, challenge))
+        _, proof = handshake.read_proof(await connection.recv(), HOSTILE, challenge)
+        await connection.send(handshake.welcome(HOSTILE, proof, Window()))
+        await receive(connection, proof.challenge + challenge, b"")
+
+    server = await serve(handler, "127.0.0.1", 0, compression=None, ping_interval=None)
+    port = next(iter(server.sockets)).getsockname()[1]
+    n.links.dial(HOSTILE.node_id, f"ws://127.0.0.1:{port}")
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+async def fill_outbox(n: Running, frames: int) -> None:
+    """``frames`` answers to the hostile peer waiting in the node's outbox."""
+    ws = await dial_as(n.address, HOSTILE)
+    for seq in range(1, frames + 1):
+        await ws.send(probes(HOSTILE, range(seq, seq + 1)))
+        await until(lambda s=seq: n.links.status(HOSTILE.node_id)["unacked_frames"] >= s)
+    await ws.close()
+
+
+def test_an_acknowledgement_said_again_makes_nothing_go_out_again() -> None:
+    frames = 40
+
+    async def scenario() -> None:
+        async with node(LinkSettings(resend_ms=60_000)) as n:
+            await fill_outbox(n, frames)
+            received: list[bytes] = []
+            done = asyncio.Event()
+
+            async def receive(connection: ServerConnection, challenges: bytes, _: bytes) -> None:
+                async def read() -> None:
+                    async for data in connection:
+                        received.append(bytes(data))
+
+                reader = asyncio.create_task(read())
+                await until(lambda: len(received) == frames)
+                # A gap: it has every frame but the first. Said 20 times.
+                gap = handshake.ack(
+                    HOSTILE, NODE.node_id, challenges, Window(0, tuple(range(2, frames + 1)))
+                )
+                for _ in range(20):
+                    await connection.send(gap)
+                await asyncio.sleep(0.3)
+                # Numbers no receiver could hold, said 20 times.
+                wild = handshake.ack(HOSTILE, NODE.node_id, challenges, Window(0, (MAX_INT64,)))
+                for _ in range(20):
+                    await connection.send(wild)
+                await asyncio.sleep(0.3)
+                reader.cancel()
+                done.set()
+
+            async with dialled_by(n, receive):
+                await asyncio.wait_for(done.wait(), 30)
+            counters = n.links.counters
+            # The first frame went out once more, for the gap, and nothing else did.
+            assert len(received) == frames + 1 and received[-1] == received[0]
+            assert counters["frames_sent"] == frames + 1 and counters["frames_resent"] == 1
+            assert counters["ack:implausible_window"] == 20
+            assert n.links.status(HOSTILE.node_id)["unacked_frames"] == 1
+
+    run(scenario)
+
+
+def test_a_burst_of_frames_is_taken_in_a_batch_s_worth_a_turn() -> None:
+    count = 20
+
+    async def scenario() -> None:
+        async with node() as n:
+            ws = await dial_as(n.address, HOSTILE)
+            size = MAX_BATCH_ENVELOPES
+            frames = [
+                probes(HOSTILE, range(1 + i * size, 1 + (i + 1) * size)) for i in range(count)
+            ]
+            largest = 0
+            last = 0
+
+            async def watch() -> None:
+                nonlocal largest, last
+                while True:
+                    now = n.links.counters["frames_received"]
+                    largest, last = max(largest, now - last), now
+                    await asyncio.sleep(0)
+
+            watcher = asyncio.create_task(watch())
+            for frame in frames:
+                await ws.send(frame)
+            await until(lambda: n.links.counters["frames_received"] == count, 30)
+            watcher.cancel()
+            await ws.close()
+            # Between two turns of the loop, at most a full batch's worth of
+            # messages (a frame here) and the frame that passed it.
+            assert largest <= 2, largest
+            await until(lambda: n.links.status(HOSTILE.node_id)["received_seq"] == count * size)
+
+    run(scenario)
+
+
+def test_an_address_no_link_can_dial_is_a_counted_failure() -> None:
+    async def scenario() -> None:
+        async with node(LinkSettings(backoff_min_ms=10, backoff_max_ms=20)) as n:
+            # An address stored before addresses were checked as they are now.
+            n.links.dial(HOSTILE.node_id, "ws://127.0.0.1:\uff18\uff10")
+            await until(lambda: n.links.counters["link_failures"] >= 2)
+            task = n.links._out[HOSTILE.node_id].task
+            assert task is not None and not task.done()
+
+    run(scenario)
+
+
+assert REPLAY_WINDOW >= 40  # the acknowledgement test's frames fit in the window
