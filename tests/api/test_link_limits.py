@@ -25,13 +25,13 @@ from datn.net import LinkSettings, PeerLinks, handshake
 from datn.net.handshake import CHALLENGE_BYTES, MAX_CONTROL_BYTES, Window
 from datn.net.links import MAX_HANDSHAKES_PER_ADDRESS
 from datn.protocol.clock import Hlc
-from datn.protocol.effects import AddPeerInput, Genesis
-from datn.protocol.messages import Heartbeat
+from datn.protocol.effects import AddPeerInput, BondInput, FundInput, Genesis
+from datn.protocol.messages import BondRequest, Heartbeat
 from datn.protocol.node import NodeConfig
 from datn.risk import RiskConfig
 from datn.runtime import NodeRuntime, Outlets
 from datn.store.memory import MemoryStore
-from datn.wire import Batch, Envelope, NodeKey, seal
+from datn.wire import Batch, Envelope, NodeKey, open_frame, seal
 from datn.wire.limits import MAX_BATCH_ENVELOPES, MAX_INT64, REPLAY_WINDOW
 
 XYZ = ProductSpec("XYZ", ProductKind.SHARE, USD.code)
@@ -268,6 +268,60 @@ def test_an_address_no_link_can_dial_is_a_counted_failure() -> None:
             await until(lambda: n.links.counters["link_failures"] >= 2)
             task = n.links._out[HOSTILE.node_id].task
             assert task is not None and not task.done()
+
+    run(scenario)
+
+
+def test_a_peer_that_acknowledges_nothing_is_not_sent_news_nor_answers_beyond_its_backlog() -> None:
+    backlog = 32
+
+    async def scenario() -> None:
+        async with node(LinkSettings(max_backlog=backlog)) as n:
+            # 400 probes, each of which asks for an answer; the peer takes
+            # none of them (the node has no address to send them to).
+            ws = await dial_as(n.address, HOSTILE)
+            for i in range(100):
+                await ws.send(probes(HOSTILE, range(1 + 4 * i, 5 + 4 * i)))
+            await until(lambda: n.links.status(HOSTILE.node_id)["received_seq"] == 400)
+            await ws.close()
+            assert n.links.status(HOSTILE.node_id)["last_sent_seq"] == backlog
+            assert n.links.counters["withheld:Heartbeat"] == 400 - backlog
+            # Another peer is answered all the same: a backlog is one peer's.
+            honest = await dial_as(n.address, HONEST)
+            await honest.send(probes(HONEST, range(1, 21)))
+            await until(lambda: n.links.status(HONEST.node_id)["last_sent_seq"] == 20)
+            await honest.close()
+
+    run(scenario)
+
+
+def test_a_request_the_core_asks_again_goes_once_while_the_first_is_on_its_way() -> None:
+    async def scenario() -> None:
+        async with node() as n:
+            await n.runtime.submit(FundInput(USD.code, 1_000_000))
+            await n.runtime.submit(BondInput(HOSTILE.node_id, 500_000, False))
+            # The core asks again every bond_resend_ms (200 ms); the peer is
+            # unreachable, and the first request waits in the outbox.
+            await until(lambda: n.links.counters["merged:BondRequest"] >= 4)
+            assert n.links.status(HOSTILE.node_id)["last_sent_seq"] == 1
+            # Once the peer has it (and says so), the next time the core
+            # asks, the request goes again.
+            seen: list[BondRequest] = []
+
+            async def receive(connection: ServerConnection, challenges: bytes, _: bytes) -> None:
+                async for data in connection:
+                    batch = open_frame(bytes(data))
+                    seen.extend(
+                        e.message for e in batch.envelopes if isinstance(e.message, BondRequest)
+                    )
+                    top = batch.envelopes[-1].seq
+                    await connection.send(
+                        handshake.ack(HOSTILE, NODE.node_id, challenges, Window(top))
+                    )
+
+            async with dialled_by(n, receive):
+                await until(lambda: len(seen) >= 3)
+            assert len({(r.bond_id, r.amount) for r in seen}) == 1
 
     run(scenario)
 

@@ -61,7 +61,20 @@ from datn.evidence import is_evidence
 from datn.net import handshake
 from datn.net.handshake import CHALLENGE_BYTES, MAX_CONTROL_BYTES, Proof, Window
 from datn.protocol.effects import ReceiveInput, Send
-from datn.protocol.messages import Advert, Heartbeat, NodeId, TradePrint
+from datn.protocol.messages import (
+    Acceptance,
+    Advert,
+    BondAnswer,
+    BondRequest,
+    Confirmation,
+    Heartbeat,
+    Message,
+    NodeId,
+    Refusal,
+    StatementAnswer,
+    StatementProposal,
+    TradePrint,
+)
 from datn.runtime.node import NodeStoppedError
 from datn.store import Commit, EvidenceRecord, InboundWindow, LinkRecord, OutboxFrame
 from datn.wire import (
@@ -116,6 +129,11 @@ class LinkSettings:
     handshake_timeout_s: float = 5.0
     ping_interval_s: float = 5.0
     ping_timeout_s: float = 10.0
+    max_backlog: int = 4 * REPLAY_WINDOW
+    """Messages a peer may leave unacknowledged before the node stops
+    adding news and answers for it (:data:`_WITHHELD`): what a peer that
+    acknowledges nothing can make the node keep for it is bounded by the
+    node's own requests, not by what the peer asks."""
 
 
 @dataclass(eq=False)
@@ -132,6 +150,11 @@ class _Outbound:
     acked: int = 0
     sent_at: dict[int, float] = field(default_factory=dict)
     """When each frame went out on the current connection."""
+    on_way: dict[Message, int] = field(default_factory=dict)
+    """The messages of the kinds the core sends again
+    (:data:`_REPEATED`) not yet acknowledged, with the sequence number
+    that carries each, in that order: sent again meanwhile, one would only
+    reach the peer twice."""
     gap_resent: set[int] = field(default_factory=set)
     """Frames resent on the current connection because an acknowledgement
     showed them missing: each at most once (after that, ``resend_ms``)."""
@@ -172,6 +195,12 @@ class _Outbound:
             return  # older than what the peer said before: windows only grow
         self.window = window
         self.acked = max(self.acked, window.contiguous)
+        on_way = self.on_way
+        while on_way:
+            message, seq = next(iter(on_way.items()))
+            if seq > window.contiguous:
+                break
+            del on_way[message]
         frames = self.frames
         had: list[int] = []
         for first, frame in frames.items():
@@ -248,6 +277,25 @@ class _Inbound:
 
 _NEWS: Final = frozenset({Advert, TradePrint, Heartbeat})
 """Messages no peer is waiting for to go on with a trade."""
+_REPEATED: Final = frozenset(
+    {
+        Acceptance,
+        Confirmation,
+        Refusal,
+        BondRequest,
+        BondAnswer,
+        StatementProposal,
+        StatementAnswer,
+    }
+)
+"""Messages the core sends again, the same, until answered (requests), or
+to every request sent again (answers): see the README's table. A copy of
+one still unacknowledged on its link is not sealed again, since the link
+delivers the first: a peer out of reach for an hour does not come back
+to an hour of the same request every 40 ms."""
+_WITHHELD: Final = _NEWS | {Confirmation, Refusal, BondAnswer, StatementAnswer}
+"""Messages a peer beyond its backlog (``max_backlog``) goes without: news,
+and answers to requests its core sends again until answered."""
 
 
 def _settle(waiter: asyncio.Future[None]) -> None:
@@ -433,10 +481,31 @@ class PeerLinks:
         the commit is durable. See :attr:`datn.runtime.Outlets.seal`."""
         by_peer: dict[NodeId, list[Send]] = {}
         answered: set[NodeId] = set()
+        backlog: dict[NodeId, int] = {}
+        max_backlog = self.settings.max_backlog
         for send in sends:
-            by_peer.setdefault(send.peer, []).append(send)
-            if type(send.message) not in _NEWS:
-                answered.add(send.peer)
+            peer = send.peer
+            kind = type(send.message)
+            out = self._outbound(peer)
+            if kind in _REPEATED and send.message in out.on_way:
+                self.counters[f"merged:{kind.__name__}"] += 1
+                continue
+            unacked = backlog.get(peer)
+            if unacked is None:
+                unacked = out.link.last_seq - out.acked
+            if kind in _WITHHELD and unacked >= max_backlog:
+                self._count(
+                    f"withheld:{kind.__name__}",
+                    logging.WARNING,
+                    "%s has %d messages unacknowledged: news and answers for it withheld",
+                    peer[:16],
+                    unacked,
+                )
+                continue
+            backlog[peer] = unacked + 1
+            by_peer.setdefault(peer, []).append(send)
+            if kind not in _NEWS:
+                answered.add(peer)
         sealed: list[tuple[_Outbound, list[OutboxFrame]]] = []
         for peer, items in by_peer.items():
             out = self._outbound(peer)
@@ -485,6 +554,9 @@ class PeerLinks:
             self._seal_into(out, items[half:], frames, commit)
             return
         frames.append(OutboxFrame(out.peer, first, link.last_seq, frame))
+        for seq, send in enumerate(items, first):
+            if type(send.message) in _REPEATED:
+                out.on_way[send.message] = seq
         if any(is_evidence(s.message) for s in items):
             commit.evidence.append(EvidenceRecord(out.peer, items[-1].hlc.wall_ms, "sent", frame))
 
