@@ -8,6 +8,7 @@ its links without losing or replaying a frame."""
 from __future__ import annotations
 
 import itertools
+import json
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,17 +133,24 @@ def _check_evidence(network: LocalNetwork, tmp_path: Path) -> None:
     from datn.cli.main import main  # noqa: PLC0415
 
     runner = CliRunner()
-    for a, b in itertools.permutations(network.nodes, 2):
+    for n, (a, b) in enumerate(itertools.permutations(network.nodes, 2)):
         out = tmp_path / f"{a.name}-{b.name}.jsonl"
-        exported = runner.invoke(
-            main,
-            ["evidence", "export", "--node", str(a.folder), "--peer", b.node_id, "--out", str(out)],
-        )
+        # Readable, then machine-readable, alternately.
+        as_json = ["--json"] if n % 2 else []
+        export = ["evidence", "export", "--node", str(a.folder), "--peer", b.node_id]
+        exported = runner.invoke(main, [*export, "--out", str(out), *as_json])
         assert exported.exit_code == 0, exported.output
-        checked = runner.invoke(main, ["evidence", "verify", str(out)])
+        checked = runner.invoke(main, ["evidence", "verify", str(out), *as_json])
         assert checked.exit_code == 0, checked.output
-        assert "OK: every signature checks" in checked.output
-        assert "trades" in checked.output, checked.output
+        if as_json:
+            written = json.loads(exported.output)
+            assert written["peer"] == b.node_id and written["records"] > 0
+            found = json.loads(checked.output)
+            assert found["ok"] and found["records"] == written["records"]
+            assert found["frames_verified"] == found["records"], found
+        else:
+            assert "OK: every signature checks" in checked.output
+            assert "trades" in checked.output, checked.output
     # A period outside what the API states is refused, naming the parameter.
     a, b = network.nodes[0], network.nodes[1]
     assert a.admin is not None

@@ -133,6 +133,16 @@ def test_datn_evidence_export_then_verify(tmp_path: Path) -> None:
     assert "OK: every signature checks" in verified.output
     assert "n000 owes n001:" in verified.output and "statements:" in verified.output
 
+    # The same finding for a program: amounts by node name and asset.
+    as_json = runner.invoke(main, ["evidence", "verify", "--json", str(out)])
+    assert as_json.exit_code == 0, as_json.output
+    found = json.loads(as_json.output)
+    assert found["ok"] is True and found["problems"] == []
+    assert [node["name"] for node in found["nodes"]] == ["n000", "n001"]
+    assert found["frames_verified"] == found["records"] > 0
+    assert sum(found["trades"]["held"].values()) == found["trades"]["in_period"] > 0
+    assert found["statements"] >= found["agreed"] > 0
+
     data = bytearray(out.read_bytes())
     lines = bytes(data).splitlines(keepends=True)
     # A byte of record 3's frame, in the signature at its end.
@@ -144,6 +154,13 @@ def test_datn_evidence_export_then_verify(tmp_path: Path) -> None:
     assert failed.exit_code == 1
     assert "FAILED" in failed.output
     assert "record 3: frame refused: bad_signature" in failed.output
+    failed_json = runner.invoke(main, ["evidence", "verify", "--json", str(tampered)])
+    assert failed_json.exit_code == 1
+    problems = json.loads(failed_json.output)["problems"]
+    assert any(
+        p["where"] == "record 3" and p["what"].startswith("frame refused: bad_signature")
+        for p in problems
+    )
 
 
 def test_datn_evidence_export_refuses_unknown_nodes(tmp_path: Path) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 import httpx
 
+from datn.cli.clients import json_option
 from datn.domain import USD
 from datn.evidence import Verification, export_bundle, verify_bundle
 from datn.protocol.messages import NodeId
@@ -45,7 +48,10 @@ def evidence() -> None:
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     help="Where to write the bundle.",
 )
-def export(folder: Path, peer: str, from_ms: int, to_ms: int | None, out: Path) -> None:
+@json_option
+def export(
+    folder: Path, peer: str, from_ms: int, to_ms: int | None, out: Path, as_json: bool
+) -> None:
     """Write the evidence bundle of a running node and PEER over the period:
     every signed frame between them that carries part of a trade, a
     settlement or a bond, read from the node's store and sealed by the node
@@ -68,6 +74,9 @@ def export(folder: Path, peer: str, from_ms: int, to_ms: int | None, out: Path) 
         sys.exit(1)
     out.write_bytes(response.content)
     records = response.content.count(b"\n") - 2
+    if as_json:
+        click.echo(json.dumps({"records": records, "peer": peer, "out": str(out)}))
+        return
     click.echo(f"{records} records between this node and {peer[:16]}… written to {out}")
 
 
@@ -150,10 +159,14 @@ def simulate(
 
 @evidence.command()
 @click.argument("bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def verify(bundle: Path) -> None:
+@json_option
+def verify(bundle: Path, as_json: bool) -> None:
     """Check every signature in BUNDLE and recompute what each side owes,
     trusting neither node. Exits 1, naming each bad record, if anything fails."""
     result = verify_bundle(bundle.read_bytes())
+    if as_json:
+        click.echo(json.dumps(_as_json(result), indent=2))
+        sys.exit(0 if result.ok else 1)
     if result.nodes is not None:
         _summary(result)
     if result.ok:
@@ -166,6 +179,39 @@ def verify(bundle: Path) -> None:
     if len(result.problems) > MAX_PROBLEMS_SHOWN:
         click.echo(f"  ... and {len(result.problems) - MAX_PROBLEMS_SHOWN} more", err=True)
     sys.exit(1)
+
+
+def _as_json(result: Verification) -> dict[str, Any]:
+    """What ``verify --json`` prints: the whole finding, amounts in minor
+    units (lots for products) by node name and asset id."""
+    in_period = [t for t in result.trades if t.in_period]
+    return {
+        "ok": result.ok,
+        "problems": [{"where": p.where, "what": p.what} for p in result.problems],
+        "nodes": None
+        if result.nodes is None
+        else [{"name": p.name, "node_id": p.node_id} for p in result.nodes],
+        "exporter": result.exporter,
+        "from_ms": result.from_ms,
+        "to_ms": result.to_ms,
+        "records": result.records,
+        "frames_verified": result.frames_verified,
+        "messages": dict(sorted(result.messages.items())),
+        "trades": {
+            "in_period": len(in_period),
+            "before_period": len(result.trades) - len(in_period),
+            "held": {
+                party.name: sum(1 for t in in_period if t.holder == party.name)
+                for party in result.nodes or ()
+            },
+        },
+        "owed": result.owed,
+        "net": result.net,
+        "unsettled": result.unsettled,
+        "statements": result.statements,
+        "agreed": result.agreed,
+        "bonds": result.bonds,
+    }
 
 
 def _summary(result: Verification) -> None:
