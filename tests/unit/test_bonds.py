@@ -28,7 +28,7 @@ from datn.clearing.settlement import build_statement
 from datn.domain import USD, Side, TimeInForce
 from datn.ledger import AccountKey
 from datn.protocol.effects import Pay, Send
-from datn.protocol.liability import PeerClearing
+from datn.protocol.liability import STATEMENT_LOCKS, PeerClearing
 from datn.protocol.messages import (
     Acceptance,
     BondAnswer,
@@ -41,6 +41,8 @@ from datn.protocol.messages import (
     TradePrint,
 )
 from datn.protocol.node import NodeConfig
+from datn.wire import encode_message
+from datn.wire.limits import MAX_FRAME_BYTES
 
 CAPITAL = 100_000_000
 """What each node is funded with, to post bonds from."""
@@ -552,6 +554,33 @@ def test_a_statement_the_peer_cannot_reproduce_moves_nothing_and_is_flagged() ->
     assert usd(net, A, "rail:b") == 10_000 and usd(net, B, "rail:a") == -10_000
     assert not net.nodes[A].liability.any_unsettled()
     assert not net.nodes[B].liability.any_unsettled()
+
+
+def test_a_pair_with_more_trades_than_a_statement_holds_settles_them_over_cycles() -> None:
+    """A statement of every unsettled trade would, past about 7,200 trades
+    in a cycle, no longer fit a frame: it is sent never, and the honest
+    pair ends in default. The oldest go first, the rest in the next cycles."""
+    net = traded_pair()
+    extra = 2 * STATEMENT_LOCKS + 100
+    a_view, b_view = clearing(net, A), clearing(net, B)
+    booked = min(a_view.unsettled_at.values())
+    for n in range(extra):
+        lock_id = 2**62 + n * 7_919  # large ids, as random ones are
+        for view in (a_view, b_view):
+            view.unsettled[lock_id] = ()  # moves nothing: only its count matters
+            view.unsettled_at[lock_id] = booked
+    sizes: list[int] = []
+    for _ in range(4):
+        cycle(net)
+        proposals = [s.message for n, s in net.wire if n == A]
+        sizes += [len(m.statement.lock_ids) for m in proposals if isinstance(m, StatementProposal)]
+        # Each fits a frame with room to spare (a frame holds 64 KiB).
+        assert all(len(encode_message(m)) < MAX_FRAME_BYTES * 5 // 8 for m in proposals)
+        net.deliver()
+    assert sizes == [STATEMENT_LOCKS, STATEMENT_LOCKS, extra + 2 - 2 * STATEMENT_LOCKS]
+    assert not a_view.unsettled and not b_view.unsettled
+    assert usd(net, A, "rail:b") == 10_000 and usd(net, B, "rail:a") == -10_000
+    assert net.nodes[A].stats["statements_settled"] == net.nodes[B].stats["statements_settled"] == 3
 
 
 def test_a_proposal_out_of_turn_is_answered_but_not_remembered() -> None:

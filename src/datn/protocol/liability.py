@@ -83,6 +83,11 @@ BOND_REASONS: Final = frozenset(
         "receipt_mismatch",
     }
 )
+STATEMENT_LOCKS: Final = 4_096
+"""Trades a settlement statement holds at most: with 64-bit lock ids, about
+37 KB, well inside a frame (a frame holds about 7,200 such ids). A pair
+that trades more in a cycle settles the oldest, and the rest in the next
+cycles."""
 STATEMENT_REASONS: Final = frozenset(
     {
         "not_our_pair",
@@ -572,9 +577,13 @@ class Liability:
                     self._declare_default(peer, view, now, out)
                     continue
                 if context.node_id < peer and view.proposal is None:
-                    trades = {
-                        k: v for k, v in view.unsettled.items() if view.unsettled_at[k] <= ripe
-                    }
+                    at = view.unsettled_at
+                    ripe_ids = [k for k in view.unsettled if at[k] <= ripe]
+                    if len(ripe_ids) > STATEMENT_LOCKS:
+                        # The oldest first; the rest wait for the next cycle.
+                        ripe_ids.sort(key=lambda k: (at[k], k))
+                        del ripe_ids[STATEMENT_LOCKS:]
+                    trades = {k: view.unsettled[k] for k in ripe_ids}
                     if trades:
                         statement = build_statement(context.node_id, peer, view.cycle + 1, trades)
                         view.proposal = StatementProposal(statement)
