@@ -33,7 +33,7 @@ from datn.risk import RiskConfig
 from datn.runtime import InputRefusedError, NodeRuntime, NodeStoppedError, Outlets
 from datn.store import Commit, MemoryStore, StoreError
 from datn.store.sqlite import SQLiteStore
-from datn.wire import decode_entry
+from datn.wire import SnapshotError, decode_entry
 
 XYZ = ProductSpec("XYZ", ProductKind.SHARE, USD.code)
 NODE = NodeId("a")
@@ -307,13 +307,28 @@ def test_a_node_that_never_built_a_snapshot_takes_one_as_it_starts(tmp_path: Pat
     async def second() -> None:
         store = SQLiteStore(path)
         before = store.load()
-        assert before.snapshot is None and len(before.entries) >= 30
-        runtime = await NodeRuntime.open(store, GENESIS, snapshot_every=10)
+        assert before.snapshot is None and 30 <= len(before.entries) < 100
+        from datn.wire import recover_node  # noqa: PLC0415
+
+        hashes.append(recover_node(None, before.entries).state_hash())
+        # Its tail is a quarter of the interval (here 100 entries of 400)
+        # or more: a snapshot first.
+        runtime = await NodeRuntime.open(store, GENESIS, snapshot_every=100)
         assert runtime.stats.snapshot_position == before.position
         assert runtime.stats.position == before.position + 1  # and its restart entry
         await runtime.close()
 
+    async def below_a_quarter() -> None:
+        store = SQLiteStore(path)
+        before = store.load()
+        runtime = await NodeRuntime.open(store, GENESIS, snapshot_every=400)
+        assert runtime.stats.snapshot_position == 0  # a tail under 100: none
+        crash(runtime)
+        with SQLiteStore(path) as again:
+            assert len(again.load().entries) == len(before.entries) + 1
+
     run(first)
+    run(below_a_quarter)
     run(second)
     with SQLiteStore(path) as store:
         stored = store.load()
@@ -321,7 +336,35 @@ def test_a_node_that_never_built_a_snapshot_takes_one_as_it_starts(tmp_path: Pat
 
     # The next start replays the restart entry only, onto the state the first process had.
     assert len(stored.entries) == 1
-    assert recover_node(stored.snapshot, []).state_hash() == hashes[0]
+    assert recover_node(stored.snapshot, []).state_hash() == hashes[-1]
+
+
+def test_a_start_snapshot_that_fails_costs_only_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "node.sqlite3"
+
+    async def first() -> None:
+        runtime = await NodeRuntime.open(SQLiteStore(path), GENESIS, snapshot_every=1_000_000)
+        await trade(runtime, 20)
+        crash(runtime)
+
+    def refuse(snapshot: object) -> bytes:
+        raise SnapshotError("bad_snapshot", "would not read back")
+
+    async def second() -> None:
+        monkeypatch.setattr("datn.runtime.node.encode_snapshot", refuse)
+        store = SQLiteStore(path)
+        before = store.load()
+        runtime = await NodeRuntime.open(store, GENESIS, snapshot_every=10)
+        # It starts all the same, from the journal, and takes orders.
+        assert runtime.stats.snapshot_position == 0
+        await runtime.submit(order(99))
+        assert runtime.stats.position == before.position + 2
+        await runtime.close()
+
+    run(first)
+    run(second)
 
 
 def test_a_store_of_another_node_is_refused(tmp_path: Path) -> None:

@@ -121,6 +121,11 @@ class _Group:
     waiters: list[_Waiter] = field(default_factory=list)
 
 
+START_SNAPSHOT_SHARE: Final = 4
+"""A node whose start replays ``snapshot_every // START_SNAPSHOT_SHARE``
+entries or more takes a snapshot before it serves: a start costs at most
+that replay (and the snapshot's encoding, at most once per that many
+entries), even for a node whose background snapshots never complete."""
 INLINE_COMMIT_MAX_INPUTS: Final = 1
 """A group of at most this many inputs is committed on the loop's thread
 when the store can (:meth:`Store.commit_if_free`)."""
@@ -293,20 +298,35 @@ class NodeRuntime:
                     "misuse",
                     f"the store holds node {recovered.node_id}, not {genesis.node_id}",
                 )
-            if len(stored.entries) >= snapshot_every:
+            if len(stored.entries) >= max(1, snapshot_every // START_SNAPSHOT_SHARE):
                 # A node that never lived long enough to build a snapshot in
                 # the background (killed again and again, or too busy for
                 # its worker) would replay more at each start: it takes one
-                # now, before it serves, where its state is at hand.
-                snapshot = await loop.run_in_executor(
-                    None, _snapshot_at_start, store, recovered, position
-                )
-                log.info(
-                    "snapshot at %d taken at start, after %d entries replayed",
-                    position,
-                    len(stored.entries),
-                )
-                snapshot_position = position
+                # now, before it serves, where its state is at hand, once
+                # its tail is a quarter of the interval. One that fails
+                # costs only itself, as in the background.
+                try:
+                    snapshot = await loop.run_in_executor(
+                        None, _snapshot_at_start, store, recovered, position
+                    )
+                except Exception as error:
+                    log.error(
+                        "snapshot at %d could not be taken at start (the journal still "
+                        "holds everything): %s: %s",
+                        position,
+                        type(error).__name__,
+                        error,
+                    )
+                else:
+                    log.info(
+                        "snapshot at %d taken at start, after %d entries replayed",
+                        position,
+                        len(stored.entries),
+                    )
+                    snapshot_position = position
+            # The restart's time is read now, after the replay and the
+            # snapshot, which may have taken seconds.
+            now = clock.now()
             core, effects = recovered.restart(now)
             log.info(
                 "recovered node %s from snapshot at %d and %d entries after it",
