@@ -70,6 +70,7 @@ from datn.protocol.messages import (
     Heartbeat,
     Message,
     NodeId,
+    PotentialTrades,
     Refusal,
     StatementAnswer,
     StatementProposal,
@@ -110,6 +111,8 @@ MAX_HANDSHAKES: Final = 256
 them is dropped at once instead of holding the node's sockets. Until its
 handshake is done a connection reads messages of at most
 :data:`~datn.net.handshake.MAX_CONTROL_BYTES`, so each holds little."""
+MAX_RESEND_BACKOFF: Final = 16
+"""The resend timeout grows to at most this multiple of ``resend_ms``."""
 MAX_HANDSHAKES_PER_ADDRESS: Final = 8
 """Of those, from one address: strangers at one address cannot take every
 place and keep a peer that reconnects from its handshake."""
@@ -131,9 +134,10 @@ class LinkSettings:
     ping_timeout_s: float = 10.0
     max_backlog: int = 4 * REPLAY_WINDOW
     """Messages a peer may leave unacknowledged before the node stops
-    adding news and answers for it (:data:`_WITHHELD`): what a peer that
-    acknowledges nothing can make the node keep for it is bounded by the
-    node's own requests, not by what the peer asks."""
+    adding for it what it can make the node send by asking
+    (:data:`_WITHHELD`): what a peer that acknowledges nothing can make the
+    node keep for it is then bounded by the node's own activity, not by
+    what the peer asks."""
 
 
 @dataclass(eq=False)
@@ -155,6 +159,13 @@ class _Outbound:
     (:data:`_REPEATED`) not yet acknowledged, with the sequence number
     that carries each, in that order: sent again meanwhile, one would only
     reach the peer twice."""
+    backoff: int = 1
+    """The resend timeout's multiple: doubled each time frames go out again
+    for want of an acknowledgement (up to :data:`MAX_RESEND_BACKOFF`), back
+    to 1 when an acknowledgement moves the window, as TCP's retransmission
+    timer backs off. A receiver slower than ``resend_ms`` (one busy, or
+    catching up after a restart) is not sent its whole window again every
+    ``resend_ms``, each copy costing it a signature check to refuse."""
     gap_resent: set[int] = field(default_factory=set)
     """Frames resent on the current connection because an acknowledgement
     showed them missing: each at most once (after that, ``resend_ms``)."""
@@ -193,6 +204,8 @@ class _Outbound:
         the replay window's), however many frames the outbox holds."""
         if window.contiguous < self.window.contiguous:
             return  # older than what the peer said before: windows only grow
+        if window.contiguous > self.window.contiguous:
+            self.backoff = 1
         self.window = window
         self.acked = max(self.acked, window.contiguous)
         on_way = self.on_way
@@ -279,6 +292,7 @@ _NEWS: Final = frozenset({Advert, TradePrint, Heartbeat})
 """Messages no peer is waiting for to go on with a trade."""
 _REPEATED: Final = frozenset(
     {
+        PotentialTrades,
         Acceptance,
         Confirmation,
         Refusal,
@@ -293,9 +307,18 @@ to every request sent again (answers): see the README's table. A copy of
 one still unacknowledged on its link is not sealed again, since the link
 delivers the first: a peer out of reach for an hour does not come back
 to an hour of the same request every 40 ms."""
-_WITHHELD: Final = _NEWS | {Confirmation, Refusal, BondAnswer, StatementAnswer}
-"""Messages a peer beyond its backlog (``max_backlog``) goes without: news,
-and answers to requests its core sends again until answered."""
+_WITHHELD: Final = frozenset({Heartbeat, PotentialTrades, Refusal, BondAnswer, StatementAnswer})
+"""Messages a peer beyond its backlog (``max_backlog``) goes without: what
+it can make the node send by asking, each of which it asks for again or
+does without. Heartbeats (probes and their echoes) come again every
+period; potential trades' locks expire and the next round asks again; a
+refusal, a bond answer or a statement answer is given again to the
+request its core sends again until answered. Not withheld: adverts and
+prints (the node's own news, numbered for every peer alike: one withheld
+would leave a gap in the peer's view of the book that nothing fills), and
+confirmations (one per lock this node offered, which it offers no more to
+a peer beyond its backlog: withheld, they would keep trades on one ledger
+for as long as the backlog lasts)."""
 
 
 def _settle(waiter: asyncio.Future[None]) -> None:
@@ -323,11 +346,13 @@ def _holds(contiguous: int, above: frozenset[int], frame: OutboxFrame) -> bool:
     )
 
 
-def _plausible(window: Window) -> bool:
-    """Whether a receiver's window could be one: what it holds above a gap
-    lies within the replay window above its contiguous part, as the
+def _plausible(window: Window, sent: int) -> bool:
+    """Whether a receiver's window could be one: it holds no number above
+    ``sent`` (the last one this node numbered), and what it holds above a
+    gap lies within the replay window above its contiguous part, as the
     receiver's replay window admits."""
-    return all(window.contiguous < seq <= window.contiguous + REPLAY_WINDOW for seq in window.above)
+    top = min(sent, window.contiguous + REPLAY_WINDOW)
+    return window.contiguous <= sent and all(window.contiguous < seq <= top for seq in window.above)
 
 
 def _window(replay: ReplayWindow) -> Window:
@@ -398,6 +423,9 @@ class PeerLinks:
             ping_interval=self.settings.ping_interval_s,
             ping_timeout=self.settings.ping_timeout_s,
             open_timeout=self.settings.handshake_timeout_s,
+            # A connection refused is closed after its handshake place is
+            # given up: the peer has a second to answer the close, not ten.
+            close_timeout=1.0,
             logger=logging.getLogger("datn.net.server"),
         )
         sockets = list(self._server.sockets)
@@ -482,14 +510,17 @@ class PeerLinks:
         by_peer: dict[NodeId, list[Send]] = {}
         answered: set[NodeId] = set()
         backlog: dict[NodeId, int] = {}
+        repeated: set[tuple[NodeId, Message]] = set()
         max_backlog = self.settings.max_backlog
         for send in sends:
             peer = send.peer
             kind = type(send.message)
             out = self._outbound(peer)
-            if kind in _REPEATED and send.message in out.on_way:
-                self.counters[f"merged:{kind.__name__}"] += 1
-                continue
+            if kind in _REPEATED:
+                if send.message in out.on_way or (peer, send.message) in repeated:
+                    self.counters[f"merged:{kind.__name__}"] += 1
+                    continue
+                repeated.add((peer, send.message))
             unacked = backlog.get(peer)
             if unacked is None:
                 unacked = out.link.last_seq - out.acked
@@ -497,7 +528,7 @@ class PeerLinks:
                 self._count(
                     f"withheld:{kind.__name__}",
                     logging.WARNING,
-                    "%s has %d messages unacknowledged: news and answers for it withheld",
+                    "%s has %d messages unacknowledged: what it asks for is withheld",
                     peer[:16],
                     unacked,
                 )
@@ -623,6 +654,7 @@ class PeerLinks:
         )
         out.sent_at.clear()
         out.gap_resent.clear()
+        out.backoff = 1
         out.learn(window)
         return challenge + their.challenge
 
@@ -636,13 +668,18 @@ class PeerLinks:
             while not reader.done():
                 out.woken = False
                 now = loop.time()
-                for frame in out.due(now, resend_s):
-                    if frame.first_seq in out.sent_at:
+                timed_out = False
+                for frame in out.due(now, resend_s * out.backoff):
+                    sent = out.sent_at.get(frame.first_seq)
+                    if sent is not None:
                         self.counters["frames_resent"] += 1
+                        timed_out = timed_out or sent != _LONG_AGO
                     await connection.send(frame.frame)
                     out.sent_at[frame.first_seq] = now
                     self.counters["frames_sent"] += 1
-                await out.sleep(resend_s / 2)
+                if timed_out:
+                    out.backoff = min(2 * out.backoff, MAX_RESEND_BACKOFF)
+                await out.sleep(resend_s * out.backoff / 2)
             reader.result()
         finally:
             reader.cancel()
@@ -652,9 +689,10 @@ class PeerLinks:
             async for data in connection:
                 try:
                     window = handshake.read_ack(_binary(data), self.key, out.peer, challenges)
-                    if not _plausible(window):
+                    if not _plausible(window, out.link.last_seq):
                         raise RemoteProtocolError(
-                            "implausible_window", "numbers above the gap outside the replay window"
+                            "implausible_window",
+                            "numbers never sent, or above the gap outside the replay window",
                         )
                 except RemoteProtocolError as error:
                     self._refuse("ack", error, out.peer)
@@ -768,21 +806,27 @@ class PeerLinks:
             inbound.ack_timer = None
         inbound.challenges = proof.challenge + challenge
         if previous is not None:
-            # The peer dialled again: its new connection replaces the old.
-            await previous.close(1000, "replaced")
+            # The peer dialled again: its new connection replaces the old,
+            # dropped at once (a close handshake would let a peer that never
+            # answers it keep the old connection, and what it read ahead,
+            # for the close timeout, a connection per dial).
+            previous.transport.abort()
         try:
             await connection.send(handshake.welcome(self.key, proof, inbound.durable))
-            applied = 0
+            applied = read = 0
             async for frame in connection:
                 applied += self._on_frame(inbound, connection, frame)
-                if applied >= MAX_BATCH_ENVELOPES:
+                read += len(frame)
+                if applied >= MAX_BATCH_ENVELOPES or read >= MAX_FRAME_BYTES:
                     # A burst the library read ahead comes without a pause:
-                    # after a full batch's worth of messages the loop turns,
-                    # so that traders and other peers are not held up. Not
-                    # after every frame: the frames taken in between two
-                    # turns commit together, while a frame a turn would be
-                    # a commit (and a flush to disk) each.
-                    applied = 0
+                    # after a full batch's worth of messages applied, or a
+                    # full frame's worth of bytes checked (frames refused or
+                    # seen before cost their signature and decoding too),
+                    # the loop turns, so that traders and other peers are
+                    # not held up. Not after every frame: the frames taken
+                    # in between two turns commit together, while a frame a
+                    # turn would be a commit (and a flush to disk) each.
+                    applied = read = 0
                     await asyncio.sleep(0)
         except ConnectionClosed:
             pass
