@@ -26,11 +26,12 @@ from datn.net import LinkSettings, PeerLinks, handshake
 from datn.net.handshake import CHALLENGE_BYTES, MAX_CONTROL_BYTES, Window
 from datn.net.links import MAX_HANDSHAKES_PER_ADDRESS
 from datn.protocol.clock import Hlc
-from datn.protocol.effects import AddPeerInput, BondInput, FundInput, Genesis
-from datn.protocol.messages import BondRequest, Heartbeat, OrderBroadcast
+from datn.protocol.effects import AddPeerInput, BondInput, FundInput, Genesis, Send
+from datn.protocol.messages import BondRequest, Heartbeat, OrderBroadcast, Release
 from datn.protocol.node import NodeConfig
 from datn.risk import RiskConfig
 from datn.runtime import NodeRuntime, Outlets
+from datn.store import Commit
 from datn.store.memory import MemoryStore
 from datn.wire import Batch, Envelope, NodeKey, open_frame, seal
 from datn.wire.limits import MAX_BATCH_ENVELOPES, MAX_INT64, REPLAY_WINDOW
@@ -175,7 +176,11 @@ def test_handshakes_that_time_out_or_are_abandoned_are_counted() -> None:
 
 
 @contextlib.asynccontextmanager
-async def dialled_by(n: Running, receive: Callable[[ServerConnection, bytes, bytes], Any]) -> Any:
+async def dialled_by(
+    n: Running,
+    receive: Callable[[ServerConnection, bytes, bytes], Any],
+    welcome: Window | None = None,
+) -> Any:
     """A hostile peer the node dials: it welcomes the node with an empty
     window, then ``receive(connection, node's challenge + its own, ...)``."""
 
@@ -183,7 +188,7 @@ async def dialled_by(n: Running, receive: Callable[[ServerConnection, bytes, byt
         challenge = os.urandom(CHALLENGE_BYTES)
         await connection.send(handshake.hello(HOSTILE, challenge))
         _, proof = handshake.read_proof(await connection.recv(), HOSTILE, challenge)
-        await connection.send(handshake.welcome(HOSTILE, proof, Window()))
+        await connection.send(handshake.welcome(HOSTILE, proof, welcome or Window()))
         await receive(connection, proof.challenge + challenge, b"")
 
     server = await serve(handler, "127.0.0.1", 0, compression=None, ping_interval=None)
@@ -429,6 +434,71 @@ def test_a_peer_that_does_not_acknowledge_is_resent_to_less_and_less_often() -> 
             assert 3 <= len(received) <= 7, len(received)
             gaps = [b - a for a, b in itertools.pairwise(received)]
             assert all(later > earlier for earlier, later in itertools.pairwise(gaps))
+
+    run(scenario)
+
+
+def test_a_welcome_claiming_what_was_never_sent_is_refused() -> None:
+    async def scenario() -> None:
+        async with node(LinkSettings(backoff_min_ms=10, backoff_max_ms=20)) as n:
+            await n.runtime.submit(FundInput(USD.code, 1_000_000))
+            await n.runtime.submit(BondInput(HOSTILE.node_id, 500_000, False))
+
+            async def receive(connection: ServerConnection, challenges: bytes, _: bytes) -> None:
+                await connection.wait_closed()
+
+            # "I have everything up to 2**62": the node would forget its
+            # outbox and take the peer for one that keeps up.
+            async with dialled_by(n, receive, welcome=Window(2**62)):
+                await until(lambda: n.links.counters["handshake:implausible_window"] >= 2)
+            status = n.links.status(HOSTILE.node_id)
+            assert status["acked_seq"] == 0 and status["unacked_frames"] == 1
+
+    run(scenario)
+
+
+def test_releases_beyond_the_backlog_are_withheld_and_repeats_merged() -> None:
+    async def scenario() -> None:
+        async with node(LinkSettings(max_backlog=2)) as n:
+            hlc = Hlc(int(time.time() * 1_000), 0)
+            sends = [Send(HOSTILE.node_id, hlc, Release(lock_id)) for lock_id in (1, 1, 2, 3, 4)]
+            n.links.seal(sends, Commit())
+            counters = n.links.counters
+            assert n.links._out[HOSTILE.node_id].link.last_seq == 2
+            assert counters["merged:Release"] == 1 and counters["withheld:Release"] == 2
+
+    run(scenario)
+
+
+def test_a_receiver_catching_up_slowly_is_not_sent_its_window_again() -> None:
+    frames = 40
+
+    async def scenario() -> None:
+        async with node(LinkSettings(resend_ms=200)) as n:
+            await fill_outbox(n, frames)
+
+            async def receive(connection: ServerConnection, challenges: bytes, _: bytes) -> None:
+                async def read() -> None:
+                    with contextlib.suppress(ConnectionClosed):
+                        async for _data in connection:
+                            pass
+
+                reader = asyncio.create_task(read())
+                # It takes in a frame every 30 ms: slower than the node
+                # sends, always faster than resend_ms.
+                for top in range(1, frames + 1):
+                    await asyncio.sleep(0.03)
+                    await connection.send(
+                        handshake.ack(HOSTILE, NODE.node_id, challenges, Window(top))
+                    )
+                await asyncio.sleep(0.3)
+                reader.cancel()
+
+            async with dialled_by(n, receive):
+                await until(lambda: n.links.status(HOSTILE.node_id)["unacked_frames"] == 0)
+            # Each acknowledgement restarts the wait of the frames still out:
+            # none waited resend_ms without one.
+            assert n.links.counters["frames_resent"] <= 3, n.links.counters
 
     run(scenario)
 

@@ -72,6 +72,7 @@ from datn.protocol.messages import (
     NodeId,
     PotentialTrades,
     Refusal,
+    Release,
     StatementAnswer,
     StatementProposal,
     TradePrint,
@@ -232,6 +233,14 @@ class _Outbound:
             for first in kept:
                 self._forget(first)
 
+    def restart_timers(self, now: float) -> None:
+        """The frames out on this connection count as sent ``now`` (those
+        due at once for a gap stay due)."""
+        sent_at = self.sent_at
+        for first, sent in sent_at.items():
+            if sent != _LONG_AGO:
+                sent_at[first] = now
+
     def _forget(self, first: int) -> None:
         del self.frames[first]
         self.sent_at.pop(first, None)
@@ -294,6 +303,7 @@ _REPEATED: Final = frozenset(
     {
         PotentialTrades,
         Acceptance,
+        Release,
         Confirmation,
         Refusal,
         BondRequest,
@@ -307,11 +317,15 @@ to every request sent again (answers): see the README's table. A copy of
 one still unacknowledged on its link is not sealed again, since the link
 delivers the first: a peer out of reach for an hour does not come back
 to an hour of the same request every 40 ms."""
-_WITHHELD: Final = frozenset({Heartbeat, PotentialTrades, Refusal, BondAnswer, StatementAnswer})
+_WITHHELD: Final = frozenset(
+    {Heartbeat, PotentialTrades, Release, Refusal, BondAnswer, StatementAnswer}
+)
 """Messages a peer beyond its backlog (``max_backlog``) goes without: what
 it can make the node send by asking, each of which it asks for again or
 does without. Heartbeats (probes and their echoes) come again every
-period; potential trades' locks expire and the next round asks again; a
+period; potential trades' locks expire and the next round asks again (a
+release, sent for a late or stray answer, only ends early a lock that
+expires anyway); a
 refusal, a bond answer or a statement answer is given again to the
 request its core sends again until answered. Not withheld: adverts and
 prints (the node's own news, numbered for every peer alike: one withheld
@@ -652,6 +666,13 @@ class PeerLinks:
             out.peer,
             challenge,
         )
+        if not _plausible(window, out.link.last_seq):
+            # A welcome claiming what was never sent would make the node
+            # forget its outbox and take the peer for one that keeps up.
+            raise RemoteProtocolError(
+                "implausible_window",
+                "a welcome with numbers never sent, or above its gap outside the replay window",
+            )
         out.sent_at.clear()
         out.gap_resent.clear()
         out.backoff = 1
@@ -699,8 +720,15 @@ class PeerLinks:
                     continue
                 if window == out.window:
                     continue  # nothing new: the same acknowledgement again
+                before = out.window.contiguous
                 out.missing(window)
                 out.learn(window)
+                if out.window.contiguous > before:
+                    # The peer is taking frames in: the frames still out
+                    # wait a whole resend_ms from now (RFC 6298, 5.3), not
+                    # from when they went, or a receiver catching up
+                    # slowly is sent its window again every resend_ms.
+                    out.restart_timers(asyncio.get_running_loop().time())
                 self._note_acked(out.peer, out.acked)
                 out.wake()
         finally:
