@@ -12,7 +12,7 @@ import httpx
 
 from datn.cli.clients import json_option
 from datn.domain import USD
-from datn.evidence import Verification, export_bundle, verify_bundle
+from datn.evidence import Trade, Verification, export_bundle, verify_bundle
 from datn.protocol.messages import NodeId
 from datn.sim.invariants import InvariantError
 from datn.sim.network import PRODUCTS, Faults, Simulation
@@ -184,7 +184,7 @@ def verify(bundle: Path, as_json: bool) -> None:
 def _as_json(result: Verification) -> dict[str, Any]:
     """What ``verify --json`` prints: the whole finding, amounts in minor
     units (lots for products) by node name and asset id."""
-    in_period = [t for t in result.trades if t.in_period]
+    in_period = _in_period(result)
     return {
         "ok": result.ok,
         "problems": [{"where": p.where, "what": p.what} for p in result.problems],
@@ -200,10 +200,7 @@ def _as_json(result: Verification) -> dict[str, Any]:
         "trades": {
             "in_period": len(in_period),
             "before_period": len(result.trades) - len(in_period),
-            "held": {
-                party.name: sum(1 for t in in_period if t.holder == party.name)
-                for party in result.nodes or ()
-            },
+            "held": _held(result, in_period),
         },
         "owed": result.owed,
         "net": result.net,
@@ -212,6 +209,15 @@ def _as_json(result: Verification) -> dict[str, Any]:
         "agreed": result.agreed,
         "bonds": result.bonds,
     }
+
+
+def _in_period(result: Verification) -> list[Trade]:
+    return [t for t in result.trades if t.in_period]
+
+
+def _held(result: Verification, trades: list[Trade]) -> dict[str, int]:
+    """How many of ``trades`` each node of the bundle held."""
+    return {p.name: sum(1 for t in trades if t.holder == p.name) for p in result.nodes or ()}
 
 
 def _summary(result: Verification) -> None:
@@ -226,8 +232,8 @@ def _summary(result: Verification) -> None:
     echo(f"signatures: {result.frames_verified} of {result.records} frames verified")
     if result.messages:
         echo("messages: " + ", ".join(f"{k} {v}" for k, v in sorted(result.messages.items())))
-    in_period = [t for t in result.trades if t.in_period]
-    held = {p.name: sum(1 for t in in_period if t.holder == p.name) for p in result.nodes}
+    in_period = _in_period(result)
+    held = _held(result, in_period)
     echo(
         f"trades: {len(in_period)} in the period "
         f"({', '.join(f'{name} held {n}' for name, n in held.items())})"

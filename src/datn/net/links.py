@@ -199,13 +199,15 @@ class _Outbound:
             timer.cancel()
             self.waiter = None
 
-    def learn(self, window: Window) -> None:
-        """The peer keeps ``window``: forget the frames it has. The work is
-        the frames forgotten plus those up to the window's top (at most
-        the replay window's), however many frames the outbox holds."""
+    def learn(self, window: Window) -> bool:
+        """The peer keeps ``window``: forget the frames it has; whether its
+        contiguous part moved. The work is the frames forgotten plus those
+        up to the window's top (at most the replay window's), however many
+        frames the outbox holds."""
         if window.contiguous < self.window.contiguous:
-            return  # older than what the peer said before: windows only grow
-        if window.contiguous > self.window.contiguous:
+            return False  # older than what the peer said before: windows only grow
+        moved = window.contiguous > self.window.contiguous
+        if moved:
             self.backoff = 1
         self.window = window
         self.acked = max(self.acked, window.contiguous)
@@ -232,6 +234,7 @@ class _Outbound:
             ]
             for first in kept:
                 self._forget(first)
+        return moved
 
     def restart_timers(self, now: float) -> None:
         """The frames out on this connection count as sent ``now`` (those
@@ -325,9 +328,8 @@ it can make the node send by asking, each of which it asks for again or
 does without. Heartbeats (probes and their echoes) come again every
 period; potential trades' locks expire and the next round asks again (a
 release, sent for a late or stray answer, only ends early a lock that
-expires anyway); a
-refusal, a bond answer or a statement answer is given again to the
-request its core sends again until answered. Not withheld: adverts and
+expires anyway); a refusal, a bond answer or a statement answer is given
+again to the request its core sends again until answered. Not withheld: adverts and
 prints (the node's own news, numbered for every peer alike: one withheld
 would leave a gap in the peer's view of the book that nothing fills), and
 confirmations (one per lock this node offered, which it offers no more to
@@ -360,13 +362,19 @@ def _holds(contiguous: int, above: frozenset[int], frame: OutboxFrame) -> bool:
     )
 
 
-def _plausible(window: Window, sent: int) -> bool:
-    """Whether a receiver's window could be one: it holds no number above
-    ``sent`` (the last one this node numbered), and what it holds above a
-    gap lies within the replay window above its contiguous part, as the
-    receiver's replay window admits."""
+def _check_window(window: Window, sent: int) -> Window:
+    """``window``, if a receiver's window could be it: it holds no number
+    above ``sent`` (the last one this node numbered), and what it holds
+    above a gap lies within the replay window above its contiguous part, as
+    the receiver's replay window admits. Otherwise RemoteProtocolError
+    (``implausible_window``): taken as said, it would make the node forget
+    frames the peer never had."""
     top = min(sent, window.contiguous + REPLAY_WINDOW)
-    return window.contiguous <= sent and all(window.contiguous < seq <= top for seq in window.above)
+    if window.contiguous <= sent and all(window.contiguous < seq <= top for seq in window.above):
+        return window
+    raise RemoteProtocolError(
+        "implausible_window", "numbers never sent, or above a gap outside the replay window"
+    )
 
 
 def _window(replay: ReplayWindow) -> Window:
@@ -660,19 +668,13 @@ class PeerLinks:
         )
         challenge = os.urandom(CHALLENGE_BYTES)
         await connection.send(handshake.proof(self.key, their, challenge))
-        window = handshake.read_welcome(
+        welcome = handshake.read_welcome(
             _binary(await asyncio.wait_for(connection.recv(), timeout)),
             self.key,
             out.peer,
             challenge,
         )
-        if not _plausible(window, out.link.last_seq):
-            # A welcome claiming what was never sent would make the node
-            # forget its outbox and take the peer for one that keeps up.
-            raise RemoteProtocolError(
-                "implausible_window",
-                "a welcome with numbers never sent, or above its gap outside the replay window",
-            )
+        window = _check_window(welcome, out.link.last_seq)
         out.sent_at.clear()
         out.gap_resent.clear()
         out.backoff = 1
@@ -709,21 +711,17 @@ class PeerLinks:
         try:
             async for data in connection:
                 try:
-                    window = handshake.read_ack(_binary(data), self.key, out.peer, challenges)
-                    if not _plausible(window, out.link.last_seq):
-                        raise RemoteProtocolError(
-                            "implausible_window",
-                            "numbers never sent, or above the gap outside the replay window",
-                        )
+                    window = _check_window(
+                        handshake.read_ack(_binary(data), self.key, out.peer, challenges),
+                        out.link.last_seq,
+                    )
                 except RemoteProtocolError as error:
                     self._refuse("ack", error, out.peer)
                     continue
                 if window == out.window:
                     continue  # nothing new: the same acknowledgement again
-                before = out.window.contiguous
                 out.missing(window)
-                out.learn(window)
-                if out.window.contiguous > before:
+                if out.learn(window):
                     # The peer is taking frames in: the frames still out
                     # wait a whole resend_ms from now (RFC 6298, 5.3), not
                     # from when they went, or a receiver catching up
