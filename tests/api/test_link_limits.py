@@ -11,20 +11,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from datn.domain import USD, ProductKind, ProductSpec, Side
 from datn.net import LinkSettings, PeerLinks, handshake
 from datn.net.handshake import CHALLENGE_BYTES, MAX_CONTROL_BYTES, Window
-from datn.net.links import MAX_HANDSHAKES_PER_ADDRESS
+from datn.net.links import MAX_HANDSHAKES_PER_ADDRESS, address_group
 from datn.protocol.clock import Hlc
 from datn.protocol.effects import AddPeerInput, BondInput, FundInput, Genesis, Send
 from datn.protocol.messages import BondRequest, Heartbeat, OrderBroadcast, Release
@@ -48,6 +50,7 @@ class Running:
     links: PeerLinks
     runtime: NodeRuntime
     address: str
+    port: int
 
 
 @contextlib.asynccontextmanager
@@ -61,7 +64,7 @@ async def node(settings: LinkSettings | None = None) -> AsyncIterator[Running]:
         await runtime.submit(AddPeerInput(peer.node_id))
     port = await links.start("127.0.0.1", 0)
     try:
-        yield Running(links, runtime, f"ws://127.0.0.1:{port}")
+        yield Running(links, runtime, f"ws://127.0.0.1:{port}", port)
     finally:
         await links.close()
         await runtime.close()
@@ -122,10 +125,11 @@ def test_strangers_at_one_address_cannot_keep_a_peer_from_its_handshake() -> Non
     async def scenario() -> None:
         async with node() as n:
             # 64 connections from 127.0.0.1 that read the hello and say nothing
-            # (as many as there were places for every address at once).
+            # (as many as there were places for every address at once); those
+            # beyond the places are dropped before their upgrade is answered.
             squatters: list[ClientConnection] = []
             for _ in range(64):
-                with contextlib.suppress(ConnectionClosed, OSError):
+                with contextlib.suppress(ConnectionClosed, InvalidHandshake, OSError):
                     ws = await connect(n.address, compression=None, ping_interval=None)
                     squatters.append(ws)
                     await ws.recv()
@@ -137,6 +141,79 @@ def test_strangers_at_one_address_cannot_keep_a_peer_from_its_handshake() -> Non
                 await ws.close()
 
     run(scenario)
+
+
+def test_connections_that_never_upgrade_take_places_from_the_moment_they_are_accepted() -> None:
+    async def scenario() -> None:
+        async with node() as n:
+            # 64 bare TCP connections from 127.0.0.1 that never send their
+            # HTTP upgrade: each would hold a socket for the handshake
+            # timeout, uncounted, if places were taken only after it.
+            squatters = [await asyncio.open_connection("127.0.0.1", n.port) for _ in range(64)]
+
+            async def dropped(reader: asyncio.StreamReader) -> bool:
+                try:
+                    return await asyncio.wait_for(reader.read(1), 0.5) == b""
+                except ConnectionError:
+                    return True
+                except TimeoutError:
+                    return False
+
+            outcomes = await asyncio.gather(*(dropped(reader) for reader, _ in squatters))
+            assert outcomes.count(False) == MAX_HANDSHAKES_PER_ADDRESS
+            assert n.links.counters["handshake:too_many"] == 64 - MAX_HANDSHAKES_PER_ADDRESS
+            # A peer dialling from another address opens its link meanwhile.
+            honest = await dial_as(n.address, HONEST, local_addr=("127.0.0.2", 0))
+            await honest.close()
+            # Once the squatters go, their places are free again.
+            for _, writer in squatters:
+                writer.close()
+            await until(lambda: not n.links._handshaking)
+            again = await dial_as(n.address, HONEST)
+            await again.close()
+
+    run(scenario)
+
+
+def test_connections_that_are_no_websocket_are_counted_and_not_logged_one_by_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def scenario() -> None:
+        async with node(LinkSettings(handshake_timeout_s=0.3)) as n:
+            caplog.clear()
+            garbage = (b"GARBAGE\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", bytes(9_000), b"")
+
+            async def stranger(payload: bytes, address: str) -> None:
+                reader, writer = await asyncio.open_connection(
+                    "127.0.0.1", n.port, local_addr=(address, 0)
+                )
+                writer.write(payload)
+                with contextlib.suppress(ConnectionError):
+                    await asyncio.wait_for(reader.read(), 5)  # closed by the node
+                writer.close()
+
+            # Not HTTP, no upgrade, a request line too long, nothing at all
+            # (till the timeout): four of each, from four addresses at once.
+            await asyncio.gather(
+                *(stranger(payload, f"127.0.0.{2 + i}") for i in range(4) for payload in garbage)
+            )
+            await until(lambda: n.links.counters["handshake:no_upgrade"] == 16)
+            assert not n.links._handshaking
+            # One line for the kind, not a line or more per connection.
+            lines = [r for r in caplog.records if r.name.startswith("datn.net")]
+            assert len(lines) == 1, [r.getMessage() for r in lines]
+
+    with caplog.at_level(logging.INFO):
+        run(scenario)
+
+
+def test_places_are_counted_by_address_and_by_an_ipv6_address_s_64() -> None:
+    assert address_group("192.0.2.7") == "192.0.2.7"
+    assert address_group("::ffff:192.0.2.7") == "192.0.2.7"
+    # One host is commonly given a whole /64: its addresses share places.
+    assert address_group("2001:db8:1:2::1") == address_group("2001:db8:1:2:ffff::9")
+    assert address_group("2001:db8:1:2::1") != address_group("2001:db8:1:3::1")
+    assert address_group("fe80::1%eth0") == "fe80::/64"
 
 
 def test_before_its_handshake_a_connection_reads_no_more_than_a_control_message() -> None:

@@ -43,6 +43,7 @@ jitter.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import random
@@ -96,6 +97,12 @@ if TYPE_CHECKING:
     from datn.runtime import NodeRuntime
 
 log = logging.getLogger("datn.net")
+_server_log = logging.getLogger("datn.net.server")
+# The WebSocket library logs each connection's opening, closing and failed
+# upgrade at INFO: strangers would write a line or three into the node's log
+# per connection. The links count what they refuse, and log each kind at
+# most once a second, instead.
+_server_log.setLevel(logging.WARNING)
 
 CLOSE_REFUSED: Final = 4003
 """The close code of a connection whose handshake was refused."""
@@ -108,15 +115,18 @@ MAX_MESSAGE_BYTES: Final = 4 * MAX_FRAME_BYTES
 limit is refused as a frame (counted, the link kept); beyond it the
 connection closes (1009)."""
 MAX_HANDSHAKES: Final = 256
-"""Connections at once that have not finished their handshake: a flood of
-them is dropped at once instead of holding the node's sockets. Until its
-handshake is done a connection reads messages of at most
+"""Connections at once that have not finished their handshake, counted from
+the moment they are accepted (before their HTTP upgrade, which a stranger
+may leave unsent for the whole handshake timeout): a flood of them is
+dropped at once instead of holding the node's sockets. Until its handshake
+is done a connection reads messages of at most
 :data:`~datn.net.handshake.MAX_CONTROL_BYTES`, so each holds little."""
 MAX_RESEND_BACKOFF: Final = 16
 """The resend timeout grows to at most this multiple of ``resend_ms``."""
 MAX_HANDSHAKES_PER_ADDRESS: Final = 8
-"""Of those, from one address: strangers at one address cannot take every
-place and keep a peer that reconnects from its handshake."""
+"""Of those, from one address (an IPv6 address's /64, which one host is
+commonly given whole): strangers at one address cannot take every place
+and keep a peer that reconnects from its handshake."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,7 +416,9 @@ class PeerLinks:
         self._server: Server | None = None
         self._closing = False
         self._handshaking: Counter[str] = Counter()
-        """Connections in their handshake, by remote address."""
+        """Connections in their handshake, by remote address (see :func:`address_group`)."""
+        self._unproven: dict[ServerConnection, _Place] = {}
+        """The connections counted in :attr:`_handshaking`, and their places."""
         self._logged: dict[str, float] = {}
         for peer, record in records.items():
             node = NodeId(peer)
@@ -433,6 +445,20 @@ class PeerLinks:
     ) -> int:
         """Listen for peers' links on ``host:port``, or on ``sock`` (bound
         already); the port bound."""
+        links = self
+
+        class Counted(ServerConnection):
+            """A connection that takes a handshake place as it is accepted
+            (or is dropped there), and gives it up when it is proven or lost."""
+
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                super().connection_made(transport)
+                links._accept(self)
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                links._give_place(self, lost=True)
+                super().connection_lost(exc)
+
         self._server = await serve(
             self._serve,
             host,
@@ -448,7 +474,8 @@ class PeerLinks:
             # A connection refused is closed after its handshake place is
             # given up: the peer has a second to answer the close, not ten.
             close_timeout=1.0,
-            logger=logging.getLogger("datn.net.server"),
+            logger=_server_log,
+            create_connection=Counted,
         )
         sockets = list(self._server.sockets)
         bound: int = sockets[0].getsockname()[1]
@@ -740,8 +767,10 @@ class PeerLinks:
 
     # ------------------------------------------------------------ receiving
 
-    async def _serve(self, connection: ServerConnection) -> None:
-        address = connection.remote_address[0] if connection.remote_address else "?"
+    def _accept(self, connection: ServerConnection) -> None:
+        """Give a connection just accepted a handshake place, or drop it."""
+        peername = connection.transport.get_extra_info("peername")
+        address = address_group(peername[0] if peername else "?")
         handshaking = self._handshaking
         if (
             handshaking.total() >= MAX_HANDSHAKES
@@ -760,12 +789,37 @@ class PeerLinks:
             connection.transport.abort()
             return
         handshaking[address] += 1
+        self._unproven[connection] = _Place(address)
+
+    def _give_place(self, connection: ServerConnection, *, lost: bool = False) -> None:
+        """``connection`` no longer holds a handshake place (if it held
+        one); ``lost``: its socket has closed."""
+        place = self._unproven.pop(connection, None)
+        if place is None:
+            return
+        handshaking = self._handshaking
+        handshaking[place.address] -= 1
+        if not handshaking[place.address]:
+            del handshaking[place.address]
+        if lost and not place.upgraded:
+            # No WebSocket upgrade came, or one the library refused (not
+            # HTTP, too long, not an upgrade), or none within the timeout.
+            self._count(
+                "handshake:no_upgrade",
+                logging.INFO,
+                "a connection from %s closed without a WebSocket upgrade",
+                place.address,
+            )
+
+    async def _serve(self, connection: ServerConnection) -> None:
+        place = self._unproven.get(connection)
+        if place is None:
+            return  # dropped as it was accepted
+        place.upgraded = True
         try:
-            outcome = await self._handshake(connection, address)
+            outcome = await self._handshake(connection, place.address)
         finally:
-            handshaking[address] -= 1
-            if not handshaking[address]:
-                del handshaking[address]
+            self._give_place(connection)
         if isinstance(outcome, str):
             # Closed after its place is given up: the close handshake may
             # take as long as the peer likes to answer it.
@@ -975,6 +1029,32 @@ class PeerLinks:
 
     def peers(self) -> Iterable[NodeId]:
         return set(self._out) | set(self._in)
+
+
+@dataclass(slots=True)
+class _Place:
+    """A handshake place: the address group it counts against, and whether
+    its connection got as far as a WebSocket."""
+
+    address: str
+    upgraded: bool = False
+
+
+def address_group(host: str) -> str:
+    """What the handshake places are counted by for a connection from
+    ``host``: an IPv4 address itself; an IPv6 address's /64 (one host is
+    commonly given a whole /64, and could otherwise take every place from
+    addresses of its own); an IPv4 address mapped into IPv6 as the IPv4
+    address; anything else (a Unix socket's name) as it is."""
+    try:
+        address = ipaddress.ip_address(host.partition("%")[0])
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
 
 def _newer(old: Window, new: Window) -> Window:
