@@ -26,7 +26,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from datn.domain import USD, ProductKind, ProductSpec, Side
 from datn.net import LinkSettings, PeerLinks, handshake
 from datn.net.handshake import CHALLENGE_BYTES, MAX_CONTROL_BYTES, Window
-from datn.net.links import MAX_HANDSHAKES_PER_ADDRESS, address_group
+from datn.net.links import MAX_FRAMES_A_TURN, MAX_HANDSHAKES_PER_ADDRESS, address_group
 from datn.protocol.clock import Hlc
 from datn.protocol.effects import AddPeerInput, BondInput, FundInput, Genesis, Send
 from datn.protocol.messages import BondRequest, Heartbeat, OrderBroadcast, Release
@@ -442,6 +442,32 @@ def test_frames_seen_before_do_not_hold_the_loop_either() -> None:
             # Between two turns of the loop, at most a frame's worth of bytes
             # (64 KiB: four of these) and the frame that passed it.
             assert largest[0] <= 5, largest
+
+    run(scenario)
+
+
+def test_small_frames_refused_do_not_hold_the_loop_either() -> None:
+    count = 1_000
+
+    async def scenario() -> None:
+        async with node() as n:
+            ws = await dial_as(n.address, HOSTILE)
+            # Frames of one probe each, their signatures spoiled: each costs
+            # its signature check, and a frame's worth of bytes (64 KiB)
+            # holds hundreds of them.
+            bad = []
+            for seq in range(1, count + 1):
+                frame = probes(HOSTILE, range(seq, seq + 1))
+                bad.append(frame[:-1] + bytes([frame[-1] ^ 1]))
+            async with most_in_a_turn(n, "frame:bad_signature") as largest:
+                for frame in bad:
+                    await ws.send(frame)
+                await until(lambda: n.links.counters["frame:bad_signature"] == count, 30)
+            # The honest frame after them is taken in as ever.
+            await ws.send(probes(HOSTILE, range(1, 2)))
+            await until(lambda: n.links.status(HOSTILE.node_id)["received_seq"] == 1)
+            await ws.close()
+            assert largest[0] <= MAX_FRAMES_A_TURN, largest
 
     run(scenario)
 

@@ -121,6 +121,10 @@ may leave unsent for the whole handshake timeout): a flood of them is
 dropped at once instead of holding the node's sockets. Until its handshake
 is done a connection reads messages of at most
 :data:`~datn.net.handshake.MAX_CONTROL_BYTES`, so each holds little."""
+MAX_FRAMES_A_TURN: Final = 64
+"""Frames a link checks before the loop turns, whatever became of them: a
+peer's small frames each cost a signature check, and a frame's worth of
+bytes holds hundreds of them (tens of milliseconds of the loop)."""
 MAX_RESEND_BACKOFF: Final = 16
 """The resend timeout grows to at most this multiple of ``resend_ms``."""
 MAX_HANDSHAKES_PER_ADDRESS: Final = 8
@@ -893,20 +897,26 @@ class PeerLinks:
             previous.transport.abort()
         try:
             await connection.send(handshake.welcome(self.key, proof, inbound.durable))
-            applied = read = 0
+            applied = read = checked = 0
             async for frame in connection:
                 applied += self._on_frame(inbound, connection, frame)
                 read += len(frame)
-                if applied >= MAX_BATCH_ENVELOPES or read >= MAX_FRAME_BYTES:
+                checked += 1
+                if (
+                    applied >= MAX_BATCH_ENVELOPES
+                    or read >= MAX_FRAME_BYTES
+                    or checked >= MAX_FRAMES_A_TURN
+                ):
                     # A burst the library read ahead comes without a pause:
                     # after a full batch's worth of messages applied, or a
-                    # full frame's worth of bytes checked (frames refused or
-                    # seen before cost their signature and decoding too),
-                    # the loop turns, so that traders and other peers are
-                    # not held up. Not after every frame: the frames taken
-                    # in between two turns commit together, while a frame a
-                    # turn would be a commit (and a flush to disk) each.
-                    applied = read = 0
+                    # full frame's worth of bytes or MAX_FRAMES_A_TURN
+                    # frames checked (frames refused or seen before cost
+                    # their signature and decoding too), the loop turns, so
+                    # that traders and other peers are not held up. Not
+                    # after every frame: the frames taken in between two
+                    # turns commit together, while a frame a turn would be
+                    # a commit (and a flush to disk) each.
+                    applied = read = checked = 0
                     await asyncio.sleep(0)
         except ConnectionClosed:
             pass
