@@ -21,6 +21,7 @@ from nodes import Running, make_trader, new_node, node, order, start, stop
 
 from datn.api.client import AdminClient, TraderClient
 from datn.api.metrics import samples
+from datn.api.stream import MAX_SESSIONS_PER_TRADER
 
 __all__ = ["node"]  # the fixture, used by name
 
@@ -687,6 +688,57 @@ def test_a_websocket_message_larger_than_an_order_closes_the_socket(node: Runnin
         assert len(padded) <= MAX_MESSAGE_BYTES
         session.send(padded)
         assert next_answer(session, 1)["ok"] is True
+
+
+def test_a_trader_s_sessions_are_bounded_and_other_traders_still_connect(node: Running) -> None:
+    from websockets.exceptions import ConnectionClosed  # noqa: PLC0415
+    from websockets.sync.client import connect  # noqa: PLC0415
+
+    alice = make_trader(node, "alice", 0, 100)
+    bob = make_trader(node, "bob", 1_000, 0)
+    url = node.api_url.replace("http://", "ws://") + "/v1/ws"
+    with contextlib.ExitStack() as stack:
+        sessions = [
+            stack.enter_context(ws_session(node, alice)) for _ in range(MAX_SESSIONS_PER_TRADER)
+        ]
+        # One more for alice is refused, with a code and a close that says why.
+        with connect(url, open_timeout=10) as extra:
+            stamp = str(int(time.time() * 1_000))
+            signature = alice.signer.sign(stamp, "GET", "/v1/ws", b"")
+            extra.send(
+                json.dumps(
+                    {
+                        "op": "auth",
+                        "key_id": alice.key_id,
+                        "timestamp": stamp,
+                        "signature": signature,
+                    }
+                )
+            )
+            refused = json.loads(extra.recv(timeout=10))
+            assert refused["ok"] is False and refused["code"] == "too_many_sessions"
+            with pytest.raises(ConnectionClosed) as closed:
+                extra.recv(timeout=10)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+        # Her sessions are served as before, and bob connects.
+        sessions[0].send(json.dumps({"op": "heartbeat", "id": 1}))
+        assert next_answer(sessions[0], 1)["ok"] is True
+        with ws_session(node, bob) as other:
+            other.send(json.dumps({"op": "heartbeat", "id": 2}))
+            assert next_answer(other, 2)["ok"] is True
+        # One of hers closed, a new one is let in.
+        sessions.pop().close()
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with ws_session(node, alice) as again:
+                    again.send(json.dumps({"op": "heartbeat", "id": 3}))
+                    assert next_answer(again, 3)["ok"] is True
+                break
+            except AssertionError:
+                # The node may not have seen the close yet.
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
 
 
 def test_an_unsigned_websocket_is_refused(node: Running) -> None:

@@ -89,6 +89,11 @@ MAX_QUEUED_EVENTS = 10_000
 MAX_IN_FLIGHT = 1_024
 """Requests of one session being handled at once; beyond, reading waits."""
 AUTH_TIMEOUT_S = 10.0
+MAX_SESSIONS_PER_TRADER = 16
+"""Sessions one trader may hold open at once: each holds a socket, a task
+and an event queue, and the server's connections are shared by every
+trader. One more is refused (``too_many_sessions``, closed 1008)."""
+CLOSE_POLICY = 1008
 _EVENTS = msgspec.json.Encoder()
 
 
@@ -276,8 +281,17 @@ def stream_handler(node: Node, sessions: Sessions) -> Any:
         except WebSocketDisconnect:
             return
         trader_id = caller.trader_id
+        held = sessions.by_trader.setdefault(trader_id, set())
+        if len(held) >= MAX_SESSIONS_PER_TRADER:
+            message = f"{len(held)} sessions open already; at most {MAX_SESSIONS_PER_TRADER}"
+            with contextlib.suppress(WebSocketDisconnect):
+                await socket.send_data(
+                    _EVENTS.encode({"ok": False, "code": "too_many_sessions", "message": message})
+                )
+                await socket.close(code=CLOSE_POLICY, reason="too many sessions")
+            return
         queue: Queue = asyncio.Queue()
-        sessions.by_trader.setdefault(trader_id, set()).add(queue)
+        held.add(queue)
         await socket.send_data(_EVENTS.encode({"ok": True, "trader_id": trader_id}))
         session = _Session(node, socket, trader_id, queue, auth.dead_man_s, market)
         try:
