@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import time
 from typing import Any
 
@@ -23,10 +24,12 @@ from litestar.testing import TestClient
 from nacl.signing import SigningKey
 from test_lane import GENESIS, XYZ, Signer, StillClock, order
 
+import datn.api.app as app_module
 from datn.api.app import Node, trader_app
 from datn.api.auth import Verifier, sign_ed25519
 from datn.api.lane import OrderLane
 from datn.api.stream import Sessions, _Session, stream_handler
+from datn.api.throttle import Throttled
 from datn.domain import USD
 from datn.protocol.effects import DepositInput
 from datn.runtime import NodeRuntime
@@ -194,6 +197,41 @@ def test_a_websocket_request_the_store_cannot_serve_is_answered_not_accepted() -
         await node.runtime.close()
 
     asyncio.run(asyncio.wait_for(test(), timeout=30))
+
+
+def test_a_store_that_cannot_be_read_is_logged_once_a_second_not_once_a_request(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What earlier tests logged in this process does not count against this one.
+    monkeypatch.setattr(app_module, "_throttled", Throttled(app_module.log))
+
+    async def test() -> None:
+        store = FailingStore()
+        node = await _node(store, fund=True)
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        session = _Session(node, _Socket(), ALICE.trader_id, queue, 0, None)  # type: ignore[arg-type]
+        body = json.loads(order("w1", "sell", 2))
+        retry = json.dumps({"op": "place", "id": 1, "order": body})
+        assert (await session._answer(retry))["ok"] is True
+        caplog.clear()
+        # A trader retrying as fast as it can against a store that cannot be
+        # read, then against stored orders that cannot be read back: every
+        # request is answered, and the log gets a line per kind and second
+        # (saying how many were left out), not a line per request.
+        started = time.monotonic()
+        for failure in ("unreadable", "corrupt_bodies"):
+            setattr(store, failure, True)
+            for _ in range(300):
+                refused = await session._answer(retry)
+                assert refused["code"] == "not_accepted", refused
+            setattr(store, failure, False)
+        seconds = time.monotonic() - started
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert 2 <= len(errors) <= 2 * (2 + int(seconds)), [r.getMessage() for r in errors]
+        await node.runtime.close()
+
+    with caplog.at_level(logging.INFO):
+        asyncio.run(asyncio.wait_for(test(), timeout=30))
 
 
 def test_a_websocket_that_cannot_be_authenticated_is_told_why_and_closed() -> None:

@@ -49,6 +49,7 @@ from datn.api.auth import (
 from datn.api.expiry import Expirer
 from datn.api.metrics import ApiCounters, render
 from datn.api.process import process_use
+from datn.api.throttle import Throttled
 from datn.clearing.quota import TokenBucket
 from datn.domain import Side, TimeInForce
 from datn.domain.limits import MAX_AMOUNT_MINOR
@@ -85,6 +86,8 @@ from datn.store import EvidenceRecord, OrderRecord, Page, StoreError
 from datn.wire import NodeKey
 
 log = logging.getLogger("datn.api")
+_throttled = Throttled(log)
+"""Errors a caller can cause again and again, logged at most once a second per kind."""
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_EXPIRY_MS = 366 * 86_400_000
@@ -341,10 +344,12 @@ def refusal(error: Exception) -> Refusal:
     if isinstance(error, RecursionError) and "deserializ" in str(error):
         return Refusal(400, _error_body("bad_request", "the body's JSON is nested too deeply"))
     if isinstance(error, StoreError):
-        log.error("store error answering a request: %s", error)
+        _throttled.log("store_error", logging.ERROR, "store error answering a request: %s", error)
         body = _error_body("not_accepted", "the node's store is unavailable; retry later")
         return Refusal(503, body, {"Retry-After": "1"})
-    log.exception("unexpected error answering a request", exc_info=error)
+    _throttled.log(
+        type(error).__name__, logging.ERROR, "unexpected error answering a request", exc_info=error
+    )
     body = _error_body("not_accepted", "the request could not be handled; nothing changed")
     return Refusal(503, body)
 

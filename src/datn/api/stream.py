@@ -69,12 +69,15 @@ from datn.api.app import (
     refusal,
 )
 from datn.api.auth import KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, AuthError
+from datn.api.throttle import Throttled
 from datn.api.transport import coalescing
 from datn.protocol.effects import Reply
 from datn.runtime.node import NodeStoppedError
 from datn.store import StoreError
 
 log = logging.getLogger("datn.api.stream")
+_throttled = Throttled(log)
+"""Errors a caller can cause again and again, logged at most once a second per kind."""
 
 SEND_NOW = "datn.send_now"
 """The scope extension under which :class:`OrderEntryProtocol` offers its
@@ -271,7 +274,12 @@ def stream_handler(node: Node, sessions: Sessions) -> Any:
         except StoreError as error:
             # The key could not be looked up: nothing was decided about the
             # caller, who may try again (1013: try again later).
-            log.error("store error authenticating a WebSocket session: %s", error)
+            _throttled.log(
+                "store_error",
+                logging.ERROR,
+                "store error authenticating a WebSocket session: %s",
+                error,
+            )
             message = "the node's store is unavailable; retry later"
             await socket.send_data(
                 _EVENTS.encode({"ok": False, "code": "not_accepted", "message": message})
