@@ -53,15 +53,31 @@ class Running:
     port: int
 
 
+class Reopened(MemoryStore):
+    """A memory store that a node can open again after it closed it, as a
+    restarted node opens its file."""
+
+    def close(self) -> None:
+        super().close()
+        self._closed = False
+
+
 @contextlib.asynccontextmanager
-async def node(settings: LinkSettings | None = None) -> AsyncIterator[Running]:
-    store = MemoryStore()
-    links = PeerLinks(NODE, store.links(), settings=settings or LinkSettings())
+async def node(
+    settings: LinkSettings | None = None, store: MemoryStore | None = None
+) -> AsyncIterator[Running]:
+    settings = settings or LinkSettings()
+    store = store or MemoryStore()
+    new = not store.position()
+    links = PeerLinks(NODE, store.links(settings.max_held_frames), settings=settings)
     genesis = Genesis(NODE.node_id, CONFIG, (XYZ,), (), b"links test", ((XYZ.product_id, 5_000),))
-    runtime = await NodeRuntime.open(store, genesis, outlets=Outlets(seal=links.seal))
+    runtime = await NodeRuntime.open(
+        store, genesis if new else None, outlets=Outlets(seal=links.seal)
+    )
     links.attach(runtime)
-    for peer in (HOSTILE, HONEST):
-        await runtime.submit(AddPeerInput(peer.node_id))
+    if new:
+        for peer in (HOSTILE, HONEST):
+            await runtime.submit(AddPeerInput(peer.node_id))
     port = await links.start("127.0.0.1", 0)
     try:
         yield Running(links, runtime, f"ws://127.0.0.1:{port}", port)
@@ -602,6 +618,80 @@ def test_a_receiver_catching_up_slowly_is_not_sent_its_window_again() -> None:
             # Each acknowledgement restarts the wait of the frames still out:
             # none waited resend_ms without one.
             assert n.links.counters["frames_resent"] <= 3, n.links.counters
+
+    run(scenario)
+
+
+def taker_in_order(
+    received: list[int], held: Callable[[], int], most_held: list[int]
+) -> Callable[[ServerConnection, bytes, bytes], Awaitable[None]]:
+    """A peer that takes in every frame the node sends and acknowledges
+    what it has in order; ``received`` gets each sequence number it sees
+    (again if resent), ``most_held`` the most frames the node held."""
+
+    async def receive(connection: ServerConnection, challenges: bytes, _: bytes) -> None:
+        seen: set[int] = set()
+        contiguous = 0
+        with contextlib.suppress(ConnectionClosed):
+            async for data in connection:
+                most_held[0] = max(most_held[0], held())
+                for envelope in open_frame(bytes(data)).envelopes:
+                    received.append(envelope.seq)
+                    seen.add(envelope.seq)
+                while contiguous + 1 in seen:
+                    contiguous += 1
+                ack = handshake.ack(HOSTILE, NODE.node_id, challenges, Window(contiguous))
+                await connection.send(ack)
+
+    return receive
+
+
+def test_a_peer_that_is_away_costs_the_store_not_memory_and_gets_everything_in_order() -> None:
+    frames, held = 24, 4
+
+    async def scenario() -> None:
+        async with node(LinkSettings(max_held_frames=held, resend_ms=300)) as n:
+            await fill_outbox(n, frames)
+            out = n.links._out[HOSTILE.node_id]
+            # Twenty-four frames wait for the peer; four of them in memory.
+            assert n.links.status(HOSTILE.node_id)["unacked_frames"] == frames
+            assert len(out.frames) == held
+            received: list[int] = []
+            most_held = [0]
+            taker = taker_in_order(received, lambda: len(out.frames), most_held)
+            async with dialled_by(n, taker):
+                await until(lambda: n.links.status(HOSTILE.node_id)["unacked_frames"] == 0)
+            # Every frame came, first to last, read back from the store a
+            # few at a time as the peer took them in.
+            assert sorted(set(received)) == list(range(1, frames + 1))
+            assert [seq for n, seq in enumerate(received) if seq not in received[:n]] == sorted(
+                set(received)
+            )
+            assert most_held[0] <= held
+
+    run(scenario)
+
+
+def test_a_restarted_node_resumes_a_long_outbox_a_part_at_a_time() -> None:
+    frames, held = 20, 4
+
+    async def scenario() -> None:
+        store = Reopened()
+        settings = LinkSettings(max_held_frames=held, resend_ms=300)
+        async with node(settings, store) as n:
+            await fill_outbox(n, frames)
+        async with node(settings, store) as n:
+            out = n.links._out[HOSTILE.node_id]
+            # The restart's own frames for the peer come after the stored ones.
+            status = n.links.status(HOSTILE.node_id)
+            assert status["unacked_frames"] >= frames and len(out.frames) == held
+            received: list[int] = []
+            most_held = [0]
+            taker = taker_in_order(received, lambda: len(out.frames), most_held)
+            async with dialled_by(n, taker):
+                await until(lambda: n.links.status(HOSTILE.node_id)["unacked_frames"] == 0)
+            assert sorted(set(received)) == list(range(1, status["last_sent_seq"] + 1))
+            assert most_held[0] <= held
 
     run(scenario)
 

@@ -370,6 +370,29 @@ def test_outbox_frames_stay_until_acknowledged_and_sequence_numbers_are_never_re
         assert store.links()["peer-b"].acked == 4
 
 
+def test_an_outbox_is_read_a_page_at_a_time(backend: Backend) -> None:
+    frames = [OutboxFrame("peer-b", n, n + 1, b"frame %d" % n) for n in range(1, 20, 2)]
+    with backend.open() as store:
+        store.commit(
+            Commit(entries=[b"x"], outbox=[*frames, OutboxFrame("peer-c", 1, 1, b"frame c1")])
+        )
+        store.commit(Commit(acked={"peer-b": 4}))
+    with backend.open() as store:
+        # A node resumes its links with a bounded part of each outbox, and
+        # knows how many frames it left in the store.
+        links = store.links(outbox_limit=3)
+        assert links["peer-b"].outbox == tuple(frames[2:5])
+        assert links["peer-b"].outbox_left == 5
+        assert links["peer-c"].outbox == (OutboxFrame("peer-c", 1, 1, b"frame c1"),)
+        assert links["peer-c"].outbox_left == 0
+        assert store.links()["peer-b"].outbox == tuple(frames[2:])
+        # The rest, a page at a time, after the last frame it holds.
+        assert store.outbox("peer-b", 9, 2) == frames[5:7]
+        assert store.outbox("peer-b", 14, 100) == frames[7:]
+        assert store.outbox("peer-b", 19, 100) == []
+        assert store.outbox("peer-x", 0, 100) == []
+
+
 def test_a_frame_kept_twice_under_one_number_is_refused_and_the_commit_leaves_nothing(
     backend: Backend,
 ) -> None:

@@ -198,10 +198,11 @@ async def run_node(folder: Path, settings: NodeSettings) -> int:
     history = history_of(store)
     # The links come first: the runtime's first commit (the restart's own
     # messages) already numbers frames after the ones the store kept.
+    link_settings = LinkSettings(resend_ms=settings.resend_ms)
     links = PeerLinks(
         identity.key,
-        await loop.run_in_executor(None, store.links),
-        settings=LinkSettings(resend_ms=settings.resend_ms),
+        await loop.run_in_executor(None, store.links, link_settings.max_held_frames),
+        settings=link_settings,
     )
     runtime = await NodeRuntime.open(
         store,

@@ -79,7 +79,14 @@ from datn.protocol.messages import (
     TradePrint,
 )
 from datn.runtime.node import NodeStoppedError
-from datn.store import Commit, EvidenceRecord, InboundWindow, LinkRecord, OutboxFrame
+from datn.store import (
+    Commit,
+    EvidenceRecord,
+    InboundWindow,
+    LinkRecord,
+    OutboxFrame,
+    StoreError,
+)
 from datn.wire import (
     LocalProtocolError,
     NodeKey,
@@ -153,6 +160,12 @@ class LinkSettings:
     (:data:`_WITHHELD`): what a peer that acknowledges nothing can make the
     node keep for it is then bounded by the node's own activity, not by
     what the peer asks."""
+    max_held_frames: int = 2 * REPLAY_WINDOW
+    """Unacknowledged frames a link holds in memory; the rest stay in the
+    store's outbox only, and are read back, oldest first, as the peer takes
+    in what is held (a peer takes in at most the replay window beyond what
+    it has, so more are of no use at once). A peer that is down for long
+    costs the node's store, not its memory."""
 
 
 @dataclass(eq=False)
@@ -163,7 +176,16 @@ class _Outbound:
     link: OutboundLink
     address: str | None = None
     frames: dict[int, OutboxFrame] = field(default_factory=dict)
-    """Unacknowledged frames by first sequence number, in that order."""
+    """Unacknowledged frames by first sequence number, in that order: those
+    up to :attr:`loaded_through`."""
+    loaded_through: int = 0
+    """The frames up to this sequence number are in :attr:`frames` (or
+    acknowledged); those after it, up to :attr:`durable_through`, are in
+    the store only (see ``LinkSettings.max_held_frames``)."""
+    durable_through: int = 0
+    """The last sequence number of the frames handed over once durable."""
+    left_in_store: int = 0
+    """How many frames are in the store only."""
     window: Window = field(default_factory=Window)
     """What the peer has kept, as it last said."""
     acked: int = 0
@@ -239,6 +261,11 @@ class _Outbound:
             had.append(first)
         for first in had:
             self._forget(first)
+        if window.contiguous >= self.loaded_through:
+            # Acknowledged before it was read back from the store.
+            self.loaded_through = window.contiguous
+            if self.loaded_through >= self.durable_through:
+                self.left_in_store = 0
         if window.above:
             above = frozenset(window.above)
             kept = [
@@ -257,6 +284,36 @@ class _Outbound:
         for first, sent in sent_at.items():
             if sent != _LONG_AGO:
                 sent_at[first] = now
+
+    @property
+    def spilled(self) -> bool:
+        """Whether frames are in the store only."""
+        return self.loaded_through < self.durable_through
+
+    def hold(self, frame: OutboxFrame, max_held: int) -> None:
+        """``frame``, just durable: held if it follows what is held and
+        there is room, else left in the store until there is."""
+        self.durable_through = max(self.durable_through, frame.last_seq)
+        if frame.first_seq == self.loaded_through + 1 and len(self.frames) < max_held:
+            self.frames[frame.first_seq] = frame
+            self.loaded_through = frame.last_seq
+        elif frame.last_seq > self.loaded_through:
+            self.left_in_store += 1
+
+    def read_back(self, frames: list[OutboxFrame]) -> None:
+        """``frames``, read from the store after :attr:`loaded_through`,
+        oldest first: held, up to what has been handed over."""
+        for frame in frames:
+            if frame.last_seq > self.durable_through:
+                break
+            if frame.last_seq > self.window.contiguous:
+                self.frames[frame.first_seq] = frame
+            self.loaded_through = frame.last_seq
+            self.left_in_store = max(0, self.left_in_store - 1)
+        if not frames or self.loaded_through >= self.durable_through:
+            # Nothing more in the store (what was left was acknowledged).
+            self.loaded_through = max(self.loaded_through, self.durable_through)
+            self.left_in_store = 0
 
     def _forget(self, first: int) -> None:
         del self.frames[first]
@@ -431,6 +488,15 @@ class PeerLinks:
             out.acked = record.acked
             out.window = Window(record.acked)
             out.frames = {f.first_seq: f for f in record.outbox}
+            out.durable_through = record.last_sent
+            out.left_in_store = record.outbox_left
+            out.loaded_through = (
+                record.outbox[-1].last_seq
+                if record.outbox_left and record.outbox
+                else record.acked
+                if record.outbox_left
+                else record.last_sent
+            )
             if record.inbound is not None:
                 window = ReplayWindow(record.inbound.contiguous, frozenset(record.inbound.above))
                 self._in[node] = _Inbound(node, window, _window(window))
@@ -528,7 +594,7 @@ class PeerLinks:
             "receiving": "up" if inbound is not None and inbound.connection is not None else "down",
             "last_sent_seq": 0 if out is None else out.link.last_seq,
             "acked_seq": 0 if out is None else out.acked,
-            "unacked_frames": 0 if out is None else len(out.frames),
+            "unacked_frames": 0 if out is None else len(out.frames) + out.left_in_store,
             "received_seq": 0 if inbound is None else inbound.durable.contiguous,
             "connects": 0 if out is None else out.connects,
         }
@@ -604,10 +670,12 @@ class PeerLinks:
         # senders go out in the order they are woken.
         sealed.sort(key=lambda pair: pair[0].peer not in answered)
 
+        max_held = self.settings.max_held_frames
+
         def transmit() -> None:
             for out, frames in sealed:
                 for frame in frames:
-                    out.frames[frame.first_seq] = frame
+                    out.hold(frame, max_held)
                 out.wake()
 
         return transmit
@@ -721,6 +789,7 @@ class PeerLinks:
         try:
             while not reader.done():
                 out.woken = False
+                self._read_back(out)
                 now = loop.time()
                 timed_out = False
                 for frame in out.due(now, resend_s * out.backoff):
@@ -737,6 +806,27 @@ class PeerLinks:
             reader.result()
         finally:
             reader.cancel()
+
+    def _read_back(self, out: _Outbound) -> None:
+        """Refill ``out``'s frames from the store once the peer has taken
+        in half of what is held."""
+        runtime = self._runtime
+        max_held = self.settings.max_held_frames
+        if runtime is None or not out.spilled or len(out.frames) > max_held // 2:
+            return
+        try:
+            frames = runtime.store.outbox(out.peer, out.loaded_through, max_held - len(out.frames))
+        except StoreError as error:
+            # Tried again at the sender's next turn; the frames held go on.
+            self._count(
+                "outbox_unreadable",
+                logging.WARNING,
+                "the outbox to %s could not be read back from the store: %s",
+                out.peer[:16],
+                error,
+            )
+            return
+        out.read_back(frames)
 
     async def _read_acks(self, connection: Any, out: _Outbound, challenges: bytes) -> None:
         try:

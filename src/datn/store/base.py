@@ -162,6 +162,9 @@ class LinkRecord:
     acked: int = 0
     outbox: tuple[OutboxFrame, ...] = ()
     inbound: InboundWindow | None = None
+    outbox_left: int = 0
+    """Frames after ``outbox`` that the store holds and did not return
+    (see the ``outbox_limit`` of :meth:`Store.links`)."""
 
 
 @dataclass(slots=True)
@@ -357,9 +360,16 @@ class Store(ABC):
     # ------------------------------------------------------------ links
 
     @abstractmethod
-    def links(self) -> dict[str, LinkRecord]:
+    def links(self, outbox_limit: int | None = None) -> dict[str, LinkRecord]:
         """Every peer link the store knows, by peer: what a restarted node
-        resumes its links from."""
+        resumes its links from. Each link's outbox holds its oldest
+        ``outbox_limit`` frames (all of them if None); how many more the
+        store holds is its ``outbox_left``."""
+
+    @abstractmethod
+    def outbox(self, peer: str, after_seq: int, limit: int) -> list[OutboxFrame]:
+        """The outbox frames to ``peer`` that begin after ``after_seq``,
+        oldest first, at most ``limit`` of them."""
 
     @abstractmethod
     def put_peer_address(self, peer: str, address: str) -> None:

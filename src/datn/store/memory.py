@@ -222,19 +222,27 @@ class MemoryStore(Store):
         self._open()
         return [e for e in self._evidence if e.peer == peer and since_ms <= e.at_ms < until_ms]
 
-    def links(self) -> dict[str, LinkRecord]:
+    def links(self, outbox_limit: int | None = None) -> dict[str, LinkRecord]:
         self._open()
         peers = set(self._sent) | set(self._windows)
-        return {
-            peer: LinkRecord(
+        records = {}
+        for peer in peers:
+            frames = [frame for _, frame in sorted(self._outbox.get(peer, {}).items())]
+            kept = frames if outbox_limit is None else frames[:outbox_limit]
+            records[peer] = LinkRecord(
                 peer,
                 self._sent.get(peer, (0, 0))[0],
                 self._sent.get(peer, (0, 0))[1],
-                tuple(frame for _, frame in sorted(self._outbox.get(peer, {}).items())),
+                tuple(kept),
                 self._windows.get(peer),
+                len(frames) - len(kept),
             )
-            for peer in peers
-        }
+        return records
+
+    def outbox(self, peer: str, after_seq: int, limit: int) -> list[OutboxFrame]:
+        self._open()
+        frames = self._outbox.get(peer, {})
+        return [frames[first] for first in sorted(f for f in frames if f > after_seq)][:limit]
 
     def put_peer_address(self, peer: str, address: str) -> None:
         self._open()

@@ -502,18 +502,21 @@ class SqlStore(Store):
 
     # ------------------------------------------------------------ links
 
-    def links(self) -> dict[str, LinkRecord]:
+    def links(self, outbox_limit: int | None = None) -> dict[str, LinkRecord]:
         self._check_open()
 
         def read(tx: Executor) -> dict[str, LinkRecord]:
             sent = {
                 r[0]: (r[1], r[2]) for r in tx.run("SELECT peer, last_seq, acked FROM link_out", ())
             }
-            frames: dict[str, list[OutboxFrame]] = {}
-            for peer, first, last, frame in tx.run(
-                "SELECT peer, first_seq, last_seq, frame FROM outbox ORDER BY peer, first_seq", ()
-            ):
-                frames.setdefault(peer, []).append(OutboxFrame(peer, first, last, bytes(frame)))
+            counts = {
+                r[0]: r[1] for r in tx.run("SELECT peer, COUNT(*) FROM outbox GROUP BY peer", ())
+            }
+            frames = {
+                peer: _outbox_frames(peer, tx.run(*_outbox_query(peer, 0, outbox_limit)))
+                for peer in sent
+                if counts.get(peer)
+            }
             windows = {
                 r[0]: InboundWindow(r[0], r[1], _unpack(bytes(r[2])))
                 for r in tx.run("SELECT peer, contiguous, above FROM link_in", ())
@@ -525,11 +528,16 @@ class SqlStore(Store):
                     sent.get(peer, (0, 0))[1],
                     tuple(frames.get(peer, ())),
                     windows.get(peer),
+                    counts.get(peer, 0) - len(frames.get(peer, ())),
                 )
                 for peer in set(sent) | set(windows)
             }
 
         return self._transaction(read)
+
+    def outbox(self, peer: str, after_seq: int, limit: int) -> list[OutboxFrame]:
+        self._check_open()
+        return _outbox_frames(peer, self._read(*_outbox_query(peer, after_seq, limit)))
 
     def put_peer_address(self, peer: str, address: str) -> None:
         self._check_open()
@@ -601,6 +609,21 @@ def _order(row: Row) -> OrderRecord:
     return OrderRecord(
         row[0], row[1], row[2], row[3], row[4], bool(row[5]), row[6], row[7], bytes(row[8])
     )
+
+
+def _outbox_query(peer: str, after_seq: int, limit: int | None) -> tuple[str, tuple[Any, ...]]:
+    """The statement that reads :meth:`SqlStore.outbox`, and its parameters."""
+    sql = (
+        "SELECT first_seq, last_seq, frame FROM outbox WHERE peer = ? AND first_seq > ?"
+        " ORDER BY first_seq"
+    )
+    if limit is None:
+        return sql, (peer, after_seq)
+    return sql + " LIMIT ?", (peer, after_seq, limit)
+
+
+def _outbox_frames(peer: str, rows: list[Row]) -> list[OutboxFrame]:
+    return [OutboxFrame(peer, first, last, bytes(frame)) for first, last, frame in rows]
 
 
 def _write_outbox(tx: Executor, frames: list[OutboxFrame]) -> None:
