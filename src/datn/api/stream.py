@@ -46,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -82,6 +83,12 @@ _throttled = Throttled(log)
 SEND_NOW = "datn.send_now"
 """The scope extension under which :class:`OrderEntryProtocol` offers its
 :meth:`~OrderEntryProtocol.send_now` to the application."""
+DROP = "datn.drop"
+"""The scope extension under which :class:`OrderEntryProtocol` offers its
+:meth:`~OrderEntryProtocol.drop_later` to the application."""
+DROP_AFTER_S = 5.0
+"""How long a session that let too many events wait has to take in its
+close (4008) before its connection is dropped."""
 MAX_MESSAGE_BYTES = MAX_BODY_BYTES + 1_024
 """The largest message a trader's WebSocket takes: an order's body, which
 the REST API takes up to MAX_BODY_BYTES, in its request's envelope. A
@@ -143,7 +150,16 @@ _NAMES: dict[type, str] = {}
 """Event names by type: ``Executed`` -> ``executed``, ``WaitOver`` -> ``wait_over``."""
 
 
-Queue = asyncio.Queue[bytes | None]
+class Queue(asyncio.Queue[bytes | None]):
+    """A session's events waiting to be sent (None: close it, too slow)."""
+
+    def __init__(self, drop: Callable[[], None] | None = None) -> None:
+        super().__init__()
+        self.drop = drop
+        """What ends the session's connection if its client does not read
+        on: a client that stopped reading never takes in its close."""
+
+
 MARKET_DATA_INTERVAL_S = 0.1
 BOOK_DEPTH = 10
 
@@ -155,6 +171,8 @@ def _offer(queues: set[Queue], data: bytes) -> None:
         if queue.qsize() >= MAX_QUEUED_EVENTS:
             queues.discard(queue)
             queue.put_nowait(None)
+            if queue.drop is not None:
+                queue.drop()
         else:
             queue.put_nowait(data)
 
@@ -164,6 +182,9 @@ class Sessions:
 
     def __init__(self) -> None:
         self.by_trader: dict[str, set[Queue]] = {}
+        self.open: Counter[str] = Counter()
+        """Sessions by trader, from their admission to their handler's end
+        (a session too slow for its events is no longer fed, and still open)."""
 
     def publish(self, effect: Reply) -> None:
         queues = self.by_trader.get(effect.trader_id)
@@ -289,23 +310,34 @@ def stream_handler(node: Node, sessions: Sessions) -> Any:
         except WebSocketDisconnect:
             return
         trader_id = caller.trader_id
-        held = sessions.by_trader.setdefault(trader_id, set())
-        if len(held) >= MAX_SESSIONS_PER_TRADER:
-            message = f"{len(held)} sessions open already; at most {MAX_SESSIONS_PER_TRADER}"
-            with contextlib.suppress(WebSocketDisconnect):
+        open_now = sessions.open[trader_id]
+        if open_now >= MAX_SESSIONS_PER_TRADER:
+            message = f"{open_now} sessions open already; at most {MAX_SESSIONS_PER_TRADER}"
+            with contextlib.suppress(WebSocketDisconnect, ClientDisconnected):
                 await socket.send_data(
                     _EVENTS.encode({"ok": False, "code": "too_many_sessions", "message": message})
                 )
                 await socket.close(code=CLOSE_POLICY, reason="too many sessions")
             return
-        queue: Queue = asyncio.Queue()
-        held.add(queue)
-        await socket.send_data(_EVENTS.encode({"ok": True, "trader_id": trader_id}))
-        session = _Session(node, socket, trader_id, queue, auth.dead_man_s, market)
+        # From here the session holds its place until the handler ends,
+        # whatever ends it (the client gone before its welcome included).
+        sessions.open[trader_id] += 1
+        extensions: Any = socket.scope.get("extensions") or {}
+        queue = Queue(extensions.get(DROP))
+        sessions.by_trader.setdefault(trader_id, set()).add(queue)
         try:
-            await session.run()
+            with contextlib.suppress(WebSocketDisconnect, ClientDisconnected):
+                await socket.send_data(_EVENTS.encode({"ok": True, "trader_id": trader_id}))
+                await _Session(node, socket, trader_id, queue, auth.dead_man_s, market).run()
         finally:
-            sessions.by_trader.get(trader_id, set()).discard(queue)
+            sessions.open[trader_id] -= 1
+            if not sessions.open[trader_id]:
+                del sessions.open[trader_id]
+            held = sessions.by_trader.get(trader_id)
+            if held is not None:
+                held.discard(queue)
+                if not held:
+                    del sessions.by_trader[trader_id]
             market.unsubscribe(queue)
             if auth.cancel_on_disconnect:
                 with contextlib.suppress(NodeStoppedError):
@@ -471,7 +503,17 @@ class OrderEntryProtocol(WebSocketsSansIOProtocol):
         extensions: Any = self.scope.get("extensions")
         if extensions is not None:
             extensions[SEND_NOW] = self.send_now
+            extensions[DROP] = self.drop_later
         await super().run_asgi()
+
+    def drop_later(self) -> None:
+        """Drop the connection in :data:`DROP_AFTER_S` unless it has closed
+        by then: the session's close waits for a client that may never read."""
+        asyncio.get_running_loop().call_later(DROP_AFTER_S, self._drop)
+
+    def _drop(self) -> None:
+        if not self.disconnected:
+            self.transport.abort()
 
     def send_now(self, data: bytes) -> bool:
         """Send ``data`` (UTF-8 text) as a text message now, if the socket is
