@@ -9,6 +9,7 @@ links on 127.0.0.1), hostile peers dialling it or dialled by it."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import itertools
 import logging
@@ -26,7 +27,12 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from datn.domain import USD, ProductKind, ProductSpec, Side
 from datn.net import LinkSettings, PeerLinks, handshake
 from datn.net.handshake import CHALLENGE_BYTES, MAX_CONTROL_BYTES, Window
-from datn.net.links import MAX_FRAMES_A_TURN, MAX_HANDSHAKES_PER_ADDRESS, address_group
+from datn.net.links import (
+    MAX_FRAMES_A_TURN,
+    MAX_HANDSHAKES,
+    MAX_HANDSHAKES_PER_ADDRESS,
+    address_group,
+)
 from datn.protocol.clock import Hlc
 from datn.protocol.effects import AddPeerInput, BondInput, FundInput, Genesis, Send
 from datn.protocol.messages import BondRequest, Heartbeat, OrderBroadcast, Release
@@ -221,6 +227,71 @@ def test_connections_that_are_no_websocket_are_counted_and_not_logged_one_by_one
 
     with caplog.at_level(logging.INFO):
         run(scenario)
+
+
+async def refused_and_silent(port: int) -> asyncio.StreamWriter:
+    """A connection that upgrades, sends a text message where the proof
+    goes (refused), and never answers the node's close."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    await reader.readuntil(b"\r\n\r\n")
+    mask = os.urandom(4)
+    writer.write(bytes([0x81, 0x82]) + mask + bytes(b ^ mask[i] for i, b in enumerate(b"hi")))
+    return writer
+
+
+def test_a_refused_connection_holds_its_place_until_it_is_gone() -> None:
+    async def scenario() -> None:
+        async with node() as n:
+            # Refused strangers from one address that never answer the
+            # close: each holds a socket for the close timeout, and so a
+            # place; beyond the address's places the next is dropped.
+            writers = []
+            for _ in range(MAX_HANDSHAKES_PER_ADDRESS):
+                writers.append(await refused_and_silent(n.port))
+            await until(lambda: n.links.counters["handshake:text_message"] == len(writers))
+            assert n.links._handshaking["127.0.0.1"] == MAX_HANDSHAKES_PER_ADDRESS
+            with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+                writers.append(await refused_and_silent(n.port))
+            assert n.links.counters["handshake:too_many"] == 1
+            # Once their sockets are gone (the close timeout), so are their places.
+            await until(lambda: not n.links._handshaking)
+            for writer in writers:
+                writer.close()
+
+    run(scenario)
+
+
+def test_strangers_holding_every_place_give_one_up_to_a_peer_at_another_address() -> None:
+    async def scenario() -> None:
+        async with node() as n:
+            # 32 addresses, 8 bare connections each: every place is taken.
+            squatters = [
+                await asyncio.open_connection(
+                    "127.0.0.1", n.port, local_addr=(f"127.0.1.{1 + i // 8}", 0)
+                )
+                for i in range(MAX_HANDSHAKES)
+            ]
+            await until(lambda: n.links._handshaking.total() == MAX_HANDSHAKES)
+            # A peer at an address of its own still opens its link: the
+            # oldest connection of an address holding the most gives way.
+            honest = await dial_as(n.address, HONEST, local_addr=("127.0.0.2", 0))
+            await honest.close()
+            assert n.links.counters["handshake:evicted"] == 1
+            assert n.links.counters["handshake:too_many"] == 0
+            # One more from an address that holds its eight is dropped.
+            extra = await asyncio.open_connection("127.0.0.1", n.port, local_addr=("127.0.1.5", 0))
+            await until(lambda: n.links.counters["handshake:too_many"] == 1)
+            for _, writer in [*squatters, extra]:
+                writer.close()
+            await until(lambda: not n.links._handshaking)
+
+    run(scenario)
 
 
 def test_places_are_counted_by_address_and_by_an_ipv6_address_s_64() -> None:

@@ -124,8 +124,12 @@ connection closes (1009)."""
 MAX_HANDSHAKES: Final = 256
 """Connections at once that have not finished their handshake, counted from
 the moment they are accepted (before their HTTP upgrade, which a stranger
-may leave unsent for the whole handshake timeout): a flood of them is
-dropped at once instead of holding the node's sockets. Until its handshake
+may leave unsent for the whole handshake timeout) until they are proven
+or their socket is gone: a flood of them is dropped at once instead of
+holding the node's sockets. With every place taken, a connection from an
+address holding fewer places than another takes the place of that one's
+oldest connection, so that strangers at a few addresses cannot keep a peer
+at another out by taking every place first. Until its handshake
 is done a connection reads messages of at most
 :data:`~datn.net.handshake.MAX_CONTROL_BYTES`, so each holds little."""
 MAX_FRAMES_A_TURN: Final = 64
@@ -572,6 +576,10 @@ class PeerLinks:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for connection in list(self._unproven):
+            # Strangers in their handshake: dropped now, rather than
+            # waited for up to the handshake timeout.
+            connection.transport.abort()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -866,24 +874,48 @@ class PeerLinks:
         peername = connection.transport.get_extra_info("peername")
         address = address_group(peername[0] if peername else "?")
         handshaking = self._handshaking
-        if (
-            handshaking.total() >= MAX_HANDSHAKES
-            or handshaking[address] >= MAX_HANDSHAKES_PER_ADDRESS
+        if handshaking[address] < MAX_HANDSHAKES_PER_ADDRESS and (
+            handshaking.total() < MAX_HANDSHAKES or self._evict_for(address)
         ):
-            self._count(
-                "handshake:too_many",
-                logging.WARNING,
-                "a connection from %s dropped: %d handshakes under way, %d from there",
-                address,
-                handshaking.total(),
-                handshaking[address],
-            )
-            # Dropped, not closed: a close handshake would hold the
-            # connection, and what it reads, for the close timeout.
-            connection.transport.abort()
+            handshaking[address] += 1
+            self._unproven[connection] = _Place(address)
             return
-        handshaking[address] += 1
-        self._unproven[connection] = _Place(address)
+        self._count(
+            "handshake:too_many",
+            logging.WARNING,
+            "a connection from %s dropped: %d handshakes under way, %d from there",
+            address,
+            handshaking.total(),
+            handshaking[address],
+        )
+        # Dropped, not closed: a close handshake would hold the
+        # connection, and what it reads, for the close timeout.
+        connection.transport.abort()
+
+    def _evict_for(self, address: str) -> bool:
+        """Every place is taken: drop the oldest connection of the address
+        that holds the most places, if it holds more than ``address`` does
+        (strangers at a few addresses cannot keep a peer at another out by
+        taking every place first); whether one was dropped."""
+        handshaking = self._handshaking
+        most = max(handshaking.values())
+        if most <= handshaking[address]:
+            return False
+        for connection, place in self._unproven.items():  # oldest first
+            if handshaking[place.address] == most:
+                self._count(
+                    "handshake:evicted",
+                    logging.WARNING,
+                    "every handshake place taken: the oldest connection from %s (%d places)"
+                    " dropped for one from %s",
+                    place.address,
+                    most,
+                    address,
+                )
+                connection.transport.abort()
+                self._give_place(connection)
+                return True
+        return False
 
     def _give_place(self, connection: ServerConnection, *, lost: bool = False) -> None:
         """``connection`` no longer holds a handshake place (if it held
@@ -910,16 +942,17 @@ class PeerLinks:
         if place is None:
             return  # dropped as it was accepted
         place.upgraded = True
-        try:
-            outcome = await self._handshake(connection, place.address)
-        finally:
-            self._give_place(connection)
+        outcome = await self._handshake(connection, place.address)
         if isinstance(outcome, str):
-            # Closed after its place is given up: the close handshake may
-            # take as long as the peer likes to answer it.
+            # Closed holding its place until the socket is gone: the close
+            # handshake waits up to a second for the stranger's answer, and
+            # strangers refused one after another from one address would
+            # otherwise each hold a socket for it, uncounted.
             await connection.close(CLOSE_REFUSED, outcome)
         elif outcome is not None:
-            # A peer proven: its frames may be as large as frames are.
+            # A peer proven: its place is free, and its frames may be as
+            # large as frames are.
+            self._give_place(connection)
             connection.protocol.max_message_size = MAX_MESSAGE_BYTES
             await self._take_frames(connection, *outcome)
 
