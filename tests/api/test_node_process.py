@@ -19,12 +19,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from nodes import Running, make_trader, new_node, node, order, start, stop
 
 from datn.api.client import AdminClient, TraderClient
 from datn.api.metrics import samples
 from datn.api.stream import MAX_SESSIONS_PER_TRADER
+from datn.api.transport import HEADER_TIMEOUT_S
 
 __all__ = ["node"]  # the fixture, used by name
 
@@ -766,6 +768,51 @@ def test_sessions_dropped_as_they_are_welcomed_give_their_places_back(node: Runn
         raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         raw.close()
     admitted_in_time(node, alice, "the dropped sessions kept their places")
+
+
+def test_idle_and_slow_connections_are_closed_and_strangers_do_not_fill_the_log(
+    node: Running,
+) -> None:
+    port = int(node.api_url.rsplit(":", 1)[1])
+    log = node.folder / "node.log"
+    logged_before = len(log.read_text().splitlines())
+    # Malformed requests, one connection each: each is answered 400, and
+    # the log gets a line for their kind, not one for each.
+    for _ in range(50):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            raw.sendall(b"NOT HTTP\r\n\r\n")
+            assert raw.recv(64).startswith(b"HTTP/1.1 400")
+    # A connection that sends nothing, and one that sends its headers a
+    # byte every second: both are closed by the node, while it serves.
+    idle = socket.create_connection(("127.0.0.1", port), timeout=30)
+    slow = socket.create_connection(("127.0.0.1", port), timeout=30)
+    slow.sendall(b"GET /v1/products HTTP/1.1\r\n")
+    started = time.monotonic()
+    closed: dict[str, float] = {}
+    while len(closed) < 2:
+        assert time.monotonic() - started < HEADER_TIMEOUT_S + 10, closed
+        assert httpx.get(node.api_url + "/v1/products", timeout=10).status_code == 200
+        for name, raw in (("idle", idle), ("slow", slow)):
+            if name in closed:
+                continue
+            if name == "slow":
+                with contextlib.suppress(OSError):
+                    raw.sendall(b"X")
+            raw.settimeout(0.01)
+            try:
+                if raw.recv(1) == b"":
+                    closed[name] = time.monotonic() - started
+            except TimeoutError:
+                pass
+            except OSError:
+                closed[name] = time.monotonic() - started
+        time.sleep(1)
+    idle.close()
+    slow.close()
+    assert all(HEADER_TIMEOUT_S - 1 <= at <= HEADER_TIMEOUT_S + 5 for at in closed.values())
+    lines = log.read_text().splitlines()[logged_before:]
+    invalid = [line for line in lines if "Invalid HTTP request" in line]
+    assert 1 <= len(invalid) <= 3, invalid
 
 
 def test_an_unsigned_websocket_is_refused(node: Running) -> None:

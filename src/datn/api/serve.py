@@ -28,6 +28,7 @@ from datn.api.app import Node, admin_app, trader_app
 from datn.api.auth import Verifier, token_digest
 from datn.api.lane import OrderLane
 from datn.api.stream import MAX_MESSAGE_BYTES, OrderEntryProtocol, Sessions, stream_handler
+from datn.api.throttle import ThrottlingFilter
 from datn.api.transport import CoalescingHttpProtocol
 from datn.domain.value import NodeId
 from datn.net import LinkSettings, PeerLinks
@@ -113,6 +114,12 @@ def configure_logging() -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
+    # uvicorn logs each malformed request, each unsupported upgrade and each
+    # WebSocket opened and closed: lines any stranger can cause, one or more
+    # a connection. Each of its messages goes at most once a second.
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, ThrottlingFilter) for f in uvicorn_log.filters):
+        uvicorn_log.addFilter(ThrottlingFilter())
 
 
 def admin_token(folder: Path) -> str:

@@ -66,12 +66,52 @@ def coalescing(transport: asyncio.BaseTransport) -> asyncio.Transport:
     )
 
 
+HEADER_TIMEOUT_S = 10.0
+"""How long a connection has for a request's line and headers, from its
+opening or from the request's first byte."""
+
+
 class CoalescingHttpProtocol(HttpToolsProtocol):
     """uvicorn's HTTP/1.1 protocol (httptools) with coalesced writes: a
     response's head and body leave in one ``send``, and so do responses
     that complete in the same turn of the loop. Reading is paused and
-    resumed on the socket itself, as before."""
+    resumed on the socket itself, as before.
+
+    A connection that sends no request, or a request's headers a byte at a
+    time, is closed after :data:`HEADER_TIMEOUT_S` (uvicorn sets no timer
+    before a connection's first request, and its keep-alive timer stops at
+    any byte): otherwise idle sockets, which anyone can open, would hold
+    the server's connections for good."""
+
+    _header_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.transport = coalescing(transport)
+        self._await_headers()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._header_timer is None:
+            self._await_headers()
+
+    def on_headers_complete(self) -> None:
+        self._stop_waiting()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_waiting()
+        super().connection_lost(exc)
+
+    def _await_headers(self) -> None:
+        self._header_timer = self.loop.call_later(HEADER_TIMEOUT_S, self._headers_late)
+
+    def _stop_waiting(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_late(self) -> None:
+        self._header_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
