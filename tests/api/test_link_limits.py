@@ -14,6 +14,7 @@ import contextlib
 import itertools
 import logging
 import os
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -41,8 +42,9 @@ from datn.risk import RiskConfig
 from datn.runtime import NodeRuntime, Outlets
 from datn.store import Commit
 from datn.store.memory import MemoryStore
-from datn.wire import Batch, Envelope, NodeKey, open_frame, seal
+from datn.wire import Batch, Envelope, NodeKey, RemoteProtocolError, open_frame, seal
 from datn.wire.limits import MAX_BATCH_ENVELOPES, MAX_INT64, REPLAY_WINDOW
+from datn.wire.link import ReplayWindow
 
 XYZ = ProductSpec("XYZ", ProductKind.SHARE, USD.code)
 CONFIG = NodeConfig(RiskConfig(listed_products=frozenset({XYZ.product_id})), heartbeat_ms=3_600_000)
@@ -763,6 +765,99 @@ def test_a_restarted_node_resumes_a_long_outbox_a_part_at_a_time() -> None:
                 await until(lambda: n.links.status(HOSTILE.node_id)["unacked_frames"] == 0)
             assert sorted(set(received)) == list(range(1, status["last_sent_seq"] + 1))
             assert most_held[0] <= held
+
+    run(scenario)
+
+
+async def fill_in_threes(n: Running, frames: int) -> None:
+    """``frames`` frames of three heartbeat answers each for the hostile peer."""
+    ws = await dial_as(n.address, HOSTILE)
+    for k in range(frames):
+        await ws.send(probes(HOSTILE, range(3 * k + 1, 3 * k + 4)))
+        await until(lambda k=k: n.links.status(HOSTILE.node_id)["last_sent_seq"] >= 3 * k + 3)
+    await ws.close()
+
+
+def lossy_taker(
+    state: dict[str, Any], rng: random.Random, hang_up_after: int
+) -> Callable[[ServerConnection, bytes, bytes], Awaitable[None]]:
+    """A peer that loses a quarter of the frames it is sent, acknowledges
+    what it has (gaps and all), and hangs up after ``hang_up_after`` frames;
+    what it has lives on in ``state`` for its next connection."""
+
+    async def receive(connection: ServerConnection, challenges: bytes, _: bytes) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            taken = 0
+            async for data in connection:
+                if rng.random() < 0.25:
+                    continue
+                seqs = [e.seq for e in open_frame(bytes(data)).envelopes]
+                with contextlib.suppress(RemoteProtocolError):  # seen before
+                    state["window"] = state["window"].admit(seqs)
+                    state["got"] += seqs
+                window = state["window"]
+                held = Window(window.contiguous, tuple(sorted(window.above)))
+                await connection.send(handshake.ack(HOSTILE, NODE.node_id, challenges, held))
+                taken += 1
+                if taken >= hang_up_after:
+                    return
+
+    return receive
+
+
+def test_a_lossy_peer_that_hangs_up_gets_every_message_once_from_a_small_memory() -> None:
+    async def scenario() -> None:
+        for held, seed in ((1, 1), (3, 2)):
+            settings = LinkSettings(
+                max_held_frames=held, resend_ms=100, backoff_min_ms=10, backoff_max_ms=50
+            )
+            async with node(settings) as n:
+                await fill_in_threes(n, 10)
+                out = n.links._out[HOSTILE.node_id]
+                last = out.link.last_seq
+                state: dict[str, Any] = {"window": ReplayWindow(), "got": []}
+                rng = random.Random(seed)
+                most = 0
+                while state["window"].contiguous < last:
+                    window = state["window"]
+                    welcome = Window(window.contiguous, tuple(sorted(window.above)))
+                    async with dialled_by(n, lossy_taker(state, rng, rng.randint(2, 6)), welcome):
+                        for _ in range(20):
+                            most = max(most, len(out.frames))
+                            await asyncio.sleep(0.02)
+                await until(lambda n=n: n.links.status(HOSTILE.node_id)["unacked_frames"] == 0)
+                assert sorted(state["got"]) == list(range(1, last + 1))
+                assert most <= held and not out.spilled
+
+    run(scenario)
+
+
+def test_a_peer_acknowledging_part_of_a_stored_frame_is_still_sent_the_rest() -> None:
+    async def scenario() -> None:
+        async with node(LinkSettings(max_held_frames=2, resend_ms=100)) as n:
+            # Frames 1-3 and 4-6 held, 7-9 to 16-18 in the store only.
+            await fill_in_threes(n, 6)
+            got: list[int] = []
+
+            async def receive(connection: ServerConnection, challenges: bytes, _: bytes) -> None:
+                # It says it has 1 to 8: of frame 7-9, only a part (no
+                # honest peer does: it takes frames whole, and its replay
+                # window now refuses frame 7-9 for the numbers it holds).
+                window = ReplayWindow(8)
+                await connection.send(handshake.ack(HOSTILE, NODE.node_id, challenges, Window(8)))
+                with contextlib.suppress(ConnectionClosed):
+                    async for data in connection:
+                        seqs = [e.seq for e in open_frame(bytes(data)).envelopes]
+                        got.extend(seqs)
+                        with contextlib.suppress(RemoteProtocolError):
+                            window = window.admit(seqs)
+                        held = Window(window.contiguous, tuple(sorted(window.above)))
+                        ack = handshake.ack(HOSTILE, NODE.node_id, challenges, held)
+                        await connection.send(ack)
+
+            async with dialled_by(n, receive):
+                # The frame holding 9 goes out, and every frame after it.
+                await until(lambda: set(range(9, 19)) <= set(got))
 
     run(scenario)
 

@@ -136,6 +136,8 @@ MAX_FRAMES_A_TURN: Final = 64
 """Frames a link checks before the loop turns, whatever became of them: a
 peer's small frames each cost a signature check, and a frame's worth of
 bytes holds hundreds of them (tens of milliseconds of the loop)."""
+READ_BACK_PAGE: Final = 512
+"""The most frames a link reads back from the store at once."""
 MAX_RESEND_BACKOFF: Final = 16
 """The resend timeout grows to at most this multiple of ``resend_ms``."""
 MAX_HANDSHAKES_PER_ADDRESS: Final = 8
@@ -165,11 +167,15 @@ class LinkSettings:
     node keep for it is then bounded by the node's own activity, not by
     what the peer asks."""
     max_held_frames: int = 2 * REPLAY_WINDOW
-    """Unacknowledged frames a link holds in memory; the rest stay in the
-    store's outbox only, and are read back, oldest first, as the peer takes
-    in what is held (a peer takes in at most the replay window beyond what
-    it has, so more are of no use at once). A peer that is down for long
-    costs the node's store, not its memory."""
+    """Unacknowledged frames a link holds in memory (at least one); the
+    rest stay in the store's outbox only, and are read back, oldest first,
+    as the peer takes in what is held (a peer takes in at most the replay
+    window beyond what it has, so more are of no use at once). A peer that
+    is down for long costs the node's store, not its memory."""
+
+    def __post_init__(self) -> None:
+        if self.max_held_frames < 1:
+            raise ValueError(f"max_held_frames is at least 1, not {self.max_held_frames}")
 
 
 @dataclass(eq=False)
@@ -190,6 +196,8 @@ class _Outbound:
     """The last sequence number of the frames handed over once durable."""
     left_in_store: int = 0
     """How many frames are in the store only."""
+    reading: asyncio.Task[None] | None = None
+    """The read of frames back from the store, while it runs."""
     window: Window = field(default_factory=Window)
     """What the peer has kept, as it last said."""
     acked: int = 0
@@ -265,11 +273,13 @@ class _Outbound:
             had.append(first)
         for first in had:
             self._forget(first)
-        if window.contiguous >= self.loaded_through:
-            # Acknowledged before it was read back from the store.
-            self.loaded_through = window.contiguous
-            if self.loaded_through >= self.durable_through:
-                self.left_in_store = 0
+        if window.contiguous >= self.durable_through > self.loaded_through:
+            # Everything handed over is acknowledged: nothing to read back.
+            # (Only then: a number acknowledged may lie inside a frame of
+            # the store's, whose rest the peer must still get; read_back
+            # passes over the frames acknowledged.)
+            self.loaded_through = self.durable_through
+            self.left_in_store = 0
         if window.above:
             above = frozenset(window.above)
             kept = [
@@ -439,7 +449,8 @@ def _holds(contiguous: int, above: frozenset[int], frame: OutboxFrame) -> bool:
 
 def _check_window(window: Window, sent: int) -> Window:
     """``window``, if a receiver's window could be it: it holds no number
-    above ``sent`` (the last one this node numbered), and what it holds
+    above ``sent`` (the last one this node handed to the link, durable),
+    and what it holds
     above a gap lies within the replay window above its contiguous part, as
     the receiver's replay window admits. Otherwise RemoteProtocolError
     (``implausible_window``): taken as said, it would make the node forget
@@ -781,7 +792,7 @@ class PeerLinks:
             out.peer,
             challenge,
         )
-        window = _check_window(welcome, out.link.last_seq)
+        window = _check_window(welcome, out.durable_through)
         out.sent_at.clear()
         out.gap_resent.clear()
         out.backoff = 1
@@ -817,15 +828,32 @@ class PeerLinks:
 
     def _read_back(self, out: _Outbound) -> None:
         """Refill ``out``'s frames from the store once the peer has taken
-        in half of what is held."""
+        in half of what is held: read on a thread (a page of frames may be
+        megabytes), applied on the loop, and the sender woken."""
         runtime = self._runtime
         max_held = self.settings.max_held_frames
-        if runtime is None or not out.spilled or len(out.frames) > max_held // 2:
+        if (
+            runtime is None
+            or out.reading is not None
+            or not out.spilled
+            or len(out.frames) > max_held // 2
+        ):
             return
+        after = out.loaded_through
+        limit = min(READ_BACK_PAGE, max_held - len(out.frames))
+        out.reading = asyncio.get_running_loop().create_task(
+            self._read_page(runtime, out, after, limit)
+        )
+
+    async def _read_page(
+        self, runtime: NodeRuntime, out: _Outbound, after: int, limit: int
+    ) -> None:
         try:
-            frames = runtime.store.outbox(out.peer, out.loaded_through, max_held - len(out.frames))
+            frames = await asyncio.get_running_loop().run_in_executor(
+                None, runtime.store.outbox, out.peer, after, limit
+            )
         except StoreError as error:
-            # Tried again at the sender's next turn; the frames held go on.
+            # Read again at the sender's next turn; the frames held go on.
             self._count(
                 "outbox_unreadable",
                 logging.WARNING,
@@ -834,7 +862,11 @@ class PeerLinks:
                 error,
             )
             return
-        out.read_back(frames)
+        finally:
+            out.reading = None
+        if out.loaded_through == after:  # else acknowledged meanwhile: read again
+            out.read_back(frames)
+        out.wake()
 
     async def _read_acks(self, connection: Any, out: _Outbound, challenges: bytes) -> None:
         try:
@@ -842,7 +874,7 @@ class PeerLinks:
                 try:
                     window = _check_window(
                         handshake.read_ack(_binary(data), self.key, out.peer, challenges),
-                        out.link.last_seq,
+                        out.durable_through,
                     )
                 except RemoteProtocolError as error:
                     self._refuse("ack", error, out.peer)
