@@ -26,7 +26,7 @@ from nodes import Running, make_trader, new_node, node, order, start, stop
 from datn.api.client import AdminClient, TraderClient
 from datn.api.metrics import samples
 from datn.api.stream import MAX_SESSIONS_PER_TRADER
-from datn.api.transport import HEADER_TIMEOUT_S
+from datn.api.transport import REQUEST_TIMEOUT_S
 
 __all__ = ["node"]  # the fixture, used by name
 
@@ -787,12 +787,15 @@ def test_idle_and_slow_connections_are_closed_and_strangers_do_not_fill_the_log(
     idle = socket.create_connection(("127.0.0.1", port), timeout=30)
     slow = socket.create_connection(("127.0.0.1", port), timeout=30)
     slow.sendall(b"GET /v1/products HTTP/1.1\r\n")
+    # And one that sends an order's headers and never its body.
+    bodiless = socket.create_connection(("127.0.0.1", port), timeout=30)
+    bodiless.sendall(b"POST /v1/orders HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
     started = time.monotonic()
     closed: dict[str, float] = {}
-    while len(closed) < 2:
-        assert time.monotonic() - started < HEADER_TIMEOUT_S + 10, closed
+    while len(closed) < 3:
+        assert time.monotonic() - started < REQUEST_TIMEOUT_S + 10, closed
         assert httpx.get(node.api_url + "/v1/products", timeout=10).status_code == 200
-        for name, raw in (("idle", idle), ("slow", slow)):
+        for name, raw in (("idle", idle), ("slow", slow), ("bodiless", bodiless)):
             if name in closed:
                 continue
             if name == "slow":
@@ -807,9 +810,9 @@ def test_idle_and_slow_connections_are_closed_and_strangers_do_not_fill_the_log(
             except OSError:
                 closed[name] = time.monotonic() - started
         time.sleep(1)
-    idle.close()
-    slow.close()
-    assert all(HEADER_TIMEOUT_S - 1 <= at <= HEADER_TIMEOUT_S + 5 for at in closed.values())
+    for raw in (idle, slow, bodiless):
+        raw.close()
+    assert all(REQUEST_TIMEOUT_S - 1 <= at <= REQUEST_TIMEOUT_S + 5 for at in closed.values())
     lines = log.read_text().splitlines()[logged_before:]
     invalid = [line for line in lines if "Invalid HTTP request" in line]
     assert 1 <= len(invalid) <= 3, invalid

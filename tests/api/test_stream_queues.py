@@ -18,13 +18,14 @@ def test_a_session_too_slow_for_its_events_is_closed_and_dropped() -> None:
             _offer(queues, b"event %d" % n)
             keeping_up.get_nowait()
         assert not dropped and queues == {slow, keeping_up}
-        # One more: the slow session is told to close (None) and its
-        # connection is to be dropped; the other is fed as before.
+        # One more: the slow session's events are dropped and it is told to
+        # close (None, next in its queue), its connection to be dropped if
+        # its client does not read on; the other is fed as before.
         _offer(queues, b"one more")
         assert queues == {keeping_up} and dropped == ["slow"]
-        assert slow.qsize() == MAX_QUEUED_EVENTS + 1
+        assert slow.qsize() == 1 and slow.get_nowait() is None
         assert keeping_up.get_nowait() == b"one more"
         _offer(queues, b"and another")
-        assert slow.qsize() == MAX_QUEUED_EVENTS + 1 and dropped == ["slow"]
+        assert slow.empty() and dropped == ["slow"]
 
     asyncio.run(scenario())

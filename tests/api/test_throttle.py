@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from datn.api.throttle import Throttled
+from datn.api.throttle import Throttled, ThrottlingFilter
 
 
 def test_a_kind_is_logged_once_an_interval_and_says_what_was_left_out(
@@ -25,4 +25,25 @@ def test_a_kind_is_logged_once_an_interval_and_says_what_was_left_out(
         "store error 0",
         "another kind",
         "store error 5 (and 4 more like it since the last line)",
+    ]
+
+
+def test_a_message_without_arguments_may_hold_a_percent_sign(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    logger = logging.getLogger("datn.test.filter")
+    logger.addFilter(ThrottlingFilter(interval_s=0.2))
+    throttled = Throttled(logging.getLogger("datn.test"), interval_s=0.2)
+    with caplog.at_level(logging.INFO):
+        for _ in range(3):
+            logger.warning("disk 100% full")
+            throttled.log("full", logging.ERROR, "store 100% full")
+        time.sleep(0.25)
+        logger.warning("disk 100% full")
+        throttled.log("full", logging.ERROR, "store 100% full")
+    assert [r.getMessage() for r in caplog.records] == [
+        "disk 100% full",
+        "store 100% full",
+        "disk 100% full (and 2 more like it since the last line)",
+        "store 100% full (and 2 more like it since the last line)",
     ]

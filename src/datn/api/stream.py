@@ -170,6 +170,11 @@ def _offer(queues: set[Queue], data: bytes) -> None:
     for queue in list(queues):
         if queue.qsize() >= MAX_QUEUED_EVENTS:
             queues.discard(queue)
+            # Its events are dropped, so that its close comes next: a client
+            # that reads on takes it in (4008) at once; one that does not is
+            # dropped by ``drop``.
+            while not queue.empty():
+                queue.get_nowait()
             queue.put_nowait(None)
             if queue.drop is not None:
                 queue.drop()

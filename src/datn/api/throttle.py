@@ -55,9 +55,12 @@ class Throttled:
         left_out = self._gate.admit(kind)
         if left_out is None:
             return
-        if left_out:
+        if left_out and args:
             message += _LEFT_OUT
             args = (*args, left_out)
+        elif left_out:
+            # No arguments: the message is not %-formatted, and must not be.
+            message += _LEFT_OUT % left_out
         self._logger.log(level, message, *args, exc_info=exc_info)
 
 
@@ -77,6 +80,10 @@ class ThrottlingFilter(logging.Filter):
         if left_out is None:
             return False
         if left_out and isinstance(record.args, tuple):
-            record.msg = str(record.msg) + _LEFT_OUT
-            record.args = (*record.args, left_out)
+            if record.args:
+                record.msg = str(record.msg) + _LEFT_OUT
+                record.args = (*record.args, left_out)
+            else:
+                # No arguments: the message is not %-formatted, and must not be.
+                record.msg = str(record.msg) + _LEFT_OUT % left_out
         return True

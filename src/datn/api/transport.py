@@ -66,9 +66,9 @@ def coalescing(transport: asyncio.BaseTransport) -> asyncio.Transport:
     )
 
 
-HEADER_TIMEOUT_S = 10.0
-"""How long a connection has for a request's line and headers, from its
-opening or from the request's first byte."""
+REQUEST_TIMEOUT_S = 10.0
+"""How long a connection has for a whole request (line, headers and body),
+from its opening or from the request's first byte."""
 
 
 class CoalescingHttpProtocol(HttpToolsProtocol):
@@ -77,41 +77,47 @@ class CoalescingHttpProtocol(HttpToolsProtocol):
     that complete in the same turn of the loop. Reading is paused and
     resumed on the socket itself, as before.
 
-    A connection that sends no request, or a request's headers a byte at a
-    time, is closed after :data:`HEADER_TIMEOUT_S` (uvicorn sets no timer
-    before a connection's first request, and its keep-alive timer stops at
-    any byte): otherwise idle sockets, which anyone can open, would hold
-    the server's connections for good."""
+    A connection that sends no request, or a request a byte at a time, or
+    a request's headers and not its body, is closed after
+    :data:`REQUEST_TIMEOUT_S` (uvicorn sets no timer before a connection's
+    first request nor for a body, and its keep-alive timer stops at any
+    byte): otherwise idle sockets, which anyone can open, would hold the
+    server's connections for good."""
 
-    _header_timer: asyncio.TimerHandle | None = None
+    _request_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.transport = coalescing(transport)
-        self._await_headers()
+        self._await_request()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if self._header_timer is None:
-            self._await_headers()
+        if self._request_timer is None:
+            self._await_request()
 
-    def on_headers_complete(self) -> None:
+    def on_message_complete(self) -> None:
         self._stop_waiting()
-        super().on_headers_complete()
+        super().on_message_complete()
+
+    def handle_websocket_upgrade(self) -> None:
+        # The connection is the WebSocket's from now on, with its own limits.
+        self._stop_waiting()
+        super().handle_websocket_upgrade()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_waiting()
         super().connection_lost(exc)
 
-    def _await_headers(self) -> None:
-        self._header_timer = self.loop.call_later(HEADER_TIMEOUT_S, self._headers_late)
+    def _await_request(self) -> None:
+        self._request_timer = self.loop.call_later(REQUEST_TIMEOUT_S, self._request_late)
 
     def _stop_waiting(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
+        if self._request_timer is not None:
+            self._request_timer.cancel()
+            self._request_timer = None
 
-    def _headers_late(self) -> None:
-        self._header_timer = None
+    def _request_late(self) -> None:
+        self._request_timer = None
         if not self.transport.is_closing():
             self.transport.close()
