@@ -450,9 +450,8 @@ def _holds(contiguous: int, above: frozenset[int], frame: OutboxFrame) -> bool:
 def _check_window(window: Window, sent: int) -> Window:
     """``window``, if a receiver's window could be it: it holds no number
     above ``sent`` (the last one this node handed to the link, durable),
-    and what it holds
-    above a gap lies within the replay window above its contiguous part, as
-    the receiver's replay window admits. Otherwise RemoteProtocolError
+    and what it holds above a gap lies within the replay window above its
+    contiguous part, as the receiver's replay window admits. Otherwise RemoteProtocolError
     (``implausible_window``): taken as said, it would make the node forget
     frames the peer never had."""
     top = min(sent, window.contiguous + REPLAY_WINDOW)
@@ -556,8 +555,8 @@ class PeerLinks:
             ping_interval=self.settings.ping_interval_s,
             ping_timeout=self.settings.ping_timeout_s,
             open_timeout=self.settings.handshake_timeout_s,
-            # A connection refused is closed after its handshake place is
-            # given up: the peer has a second to answer the close, not ten.
+            # A connection refused holds its handshake place through its
+            # close: the stranger has a second to answer it, not ten.
             close_timeout=1.0,
             logger=_server_log,
             create_connection=Counted,
