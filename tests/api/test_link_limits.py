@@ -778,6 +778,14 @@ async def fill_in_threes(n: Running, frames: int) -> None:
     await ws.close()
 
 
+async def acknowledge(
+    connection: ServerConnection, challenges: bytes, window: ReplayWindow
+) -> None:
+    """Acknowledge, as the hostile peer, what ``window`` holds, gaps and all."""
+    held = Window(window.contiguous, tuple(sorted(window.above)))
+    await connection.send(handshake.ack(HOSTILE, NODE.node_id, challenges, held))
+
+
 def lossy_taker(
     state: dict[str, Any], rng: random.Random, hang_up_after: int
 ) -> Callable[[ServerConnection, bytes, bytes], Awaitable[None]]:
@@ -795,9 +803,7 @@ def lossy_taker(
                 with contextlib.suppress(RemoteProtocolError):  # seen before
                     state["window"] = state["window"].admit(seqs)
                     state["got"] += seqs
-                window = state["window"]
-                held = Window(window.contiguous, tuple(sorted(window.above)))
-                await connection.send(handshake.ack(HOSTILE, NODE.node_id, challenges, held))
+                await acknowledge(connection, challenges, state["window"])
                 taken += 1
                 if taken >= hang_up_after:
                     return
@@ -851,9 +857,7 @@ def test_a_peer_acknowledging_part_of_a_stored_frame_is_still_sent_the_rest() ->
                         got.extend(seqs)
                         with contextlib.suppress(RemoteProtocolError):
                             window = window.admit(seqs)
-                        held = Window(window.contiguous, tuple(sorted(window.above)))
-                        ack = handshake.ack(HOSTILE, NODE.node_id, challenges, held)
-                        await connection.send(ack)
+                        await acknowledge(connection, challenges, window)
 
             async with dialled_by(n, receive):
                 # The frame holding 9 goes out, and every frame after it.

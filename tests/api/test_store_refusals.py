@@ -29,11 +29,11 @@ from datn.api.app import Node, trader_app
 from datn.api.auth import Verifier, sign_ed25519
 from datn.api.lane import OrderLane
 from datn.api.stream import Sessions, _Session, stream_handler
-from datn.api.throttle import Throttled
 from datn.domain import USD
 from datn.protocol.effects import DepositInput
 from datn.runtime import NodeRuntime
 from datn.runtime.history import history_of
+from datn.runtime.throttle import Throttled
 from datn.store import Commit, MemoryStore, OrderRecord, StoreError
 from datn.store.base import Credential
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from datn.api.throttle import Throttled, ThrottlingFilter
+from datn.runtime.throttle import Throttled, ThrottlingFilter
 
 
 def test_a_kind_is_logged_once_an_interval_and_says_what_was_left_out(

@@ -49,7 +49,6 @@ from datn.api.auth import (
 from datn.api.expiry import Expirer
 from datn.api.metrics import ApiCounters, render
 from datn.api.process import process_use
-from datn.api.throttle import Throttled
 from datn.clearing.quota import TokenBucket
 from datn.domain import Side, TimeInForce
 from datn.domain.limits import MAX_AMOUNT_MINOR
@@ -82,6 +81,7 @@ from datn.runtime.history import (
     OrderView,
     rejected_order_id,
 )
+from datn.runtime.throttle import Throttled
 from datn.store import EvidenceRecord, OrderRecord, Page, StoreError
 from datn.wire import NodeKey
 

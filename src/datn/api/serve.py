@@ -28,7 +28,6 @@ from datn.api.app import Node, admin_app, trader_app
 from datn.api.auth import Verifier, token_digest
 from datn.api.lane import OrderLane
 from datn.api.stream import MAX_MESSAGE_BYTES, OrderEntryProtocol, Sessions, stream_handler
-from datn.api.throttle import ThrottlingFilter
 from datn.api.transport import CoalescingHttpProtocol
 from datn.domain.value import NodeId
 from datn.net import LinkSettings, PeerLinks
@@ -46,6 +45,7 @@ from datn.runtime.config import (
 )
 from datn.runtime.history import history_of
 from datn.runtime.node import Outlets
+from datn.runtime.throttle import ThrottlingFilter
 from datn.store import open_store
 
 log = logging.getLogger("datn.node")

@@ -70,10 +70,10 @@ from datn.api.app import (
     refusal,
 )
 from datn.api.auth import KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, AuthError
-from datn.api.throttle import Throttled
 from datn.api.transport import coalescing
 from datn.protocol.effects import Reply
 from datn.runtime.node import NodeStoppedError
+from datn.runtime.throttle import Throttled
 from datn.store import StoreError
 
 log = logging.getLogger("datn.api.stream")

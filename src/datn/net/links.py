@@ -48,7 +48,6 @@ import logging
 import os
 import random
 import socket
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -79,6 +78,7 @@ from datn.protocol.messages import (
     TradePrint,
 )
 from datn.runtime.node import NodeStoppedError
+from datn.runtime.throttle import Throttled
 from datn.store import (
     Commit,
     EvidenceRecord,
@@ -494,7 +494,7 @@ class PeerLinks:
         """Connections in their handshake, by remote address (see :func:`address_group`)."""
         self._unproven: dict[ServerConnection, _Place] = {}
         """The connections counted in :attr:`_handshaking`, and their places."""
-        self._logged: dict[str, float] = {}
+        self._log = Throttled(log)
         for peer, record in records.items():
             node = NodeId(peer)
             out = self._outbound(node)
@@ -504,13 +504,10 @@ class PeerLinks:
             out.frames = {f.first_seq: f for f in record.outbox}
             out.durable_through = record.last_sent
             out.left_in_store = record.outbox_left
-            out.loaded_through = (
-                record.outbox[-1].last_seq
-                if record.outbox_left and record.outbox
-                else record.acked
-                if record.outbox_left
-                else record.last_sent
-            )
+            if record.outbox_left:  # the rest is read back as the peer takes in
+                out.loaded_through = record.outbox[-1].last_seq if record.outbox else record.acked
+            else:
+                out.loaded_through = record.last_sent
             if record.inbound is not None:
                 window = ReplayWindow(record.inbound.contiguous, frozenset(record.inbound.above))
                 self._in[node] = _Inbound(node, window, _window(window))
@@ -632,10 +629,7 @@ class PeerLinks:
     def _count(self, name: str, level: int, message: str, *args: object) -> None:
         """Count ``name``, and log ``message`` at most once a second per name."""
         self.counters[name] += 1
-        now = time.monotonic()
-        if now - self._logged.get(name, 0.0) >= 1.0:
-            self._logged[name] = now
-            log.log(level, message, *args)
+        self._log.log(name, level, message, *args)
 
     # ------------------------------------------------------------ sending
 
