@@ -44,24 +44,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import gc
 import json
 import os
 import platform
 import random
 import shutil
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import msgspec
 from websockets.asyncio.client import connect
+from websockets.asyncio.server import serve
 
 from datn.api.auth import KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from datn.api.metrics import Moved, samples
@@ -243,13 +249,14 @@ async def http_latency(port: int, requests: list[bytes], rate: float) -> list[fl
         pool.put_nowait((reader, writer))
 
     tasks = []
-    start = time.perf_counter()
-    for n, request in enumerate(requests, start=1):
-        delay = start + n / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(request)))
-    await asyncio.gather(*tasks)
+    with collector_paused():
+        start = time.perf_counter()
+        for n, request in enumerate(requests, start=1):
+            delay = start + n / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(request)))
+        await asyncio.gather(*tasks)
     while not pool.empty():
         pool.get_nowait()[1].close()
     return latencies
@@ -306,8 +313,8 @@ async def ws_rate(port: int, traders: list[Trader], seconds: float, window: int)
     return ok / (time.perf_counter() - start)
 
 
-async def ws_latency(port: int, trader: Trader, rate: float, seconds: float) -> list[float]:
-    socket = await ws_open(port, trader)
+async def ws_latency(socket: Any, rate: float, seconds: float) -> list[float]:
+    """Ack latencies (ms) of orders sent on ``socket`` at ``rate`` a second."""
     orders = ws_orders(77, int(rate * seconds))
     sent_at: dict[int, float] = {}
     latencies: list[float] = []
@@ -326,20 +333,108 @@ async def ws_latency(port: int, trader: Trader, rate: float, seconds: float) -> 
             if started is not None:
                 latencies.append((arrived - started) * 1_000)
 
-    receiver = asyncio.create_task(receive())
-    start = time.perf_counter()
-    for n, order in enumerate(orders, start=1):
-        delay = start + n / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        sent_at[n] = time.perf_counter()
-        await socket.send(order)
-    deadline = time.perf_counter() + 5
-    while sent_at and time.perf_counter() < deadline:
-        await asyncio.sleep(0.01)
-    receiver.cancel()
+    with collector_paused():
+        receiver = asyncio.create_task(receive())
+        start = time.perf_counter()
+        for n, order in enumerate(orders, start=1):
+            delay = start + n / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sent_at[n] = time.perf_counter()
+            await socket.send(order)
+        deadline = time.perf_counter() + 5
+        while sent_at and time.perf_counter() < deadline:
+            await asyncio.sleep(0.01)
+        receiver.cancel()
     await socket.close()
     return latencies
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """This process's garbage collector off while latencies are timed: a
+    scan of the load generator's own heap (20 to 30 ms for its prepared
+    requests) would otherwise be counted as the node's."""
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.unfreeze()
+
+
+# ------------------------------------------------------------------ the tail's floor
+
+
+def durable_echo(port_file: Path) -> None:
+    """The least a durable order path can be, for the latency phases'
+    comparison: a WebSocket server (the same library as the load generator)
+    that writes each message to SQLite (WAL, synchronous=FULL) in group
+    commits on a writer thread, and answers it, by its id, once it is
+    durable. Run as a child, on the node's core, after the node stopped."""
+    if shutil.which("taskset"):
+        os.sched_setaffinity(0, {1})
+    database = sqlite3.connect(
+        port_file.with_suffix(".sqlite3"), isolation_level=None, check_same_thread=False
+    )
+    database.execute("PRAGMA journal_mode=WAL")
+    database.execute("PRAGMA synchronous=FULL")
+    database.execute("CREATE TABLE messages (body TEXT)")
+    writer = ThreadPoolExecutor(1)
+
+    def write(bodies: list[str]) -> None:
+        database.execute("BEGIN")
+        database.executemany("INSERT INTO messages VALUES (?)", [(b,) for b in bodies])
+        database.execute("COMMIT")
+
+    async def session(connection: Any) -> None:
+        loop = asyncio.get_running_loop()
+        pending: list[tuple[int, str]] = []
+        committing: asyncio.Task[None] | None = None
+
+        async def commit() -> None:
+            nonlocal pending, committing
+            while pending:
+                group, pending = pending, []
+                await loop.run_in_executor(writer, write, [body for _, body in group])
+                for request_id, _ in group:
+                    await connection.send(f'{{"id":{request_id},"ok":true}}')
+            committing = None
+
+        async for message in connection:
+            pending.append((json.loads(message)["id"], message))
+            if committing is None:
+                committing = asyncio.create_task(commit())
+
+    async def main() -> None:
+        async with serve(session, "127.0.0.1", 0, compression=None) as server:
+            port_file.write_text(str(next(iter(server.sockets)).getsockname()[1]))
+            await asyncio.Future()
+
+    asyncio.run(main())
+
+
+async def floor_latency(folder: Path, rate: float, seconds: float) -> list[float]:
+    """:func:`ws_latency` against :func:`durable_echo`."""
+    port_file = folder / "echo.port"
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--durable-echo", str(port_file)], stdin=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not port_file.exists() or not port_file.read_text():
+            if child.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the durable echo did not start")
+            await asyncio.sleep(0.05)
+        socket = await connect(
+            f"ws://127.0.0.1:{port_file.read_text()}", max_queue=None, compression=None
+        )
+        return await ws_latency(socket, rate, seconds)
+    finally:
+        child.kill()
+        child.wait()
 
 
 # ------------------------------------------------------------------ accounting
@@ -389,7 +484,8 @@ class Accounts:
 # ------------------------------------------------------------------ main
 
 
-async def measure(label: str, node: Node, args: argparse.Namespace) -> None:
+async def measure(label: str, node: Node, args: argparse.Namespace) -> float:
+    """Measure ``node`` and print the figures; the WebSocket's half rate."""
     traders = [node.trader(f"t{i}") for i in range(max(args.sessions, args.connections))]
     room = int(args.seconds * 40_000)  # more than any connection can send in the time
     gets = [[get_request()] * (room // args.connections * 2) for _ in range(args.connections)]
@@ -409,7 +505,8 @@ async def measure(label: str, node: Node, args: argparse.Namespace) -> None:
         "HTTP orders", http_rate(node.port, posts, args.seconds, args.pipeline)
     )
     ws_lat = await accounts.phase(
-        "WebSocket at half rate", ws_latency(node.port, traders[0], ws / 2, args.seconds)
+        "WebSocket at half rate",
+        ws_latency(await ws_open(node.port, traders[0]), ws / 2, args.seconds),
     )
     flow = Flow(5)
     timed = [order_request(traders[1], flow.order()) for _ in range(int(http / 2 * args.seconds))]
@@ -432,6 +529,7 @@ async def measure(label: str, node: Node, args: argparse.Namespace) -> None:
             )
     print("  where the time went, from the node's own counters (node pinned to one core):")
     print("\n".join(accounts.lines))
+    return float(ws) / 2
 
 
 def main() -> None:
@@ -447,7 +545,11 @@ def main() -> None:
         choices=("uvloop", "asyncio"),
         help="the node's event loop (default: the node's own default, asyncio)",
     )
+    parser.add_argument("--durable-echo", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.durable_echo is not None:
+        durable_echo(args.durable_echo)
+        return
     if shutil.which("taskset"):
         os.sched_setaffinity(0, {0})
     print(
@@ -467,9 +569,16 @@ def main() -> None:
                 print(f"\n{label}: the node did not start: {error}")
                 continue
             try:
-                asyncio.run(measure(label, node, args))
+                half_rate = asyncio.run(measure(label, node, args))
             finally:
                 node.stop()
+            if storage is None:
+                floor = asyncio.run(floor_latency(Path(folder), half_rate, args.seconds))
+                print(
+                    f"  the tail's floor at {half_rate:,.0f}/s, a minimal durable WebSocket "
+                    f"server on the node's core: p50 {statistics.median(floor):.2f} ms, "
+                    f"p99 {percentile(floor, 0.99):.2f} ms"
+                )
 
 
 if __name__ == "__main__":
