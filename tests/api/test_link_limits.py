@@ -27,12 +27,12 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from datn.domain import USD, ProductKind, ProductSpec, Side
 from datn.net import LinkSettings, PeerLinks, handshake
+from datn.net.addresses import address_group
 from datn.net.handshake import CHALLENGE_BYTES, MAX_CONTROL_BYTES, Window
 from datn.net.links import (
     MAX_FRAMES_A_TURN,
     MAX_HANDSHAKES,
     MAX_HANDSHAKES_PER_ADDRESS,
-    address_group,
 )
 from datn.protocol.clock import Hlc
 from datn.protocol.effects import AddPeerInput, BondInput, FundInput, Genesis, Send

@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Mapping
 
 from datn.api.process import process_use
+from datn.api.transport import Places
 from datn.runtime import NodeRuntime
 from datn.runtime.node import Histogram
 
@@ -18,6 +19,9 @@ class ApiCounters:
         self.responses: Counter[int] = Counter()
         self.auth_refused: Counter[str] = Counter()
         self.rate_limited = 0
+        self.places: dict[str, Places] = {}
+        """The API servers' connection places, by server (``traders``,
+        ``operator``)."""
 
 
 def render(runtime: NodeRuntime, api: ApiCounters, links: Mapping[str, int] | None = None) -> str:
@@ -129,6 +133,24 @@ def render(runtime: NodeRuntime, api: ApiCounters, links: Mapping[str, int] | No
         [(f'{{code="{code}"}}', count) for code, count in sorted(api.auth_refused.items())],
     )
     metric("datn_rate_limited_total", "counter", "Requests answered 429.", [("", api.rate_limited)])
+    places = sorted(api.places.items())
+    metric(
+        "datn_api_connections",
+        "gauge",
+        "Connections the API servers hold, by server.",
+        [(f'{{server="{name}"}}', p.held.total()) for name, p in places],
+    )
+    metric(
+        "datn_api_connections_refused_total",
+        "counter",
+        "Connections dropped as they were accepted, by server and reason: every place taken"
+        " (total) or every place of their address (address).",
+        [
+            (f'{{server="{name}",reason="{reason}"}}', p.refused[reason])
+            for name, p in places
+            for reason in ("total", "address")
+        ],
+    )
     if links is not None:
         metric(
             "datn_link_events_total",

@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import resource
 import secrets
 import signal
 import socket
@@ -21,6 +22,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Final
 
 import uvicorn
 
@@ -28,9 +30,10 @@ from datn.api.app import Node, admin_app, trader_app
 from datn.api.auth import Verifier, token_digest
 from datn.api.lane import OrderLane
 from datn.api.stream import MAX_MESSAGE_BYTES, OrderEntryProtocol, Sessions, stream_handler
-from datn.api.transport import CoalescingHttpProtocol
+from datn.api.transport import CoalescingHttpProtocol, Places, placed
 from datn.domain.value import NodeId
 from datn.net import LinkSettings, PeerLinks
+from datn.net.links import MAX_HANDSHAKES
 from datn.protocol.effects import AddPeerInput
 from datn.runtime import NodeRuntime
 from datn.runtime.collector import Collector
@@ -49,6 +52,58 @@ from datn.runtime.throttle import ThrottlingFilter
 from datn.store import open_store
 
 log = logging.getLogger("datn.node")
+
+ADMIN_MAX_CONNECTIONS: Final = 64
+"""Connections the operator's API holds at most (Prometheus, the CLI, a
+dashboard), from any address."""
+FILES_KEPT: Final = 64
+"""Open files a node keeps beyond its connections (the store's files, the
+snapshot worker's pipes, logs) and beyond :data:`PEER_SOCKETS`."""
+PEER_SOCKETS: Final = 2 * 64
+"""Sockets kept for established peer links: one each way, for as many as
+64 peers (those added later through the operator's API included); the
+links' handshakes have places of their own (:data:`MAX_HANDSHAKES`)."""
+
+
+def open_files_limit() -> int:
+    """Raise this process's limit on open files to as far as it may go
+    (its hard limit; at most 2**20 when that is unlimited); the limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 2**20 if hard == resource.RLIM_INFINITY else hard
+    if soft == resource.RLIM_INFINITY or soft >= want:
+        return 2**20 if soft == resource.RLIM_INFINITY else soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    except (OSError, ValueError):
+        return soft  # the system allows no more (a container's own limit)
+    return want
+
+
+def trader_connections(settings: NodeSettings, files: int) -> int:
+    """How many connections the traders' API takes with ``files`` open
+    files allowed: the config's ``max_connections``, or fewer if the limit
+    leaves less room beside the operator's API, the peer links and the
+    node's own files (said in the log). A limit that leaves no room at
+    all is a :class:`ConfigError`."""
+    kept = FILES_KEPT + PEER_SOCKETS + MAX_HANDSHAKES + ADMIN_MAX_CONNECTIONS
+    room = files - kept
+    if room < 1:
+        raise ConfigError(
+            "api.max_connections",
+            f"the process may open {files:,} files, and a node needs {kept:,} for itself before"
+            " it takes traders' connections: raise the limit (ulimit -n, or LimitNOFILE= in a"
+            " systemd unit)",
+        )
+    if room < settings.max_connections:
+        log.warning(
+            "the traders' API takes %d connections, not max_connections = %d: the process may"
+            " open %d files (raise the limit with ulimit -n, or LimitNOFILE= in a systemd unit)",
+            room,
+            settings.max_connections,
+            files,
+        )
+        return room
+    return settings.max_connections
 
 
 class _Server(uvicorn.Server):
@@ -197,6 +252,10 @@ async def run_node(folder: Path, settings: NodeSettings) -> int:
     api_socket = bind(settings.api, "api.listen")
     admin_socket = bind(settings.admin, "api.admin_listen")
     net_socket = bind(settings.net, "net.listen")
+    trader_places = Places(
+        trader_connections(settings, open_files_limit()), settings.max_connections_per_address
+    )
+    admin_places = Places(ADMIN_MAX_CONNECTIONS, ADMIN_MAX_CONNECTIONS)
     collector = Collector()
     collector.install()
     identity = read_key(settings.key_file)
@@ -237,6 +296,7 @@ async def run_node(folder: Path, settings: NodeSettings) -> int:
     expiring = node.expirer.load()
     if expiring:
         log.info("%d good-till-date orders scheduled to expire", expiring)
+    node.counters.places.update(traders=trader_places, operator=admin_places)
     sessions = Sessions()
     runtime.outlets.reply = sessions.publish
     servers = [
@@ -253,15 +313,21 @@ async def run_node(folder: Path, settings: NodeSettings) -> int:
                 proxy_headers=False,
                 lifespan="off",
                 timeout_keep_alive=30,
-                http=CoalescingHttpProtocol,
+                http=placed(CoalescingHttpProtocol, places),
                 ws=OrderEntryProtocol,
                 ws_max_size=MAX_MESSAGE_BYTES,
-                limit_concurrency=10_000,
+                # Beyond the places (connections) and the requests they
+                # carry, uvicorn answers 503.
+                limit_concurrency=places.total + 1_000,
             )
         )
-        for app, listen in (
-            (OrderLane(trader_app(node, [stream_handler(node, sessions)]), node), settings.api),
-            (admin_app(node, digest), settings.admin),
+        for app, listen, places in (
+            (
+                OrderLane(trader_app(node, [stream_handler(node, sessions)]), node),
+                settings.api,
+                trader_places,
+            ),
+            (admin_app(node, digest), settings.admin, admin_places),
         )
     ]
     stop = asyncio.Event()

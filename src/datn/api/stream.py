@@ -70,7 +70,7 @@ from datn.api.app import (
     refusal,
 )
 from datn.api.auth import KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, AuthError
-from datn.api.transport import coalescing
+from datn.api.transport import coalescing, give_place_back
 from datn.protocol.effects import Reply
 from datn.runtime.node import NodeStoppedError
 from datn.runtime.throttle import Throttled
@@ -503,6 +503,10 @@ class OrderEntryProtocol(WebSocketsSansIOProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.transport = coalescing(self.transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        give_place_back(self.transport)  # taken by the HTTP connection it upgraded
+        super().connection_lost(exc)
 
     async def run_asgi(self) -> None:
         extensions: Any = self.scope.get("extensions")

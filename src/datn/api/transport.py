@@ -1,19 +1,76 @@
-"""Writes coalesced per turn of the event loop, for the node's HTTP and
-WebSocket connections.
+"""The node's HTTP and WebSocket connections: writes coalesced per turn of
+the event loop, and places counted as connections are accepted.
 
 A node answers in bursts: a group commit releases many callers' answers and
 their order updates in the same turn of the loop. Written one by one, each
 costs a ``send`` system call (an HTTP response two: its head, then its
 body). :class:`CoalescingTransport` holds a connection's writes until the
 end of the turn and sends them joined, in order, in one call.
+
+Every connection holds a socket, and a process's sockets, its peer links'
+and its store's files all come out of one limit on open files. Anyone who
+can reach the traders' API can open connections, so a server's connections
+are bounded (:class:`Places`) in all and per address (an IPv6 address's /64
+counted as one): a connection beyond either is dropped as it is accepted,
+before it is read, and counted, and what it would have taken is left to the
+peer links, the store and the traders already connected.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, cast
+from collections import Counter
+from typing import Any, ClassVar, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from datn.net.addresses import address_group
+
+
+class Places:
+    """The connections one server holds: at most ``total`` in all and
+    ``per_address`` from one address group (:func:`address_group`)."""
+
+    def __init__(self, total: int, per_address: int) -> None:
+        self.total = total
+        self.per_address = per_address
+        self.held: Counter[str] = Counter()
+        self.refused: Counter[str] = Counter()
+        """Connections dropped as they were accepted: ``total`` (every
+        place taken) and ``address`` (every place of their address's)."""
+
+    def take(self, peername: Any) -> Place | None:
+        """A place for a connection from ``peername`` (a socket's remote
+        address), or None (counted) if there is none."""
+        group = address_group(str(peername[0]) if isinstance(peername, tuple) else "?")
+        if self.held[group] >= self.per_address:
+            self.refused["address"] += 1
+            return None
+        if self.held.total() >= self.total:
+            self.refused["total"] += 1
+            return None
+        self.held[group] += 1
+        return Place(self, group)
+
+    def _give_back(self, group: str) -> None:
+        self.held[group] -= 1
+        if self.held[group] <= 0:
+            del self.held[group]
+
+
+class Place:
+    """A connection's place, given back once, when its socket is gone."""
+
+    __slots__ = ("_places", "group")
+
+    def __init__(self, places: Places, group: str) -> None:
+        self._places: Places | None = places
+        self.group = group
+
+    def give_back(self) -> None:
+        if self._places is not None:
+            self._places._give_back(self.group)
+            self._places = None
 
 
 class CoalescingTransport:
@@ -23,12 +80,16 @@ class CoalescingTransport:
     its protocol when the joined write passes its high water); closing
     sends what is held first, aborting drops it."""
 
-    __slots__ = ("_held", "_loop", "_transport")
+    __slots__ = ("_held", "_loop", "_transport", "place")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
         self._held: list[bytes] = []
+        self.place: Place | None = None
+        """The connection's place in its server's :class:`Places`: it
+        passes from the HTTP protocol to a WebSocket's with the transport,
+        and is given back by whichever has the connection when it is lost."""
 
     def write(self, data: bytes) -> None:
         if not data:
@@ -53,6 +114,13 @@ class CoalescingTransport:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
+
+
+def give_place_back(transport: Any) -> None:
+    """Give back the place of the connection of ``transport`` (see
+    :attr:`CoalescingTransport.place`), if it holds one."""
+    if isinstance(transport, CoalescingTransport) and transport.place is not None:
+        transport.place.give_back()
 
 
 def coalescing(transport: asyncio.BaseTransport) -> asyncio.Transport:
@@ -82,14 +150,31 @@ class CoalescingHttpProtocol(HttpToolsProtocol):
     :data:`REQUEST_TIMEOUT_S` (uvicorn sets no timer before a connection's
     first request nor for a body, and its keep-alive timer stops at any
     byte): otherwise idle sockets, which anyone can open, would hold the
-    server's connections for good."""
+    server's connections for good.
 
+    A connection for which :attr:`places` has no place is dropped as it is
+    accepted: the server never sees it."""
+
+    places: ClassVar[Places | None] = None
     _request_timer: asyncio.TimerHandle | None = None
+    _admitted = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        place = None
+        if self.places is not None:
+            place = self.places.take(transport.get_extra_info("peername"))
+            if place is None:
+                transport.abort()
+                return
+        self._admitted = True
         super().connection_made(transport)
         self.transport = coalescing(transport)
+        cast(CoalescingTransport, self.transport).place = place
         self._await_request()
+
+    def data_received(self, data: bytes) -> None:
+        if self._admitted:
+            super().data_received(data)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -106,7 +191,10 @@ class CoalescingHttpProtocol(HttpToolsProtocol):
         super().handle_websocket_upgrade()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if not self._admitted:
+            return
         self._stop_waiting()
+        give_place_back(self.transport)
         super().connection_lost(exc)
 
     def _await_request(self) -> None:
@@ -121,3 +209,8 @@ class CoalescingHttpProtocol(HttpToolsProtocol):
         self._request_timer = None
         if not self.transport.is_closing():
             self.transport.close()
+
+
+def placed(protocol: type[CoalescingHttpProtocol], places: Places) -> type[CoalescingHttpProtocol]:
+    """``protocol`` for a server whose connections take ``places``."""
+    return type(f"Placed{protocol.__name__}", (protocol,), {"places": places})

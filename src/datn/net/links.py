@@ -43,7 +43,6 @@ jitter.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import os
 import random
@@ -59,6 +58,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from datn.evidence import is_evidence
 from datn.net import handshake
+from datn.net.addresses import address_group
 from datn.net.handshake import CHALLENGE_BYTES, MAX_CONTROL_BYTES, Proof, Window
 from datn.protocol.effects import ReceiveInput, Send
 from datn.protocol.messages import (
@@ -1196,23 +1196,6 @@ class _Place:
 
     address: str
     upgraded: bool = False
-
-
-def address_group(host: str) -> str:
-    """What the handshake places are counted by for a connection from
-    ``host``: an IPv4 address itself; an IPv6 address's /64 (one host is
-    commonly given a whole /64, and could otherwise take every place from
-    addresses of its own); an IPv4 address mapped into IPv6 as the IPv4
-    address; anything else (a Unix socket's name) as it is."""
-    try:
-        address = ipaddress.ip_address(host.partition("%")[0])
-    except ValueError:
-        return host
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.IPv6Network((address, 64), strict=False))
-    return str(address)
 
 
 def _newer(old: Window, new: Window) -> Window:

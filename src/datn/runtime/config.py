@@ -113,6 +113,11 @@ class NodeSettings:
     event_loop: str = "asyncio"
     """The asyncio event loop the node runs on: ``uvloop`` or ``asyncio``
     (the standard library's)."""
+    max_connections: int = 10_000
+    """Connections the traders' API holds at most, in all."""
+    max_connections_per_address: int = 512
+    """Connections the traders' API holds at most from one address (an
+    IPv6 address's /64 counted as one)."""
 
     def genesis(self, identity: Identity) -> Genesis:
         """The node's genesis: its id from its key, its rules and products."""
@@ -177,7 +182,15 @@ def settings_from(table: Mapping[str, Any], folder: Path) -> NodeSettings:
     api = _table(table, "api")
     _known(
         api,
-        {"listen", "admin_listen", "rate_per_second", "rate_burst", "signing_window_ms"},
+        {
+            "listen",
+            "admin_listen",
+            "rate_per_second",
+            "rate_burst",
+            "signing_window_ms",
+            "max_connections",
+            "max_connections_per_address",
+        },
         "api",
     )
     storage = _text(node, "storage", "node", f"sqlite:///{folder / 'node.sqlite3'}")
@@ -230,6 +243,8 @@ def settings_from(table: Mapping[str, Any], folder: Path) -> NodeSettings:
         peers,
         _integer(net, "resend_ms", "net", 500, 10, 60_000),
         _event_loop(node),
+        _integer(api, "max_connections", "api", 10_000, 1, 1_000_000),
+        _integer(api, "max_connections_per_address", "api", 512, 1, 1_000_000),
     )
 
 
@@ -508,6 +523,13 @@ rate_burst = 100
 # A signed request's time may be at most this far from the node's clock
 # (at most 60000); a request seen before within it is refused as a replay.
 signing_window_ms = 5000
+# Connections the traders' API holds at most, in all and from one address
+# (an IPv6 address's /64 counts as one); one more is dropped as it is
+# accepted. Every connection is an open file: the node raises its limit on
+# open files as far as the system allows, and takes fewer connections (with
+# a warning in the log) if that limit leaves less room.
+max_connections = 10000
+max_connections_per_address = 512
 
 [net]
 # Where peers dial this node to send it their messages (WebSocket links,

@@ -1,0 +1,187 @@
+"""The traders' API bounds the connections it holds, in all and per address,
+so that one client (or a few) cannot take the open files that the node's
+peer links, its store and its other traders need."""
+
+from __future__ import annotations
+
+import contextlib
+import resource
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from nodes import Running, start, stop
+
+from datn.api.metrics import samples
+from datn.api.serve import trader_connections
+from datn.api.transport import Places
+from datn.runtime.config import ConfigError, init_folder, load_config
+
+# ------------------------------------------------------------------ places
+
+
+def test_places_are_bounded_per_address_and_in_all_and_given_back_once() -> None:
+    places = Places(total=6, per_address=2)
+    held = [places.take(("192.0.2.1", 1000 + n)) for n in range(2)]
+    assert all(held)
+    assert places.take(("192.0.2.1", 2000)) is None  # its address's places are taken
+    # An IPv6 host's /64 counts as one address; another /64 does not.
+    v6 = [places.take((f"2001:db8:1:2::{n}", 443, 0, 0)) for n in range(1, 4)]
+    assert v6[0] and v6[1] and v6[2] is None
+    assert places.take(("2001:db8:1:3::1", 443, 0, 0)) is not None
+    assert places.refused["address"] == 2
+    assert places.take(("198.51.100.9", 1)) is not None
+    assert places.take(("198.51.100.10", 1)) is None  # every place is taken
+    assert places.refused["total"] == 1
+    assert held[0] is not None
+    held[0].give_back()
+    held[0].give_back()  # a second give-back frees nothing more
+    assert places.held.total() == 5
+    assert places.take(("198.51.100.10", 1)) is not None
+    assert places.take(("198.51.100.11", 1)) is None
+
+
+# ------------------------------------------------------------------ open files
+
+
+def test_the_traders_share_is_what_the_open_files_limit_leaves(tmp_path: Path) -> None:
+    config, _ = init_folder(tmp_path / "n")
+    settings = load_config(config)
+    assert settings.max_connections == 10_000
+    assert trader_connections(settings, 1_000_000) == 10_000
+    # A limit of 1,024 files (a common default) leaves 512 for traders.
+    assert trader_connections(settings, 1_024) == 512
+    with pytest.raises(ConfigError) as refused:
+        trader_connections(settings, 400)
+    assert "ulimit -n" in str(refused.value) and "api.max_connections" in str(refused.value)
+
+
+def test_a_node_raises_its_open_files_limit_as_far_as_the_system_allows() -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    script = (
+        "import resource\n"
+        "from datn.api.serve import open_files_limit\n"
+        "_, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))\n"
+        "print(open_files_limit(), resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n"
+    )
+    told, now = map(int, subprocess.check_output([sys.executable, "-c", script]).split())
+    expected = 2**20 if hard == resource.RLIM_INFINITY else hard
+    assert told == now == expected
+
+
+def test_a_node_with_too_few_open_files_says_so_and_does_not_start(tmp_path: Path) -> None:
+    config, _ = init_folder(tmp_path / "n")
+    datn = str(Path(sys.executable).parent / "datn")
+    ran = subprocess.run(
+        ["prlimit", "--nofile=300:300", datn, "node", "run", str(config.parent)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert ran.returncode != 0
+    assert "api.max_connections" in ran.stdout + ran.stderr
+    assert "ulimit -n" in ran.stdout + ran.stderr
+
+
+# ------------------------------------------------------------------ a real node
+
+
+@pytest.fixture
+def small_node(tmp_path: Path) -> Iterator[Running]:
+    """A node whose traders' API takes 12 connections, 8 from one address."""
+    folder = tmp_path / "node"
+    config, _ = init_folder(folder)
+    text = config.read_text()
+    for old, new in (
+        ('listen = "127.0.0.1:8480"', 'listen = "127.0.0.1:0"'),
+        ('admin_listen = "127.0.0.1:8481"', 'admin_listen = "127.0.0.1:0"'),
+        ('listen = "127.0.0.1:8482"', 'listen = "127.0.0.1:0"'),
+        ("max_connections = 10000", "max_connections = 12"),
+        ("max_connections_per_address = 512", "max_connections_per_address = 8"),
+    ):
+        assert old in text, old
+        text = text.replace(old, new)
+    config.write_text(text)
+    running = start(folder)
+    try:
+        yield running
+    finally:
+        stop(running)
+
+
+def _connect(port: int, source: str) -> socket.socket:
+    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    raw.settimeout(10)
+    raw.bind((source, 0))
+    raw.connect(("127.0.0.1", port))
+    return raw
+
+
+def _served(port: int, source: str) -> bool:
+    """Whether a request from ``source`` is answered (else its connection
+    was dropped as it was accepted)."""
+    try:
+        with _connect(port, source) as raw:
+            raw.sendall(b"GET /v1/products HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            return raw.recv(12) == b"HTTP/1.1 200"
+    except OSError:
+        return False
+
+
+def _eventually(check: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 5
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_one_address_holds_at_most_its_share_and_the_node_at_most_its_total(
+    small_node: Running,
+) -> None:
+    port = int(small_node.api_url.rsplit(":", 1)[1])
+
+    def held() -> float:
+        return samples(small_node.admin.http.get("/metrics").text)[
+            'datn_api_connections{server="traders"}'
+        ]
+
+    with contextlib.ExitStack() as stack:
+        # Eight idle connections from 127.0.0.1: the ninth is dropped as it
+        # is accepted, while other addresses are served.
+        idle = [stack.enter_context(_connect(port, "127.0.0.1")) for _ in range(8)]
+        _eventually(lambda: held() == 8, "the node holds the eight")
+        assert not _served(port, "127.0.0.1")
+        assert _served(port, "127.0.0.2")
+        # Four more from 127.0.0.2 take the node's twelve: a third address
+        # is turned away too, and the operator's API still answers.
+        more = [stack.enter_context(_connect(port, "127.0.0.2")) for _ in range(4)]
+        _eventually(lambda: held() == 12, "the node holds twelve")
+        assert not _served(port, "127.0.0.3")
+        counted = samples(small_node.admin.http.get("/metrics").text)
+        assert counted['datn_api_connections_refused_total{server="traders",reason="address"}'] >= 1
+        assert counted['datn_api_connections_refused_total{server="traders",reason="total"}'] >= 1
+        # Closed connections give their places back.
+        for raw in idle + more:
+            raw.close()
+        _eventually(lambda: held() == 0, "the places are given back")
+        assert _served(port, "127.0.0.1") and _served(port, "127.0.0.3")
+
+
+def test_a_websocket_holds_its_connection_s_place_until_it_closes(small_node: Running) -> None:
+    from websockets.sync.client import connect  # noqa: PLC0415
+
+    port = int(small_node.api_url.rsplit(":", 1)[1])
+    with contextlib.ExitStack() as stack:
+        for _ in range(7):
+            stack.enter_context(_connect(port, "127.0.0.1"))
+        with connect(f"ws://127.0.0.1:{port}/v1/ws", open_timeout=10):
+            # Upgraded, and not yet authenticated (the node allows it a few
+            # seconds): the session holds the place its connection took.
+            assert not _served(port, "127.0.0.1")
+        _eventually(lambda: _served(port, "127.0.0.1"), "the session gave its place back")
