@@ -769,6 +769,56 @@ def test_a_restarted_node_resumes_a_long_outbox_a_part_at_a_time() -> None:
     run(scenario)
 
 
+def test_a_link_holds_frames_up_to_a_size_in_bytes_too() -> None:
+    """Frames may be up to 64 KiB each: the bound on what a link holds is
+    also one of bytes, after a restart too, and the peer still gets
+    everything, in order."""
+    frames, budget = 24, 1_000
+
+    async def scenario() -> None:
+        store = Reopened()
+        settings = LinkSettings(max_held_frames=1_000, max_held_bytes=budget, resend_ms=300)
+        async with node(settings, store) as n:
+            await fill_outbox(n, frames)
+            out = n.links._out[HOSTILE.node_id]
+            assert n.links.status(HOSTILE.node_id)["unacked_frames"] == frames
+            assert 1 <= len(out.frames) < frames and out.spilled
+            assert out.held_bytes == sum(len(f.frame) for f in out.frames.values()) <= budget
+        async with node(settings, store) as n:
+            out = n.links._out[HOSTILE.node_id]
+            status = n.links.status(HOSTILE.node_id)
+            assert status["unacked_frames"] >= frames and out.spilled
+            assert out.held_bytes == sum(len(f.frame) for f in out.frames.values()) <= budget
+            received: list[int] = []
+            most_held = [0]
+            taker = taker_in_order(received, lambda: out.held_bytes, most_held)
+            async with dialled_by(n, taker):
+                await until(lambda: n.links.status(HOSTILE.node_id)["unacked_frames"] == 0)
+            assert sorted(set(received)) == list(range(1, status["last_sent_seq"] + 1))
+            assert [seq for n, seq in enumerate(received) if seq not in received[:n]] == sorted(
+                set(received)
+            )
+            assert most_held[0] <= budget and out.held_bytes == 0 and not out.frames
+
+    run(scenario)
+
+
+def test_a_frame_larger_than_the_byte_bound_is_still_held_alone_and_sent() -> None:
+    async def scenario() -> None:
+        settings = LinkSettings(max_held_bytes=1, resend_ms=300)
+        async with node(settings) as n:
+            await fill_outbox(n, 5)
+            out = n.links._out[HOSTILE.node_id]
+            assert len(out.frames) == 1  # the oldest, whatever its size
+            received: list[int] = []
+            taker = taker_in_order(received, lambda: len(out.frames), [0])
+            async with dialled_by(n, taker):
+                await until(lambda: n.links.status(HOSTILE.node_id)["unacked_frames"] == 0)
+            assert sorted(set(received)) == [1, 2, 3, 4, 5]
+
+    run(scenario)
+
+
 async def fill_in_threes(n: Running, frames: int) -> None:
     """``frames`` frames of three heartbeat answers each for the hostile peer."""
     ws = await dial_as(n.address, HOSTILE)

@@ -172,10 +172,16 @@ class LinkSettings:
     as the peer takes in what is held (a peer takes in at most the replay
     window beyond what it has, so more are of no use at once). A peer that
     is down for long costs the node's store, not its memory."""
+    max_held_bytes: int = 16 * 1024 * 1024
+    """The same bound in bytes: frames may be up to ``MAX_FRAME_BYTES``
+    each, so ``max_held_frames`` alone would let a link hold 128 MiB. The
+    oldest frame is held whatever its size, so that a link always moves."""
 
     def __post_init__(self) -> None:
         if self.max_held_frames < 1:
             raise ValueError(f"max_held_frames is at least 1, not {self.max_held_frames}")
+        if self.max_held_bytes < 1:
+            raise ValueError(f"max_held_bytes is at least 1, not {self.max_held_bytes}")
 
 
 @dataclass(eq=False)
@@ -188,6 +194,8 @@ class _Outbound:
     frames: dict[int, OutboxFrame] = field(default_factory=dict)
     """Unacknowledged frames by first sequence number, in that order: those
     up to :attr:`loaded_through`."""
+    held_bytes: int = 0
+    """The size of :attr:`frames`' frames, together."""
     loaded_through: int = 0
     """The frames up to this sequence number are in :attr:`frames` (or
     acknowledged); those after it, up to :attr:`durable_through`, are in
@@ -304,24 +312,35 @@ class _Outbound:
         """Whether frames are in the store only."""
         return self.loaded_through < self.durable_through
 
-    def hold(self, frame: OutboxFrame, max_held: int) -> None:
+    def room(self, frame: OutboxFrame, settings: LinkSettings) -> bool:
+        """Whether ``frame`` may be held besides what is (see
+        ``LinkSettings.max_held_frames`` and ``max_held_bytes``)."""
+        return not self.frames or (
+            len(self.frames) < settings.max_held_frames
+            and self.held_bytes + len(frame.frame) <= settings.max_held_bytes
+        )
+
+    def hold(self, frame: OutboxFrame, settings: LinkSettings) -> None:
         """``frame``, just durable: held if it follows what is held and
         there is room, else left in the store until there is."""
         self.durable_through = max(self.durable_through, frame.last_seq)
-        if frame.first_seq == self.loaded_through + 1 and len(self.frames) < max_held:
-            self.frames[frame.first_seq] = frame
+        if frame.first_seq == self.loaded_through + 1 and self.room(frame, settings):
+            self.keep(frame)
             self.loaded_through = frame.last_seq
         elif frame.last_seq > self.loaded_through:
             self.left_in_store += 1
 
-    def read_back(self, frames: list[OutboxFrame]) -> None:
+    def read_back(self, frames: list[OutboxFrame], settings: LinkSettings) -> None:
         """``frames``, read from the store after :attr:`loaded_through`,
-        oldest first: held, up to what has been handed over."""
+        oldest first: held, up to what has been handed over and as far as
+        there is room (the rest is read again later)."""
         for frame in frames:
             if frame.last_seq > self.durable_through:
                 break
             if frame.last_seq > self.window.contiguous:
-                self.frames[frame.first_seq] = frame
+                if not self.room(frame, settings):
+                    return
+                self.keep(frame)
             self.loaded_through = frame.last_seq
             self.left_in_store = max(0, self.left_in_store - 1)
         if not frames or self.loaded_through >= self.durable_through:
@@ -329,8 +348,12 @@ class _Outbound:
             self.loaded_through = max(self.loaded_through, self.durable_through)
             self.left_in_store = 0
 
+    def keep(self, frame: OutboxFrame) -> None:
+        self.frames[frame.first_seq] = frame
+        self.held_bytes += len(frame.frame)
+
     def _forget(self, first: int) -> None:
-        del self.frames[first]
+        self.held_bytes -= len(self.frames.pop(first).frame)
         self.sent_at.pop(first, None)
         self.gap_resent.discard(first)
 
@@ -501,11 +524,16 @@ class PeerLinks:
             out.link.last_seq = record.last_sent
             out.acked = record.acked
             out.window = Window(record.acked)
-            out.frames = {f.first_seq: f for f in record.outbox}
             out.durable_through = record.last_sent
-            out.left_in_store = record.outbox_left
-            if record.outbox_left:  # the rest is read back as the peer takes in
-                out.loaded_through = record.outbox[-1].last_seq if record.outbox else record.acked
+            for frame in record.outbox:
+                if not out.room(frame, self.settings):
+                    break
+                out.keep(frame)
+            out.left_in_store = record.outbox_left + len(record.outbox) - len(out.frames)
+            if out.left_in_store:  # the rest is read back as the peer takes in
+                out.loaded_through = (
+                    next(reversed(out.frames.values())).last_seq if out.frames else record.acked
+                )
             else:
                 out.loaded_through = record.last_sent
             if record.inbound is not None:
@@ -682,12 +710,12 @@ class PeerLinks:
         # senders go out in the order they are woken.
         sealed.sort(key=lambda pair: pair[0].peer not in answered)
 
-        max_held = self.settings.max_held_frames
+        settings = self.settings
 
         def transmit() -> None:
             for out, frames in sealed:
                 for frame in frames:
-                    out.hold(frame, max_held)
+                    out.hold(frame, settings)
                 out.wake()
 
         return transmit
@@ -830,6 +858,7 @@ class PeerLinks:
             or out.reading is not None
             or not out.spilled
             or len(out.frames) > max_held // 2
+            or out.held_bytes > self.settings.max_held_bytes // 2
         ):
             return
         after = out.loaded_through
@@ -858,7 +887,7 @@ class PeerLinks:
         finally:
             out.reading = None
         if out.loaded_through == after:  # else acknowledged meanwhile: read again
-            out.read_back(frames)
+            out.read_back(frames, self.settings)
         out.wake()
 
     async def _read_acks(self, connection: Any, out: _Outbound, challenges: bytes) -> None:
