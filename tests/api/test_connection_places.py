@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -13,12 +14,13 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from nodes import Running, start, stop
 
 from datn.api.metrics import samples
-from datn.api.serve import trader_connections
-from datn.api.transport import Places
+from datn.api.serve import ADMIN_MAX_CONNECTIONS_PER_ADDRESS, trader_connections
+from datn.api.transport import REQUEST_TIMEOUT_S, Places
 from datn.runtime.config import ConfigError, init_folder, load_config
 
 # ------------------------------------------------------------------ places
@@ -53,10 +55,10 @@ def test_the_traders_share_is_what_the_open_files_limit_leaves(tmp_path: Path) -
     settings = load_config(config)
     assert settings.max_connections == 10_000
     assert trader_connections(settings, 1_000_000) == 10_000
-    # A limit of 1,024 files (a common default) leaves 512 for traders.
-    assert trader_connections(settings, 1_024) == 512
+    # A limit of 1,024 files (a common default) leaves 128 for traders.
+    assert trader_connections(settings, 1_024) == 128
     with pytest.raises(ConfigError) as refused:
-        trader_connections(settings, 400)
+        trader_connections(settings, 800)
     assert "ulimit -n" in str(refused.value) and "api.max_connections" in str(refused.value)
 
 
@@ -78,7 +80,7 @@ def test_a_node_with_too_few_open_files_says_so_and_does_not_start(tmp_path: Pat
     config, _ = init_folder(tmp_path / "n")
     datn = str(Path(sys.executable).parent / "datn")
     ran = subprocess.run(
-        ["prlimit", "--nofile=300:300", datn, "node", "run", str(config.parent)],
+        ["prlimit", "--nofile=800:800", datn, "node", "run", str(config.parent)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -134,8 +136,15 @@ def _served(port: int, source: str) -> bool:
         return False
 
 
-def _eventually(check: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 5
+def _held(running: Running) -> float:
+    """The connections the traders' API holds, by its own count."""
+    return samples(running.admin.http.get("/metrics").text)[
+        'datn_api_connections{server="traders"}'
+    ]
+
+
+def _eventually(check: Callable[[], bool], what: str, within: float = 5) -> None:
+    deadline = time.monotonic() + within
     while not check():
         assert time.monotonic() < deadline, what
         time.sleep(0.05)
@@ -146,22 +155,17 @@ def test_one_address_holds_at_most_its_share_and_the_node_at_most_its_total(
 ) -> None:
     port = int(small_node.api_url.rsplit(":", 1)[1])
 
-    def held() -> float:
-        return samples(small_node.admin.http.get("/metrics").text)[
-            'datn_api_connections{server="traders"}'
-        ]
-
     with contextlib.ExitStack() as stack:
         # Eight idle connections from 127.0.0.1: the ninth is dropped as it
         # is accepted, while other addresses are served.
         idle = [stack.enter_context(_connect(port, "127.0.0.1")) for _ in range(8)]
-        _eventually(lambda: held() == 8, "the node holds the eight")
+        _eventually(lambda: _held(small_node) == 8, "the node holds the eight")
         assert not _served(port, "127.0.0.1")
         assert _served(port, "127.0.0.2")
         # Four more from 127.0.0.2 take the node's twelve: a third address
         # is turned away too, and the operator's API still answers.
         more = [stack.enter_context(_connect(port, "127.0.0.2")) for _ in range(4)]
-        _eventually(lambda: held() == 12, "the node holds twelve")
+        _eventually(lambda: _held(small_node) == 12, "the node holds twelve")
         assert not _served(port, "127.0.0.3")
         counted = samples(small_node.admin.http.get("/metrics").text)
         assert counted['datn_api_connections_refused_total{server="traders",reason="address"}'] >= 1
@@ -169,7 +173,7 @@ def test_one_address_holds_at_most_its_share_and_the_node_at_most_its_total(
         # Closed connections give their places back.
         for raw in idle + more:
             raw.close()
-        _eventually(lambda: held() == 0, "the places are given back")
+        _eventually(lambda: _held(small_node) == 0, "the places are given back")
         assert _served(port, "127.0.0.1") and _served(port, "127.0.0.3")
 
 
@@ -185,3 +189,70 @@ def test_a_websocket_holds_its_connection_s_place_until_it_closes(small_node: Ru
             # seconds): the session holds the place its connection took.
             assert not _served(port, "127.0.0.1")
         _eventually(lambda: _served(port, "127.0.0.1"), "the session gave its place back")
+
+
+def test_connections_idle_between_requests_or_deaf_to_their_answers_are_dropped(
+    small_node: Running,
+) -> None:
+    port = int(small_node.api_url.rsplit(":", 1)[1])
+
+    started = time.monotonic()
+    # A request, its answer read, then a blank line (which the parser skips
+    # between requests, and which stopped uvicorn's keep-alive timer).
+    blank = _connect(port, "127.0.0.1")
+    blank.sendall(b"GET /v1/products HTTP/1.1\r\nhost: x\r\n\r\n")
+    assert blank.recv(12) == b"HTTP/1.1 200"
+    blank.sendall(b"\r\n")
+    # Requests sent, their answers never read (a small receive buffer; the
+    # answers fill the kernel's buffers, then the node's own).
+    deaf = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    deaf.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    deaf.bind(("127.0.0.2", 0))
+    deaf.connect(("127.0.0.1", port))
+    deaf.sendall(b"GET /schema/openapi.json HTTP/1.1\r\nhost: x\r\n\r\n" * 400)
+    try:
+        half, late = REQUEST_TIMEOUT_S / 2, REQUEST_TIMEOUT_S + 10
+        _eventually(lambda: _held(small_node) == 2, "the node holds both", within=half)
+        _eventually(lambda: _held(small_node) == 0, "both are dropped", within=late)
+        assert time.monotonic() - started >= REQUEST_TIMEOUT_S - 1
+    finally:
+        blank.close()
+        deaf.close()
+
+
+def test_one_address_cannot_take_the_operator_s_every_place(small_node: Running) -> None:
+    port = int(small_node.admin.http.base_url.port or 0)
+    token = (small_node.folder / "admin.token").read_text().strip()
+    with contextlib.ExitStack() as stack:
+        for _ in range(ADMIN_MAX_CONNECTIONS_PER_ADDRESS):
+            stack.enter_context(_connect(port, "127.0.0.3"))
+        with pytest.raises(OSError), _connect(port, "127.0.0.3") as raw:
+            raw.sendall(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+            if not raw.recv(12):
+                raise ConnectionResetError("dropped as it was accepted")
+        transport = httpx.HTTPTransport(local_address="127.0.0.4")
+        with httpx.Client(
+            transport=transport, base_url=str(small_node.admin.http.base_url)
+        ) as other:
+            answered = other.get("/metrics", headers={"authorization": f"Bearer {token}"})
+        assert answered.status_code == 200
+        assert answered.text.count('datn_api_connections_refused_total{server="operator"') == 2
+
+
+def test_a_node_stops_promptly_with_a_client_that_never_reads(small_node: Running) -> None:
+    port = int(small_node.api_url.rsplit(":", 1)[1])
+    deaf = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    deaf.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    deaf.connect(("127.0.0.1", port))
+    deaf.setblocking(False)
+    with contextlib.suppress(BlockingIOError):
+        for _ in range(400):
+            deaf.send(b"GET /schema/openapi.json HTTP/1.1\r\nhost: x\r\n\r\n")
+    time.sleep(1)
+    started = time.monotonic()
+    small_node.process.send_signal(signal.SIGTERM)
+    try:
+        assert small_node.process.wait(timeout=30) == 0
+        assert time.monotonic() - started < 15  # answers in flight get 5 s
+    finally:
+        deaf.close()

@@ -11,6 +11,7 @@ import contextlib
 import json
 from typing import Any
 
+import pytest
 import uvicorn
 from litestar import Litestar, WebSocket, get, websocket
 from litestar.exceptions import WebSocketDisconnect
@@ -18,6 +19,7 @@ from litestar.params import FromPath
 from uvicorn.protocols.utils import ClientDisconnected
 from websockets.asyncio.client import connect
 
+from datn.api import transport as transport_module
 from datn.api.stream import SEND_NOW, OrderEntryProtocol, _Session
 from datn.api.transport import CoalescingHttpProtocol, CoalescingTransport
 
@@ -25,12 +27,19 @@ BIG = b'"' + b"x" * 65_534 + b'"'
 
 
 class _Recorder:
-    def __init__(self) -> None:
+    def __init__(self, buffered: int = 0) -> None:
         self.writes: list[bytes] = []
         self.closed = self.aborted = False
+        self.buffered = buffered
 
     def write(self, data: bytes) -> None:
         self.writes.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closed or self.aborted
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
 
     def close(self) -> None:
         self.closed = True
@@ -62,6 +71,36 @@ def test_writes_in_one_turn_leave_in_one_call_and_close_sends_them_first() -> No
         await asyncio.sleep(0)
         assert inner.writes == [b"ab", b"c"] and inner.aborted
         assert transport.get_extra_info("peername") == "extra peername"
+
+    asyncio.run(run())
+
+
+def test_a_closed_connection_takes_no_writes_and_one_left_unread_is_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(transport_module, "CLOSE_DRAIN_S", 0.05)
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        # Reset by its client with an answer held: the answer is dropped
+        # (uvloop logs an error for each write to a closed transport).
+        inner = _Recorder()
+        transport = CoalescingTransport(inner, loop)  # type: ignore[arg-type]
+        transport.write(b"answer")
+        inner.aborted = True
+        await asyncio.sleep(0)
+        assert inner.writes == []
+        # Closed with bytes its client never reads: dropped after a while.
+        unread = _Recorder(buffered=65_536)
+        CoalescingTransport(unread, loop).close()  # type: ignore[arg-type]
+        assert unread.closed and not unread.aborted
+        await asyncio.sleep(0.1)
+        assert unread.aborted
+        # Closed with nothing left to send: the close is the end of it.
+        drained = _Recorder()
+        CoalescingTransport(drained, loop).close()  # type: ignore[arg-type]
+        await asyncio.sleep(0.1)
+        assert drained.closed and not drained.aborted
 
     asyncio.run(run())
 

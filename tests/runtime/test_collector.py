@@ -5,6 +5,7 @@ nothing has reached the oldest generation."""
 from __future__ import annotations
 
 import gc
+import sys
 
 import pytest
 
@@ -70,6 +71,7 @@ def test_a_busy_node_still_scans_after_the_longest_wait() -> None:
     assert not collector.tick(activity)  # the wait starts again from the scan
 
 
+@pytest.mark.skipif(sys.version_info >= (3, 14), reason="CPython 3.14 paces its own collector")
 def test_install_leaves_the_oldest_generation_to_the_collector() -> None:
     before = gc.get_threshold()
     try:
@@ -79,6 +81,7 @@ def test_install_leaves_the_oldest_generation_to_the_collector() -> None:
         gc.set_threshold(*before)
 
 
+@pytest.mark.skipif(sys.version_info >= (3, 14), reason="CPython 3.14 paces its own collector")
 def test_young_scans_stay_small_however_many_objects_survive() -> None:
     """A node's heap grows with its book, and nearly everything it allocates
     survives; each young scan still covers no more than the thresholds allow

@@ -33,6 +33,7 @@ from datn.api.stream import MAX_MESSAGE_BYTES, OrderEntryProtocol, Sessions, str
 from datn.api.transport import CoalescingHttpProtocol, Places, placed
 from datn.domain.value import NodeId
 from datn.net import LinkSettings, PeerLinks
+from datn.net.addresses import ACCEPT_BACKLOG
 from datn.net.links import MAX_HANDSHAKES
 from datn.protocol.effects import AddPeerInput
 from datn.runtime import NodeRuntime
@@ -55,7 +56,10 @@ log = logging.getLogger("datn.node")
 
 ADMIN_MAX_CONNECTIONS: Final = 64
 """Connections the operator's API holds at most (Prometheus, the CLI, a
-dashboard), from any address."""
+dashboard)."""
+ADMIN_MAX_CONNECTIONS_PER_ADDRESS: Final = 16
+"""... and from one address: a client that can reach it (it listens on
+loopback unless the config opens it) cannot take every place alone."""
 FILES_KEPT: Final = 64
 """Open files a node keeps beyond its connections (the store's files, the
 snapshot worker's pipes, logs) and beyond :data:`PEER_SOCKETS`."""
@@ -63,6 +67,10 @@ PEER_SOCKETS: Final = 2 * 64
 """Sockets kept for established peer links: one each way, for as many as
 64 peers (those added later through the operator's API included); the
 links' handshakes have places of their own (:data:`MAX_HANDSHAKES`)."""
+
+
+LISTENERS: Final = 3
+"""The traders' API, the operator's API and the peer links."""
 
 
 def open_files_limit() -> int:
@@ -85,7 +93,13 @@ def trader_connections(settings: NodeSettings, files: int) -> int:
     leaves less room beside the operator's API, the peer links and the
     node's own files (said in the log). A limit that leaves no room at
     all is a :class:`ConfigError`."""
-    kept = FILES_KEPT + PEER_SOCKETS + MAX_HANDSHAKES + ADMIN_MAX_CONNECTIONS
+    kept = (
+        FILES_KEPT
+        + PEER_SOCKETS
+        + MAX_HANDSHAKES
+        + ADMIN_MAX_CONNECTIONS
+        + 2 * LISTENERS * ACCEPT_BACKLOG
+    )
     room = files - kept
     if room < 1:
         raise ConfigError(
@@ -255,7 +269,7 @@ async def run_node(folder: Path, settings: NodeSettings) -> int:
     trader_places = Places(
         trader_connections(settings, open_files_limit()), settings.max_connections_per_address
     )
-    admin_places = Places(ADMIN_MAX_CONNECTIONS, ADMIN_MAX_CONNECTIONS)
+    admin_places = Places(ADMIN_MAX_CONNECTIONS, ADMIN_MAX_CONNECTIONS_PER_ADDRESS)
     collector = Collector()
     collector.install()
     identity = read_key(settings.key_file)
@@ -319,6 +333,10 @@ async def run_node(folder: Path, settings: NodeSettings) -> int:
                 # Beyond the places (connections) and the requests they
                 # carry, uvicorn answers 503.
                 limit_concurrency=places.total + 1_000,
+                backlog=ACCEPT_BACKLOG,
+                # A stop waits this long for answers in flight, not for
+                # clients that never read theirs.
+                timeout_graceful_shutdown=5,
             )
         )
         for app, listen, places in (

@@ -41,8 +41,12 @@ class Places:
 
     def take(self, peername: Any) -> Place | None:
         """A place for a connection from ``peername`` (a socket's remote
-        address), or None (counted) if there is none."""
-        group = address_group(str(peername[0]) if isinstance(peername, tuple) else "?")
+        address: an address and port, a Unix socket's name, or None for one
+        already gone), or None (counted) if there is none."""
+        if isinstance(peername, tuple):
+            group = address_group(str(peername[0]))
+        else:
+            group = str(peername) if peername else "?"
         if self.held[group] >= self.per_address:
             self.refused["address"] += 1
             return None
@@ -71,6 +75,11 @@ class Place:
         if self._places is not None:
             self._places._give_back(self.group)
             self._places = None
+
+
+CLOSE_DRAIN_S = 10.0
+"""How long a closed connection may take to send what it still holds
+before it is dropped."""
 
 
 class CoalescingTransport:
@@ -102,11 +111,18 @@ class CoalescingTransport:
         if self._held:
             data = b"".join(self._held)
             self._held.clear()
-            self._transport.write(data)
+            # A connection closed meanwhile (its client reset it) takes no
+            # more writes: uvloop's transports log an error for each.
+            if not self._transport.is_closing():
+                self._transport.write(data)
 
     def close(self) -> None:
         self.flush()
         self._transport.close()
+        if self._transport.get_write_buffer_size():
+            # The close waits for what is buffered to leave: a client that
+            # never reads would hold the socket for good.
+            self._loop.call_later(CLOSE_DRAIN_S, self._transport.abort)
 
     def abort(self) -> None:
         self._held.clear()
@@ -136,7 +152,8 @@ def coalescing(transport: asyncio.BaseTransport) -> asyncio.Transport:
 
 REQUEST_TIMEOUT_S = 10.0
 """How long a connection has for a whole request (line, headers and body),
-from its opening or from the request's first byte."""
+from its opening or from the first byte it sends after an answer; and how
+long its client may leave an answer unread (the socket's send buffer full)."""
 
 
 class CoalescingHttpProtocol(HttpToolsProtocol):
@@ -149,14 +166,18 @@ class CoalescingHttpProtocol(HttpToolsProtocol):
     a request's headers and not its body, is closed after
     :data:`REQUEST_TIMEOUT_S` (uvicorn sets no timer before a connection's
     first request nor for a body, and its keep-alive timer stops at any
-    byte): otherwise idle sockets, which anyone can open, would hold the
-    server's connections for good.
+    byte, even the blank line a parser skips between requests): otherwise
+    idle sockets, which anyone can open, would hold the server's
+    connections for good. So is one whose client leaves an answer unread
+    for as long (it may send requests it never reads the answers of, and
+    uvicorn waits for each answer to leave before the next).
 
     A connection for which :attr:`places` has no place is dropped as it is
     accepted: the server never sees it."""
 
     places: ClassVar[Places | None] = None
     _request_timer: asyncio.TimerHandle | None = None
+    _write_timer: asyncio.TimerHandle | None = None
     _admitted = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -173,8 +194,20 @@ class CoalescingHttpProtocol(HttpToolsProtocol):
         self._await_request()
 
     def data_received(self, data: bytes) -> None:
-        if self._admitted:
-            super().data_received(data)
+        if not self._admitted:
+            return
+        if self._request_timer is None and (self.cycle is None or self.cycle.response_complete):
+            self._await_request()  # bytes between requests: a request must follow in time
+        super().data_received(data)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._admitted and self._write_timer is None:
+            self._write_timer = self.loop.call_later(REQUEST_TIMEOUT_S, self._unread)
+
+    def resume_writing(self) -> None:
+        self._stop_write_timer()
+        super().resume_writing()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -188,12 +221,14 @@ class CoalescingHttpProtocol(HttpToolsProtocol):
     def handle_websocket_upgrade(self) -> None:
         # The connection is the WebSocket's from now on, with its own limits.
         self._stop_waiting()
+        self._stop_write_timer()
         super().handle_websocket_upgrade()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self._admitted:
             return
         self._stop_waiting()
+        self._stop_write_timer()
         give_place_back(self.transport)
         super().connection_lost(exc)
 
@@ -209,6 +244,16 @@ class CoalescingHttpProtocol(HttpToolsProtocol):
         self._request_timer = None
         if not self.transport.is_closing():
             self.transport.close()
+
+    def _stop_write_timer(self) -> None:
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+
+    def _unread(self) -> None:
+        # Dropped, not closed: a close would wait for the unread answers.
+        self._write_timer = None
+        self.transport.abort()
 
 
 def placed(protocol: type[CoalescingHttpProtocol], places: Places) -> type[CoalescingHttpProtocol]:

@@ -1,9 +1,18 @@
-"""What a server counts a remote address as, when it bounds the connections
-one place on the network may hold (peer links' handshakes, traders' API)."""
+"""What a node's servers (peer links, traders' and operator's APIs) count a
+remote address as, when they bound the connections one place on the
+network may hold, and how many connections their sockets queue."""
 
 from __future__ import annotations
 
 import ipaddress
+from typing import Final
+
+ACCEPT_BACKLOG: Final = 64
+"""Connections each listening socket queues, and so at most accepts in one
+turn of the loop: each is an open file until its place is checked and, if
+there is none, it is closed, a turn or two later, while the next are
+accepted; so a burst of twice as many is counted among the files a node
+keeps."""
 
 
 def address_group(host: str) -> str:

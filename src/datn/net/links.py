@@ -58,7 +58,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from datn.evidence import is_evidence
 from datn.net import handshake
-from datn.net.addresses import address_group
+from datn.net.addresses import ACCEPT_BACKLOG, address_group
 from datn.net.handshake import CHALLENGE_BYTES, MAX_CONTROL_BYTES, Proof, Window
 from datn.protocol.effects import ReceiveInput, Send
 from datn.protocol.messages import (
@@ -573,6 +573,7 @@ class PeerLinks:
             host,
             port,
             sock=sock,
+            backlog=ACCEPT_BACKLOG,
             compression=None,
             # Raised to MAX_MESSAGE_BYTES once the peer has proven its key.
             max_size=MAX_CONTROL_BYTES,
