@@ -95,8 +95,9 @@ def test_a_node_with_too_few_open_files_says_so_and_does_not_start(tmp_path: Pat
 
 
 @pytest.fixture
-def small_node(tmp_path: Path) -> Iterator[Running]:
-    """A node whose traders' API takes 12 connections, 8 from one address."""
+def small_node(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Running]:
+    """A node whose traders' API takes 12 connections, 8 from one address;
+    on the event loop a test's ``indirect`` parameter names, else asyncio's."""
     folder = tmp_path / "node"
     config, _ = init_folder(folder)
     text = config.read_text()
@@ -106,6 +107,7 @@ def small_node(tmp_path: Path) -> Iterator[Running]:
         ('listen = "127.0.0.1:8482"', 'listen = "127.0.0.1:0"'),
         ("max_connections = 10000", "max_connections = 12"),
         ("max_connections_per_address = 512", "max_connections_per_address = 8"),
+        ('event_loop = "asyncio"', f'event_loop = "{getattr(request, "param", "asyncio")}"'),
     ):
         assert old in text, old
         text = text.replace(old, new)
@@ -150,6 +152,7 @@ def _eventually(check: Callable[[], bool], what: str, within: float = 5) -> None
         time.sleep(0.05)
 
 
+@pytest.mark.parametrize("small_node", ["asyncio", "uvloop"], indirect=True)
 def test_one_address_holds_at_most_its_share_and_the_node_at_most_its_total(
     small_node: Running,
 ) -> None:
@@ -177,6 +180,7 @@ def test_one_address_holds_at_most_its_share_and_the_node_at_most_its_total(
         assert _served(port, "127.0.0.1") and _served(port, "127.0.0.3")
 
 
+@pytest.mark.parametrize("small_node", ["asyncio", "uvloop"], indirect=True)
 def test_a_websocket_holds_its_connection_s_place_until_it_closes(small_node: Running) -> None:
     from websockets.sync.client import connect  # noqa: PLC0415
 
@@ -191,6 +195,7 @@ def test_a_websocket_holds_its_connection_s_place_until_it_closes(small_node: Ru
         _eventually(lambda: _served(port, "127.0.0.1"), "the session gave its place back")
 
 
+@pytest.mark.parametrize("small_node", ["asyncio", "uvloop"], indirect=True)
 def test_connections_idle_between_requests_or_deaf_to_their_answers_are_dropped(
     small_node: Running,
 ) -> None:
