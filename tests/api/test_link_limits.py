@@ -302,7 +302,8 @@ def test_places_are_counted_by_address_and_by_an_ipv6_address_s_64() -> None:
     # One host is commonly given a whole /64: its addresses share places.
     assert address_group("2001:db8:1:2::1") == address_group("2001:db8:1:2:ffff::9")
     assert address_group("2001:db8:1:2::1") != address_group("2001:db8:1:3::1")
-    assert address_group("fe80::1%eth0") == "fe80::/64"
+    assert address_group("fe80::1%eth0") == address_group("fe80::2%eth0") == "fe80::/64%eth0"
+    assert address_group("fe80::1%eth0") != address_group("fe80::1%eth1")
 
 
 def test_before_its_handshake_a_connection_reads_no_more_than_a_control_message() -> None:
