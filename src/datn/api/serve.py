@@ -67,10 +67,9 @@ PEER_SOCKETS: Final = 2 * 64
 """Sockets kept for established peer links: one each way, for as many as
 64 peers (those added later through the operator's API included); the
 links' handshakes have places of their own (:data:`MAX_HANDSHAKES`)."""
-
-
 LISTENERS: Final = 3
-"""The traders' API, the operator's API and the peer links."""
+"""Listening sockets, each queueing :data:`ACCEPT_BACKLOG` connections: the
+traders' API, the operator's API and the peer links."""
 
 
 def open_files_limit() -> int:
