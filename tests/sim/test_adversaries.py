@@ -9,6 +9,7 @@ The specific defence against each newer strategy, under every fault, is in
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from functools import cache
 from typing import ClassVar
@@ -266,6 +267,22 @@ def test_sim_command_compares_a_run_with_and_without_an_adversary() -> None:
     assert "honest executions:" in result.output
     assert "limited" in result.output
     assert "every invariant held in both runs" in result.output
+
+
+def test_sim_command_compares_in_json() -> None:
+    args = ["sim", "--nodes", "5", "--orders", "100", "--seed", "2", "--no-faults"]
+    text = CliRunner().invoke(main, [*args, "--adversary", "lock-grabber", "--adversaries", "2"])
+    result = CliRunner().invoke(
+        main, [*args, "--adversary", "lock-grabber", "--adversaries", "2", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.output)
+    assert answer["ok"] is True and answer["strategy"] == "lock-grabber"
+    assert answer["adversaries"] == ["n003", "n004"] and answer["seeds"] == [2]
+    done = answer["honest_executions"]
+    assert f"honest executions: {done['with']} with the adversary, {done['without']}" in text.output
+    assert answer["held_for_one_adversary"]["breaches"] == 0
+    assert answer["repeats_that_changed_state"] == 0
 
 
 @pytest.mark.parametrize("strategy", sorted(set(STRATEGIES) - {"replayer"}))

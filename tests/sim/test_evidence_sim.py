@@ -120,6 +120,18 @@ def test_the_evidence_log_keeps_only_frames_worth_keeping() -> None:
     assert len(log) < sum(sim.report.messages.values())
 
 
+def test_datn_evidence_simulate_answers_in_json(tmp_path: Path) -> None:
+    out = tmp_path / "bundle.jsonl"
+    args = ["evidence", "simulate", "--seed", "3", "--nodes", "3", "--orders", "80"]
+    result = CliRunner().invoke(main, [*args, "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.output)
+    assert answer["ok"] is True and answer["out"] == str(out)
+    assert (answer["node"], answer["peer"], answer["to_ms"]) == ("n000", "n001", None)
+    assert answer["records"] == out.read_bytes().count(b"\n") - 2 > 0
+    assert verify_bundle(out.read_bytes()).ok
+
+
 def test_datn_evidence_export_then_verify(tmp_path: Path) -> None:
     out = tmp_path / "n000-n001.jsonl"
     runner = CliRunner()

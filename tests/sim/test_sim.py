@@ -149,6 +149,57 @@ def test_sim_command_runs_and_summarises() -> None:
     assert "order-path messages per order" in result.output
 
 
+def test_sim_command_answers_in_json_what_it_shows_as_text() -> None:
+    import json  # noqa: PLC0415
+
+    from click.testing import CliRunner  # noqa: PLC0415
+
+    from datn.cli.main import main  # noqa: PLC0415
+
+    args = ["sim", "--nodes", "4", "--orders", "60", "--seed", "2"]
+    text = CliRunner().invoke(main, args)
+    result = CliRunner().invoke(main, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.output)  # no progress bar around it
+    assert answer["ok"] is True and (answer["seed"], answer["nodes"]) == (2, 4)
+    share = answer["cross_node_executions"] / answer["executions"]
+    assert f"executions {answer['executions']} ({share:.0%} against another node)" in text.output
+    outcomes = ", ".join(f"{k} {v}" for k, v in answer["lock_outcomes"].items())
+    assert f"lock outcomes: {outcomes}" in text.output
+    assert (
+        answer["execution_latency_virtual_ms"]["p50"]
+        <= answer["execution_latency_virtual_ms"]["max"]
+    )
+
+
+def test_sim_command_in_json_sweeps_and_names_broken_seeds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import json  # noqa: PLC0415
+
+    from click.testing import CliRunner  # noqa: PLC0415
+
+    from datn.cli import sim as sim_command  # noqa: PLC0415
+    from datn.cli.main import main  # noqa: PLC0415
+
+    args = ["sim", "--nodes", "4", "--orders", "40", "--seed", "5", "--json"]
+    swept = CliRunner().invoke(main, [*args, "--sweep", "3", "--jobs", "1"])
+    assert swept.exit_code == 0, swept.output
+    assert json.loads(swept.output) == {"ok": True, "seeds": 3, "kept": 3, "failures": []}
+
+    def broken(seed: int, *args: object, **kwargs: object) -> object:
+        raise InvariantError(f"seed {seed}: a node broke an invariant")
+
+    monkeypatch.setattr(sim_command, "run_simulation", broken)
+    result = CliRunner().invoke(main, [*args, "--no-faults"])
+    assert result.exit_code == 1
+    assert json.loads(result.output) == {
+        "ok": False,
+        "error": "seed 5: a node broke an invariant",
+        "replay": "datn sim --seed 5 --nodes 4 --orders 40 --no-faults",
+    }
+
+
 def test_sim_command_prints_the_replay_command_of_a_failing_seed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from click.testing import CliRunner
 
@@ -125,3 +127,44 @@ def test_session_command_runs_a_session_and_reports_it() -> None:
     assert result.exit_code == 0, result.output
     assert "invariants held after every step" in result.output
     assert " trades" in result.output
+
+
+def test_session_command_answers_in_json_what_it_shows_as_text() -> None:
+    args = ["session", "--orders", "200", "--seed", "3"]
+    text = CliRunner().invoke(main, args)
+    result = CliRunner().invoke(main, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.output)  # one object, and nothing else on stdout
+    assert answer["ok"] is True
+    counts = f"{answer['orders']} orders ({answer['accepted']} accepted), "
+    counts += f"{answer['cancels']} cancels, {answer['trades']} trades"
+    assert counts in text.output
+    for symbol, product in answer["products"].items():
+        assert f"{symbol} ({product['kind']}): {product['lots_traded']} lots traded" in text.output
+        asks, bids = product["asks"], product["bids"]
+        if asks and bids:
+            assert bids[0]["price_ticks"] < asks[0]["price_ticks"]
+        assert all(isinstance(level["price_ticks"], int) for level in asks + bids)
+
+
+def test_session_command_in_json_names_a_broken_invariant_and_its_replay(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib  # noqa: PLC0415
+
+    from datn.sim.session import InvariantError  # noqa: PLC0415
+
+    main_module = importlib.import_module("datn.cli.main")
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise InvariantError("cash went missing")
+
+    monkeypatch.setattr(main_module, "run_session", broken)
+    result = CliRunner().invoke(main, ["session", "--orders", "50", "--seed", "4", "--json"])
+    assert result.exit_code == 1
+    answer = json.loads(result.output)
+    assert answer == {
+        "ok": False,
+        "error": "cash went missing",
+        "replay": "datn session --seed 4 --orders 50 --traders 12",
+    }

@@ -99,6 +99,7 @@ def export(
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     help="Where to write the bundle.",
 )
+@json_option
 def simulate(
     seed: int,
     nodes: int,
@@ -109,6 +110,7 @@ def simulate(
     from_ms: int,
     to_ms: int | None,
     out: Path,
+    as_json: bool,
 ) -> None:
     """Run the signed simulation for SEED and write the evidence bundle of
     NODE and PEER over the period: every signed frame between them that
@@ -137,7 +139,10 @@ def simulate(
         sim.settle()
         sim.check_final()
     except InvariantError as error:
-        click.echo(f"INVARIANT BROKEN: {error}", err=True)
+        if as_json:
+            click.echo(json.dumps({"ok": False, "error": str(error)}))
+        else:
+            click.echo(f"INVARIANT BROKEN: {error}", err=True)
         sys.exit(1)
     bundle = export_bundle(
         log,
@@ -150,6 +155,11 @@ def simulate(
     )
     out.write_bytes(bundle)
     records = bundle.count(b"\n") - 2
+    if as_json:
+        answer = {"ok": True, "seed": seed, "nodes": nodes, "ended_at_ms": sim.time_ms}
+        between = {"node": me, "peer": other, "from_ms": from_ms, "to_ms": to_ms}
+        click.echo(json.dumps({**answer, **between, "records": records, "out": str(out)}))
+        return
     period = f"{from_ms} ms to {'the end' if to_ms is None else f'{to_ms} ms'}"
     click.echo(
         f"seed {seed}: {nodes} nodes, run ended at {sim.time_ms} ms; "

@@ -77,21 +77,65 @@ def demo(nodes: int, duration: float | None, folder: Path | None, seed: int, as_
 @click.option("--orders", default=600, show_default=True, help="Order and cancel requests to send.")
 @click.option("--traders", default=12, show_default=True, help="Number of funded traders.")
 @click.option("--quiet", is_flag=True, help="Print only the summary, not every trade.")
-def session(seed: int, orders: int, traders: int, quiet: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable summary (no trades).")
+def session(seed: int, orders: int, traders: int, quiet: bool, as_json: bool) -> None:
     """Run a seeded trading session on one node, in this process, and show it.
 
     Traders are funded, then send limit, IOC, FOK and market orders and cancels;
     the book matches them, the risk policies check them and the ledger books
-    every trade. Invariants are checked after every step.
+    every trade. Invariants are checked after every step. With --json, one
+    JSON object: "ok", the counts, and per product the lots traded and the
+    top of the book in ticks and lots.
     """
-    emit = (lambda _line: None) if quiet else click.echo
-    click.echo(f"datn session: one node, {traders} traders, {orders} requests, seed {seed}\n")
+    emit = (lambda _line: None) if quiet or as_json else click.echo
+    replay = f"datn session --seed {seed} --orders {orders} --traders {traders}"
+    if not as_json:
+        click.echo(f"datn session: one node, {traders} traders, {orders} requests, seed {seed}\n")
     try:
         report, venue, products = run_session(seed, orders, traders, emit)
     except InvariantError as error:
-        click.echo(f"INVARIANT BROKEN: {error}", err=True)
-        click.echo(f"replay with: datn session --seed {seed} --orders {orders} --traders {traders}")
+        if as_json:
+            click.echo(json.dumps({"ok": False, "error": str(error), "replay": replay}))
+        else:
+            click.echo(f"INVARIANT BROKEN: {error}", err=True)
+            click.echo(f"replay with: {replay}")
         sys.exit(1)
+    traded = {
+        product_id: sum(t.quantity_lots for t in report.trades if t.product_id == product_id)
+        for product_id in products
+    }
+    if as_json:
+        books = {}
+        for product_id, spec in products.items():
+            book = venue.books[product_id]
+            books[spec.symbol] = {
+                "kind": spec.kind.value,
+                "lots_traded": traded[product_id],
+                **{
+                    name: [
+                        {
+                            "price_ticks": level.price_ticks,
+                            "quantity_lots": level.quantity_lots,
+                            "orders": level.order_count,
+                        }
+                        for level in book.depth(side, 3)
+                    ]
+                    for name, side in (("asks", Side.SELL), ("bids", Side.BUY))
+                },
+            }
+        answer = {
+            "ok": True,
+            "seed": seed,
+            "traders": traders,
+            "orders": report.orders,
+            "accepted": report.accepted,
+            "cancels": report.cancels,
+            "trades": len(report.trades),
+            "rejected": dict(report.rejected.most_common()),
+            "products": books,
+        }
+        click.echo(json.dumps(answer))
+        return
     click.echo("")
     click.echo(
         f"{report.orders} orders ({report.accepted} accepted), {report.cancels} cancels, "
@@ -102,8 +146,7 @@ def session(seed: int, orders: int, traders: int, quiet: bool) -> None:
         click.echo(f"rejected: {reasons}")
     for product_id, spec in products.items():
         book = venue.books[product_id]
-        volume = sum(t.quantity_lots for t in report.trades if t.product_id == product_id)
-        click.echo(f"\n{spec.symbol} ({spec.kind.value}): {volume} lots traded, book:")
+        click.echo(f"\n{spec.symbol} ({spec.kind.value}): {traded[product_id]} lots traded, book:")
         for side in (Side.SELL, Side.BUY):
             levels = book.depth(side, 3)
             if side is Side.SELL:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from statistics import quantiles
+from typing import Any, NoReturn
 
 import click
 
-from datn.sim.adversaries import STRATEGIES, compare, default_adversaries, summary
+from datn.sim.adversaries import STRATEGIES, compare, default_adversaries, summary, summary_json
 from datn.sim.invariants import InvariantError
 from datn.sim.network import Faults, SimReport, run_simulation
 
@@ -55,6 +58,7 @@ def replay_command(
     show_default=True,
     help="How many nodes (the last ones) play the --adversary strategy.",
 )
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output, no progress bar.")
 def sim(
     seed: int,
     nodes: int,
@@ -66,25 +70,40 @@ def sim(
     jobs: int,
     adversary: str | None,
     adversaries: int,
+    as_json: bool,
 ) -> None:
     """Run nodes in virtual time over a hostile network, checking invariants
     after every event, then heal the network and check that everything ends.
 
     With --adversary, run the seed twice, with the adversary strategy and
-    without, and compare the trades honest nodes made between themselves."""
+    without, and compare the trades honest nodes made between themselves.
+
+    With --json, one JSON object with "ok" and the figures; a broken
+    invariant is "ok": false with the error and the command that replays it
+    (and the exit status is 1, as without)."""
     if nodes < 2 or orders < 1:
         raise click.BadParameter("need at least two nodes and one order")
     if adversary is not None:
         if sweep or signed or broadcast:
             raise click.UsageError("--adversary runs one seed, targeted and unsigned")
-        _adversary(seed, nodes, orders, clean, adversary, adversaries)
+        _adversary(seed, nodes, orders, clean, adversary, adversaries, as_json)
         return
     if adversaries != 1:
         raise click.UsageError("--adversaries needs --adversary")
     if sweep:
-        _sweep(seed, sweep, nodes, orders, clean, broadcast, jobs)
+        _sweep(seed, sweep, nodes, orders, clean, broadcast, jobs, as_json)
         return
     faults = Faults.none() if clean else None
+    replay = replay_command(seed, nodes, orders, clean, broadcast)
+    if as_json:
+        try:
+            report = run_simulation(
+                seed, nodes, orders, faults=faults, targeted=not broadcast, signed=signed
+            )
+        except InvariantError as error:
+            _broken(error, replay)
+        click.echo(json.dumps({"ok": True, **report_json(report)}))
+        return
     with click.progressbar(length=orders, label=f"seed {seed}: {nodes} nodes") as bar:
         seen = [0]
 
@@ -105,9 +124,40 @@ def sim(
             )
         except InvariantError as error:
             click.echo(f"\nINVARIANT BROKEN: {error}", err=True)
-            click.echo(f"replay with: {replay_command(seed, nodes, orders, clean, broadcast)}")
+            click.echo(f"replay with: {replay}")
             sys.exit(1)
     _summary(report)
+
+
+def _broken(error: InvariantError, replay: str) -> NoReturn:
+    """``--json``'s answer to a broken invariant; exits 1."""
+    click.echo(json.dumps({"ok": False, "error": str(error), "replay": replay}))
+    sys.exit(1)
+
+
+def report_json(report: SimReport) -> dict[str, Any]:
+    """What the summary of a run says, as a JSON object."""
+    latencies = sorted(report.trade_latency_ms)
+    latency: dict[str, float] | None = None
+    if len(latencies) >= 2:
+        cuts = quantiles(latencies, n=100, method="inclusive")
+        latency = {"p50": cuts[49], "p90": cuts[89], "p99": cuts[98], "max": latencies[-1]}
+    return {
+        "seed": report.seed,
+        "nodes": report.nodes,
+        "faults": dataclasses.asdict(report.faults),
+        "orders": report.orders,
+        "rejected": report.rejected,
+        "crashes": report.crashes,
+        "events": report.events,
+        "executions": report.trades,
+        "cross_node_executions": report.cross_node_trades,
+        "order_path_messages": report.order_messages,
+        "messages": dict(sorted(report.messages.items())),
+        "frames_refused": dict(sorted(report.frames_refused.items())),
+        "lock_outcomes": dict(sorted(report.lock_outcomes.items())),
+        "execution_latency_virtual_ms": latency,
+    }
 
 
 def _summary(report: SimReport) -> None:
@@ -136,12 +186,31 @@ def _summary(report: SimReport) -> None:
     echo("every invariant held; the healed network ended every lock and matched every trade")
 
 
-def _adversary(seed: int, nodes: int, orders: int, clean: bool, strategy: str, count: int) -> None:
+def _adversary(
+    seed: int, nodes: int, orders: int, clean: bool, strategy: str, count: int, as_json: bool
+) -> None:
     if not 1 <= count < nodes:
         raise click.BadParameter(
             "need at least one adversary and one honest node", param_hint="--adversaries"
         )
     ids = default_adversaries(nodes, count)
+    replay = replay_command(seed, nodes, orders, clean, False, strategy, count)
+    if as_json:
+        try:
+            comparison = compare(
+                seed, nodes, orders, strategy, ids, faults=Faults.none() if clean else None
+            )
+        except InvariantError as error:
+            _broken(error, replay)
+        assert comparison.on.report is not None
+        answer = {
+            "ok": True,
+            "description": _what_it_does(strategy),
+            "faults": dataclasses.asdict(comparison.on.report.faults),
+            **summary_json([comparison]),
+        }
+        click.echo(json.dumps(answer))
+        return
     click.echo(f"{strategy}: {_what_it_does(strategy)}")
     click.echo(
         f"seed {seed}: {nodes} nodes, {orders} orders, run with {', '.join(ids)} playing "
@@ -153,8 +222,7 @@ def _adversary(seed: int, nodes: int, orders: int, clean: bool, strategy: str, c
         )
     except InvariantError as error:
         click.echo(f"\nINVARIANT BROKEN: {error}", err=True)
-        command = replay_command(seed, nodes, orders, clean, False, strategy, count)
-        click.echo(f"replay with: {command}")
+        click.echo(f"replay with: {replay}")
         sys.exit(1)
     assert comparison.on.report is not None
     click.echo(f"faults: {comparison.on.report.faults}")
@@ -181,10 +249,35 @@ def _one(args: tuple[int, int, int, bool, bool]) -> tuple[int, str | None]:
 
 
 def _sweep(
-    first: int, count: int, nodes: int, orders: int, clean: bool, broadcast: bool, jobs: int
+    first: int,
+    count: int,
+    nodes: int,
+    orders: int,
+    clean: bool,
+    broadcast: bool,
+    jobs: int,
+    as_json: bool,
 ) -> None:
     work = [(s, nodes, orders, clean, broadcast) for s in range(first, first + count)]
     failures: list[tuple[int, str]] = []
+    if as_json:
+        with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
+            for seed, error in pool.map(_one, work, chunksize=8):
+                if error is not None:
+                    failures.append((seed, error))
+        failed = [
+            {
+                "seed": seed,
+                "error": error,
+                "replay": replay_command(seed, nodes, orders, clean, broadcast),
+            }
+            for seed, error in failures
+        ]
+        answer = {"ok": not failures, "seeds": count, "kept": count - len(failures)}
+        click.echo(json.dumps({**answer, "failures": failed}))
+        if failures:
+            sys.exit(1)
+        return
     with (
         ProcessPoolExecutor(max_workers=max(1, jobs)) as pool,
         click.progressbar(

@@ -2196,6 +2196,62 @@ def summary(comparisons: list[Comparison]) -> list[str]:
     return lines
 
 
+def summary_json(comparisons: list[Comparison]) -> dict[str, Any]:
+    """What :func:`summary` says, as a JSON object (``datn sim --json``)."""
+    if not comparisons:
+        return {}
+    first = comparisons[0]
+    on = sum(c.on.honest_executions for c in comparisons)
+    off = sum(c.off.honest_executions for c in comparisons)
+    lots_on = sum(c.on.honest_lots for c in comparisons)
+    lots_off = sum(c.off.honest_lots for c in comparisons)
+    watches = [w for c in comparisons for w in c.on.quota.values()]
+    full = max((w.full_quota for w in watches), key=lambda q: q.max_lock_notional)
+    ends = [w.end_quota for w in watches if w.end_quota is not None]
+    end = min(ends, key=lambda q: q.max_lock_notional) if ends else None
+    return {
+        "strategy": first.strategy,
+        "adversaries": list(first.adversaries),
+        "nodes": first.nodes,
+        "orders": first.orders,
+        "seeds": [c.seed for c in comparisons],
+        "honest_executions": {"with": on, "without": off, "kept": kept(on, off)},
+        "honest_lots": {"with": lots_on, "without": lots_off, "kept": kept(lots_on, lots_off)},
+        "per_seed": [
+            {"seed": c.seed, "with": c.on.honest_executions, "without": c.off.honest_executions}
+            for c in comparisons
+        ],
+        "held_for_one_adversary": {
+            "peak_locks": max(w.peak_locks for w in watches),
+            "peak_notional": max(w.peak_notional for w in watches),
+            "full_quota": {"locks": full.max_locks, "notional": full.max_lock_notional},
+            "breaches": sum(w.breaches for w in watches),
+            "quota_when_flow_ended": None
+            if end is None
+            else {"locks": end.max_locks, "notional": end.max_lock_notional},
+        },
+        "locks_offered_to_adversaries": sum(c.on.locks_offered_to_adversaries for c in comparisons),
+        "their_outcomes": dict(sorted(_total(comparisons, "outcomes").items())),
+        "answers_to_adversaries_limited": dict(sorted(_total(comparisons, "limited").items())),
+        "decisions_on_adversaries_acceptances": dict(
+            sorted(_total(comparisons, "decisions").items())
+        ),
+        "honest_holders_limited": dict(sorted(_total(comparisons, "all").items())),
+        "honest_defences": dict(sorted(_total(comparisons, "defences").items())),
+        "repeats_delivered": sum(c.on.repeats_delivered for c in comparisons),
+        "repeats_that_changed_state": sum(c.on.repeats_that_changed_state for c in comparisons),
+        "inert_delivered": sum(c.on.inert_delivered for c in comparisons),
+        "inert_that_changed_state": [s for c in comparisons for s in c.on.inert_that_changed_state],
+        "violations": [
+            {"node": a, "peer": b, "reason": r} for c in comparisons for a, b, r in c.on.violations
+        ],
+        "suspended": [
+            {"node": a, "peer": b, "reason": r}
+            for a, b, r in sorted({s for c in comparisons for s in c.on.suspended})
+        ],
+    }
+
+
 def _total(comparisons: list[Comparison], which: str) -> Counter[str]:
     total: Counter[str] = Counter()
     for c in comparisons:
@@ -2256,4 +2312,5 @@ __all__ = [
     "play",
     "strategy_kind",
     "summary",
+    "summary_json",
 ]
