@@ -393,6 +393,24 @@ def test_an_outbox_is_read_a_page_at_a_time(backend: Backend) -> None:
         assert store.outbox("peer-x", 0, 100) == []
 
 
+def test_a_negative_limit_is_a_misuse_on_every_backend(backend: Backend) -> None:
+    # SQLite reads LIMIT -1 as no limit, PostgreSQL refuses it, a list
+    # slices from its end: the store refuses it the same way everywhere.
+    frames = [OutboxFrame("peer-b", n, n, b"frame %d" % n) for n in range(1, 4)]
+    with backend.open() as store:
+        store.commit(Commit(entries=entries(1, 3), orders=[order(1)], outbox=frames))
+        for read in (
+            lambda: store.links(outbox_limit=-1),
+            lambda: store.outbox("peer-b", 0, -1),
+            lambda: store.entries(0, -1),
+            lambda: store.client_order_ids(0, -1),
+            lambda: store.open_orders(0, -1),
+        ):
+            assert refusal(read).code == "misuse"
+        assert store.links(outbox_limit=0)["peer-b"].outbox_left == 3
+        assert store.outbox("peer-b", 0, 0) == []
+
+
 def test_a_frame_kept_twice_under_one_number_is_refused_and_the_commit_leaves_nothing(
     backend: Backend,
 ) -> None:

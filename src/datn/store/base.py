@@ -471,6 +471,14 @@ def check_tail(last_written: int, last_found: int) -> None:
         )
 
 
+def check_limit(limit: int | None, what: str = "limit") -> None:
+    """A read's ``limit`` (None: no limit where the method allows it) must
+    not be negative: each backend would read a negative one differently
+    (SQLite as no limit, PostgreSQL as an error, a slice from the end)."""
+    if limit is not None and limit < 0:
+        raise StoreError("misuse", f"{what} is 0 or more, not {limit}")
+
+
 def check_page(page: Page) -> None:
     if not 1 <= page.limit <= 1_000:
         raise StoreError("misuse", f"a page holds 1 to 1,000 records, not {page.limit}")

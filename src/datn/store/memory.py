@@ -21,6 +21,7 @@ from datn.store.base import (
     Store,
     Stored,
     StoreError,
+    check_limit,
     check_page,
     check_snapshot,
     check_snapshot_position,
@@ -149,6 +150,7 @@ class MemoryStore(Store):
 
     def entries(self, after: int, limit: int) -> list[tuple[int, bytes]]:
         self._open()
+        check_limit(limit)
         rows = [
             (p, *self.journal[p]) for p in range(after + 1, after + 1 + limit) if p in self.journal
         ]
@@ -168,11 +170,13 @@ class MemoryStore(Store):
 
     def client_order_ids(self, after_order_id: int, limit: int) -> list[tuple[int, str, str]]:
         self._open()
+        check_limit(limit)
         found = sorted(i for i in self._orders if i > after_order_id)[:limit]
         return [(i, self._orders[i].trader_id, self._orders[i].client_order_id) for i in found]
 
     def open_orders(self, after_order_id: int, limit: int) -> list[OrderRecord]:
         self._open()
+        check_limit(limit)
         found = sorted(i for i, o in self._orders.items() if o.open and i > after_order_id)
         return [self._orders[i] for i in found[:limit]]
 
@@ -224,6 +228,7 @@ class MemoryStore(Store):
 
     def links(self, outbox_limit: int | None = None) -> dict[str, LinkRecord]:
         self._open()
+        check_limit(outbox_limit, "outbox_limit")
         peers = set(self._sent) | set(self._windows)
         records = {}
         for peer in peers:
@@ -241,6 +246,7 @@ class MemoryStore(Store):
 
     def outbox(self, peer: str, after_seq: int, limit: int) -> list[OutboxFrame]:
         self._open()
+        check_limit(limit)
         frames = self._outbox.get(peer, {})
         return [frames[first] for first in sorted(f for f in frames if f > after_seq)][:limit]
 

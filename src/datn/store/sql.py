@@ -31,6 +31,7 @@ from datn.store.base import (
     Store,
     Stored,
     StoreError,
+    check_limit,
     check_page,
     check_snapshot,
     check_snapshot_position,
@@ -397,6 +398,7 @@ class SqlStore(Store):
 
     def entries(self, after: int, limit: int) -> list[tuple[int, bytes]]:
         self._check_open()
+        check_limit(limit)
         rows = self._read(
             "SELECT position, entry, checksum FROM journal WHERE position > ?"
             " ORDER BY position LIMIT ?",
@@ -422,6 +424,7 @@ class SqlStore(Store):
 
     def client_order_ids(self, after_order_id: int, limit: int) -> list[tuple[int, str, str]]:
         self._check_open()
+        check_limit(limit)
         rows = self._read(
             "SELECT order_id, trader_id, client_order_id FROM orders WHERE order_id > ?"
             " ORDER BY order_id LIMIT ?",
@@ -431,6 +434,7 @@ class SqlStore(Store):
 
     def open_orders(self, after_order_id: int, limit: int) -> list[OrderRecord]:
         self._check_open()
+        check_limit(limit)
         rows = self._read(
             f"SELECT {_ORDER_COLUMNS} FROM orders WHERE is_open AND order_id > ?"
             " ORDER BY order_id LIMIT ?",
@@ -504,6 +508,7 @@ class SqlStore(Store):
 
     def links(self, outbox_limit: int | None = None) -> dict[str, LinkRecord]:
         self._check_open()
+        check_limit(outbox_limit, "outbox_limit")
 
         def read(tx: Executor) -> dict[str, LinkRecord]:
             sent = {
@@ -537,6 +542,7 @@ class SqlStore(Store):
 
     def outbox(self, peer: str, after_seq: int, limit: int) -> list[OutboxFrame]:
         self._check_open()
+        check_limit(limit)
         return _outbox_frames(peer, self._read(*_outbox_query(peer, after_seq, limit)))
 
     def put_peer_address(self, peer: str, address: str) -> None:
