@@ -160,6 +160,27 @@ def test_bad_products_are_refused() -> None:
     assert error.key == "products[0].symbol" and "quote currency" in error.problem
 
 
+def test_products_are_quoted_in_the_bond_currency() -> None:
+    # Exposure to a peer counts its cash in the bond's currency and its lots
+    # of the products quoted in it: a bond asset no product is quoted in
+    # would cap nothing, and a product in another currency would trade
+    # outside every peer's bond.
+    table = settings()
+    table["core"]["clearing"] = {"bond_asset": "USDT"}
+    error = refusal(table)
+    assert error.key == "core.clearing.bond_asset"
+    assert "'USDT'" in error.problem and "(USD)" in error.problem
+    table = settings()
+    table["products"].append({**table["products"][0], "symbol": "ABC", "quote_currency": "EUR"})
+    error = refusal(table)
+    assert error.key == "products[1].quote_currency" and "'EUR'" in error.problem
+    table["core"]["clearing"] = {"bond_asset": "EUR"}
+    assert refusal(table).key == "products[0].quote_currency"
+    table["products"][0]["quote_currency"] = "EUR"
+    read = settings_from(table, Path("/srv/node"))
+    assert read.core.clearing.bond_asset == "EUR"
+
+
 @pytest.mark.parametrize(
     "address",
     [

@@ -219,6 +219,7 @@ def settings_from(table: Mapping[str, Any], folder: Path) -> NodeSettings:
                 " its own",
             )
     core = _dataclass(NodeConfig, _table(table, "core"), "core", {"risk": RiskConfig(None)})
+    _check_bond_currency(core.clearing.bond_asset, products)
     net = _table(table, "net")
     _known(net, {"listen", "resend_ms"}, "net")
     peers = tuple(
@@ -547,7 +548,9 @@ resend_ms = 500
 
 # What the node lists: one [[products]] table each (at least one).
 # kind: share, bond, option, future, fund or other; prices are in ticks of
-# tick_size_minor minor units of quote_currency; quantities in lots.
+# tick_size_minor minor units of quote_currency; quantities in lots. Every
+# product is quoted in the currency bonds are posted in
+# (core.clearing.bond_asset): exposure to a peer is measured in it.
 [[products]]
 symbol = "XYZ"
 kind = "share"
@@ -557,6 +560,29 @@ lot_size = 1
 # The price judged against before the node has heard any trade.
 reference_price_ticks = 5000
 """
+
+
+def _check_bond_currency(bond_asset: str, products: tuple[ProductSetting, ...]) -> None:
+    """Every product is quoted in the bond's currency. Exposure to a peer is
+    its cash in that currency and its lots of the products quoted in it, at
+    their marks: a product quoted in another would trade outside every
+    peer's bond, and a bond asset no product is quoted in caps nothing."""
+    quoted = [p.spec.quote_currency for p in products]
+    if bond_asset not in quoted:
+        raise ConfigError(
+            "core.clearing.bond_asset",
+            f"is {bond_asset!r}, which no listed product is quoted in; exposure to a peer is"
+            f" measured in the bond's currency, so it is the products' quote currency"
+            f" ({', '.join(sorted(set(quoted)))})",
+        )
+    for index, currency in enumerate(quoted):
+        if currency != bond_asset:
+            raise ConfigError(
+                f"products[{index}].quote_currency",
+                f"is {currency!r}, but bonds are posted in {bond_asset!r}"
+                " (core.clearing.bond_asset): a product quoted in another currency would trade"
+                " outside every peer's bond, so each is quoted in the bond's currency",
+            )
 
 
 def config_template() -> str:
