@@ -108,6 +108,76 @@ def test_answers_are_released_only_once_their_entries_are_durable() -> None:
     assert seen_durable == [True] * 50
 
 
+async def burst_then_one(runtime: NodeRuntime, first: int) -> list[asyncio.Future[Any]]:
+    """Three orders that commit together (a store taking 50 ms), one more
+    during their commit, and the time for that commit to end: the next
+    commit is then waiting for company. The four orders' futures."""
+    burst = [asyncio.ensure_future(runtime.submit(order(n))) for n in range(first, first + 3)]
+    await asyncio.sleep(0.02)
+    late = asyncio.ensure_future(runtime.submit(order(first + 3)))
+    await asyncio.sleep(0.06)
+    return [*burst, late]
+
+
+def test_under_load_a_commit_waits_for_more_inputs_to_share_it() -> None:
+    store = SlowStore(delay_s=0.05)
+
+    async def test() -> None:
+        runtime = await NodeRuntime.open(store, GENESIS, commit_delay_us=200_000)
+        await funded(runtime)
+        before = len(runtime.stats.group_sizes)
+        waiting = await burst_then_one(runtime, 0)
+        later = [asyncio.ensure_future(runtime.submit(order(n))) for n in (4, 5)]
+        await asyncio.gather(*waiting, *later)
+        # Without the wait: a commit of the one that came during the first,
+        # then another of the two after it.
+        assert runtime.stats.group_sizes[before:] == [3, 3]
+        assert runtime.stats.delayed_commits == 1
+        await runtime.close()
+
+    run(test)
+
+
+def test_a_commit_waiting_for_company_starts_once_enough_inputs_are_pending() -> None:
+    store = SlowStore(delay_s=0.05)
+
+    async def test() -> None:
+        # A wait far longer than the test: only the pending count can end it.
+        runtime = await NodeRuntime.open(store, GENESIS, commit_delay_us=60_000_000)
+        await funded(runtime)
+        before = len(runtime.stats.group_sizes)
+        waiting = await burst_then_one(runtime, 0)
+        assert runtime.stats.delayed_commits == 1  # waiting, with one pending
+        rest = [asyncio.ensure_future(runtime.submit(order(n))) for n in range(4, 19)]
+        await asyncio.wait_for(asyncio.gather(*waiting, *rest), timeout=5)
+        assert runtime.stats.group_sizes[before:] == [3, 16]
+        # A close ends a wait as well: nothing is left waiting a minute.
+        waiting = await burst_then_one(runtime, 19)
+        assert runtime.stats.delayed_commits == 2
+        await asyncio.wait_for(runtime.close(), timeout=5)
+        assert len(await asyncio.gather(*waiting)) == 4
+
+    run(test)
+
+
+def test_a_lone_input_and_the_first_commit_of_a_burst_never_wait() -> None:
+    store = SlowStore(delay_s=0.002)
+
+    async def test() -> None:
+        runtime = await NodeRuntime.open(store, GENESIS, commit_delay_us=60_000_000)
+        await funded(runtime)
+        started = time.monotonic()
+        for n in range(5):
+            await runtime.submit(order(n))
+        await asyncio.gather(*(runtime.submit(order(n)) for n in range(5, 9)))
+        await runtime.submit(order(9))
+        assert time.monotonic() - started < 5
+        assert runtime.stats.delayed_commits == 0
+        await runtime.close()
+
+    run(test)
+
+
 def test_inputs_that_arrive_during_a_commit_share_the_next_one() -> None:
     store = SlowStore(delay_s=0.02)
 

@@ -1045,6 +1045,7 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
             "snapshot_failures": stats.snapshot_failures,
             "commits": stats.commits,
             "inline_commits": stats.inline_commits,
+            "delayed_commits": stats.delayed_commits,
             "last_commit_ms": round(stats.last_commit_ms, 3),
             "commit_p99_ms": round(_p99(stats.commit_ms), 3),
             "inputs": stats.inputs,

@@ -115,6 +115,12 @@ def render(runtime: NodeRuntime, api: ApiCounters, links: Mapping[str, int] | No
         [("", stats.inline_commits)],
     )
     metric(
+        "datn_commits_delayed_total",
+        "counter",
+        "Group commits that waited (commit_delay_us) for more inputs to share them.",
+        [("", stats.delayed_commits)],
+    )
+    metric(
         "datn_store_failures_total",
         "counter",
         "Commits the store refused (the node stops at the first).",

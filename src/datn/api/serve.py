@@ -289,6 +289,7 @@ async def run_node(folder: Path, settings: NodeSettings) -> int:
         snapshot_every=settings.snapshot_every,
         history=history,
         outlets=Outlets(seal=links.seal),
+        commit_delay_us=settings.commit_delay_us,
     )
     links.attach(runtime)
     # The snapshot worker starts now, in the background, rather than at the
