@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -108,15 +108,21 @@ def test_answers_are_released_only_once_their_entries_are_durable() -> None:
     assert seen_durable == [True] * 50
 
 
-async def burst_then_one(runtime: NodeRuntime, first: int) -> list[asyncio.Future[Any]]:
-    """Three orders that commit together (a store taking 50 ms), one more
-    during their commit, and the time for that commit to end: the next
-    commit is then waiting for company. The four orders' futures."""
+def orders(runtime: NodeRuntime, numbers: range) -> Callable[[], list[Awaitable[Any]]]:
+    return lambda: [runtime.submit(order(n)) for n in numbers]
+
+
+async def burst_then(
+    runtime: NodeRuntime, first: int, late: Callable[[], list[Awaitable[Any]]]
+) -> list[asyncio.Future[Any]]:
+    """Three orders that commit together (a store taking 50 ms), what
+    ``late`` sends during their commit, and the time for that commit to end:
+    the next commit may then wait for company. Every answer's future."""
     burst = [asyncio.ensure_future(runtime.submit(order(n))) for n in range(first, first + 3)]
     await asyncio.sleep(0.02)
-    late = asyncio.ensure_future(runtime.submit(order(first + 3)))
+    sent = [asyncio.ensure_future(each) for each in late()]
     await asyncio.sleep(0.06)
-    return [*burst, late]
+    return [*burst, *sent]
 
 
 def test_under_load_a_commit_waits_for_more_inputs_to_share_it() -> None:
@@ -126,12 +132,12 @@ def test_under_load_a_commit_waits_for_more_inputs_to_share_it() -> None:
         runtime = await NodeRuntime.open(store, GENESIS, commit_delay_us=200_000)
         await funded(runtime)
         before = len(runtime.stats.group_sizes)
-        waiting = await burst_then_one(runtime, 0)
-        later = [asyncio.ensure_future(runtime.submit(order(n))) for n in (4, 5)]
+        waiting = await burst_then(runtime, 0, orders(runtime, range(3, 5)))
+        later = [asyncio.ensure_future(runtime.submit(order(n))) for n in (5, 6)]
         await asyncio.gather(*waiting, *later)
-        # Without the wait: a commit of the one that came during the first,
+        # Without the wait: a commit of the two that came during the first,
         # then another of the two after it.
-        assert runtime.stats.group_sizes[before:] == [3, 3]
+        assert runtime.stats.group_sizes[before:] == [3, 4]
         assert runtime.stats.delayed_commits == 1
         await runtime.close()
 
@@ -146,31 +152,42 @@ def test_a_commit_waiting_for_company_starts_once_enough_inputs_are_pending() ->
         runtime = await NodeRuntime.open(store, GENESIS, commit_delay_us=60_000_000)
         await funded(runtime)
         before = len(runtime.stats.group_sizes)
-        waiting = await burst_then_one(runtime, 0)
-        assert runtime.stats.delayed_commits == 1  # waiting, with one pending
-        rest = [asyncio.ensure_future(runtime.submit(order(n))) for n in range(4, 19)]
+        waiting = await burst_then(runtime, 0, orders(runtime, range(3, 5)))
+        assert runtime.stats.delayed_commits == 1  # waiting, with two pending
+        rest = [asyncio.ensure_future(runtime.submit(order(n))) for n in range(5, 19)]
         await asyncio.wait_for(asyncio.gather(*waiting, *rest), timeout=5)
         assert runtime.stats.group_sizes[before:] == [3, 16]
-        # A close ends a wait as well: nothing is left waiting a minute.
-        waiting = await burst_then_one(runtime, 19)
+        # A peer's frame counts each of its messages: one of 14 ends a wait.
+        waiting = await burst_then(runtime, 19, orders(runtime, range(22, 24)))
         assert runtime.stats.delayed_commits == 2
+        taken = runtime.take_in([order(n) for n in range(24, 38)], lambda _commit: None)
+        await asyncio.wait_for(asyncio.gather(*waiting, taken), timeout=5)
+        # A close ends a wait as well: nothing is left waiting a minute.
+        waiting = await burst_then(runtime, 38, orders(runtime, range(41, 43)))
+        assert runtime.stats.delayed_commits == 3
         await asyncio.wait_for(runtime.close(), timeout=5)
-        assert len(await asyncio.gather(*waiting)) == 4
+        assert len(await asyncio.gather(*waiting)) == 5
 
     run(test)
 
 
-def test_a_lone_input_and_the_first_commit_of_a_burst_never_wait() -> None:
-    store = SlowStore(delay_s=0.002)
+def test_a_lone_input_never_waits_not_even_under_load() -> None:
+    store = SlowStore(delay_s=0.05)
 
     async def test() -> None:
         runtime = await NodeRuntime.open(store, GENESIS, commit_delay_us=60_000_000)
         await funded(runtime)
         started = time.monotonic()
-        for n in range(5):
+        for n in range(3):
             await runtime.submit(order(n))
-        await asyncio.gather(*(runtime.submit(order(n)) for n in range(5, 9)))
-        await runtime.submit(order(9))
+        # Under load, after a commit of three: a lone order, a lone peer's
+        # frame (a step of a trade across nodes) and reads, which have
+        # nothing to write, each commit without waiting.
+        await asyncio.gather(*await burst_then(runtime, 3, orders(runtime, range(6, 7))))
+        frame = lambda: [runtime.take_in([order(10)], lambda _commit: None)]  # noqa: E731
+        await asyncio.gather(*await burst_then(runtime, 7, frame))
+        reads = lambda: [runtime.read(lambda core: core.node_id) for _ in range(4)]  # noqa: E731
+        await asyncio.gather(*await burst_then(runtime, 11, reads))
         assert time.monotonic() - started < 5
         assert runtime.stats.delayed_commits == 0
         await runtime.close()

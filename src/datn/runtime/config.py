@@ -515,9 +515,9 @@ snapshot_every = 50000
 event_loop = "asyncio"
 # Under load (the latest commits held three inputs or more on average), a
 # commit waits up to this long (microseconds, at most 10000) for more
-# inputs to share its fsync, unless 16 are pending already; the first
-# commit after a quiet spell never waits. Fewer, larger commits leave the
-# node less busy at the same rate. 0: never wait.
+# inputs to share its fsync, unless 16 are pending already; a commit of one
+# input (a lone order, a lone step of a trade across nodes) never waits.
+# Fewer, larger commits leave the node less busy at the same rate. 0: never.
 commit_delay_us = 500
 
 [api]

@@ -22,12 +22,15 @@ under load the loop goes on applying inputs while a commit is in flight.
 Under load, a commit may wait a little for company (``commit_delay_us``,
 as PostgreSQL's ``commit_delay``): when the latest commits held three
 inputs or more on average, inputs are arriving together, and the next
-commit waits up to that long for more unless enough are pending already.
+commit waits up to that long for more unless 16 are pending already.
 Each commit costs the node a fixed share of work (an fsync, the store's
 statements, a thread hand-off, a write per connection), so fewer, larger
 groups leave the node less busy at the same rate, and its queue, which
-makes the tail, shorter. A lone input, and the first commit after a quiet
-spell, never wait.
+makes the tail, shorter. Inputs are counted by their journal entries (a
+peer's frame by its messages; a read has none). A commit that would hold
+one input never waits, so neither does a lone order nor a step of a trade
+across nodes that comes alone, and nor does the first commit after a
+quiet spell.
 
 Reads answer from the core's state at the moment they are asked, and are
 released only once everything applied before them is durable, so no reader
@@ -141,9 +144,9 @@ INLINE_COMMIT_MAX_INPUTS: Final = 1
 when the store can (:meth:`Store.commit_if_free`)."""
 
 COMMIT_DELAY_AFTER_GROUP: Final = 3.0
-"""Groups of at least this many inputs on average (the latest weighing a
-quarter) show inputs arriving together: the next commit may wait
-``commit_delay_us`` for more."""
+"""Commits of at least this many inputs on average (the latest weighing a
+quarter, counted up to :data:`COMMIT_DELAY_ENOUGH`) show inputs arriving
+together: the next commit may wait ``commit_delay_us`` for more."""
 COMMIT_DELAY_ENOUGH: Final = 16
 """Inputs pending at which a commit waiting for more starts at once."""
 
@@ -266,6 +269,8 @@ class NodeRuntime:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="datn-store")
         self._pending = _Group()
         self._committing: asyncio.Task[None] | None = None
+        if commit_delay_us < 0:
+            raise ValueError(f"commit_delay_us is 0 or more, not {commit_delay_us}")
         self.commit_delay_s = commit_delay_us / 1_000_000
         self._gathering: asyncio.Future[None] | None = None
         """Set while a commit waits for more inputs: resolved early once
@@ -489,7 +494,7 @@ class NodeRuntime:
         waiters.append(_Waiter(future, released))
         if self._committing is None:
             self._committing = self._loop.create_task(self._commit_groups())
-        elif len(waiters) >= COMMIT_DELAY_ENOUGH:
+        elif len(self._pending.commit.entries) >= COMMIT_DELAY_ENOUGH:
             self._end_gathering()
         return future
 
@@ -505,7 +510,7 @@ class NodeRuntime:
                 if (
                     self.commit_delay_s
                     and mean_group >= COMMIT_DELAY_AFTER_GROUP
-                    and len(self._pending.waiters) < COMMIT_DELAY_ENOUGH
+                    and 1 < len(self._pending.commit.entries) < COMMIT_DELAY_ENOUGH
                     and not self._closing
                 ):
                     await self._gather()
@@ -522,7 +527,7 @@ class NodeRuntime:
                     break
                 elapsed_ms = (time.perf_counter() - started) * 1_000
                 self._account(group, position, elapsed_ms)
-                size = len(group.waiters)
+                size = min(len(group.commit.entries), COMMIT_DELAY_ENOUGH)
                 mean_group = mean_group + (size - mean_group) / 4 if mean_group else size
                 # Peers' frames first: a trade across nodes waits on them,
                 # while a caller's answer only ends its own wait.
@@ -547,7 +552,8 @@ class NodeRuntime:
 
     async def _gather(self) -> None:
         """Wait up to ``commit_delay_s`` for more inputs to join the pending
-        group, or until :data:`COMMIT_DELAY_ENOUGH` are pending."""
+        group, or until :data:`COMMIT_DELAY_ENOUGH` are pending (or the
+        runtime closes or stops)."""
         self.stats.delayed_commits += 1
         gathering = self._gathering = self._loop.create_future()
         timer = self._loop.call_later(self.commit_delay_s, _settle, gathering)
