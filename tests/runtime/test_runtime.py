@@ -171,6 +171,29 @@ def test_a_commit_waiting_for_company_starts_once_enough_inputs_are_pending() ->
     run(test)
 
 
+def test_a_cancelled_commit_task_stops_the_runtime_and_fails_its_callers() -> None:
+    store = SlowStore(delay_s=0.05)
+
+    async def test() -> None:
+        runtime = await NodeRuntime.open(store, GENESIS, commit_delay_us=60_000_000)
+        await funded(runtime)
+        waiting = await burst_then(runtime, 0, orders(runtime, range(3, 5)))
+        task = runtime._committing
+        assert task is not None and runtime.stats.delayed_commits == 1
+        task.cancel()  # as a loop torn down would
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(*waiting, return_exceptions=True), timeout=1
+        )
+        # The three committed are answered; the two waiting are told.
+        assert [isinstance(o, NodeStoppedError) for o in outcomes] == [False] * 3 + [True] * 2
+        assert runtime.stopped.is_set()
+        with pytest.raises(NodeStoppedError):
+            await runtime.submit(order(5))
+        await asyncio.wait_for(runtime.close(), timeout=5)
+
+    run(test)
+
+
 def test_a_lone_input_never_waits_not_even_under_load() -> None:
     store = SlowStore(delay_s=0.05)
 

@@ -540,6 +540,14 @@ class NodeRuntime:
                 self._release(group)
                 self._schedule_timer()
                 self._consider_snapshot(position)
+        except asyncio.CancelledError as cancelled:
+            # Nothing in the node cancels this task. Whatever did (a loop
+            # torn down) leaves a group whose commit may or may not have
+            # landed: the runtime stops, and its callers are told so
+            # instead of being left waiting.
+            self._stop(cancelled, "the commit task was cancelled")
+            self._fail(group, cancelled)
+            raise
         except Exception as error:
             # A bug of the runtime's own: stop rather than run on uncertain state.
             self._stop(error, "the runtime failed")
