@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import sys
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from statistics import quantiles
 from typing import Any, NoReturn
@@ -95,23 +97,7 @@ def sim(
         return
     faults = Faults.none() if clean else None
     replay = replay_command(seed, nodes, orders, clean, broadcast)
-    if as_json:
-        try:
-            report = run_simulation(
-                seed, nodes, orders, faults=faults, targeted=not broadcast, signed=signed
-            )
-        except InvariantError as error:
-            _broken(error, replay)
-        click.echo(json.dumps({"ok": True, **report_json(report)}))
-        return
-    with click.progressbar(length=orders, label=f"seed {seed}: {nodes} nodes") as bar:
-        seen = [0]
-
-        def progress(report: SimReport) -> None:
-            if report.orders > seen[0]:
-                bar.update(report.orders - seen[0])
-                seen[0] = report.orders
-
+    with _progress(orders, f"seed {seed}: {nodes} nodes", as_json) as progress:
         try:
             report = run_simulation(
                 seed,
@@ -123,15 +109,41 @@ def sim(
                 on_progress=progress,
             )
         except InvariantError as error:
-            click.echo(f"\nINVARIANT BROKEN: {error}", err=True)
-            click.echo(f"replay with: {replay}")
-            sys.exit(1)
-    _summary(report)
+            _broken(error, replay, as_json)
+    figures = report_json(report)
+    if as_json:
+        click.echo(json.dumps({"ok": True, **figures}))
+        return
+    _summary(report, figures)
 
 
-def _broken(error: InvariantError, replay: str) -> NoReturn:
-    """``--json``'s answer to a broken invariant; exits 1."""
-    click.echo(json.dumps({"ok": False, "error": str(error), "replay": replay}))
+@contextlib.contextmanager
+def _progress(
+    orders: int, label: str, hidden: bool
+) -> Iterator[Callable[[SimReport], None] | None]:
+    """A progress bar over the orders sent, and what updates it; none when
+    ``hidden`` (``--json`` prints nothing but its answer)."""
+    if hidden:
+        yield None
+        return
+    with click.progressbar(length=orders, label=label) as bar:
+        seen = [0]
+
+        def progress(report: SimReport) -> None:
+            if report.orders > seen[0]:
+                bar.update(report.orders - seen[0])
+                seen[0] = report.orders
+
+        yield progress
+
+
+def _broken(error: InvariantError, replay: str, as_json: bool) -> NoReturn:
+    """Say a broken invariant and the command that replays it; exit 1."""
+    if as_json:
+        click.echo(json.dumps({"ok": False, "error": str(error), "replay": replay}))
+    else:
+        click.echo(f"\nINVARIANT BROKEN: {error}", err=True)
+        click.echo(f"replay with: {replay}")
     sys.exit(1)
 
 
@@ -160,7 +172,7 @@ def report_json(report: SimReport) -> dict[str, Any]:
     }
 
 
-def _summary(report: SimReport) -> None:
+def _summary(report: SimReport, figures: dict[str, Any]) -> None:
     echo = click.echo
     echo(f"\nfaults: {report.faults}")
     echo(
@@ -176,12 +188,12 @@ def _summary(report: SimReport) -> None:
         refused = ", ".join(f"{k} {v}" for k, v in sorted(report.frames_refused.items()))
         echo(f"frames refused at the link: {refused}")
     echo("lock outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(report.lock_outcomes.items())))
-    latencies = sorted(report.trade_latency_ms)
-    if len(latencies) >= 2:
-        cuts = quantiles(latencies, n=100, method="inclusive")
+    latency = figures["execution_latency_virtual_ms"]
+    if latency is not None:
         echo(
             "execution latency (virtual ms from order entry, resting time included): "
-            f"p50 {cuts[49]:.0f}, p90 {cuts[89]:.0f}, p99 {cuts[98]:.0f}, max {latencies[-1]}"
+            f"p50 {latency['p50']:.0f}, p90 {latency['p90']:.0f}, p99 {latency['p99']:.0f}, "
+            f"max {latency['max']}"
         )
     echo("every invariant held; the healed network ended every lock and matched every trade")
 
@@ -195,37 +207,26 @@ def _adversary(
         )
     ids = default_adversaries(nodes, count)
     replay = replay_command(seed, nodes, orders, clean, False, strategy, count)
-    if as_json:
-        try:
-            comparison = compare(
-                seed, nodes, orders, strategy, ids, faults=Faults.none() if clean else None
-            )
-        except InvariantError as error:
-            _broken(error, replay)
-        assert comparison.on.report is not None
-        answer = {
-            "ok": True,
-            "description": _what_it_does(strategy),
-            "faults": dataclasses.asdict(comparison.on.report.faults),
-            **summary_json([comparison]),
-        }
-        click.echo(json.dumps(answer))
-        return
-    click.echo(f"{strategy}: {_what_it_does(strategy)}")
-    click.echo(
-        f"seed {seed}: {nodes} nodes, {orders} orders, run with {', '.join(ids)} playing "
-        f"{strategy}, then with {'them' if count > 1 else 'it'} honest"
-    )
+    if not as_json:
+        click.echo(f"{strategy}: {_what_it_does(strategy)}")
+        click.echo(
+            f"seed {seed}: {nodes} nodes, {orders} orders, run with {', '.join(ids)} playing "
+            f"{strategy}, then with {'them' if count > 1 else 'it'} honest"
+        )
     try:
         comparison = compare(
             seed, nodes, orders, strategy, ids, faults=Faults.none() if clean else None
         )
     except InvariantError as error:
-        click.echo(f"\nINVARIANT BROKEN: {error}", err=True)
-        click.echo(f"replay with: {replay}")
-        sys.exit(1)
+        _broken(error, replay, as_json)
     assert comparison.on.report is not None
-    click.echo(f"faults: {comparison.on.report.faults}")
+    faults = comparison.on.report.faults
+    if as_json:
+        answer = {"ok": True, "description": _what_it_does(strategy)}
+        answer |= {"faults": dataclasses.asdict(faults), **summary_json([comparison])}
+        click.echo(json.dumps(answer))
+        return
+    click.echo(f"faults: {faults}")
     for line in summary([comparison]):
         click.echo(line)
     click.echo("every invariant held in both runs; each healed network ended every lock")
@@ -259,37 +260,22 @@ def _sweep(
     as_json: bool,
 ) -> None:
     work = [(s, nodes, orders, clean, broadcast) for s in range(first, first + count)]
-    failures: list[tuple[int, str]] = []
+    with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
+        results = pool.map(_one, work, chunksize=8)
+        bar = click.progressbar(results, length=count, label=f"{count} seeds")
+        with contextlib.nullcontext(results) if as_json else bar as shown:
+            failures = [(seed, error) for seed, error in shown if error is not None]
+    replays = [replay_command(seed, nodes, orders, clean, broadcast) for seed, _ in failures]
     if as_json:
-        with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
-            for seed, error in pool.map(_one, work, chunksize=8):
-                if error is not None:
-                    failures.append((seed, error))
         failed = [
-            {
-                "seed": seed,
-                "error": error,
-                "replay": replay_command(seed, nodes, orders, clean, broadcast),
-            }
-            for seed, error in failures
+            {"seed": seed, "error": error, "replay": replay}
+            for (seed, error), replay in zip(failures, replays, strict=True)
         ]
         answer = {"ok": not failures, "seeds": count, "kept": count - len(failures)}
         click.echo(json.dumps({**answer, "failures": failed}))
-        if failures:
-            sys.exit(1)
-        return
-    with (
-        ProcessPoolExecutor(max_workers=max(1, jobs)) as pool,
-        click.progressbar(
-            pool.map(_one, work, chunksize=8), length=count, label=f"{count} seeds"
-        ) as results,
-    ):
-        for seed, error in results:
-            if error is not None:
-                failures.append((seed, error))
-    click.echo(f"{count - len(failures)} of {count} seeds kept every invariant")
-    for seed, error in failures:
-        command = replay_command(seed, nodes, orders, clean, broadcast)
-        click.echo(f"FAILED {error}\n  replay with: {command}")
+    else:
+        click.echo(f"{count - len(failures)} of {count} seeds kept every invariant")
+        for (_, error), replay in zip(failures, replays, strict=True):
+            click.echo(f"FAILED {error}\n  replay with: {replay}")
     if failures:
         sys.exit(1)

@@ -2122,82 +2122,78 @@ _DEFENCE_COUNTERS: Final = (
 
 
 def summary(comparisons: list[Comparison]) -> list[str]:
-    """Lines describing comparisons of one strategy (over one or more seeds)."""
+    """Lines describing comparisons of one strategy (over one or more seeds):
+    the figures of :func:`summary_json`, in words."""
     if not comparisons:
         return []
-    first = comparisons[0]
-    on = sum(c.on.honest_executions for c in comparisons)
-    off = sum(c.off.honest_executions for c in comparisons)
-    lots_on = sum(c.on.honest_lots for c in comparisons)
-    lots_off = sum(c.off.honest_lots for c in comparisons)
-    numbers = [c.seed for c in comparisons]
+    f = summary_json(comparisons)
+    numbers = f["seeds"]
     consecutive = numbers == list(range(numbers[0], numbers[0] + len(numbers)))
     if len(numbers) > 2 and consecutive:
         seeds = f"{numbers[0]}..{numbers[-1]}"
     else:
         seeds = ", ".join(str(n) for n in numbers)
+    done, lots = f["honest_executions"], f["honest_lots"]
     lines = [
-        f"{first.strategy} at {', '.join(first.adversaries)} ({first.nodes} nodes, "
-        f"{first.orders} orders, seed{'s' if len(comparisons) > 1 else ''} {seeds})",
-        f"  honest executions: {on} with the adversary, {off} without: "
-        f"{kept(on, off):.1%} kept (lots {lots_on} / {lots_off}: {kept(lots_on, lots_off):.1%})",
+        f"{f['strategy']} at {', '.join(f['adversaries'])} ({f['nodes']} nodes, "
+        f"{f['orders']} orders, seed{'s' if len(numbers) > 1 else ''} {seeds})",
+        f"  honest executions: {done['with']} with the adversary, {done['without']} without: "
+        f"{done['kept']:.1%} kept (lots {lots['with']} / {lots['without']}: {lots['kept']:.1%})",
     ]
-    if len(comparisons) > 1:
-        lines.append(
-            "    per seed: "
-            + ", ".join(
-                f"{c.seed}: {c.on.honest_executions}/{c.off.honest_executions}" for c in comparisons
-            )
-        )
-    watches = [w for c in comparisons for w in c.on.quota.values()]
-    full = max((w.full_quota for w in watches), key=lambda q: q.max_lock_notional)
-    ends = [w.end_quota for w in watches if w.end_quota is not None]
+    if len(numbers) > 1:
+        per_seed = ", ".join(f"{p['seed']}: {p['with']}/{p['without']}" for p in f["per_seed"])
+        lines.append(f"    per seed: {per_seed}")
+    held = f["held_for_one_adversary"]
+    full, end = held["full_quota"], held["quota_when_flow_ended"]
     line = (
         f"  held open for one adversary at one honest holder, at most: "
-        f"{max(w.peak_locks for w in watches)} locks, "
-        f"{max(w.peak_notional for w in watches)} notional "
-        f"(full quota {full.max_locks} locks, {full.max_lock_notional} notional; "
-        f"{sum(w.breaches for w in watches)} breaches)"
+        f"{held['peak_locks']} locks, {held['peak_notional']} notional "
+        f"(full quota {full['locks']} locks, {full['notional']} notional; "
+        f"{held['breaches']} breaches)"
     )
-    if ends:
-        end = min(ends, key=lambda q: q.max_lock_notional)
-        line += f"; quota when the flow ended {end.max_locks} locks, {end.max_lock_notional}"
+    if end is not None:
+        line += f"; quota when the flow ended {end['locks']} locks, {end['notional']}"
     lines.append(line)
-    offered = sum(c.on.locks_offered_to_adversaries for c in comparisons)
     lines.append(
-        f"  locks offered to adversaries {offered}; "
-        + _counts("their outcomes", _total(comparisons, "outcomes"))
-    )
-    lines.append("  " + _counts("answers to adversaries limited", _total(comparisons, "limited")))
-    lines.append(
-        "  " + _counts("decisions on adversaries' acceptances", _total(comparisons, "decisions"))
+        f"  locks offered to adversaries {f['locks_offered_to_adversaries']}; "
+        + _counts("their outcomes", f["their_outcomes"])
     )
     lines.append(
-        "  " + _counts("honest holders' limited counters (with)", _total(comparisons, "all"))
+        "  " + _counts("answers to adversaries limited", f["answers_to_adversaries_limited"])
     )
-    lines.append("  " + _counts("honest defences at work (with)", _total(comparisons, "defences")))
-    repeats = sum(c.on.repeats_delivered for c in comparisons)
-    changed = sum(c.on.repeats_that_changed_state for c in comparisons)
     lines.append(
-        f"  repeated messages delivered to honest nodes: {repeats} ({changed} changed state)"
+        "  "
+        + _counts(
+            "decisions on adversaries' acceptances", f["decisions_on_adversaries_acceptances"]
+        )
     )
-    inert = sum(c.on.inert_delivered for c in comparisons)
-    if inert:
-        moved = sum(len(c.on.inert_that_changed_state) for c in comparisons)
-        lines.append(f"  inert nonsense delivered to honest nodes: {inert} ({moved} changed state)")
-    violations = Counter(f"{a}->{b} ({r})" for c in comparisons for a, b, r in c.on.violations)
+    lines.append(
+        "  " + _counts("honest holders' limited counters (with)", f["honest_holders_limited"])
+    )
+    lines.append("  " + _counts("honest defences at work (with)", f["honest_defences"]))
+    lines.append(
+        f"  repeated messages delivered to honest nodes: {f['repeats_delivered']} "
+        f"({f['repeats_that_changed_state']} changed state)"
+    )
+    if f["inert_delivered"]:
+        lines.append(
+            f"  inert nonsense delivered to honest nodes: {f['inert_delivered']} "
+            f"({len(f['inert_that_changed_state'])} changed state)"
+        )
+    violations = Counter(f"{v['node']}->{v['peer']} ({v['reason']})" for v in f["violations"])
     if violations:
         lines.append("  " + _counts("violations recorded by honest nodes", violations))
-    suspended = sorted({s for c in comparisons for s in c.on.suspended})
-    if suspended:
+    if f["suspended"]:
         lines.append(
-            "  suspended by honest nodes: " + ", ".join(f"{a}->{b} ({r})" for a, b, r in suspended)
+            "  suspended by honest nodes: "
+            + ", ".join(f"{v['node']}->{v['peer']} ({v['reason']})" for v in f["suspended"])
         )
     return lines
 
 
 def summary_json(comparisons: list[Comparison]) -> dict[str, Any]:
-    """What :func:`summary` says, as a JSON object (``datn sim --json``)."""
+    """What comparisons of one strategy show, as a JSON object
+    (``datn sim --json``; :func:`summary` puts it in words)."""
     if not comparisons:
         return {}
     first = comparisons[0]
@@ -2276,7 +2272,7 @@ def _total(comparisons: list[Comparison], which: str) -> Counter[str]:
     return total
 
 
-def _counts(label: str, counts: Counter[str]) -> str:
+def _counts(label: str, counts: Mapping[str, int]) -> str:
     if not counts:
         return f"{label}: none"
     return f"{label}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
