@@ -490,8 +490,7 @@ class NodeRuntime:
     def _wait(self, released: list[Effect]) -> asyncio.Future[list[Effect]]:
         """A future for ``released``, set when the pending group is durable."""
         future: asyncio.Future[list[Effect]] = self._loop.create_future()
-        waiters = self._pending.waiters
-        waiters.append(_Waiter(future, released))
+        self._pending.waiters.append(_Waiter(future, released))
         if self._committing is None:
             self._committing = self._loop.create_task(self._commit_groups())
         elif len(self._pending.commit.entries) >= COMMIT_DELAY_ENOUGH:
