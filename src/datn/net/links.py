@@ -47,7 +47,7 @@ import logging
 import os
 import random
 import socket
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
@@ -211,11 +211,12 @@ class _Outbound:
     acked: int = 0
     sent_at: dict[int, float] = field(default_factory=dict)
     """When each frame went out on the current connection."""
-    on_way: dict[Message, int] = field(default_factory=dict)
+    on_way: OrderedDict[Message, int] = field(default_factory=OrderedDict)
     """The messages of the kinds the core sends again
     (:data:`_REPEATED`) not yet acknowledged, with the sequence number
     that carries each, in that order: sent again meanwhile, one would only
-    reach the peer twice."""
+    reach the peer twice. (An OrderedDict: acknowledged ones go from the
+    front, where a dict would scan every place deleted before.)"""
     backoff: int = 1
     """The resend timeout's multiple: doubled each time frames go out again
     for want of an acknowledgement (up to :data:`MAX_RESEND_BACKOFF`), back

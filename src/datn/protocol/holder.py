@@ -20,7 +20,7 @@ originator takes or releases them directly.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 from mypy_extensions import mypyc_attr
@@ -85,8 +85,12 @@ class _Decision:
 class _Memory:
     """A peer's recent broadcasts and the answers they got."""
 
-    answers: dict[tuple[int, int], tuple[Hlc, PotentialTrades]] = field(default_factory=dict)
-    """By (request id, round), with the broadcast's HLC, first received first."""
+    answers: OrderedDict[tuple[int, int], tuple[Hlc, PotentialTrades]] = field(
+        default_factory=OrderedDict
+    )
+    """By (request id, round), with the broadcast's HLC, first received first
+    (an OrderedDict: a dict's first key, after many deletes from the front,
+    costs a scan of the deleted places, up to the dict's size)."""
     forgotten_through: Hlc | None = None
     """The latest HLC of an answer forgotten: broadcasts up to it are stale."""
     newest: Hlc | None = None
@@ -458,7 +462,7 @@ class Holder:
         self._refusals = deque(state.refusals)
         self.memories = {
             m.peer: _Memory(
-                {(r, n): (stamp, answer) for r, n, stamp, answer in m.answers},
+                OrderedDict(((r, n), (stamp, answer)) for r, n, stamp, answer in m.answers),
                 m.forgotten_through,
                 m.newest,
             )

@@ -30,6 +30,7 @@ show:
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -240,9 +241,11 @@ class Originator:
         """Request id -> order id, for the orders being worked."""
         self._accepted: dict[tuple[NodeId, int], int] = {}
         """(holder, lock id) -> order id, for the acceptances not decided yet."""
-        self._finished_requests: dict[int, None] = {}
+        self._finished_requests: OrderedDict[int, None] = OrderedDict()
         """Request ids of recently finished orders, oldest first: locks in a
-        late answer to them are released."""
+        late answer to them are released. An OrderedDict, as the oldest goes
+        at every order once it is full: a dict's first key, after many
+        deletes from the front, costs a scan of the deleted places."""
         self._reliability: dict[NodeId, AcceptanceRatio] = {}
         self._credibility: dict[NodeId, AcceptanceRatio] = {}
         """Per peer: lots its adverts led this node to expect (as offered) and
@@ -877,7 +880,7 @@ class Originator:
         finished = self._finished_requests
         finished[working.request_id] = None
         if len(finished) > self.context.config.finished_request_memory:
-            del finished[next(iter(finished))]
+            finished.popitem(last=False)
 
     def _finish(self, working: Working, reason: str, now: Now, out: list[Effect]) -> None:
         order = working.order
@@ -1309,7 +1312,7 @@ class Originator:
             )
             for d in state.in_doubt
         }
-        self._finished_requests = dict.fromkeys(state.finished_requests)
+        self._finished_requests = OrderedDict.fromkeys(state.finished_requests)
         self._reliability = {
             holder: AcceptanceRatio.from_state(ratio) for holder, ratio in state.reliability
         }
