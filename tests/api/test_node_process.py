@@ -361,6 +361,30 @@ def test_a_newcomer_goes_from_nothing_to_a_filled_order_with_the_cli(node: Runni
     assert json.loads(dated)["time_in_force"] == "gtd" and json.loads(dated)["expire_at_ms"]
     table = datn("trader", "--credentials", str(seller), "orders")
     assert "filled" in table.splitlines()[1] and "client_order_id" in table.splitlines()[0]
+    # Tables name a product by its symbol, as the trader typed it.
+    assert table.splitlines()[0].split()[2] == "product" and " XYZ " in table.splitlines()[1]
+    fills = datn("trader", "--credentials", str(buyer), "executions").splitlines()
+    assert "product" in fills[0] and " XYZ " in fills[1] and " 5000 " in fills[1]
+    held = datn("trader", "--credentials", str(buyer), "balances").splitlines()
+    assert any(line.split()[:2] == ["XYZ", "5"] for line in held[1:])
+    one = json.loads(
+        datn(
+            "trader", "--credentials", str(buyer), "orders",
+            "--client-id", json.loads(dated)["client_order_id"], "--json",
+        )
+    )  # fmt: skip
+    assert [o["order_id"] for o in one] == [json.loads(dated)["order_id"]]
+    # The network book: the dated bid rests, nothing is offered.
+    ladder = datn("trader", "--credentials", str(buyer), "book", "XYZ").splitlines()
+    assert ladder[0].split()[:3] == ["side", "price_ticks", "quantity_lots"]
+    assert [line.split()[:3] for line in ladder[1:]] == [["bid", "4000", "1"]]
+    assert json.loads(datn("trader", "--credentials", str(buyer), "book", "XYZ", "--json"))[
+        "bids"
+    ] == [{"price_ticks": 4000, "quantity_lots": 1, "local_lots": 1, "network_lots": 0}]
+    printed = datn("trader", "--credentials", str(buyer), "prints", "XYZ")
+    assert printed.startswith("XYZ mark: ") and " 5000" in printed.splitlines()[-1]
+    unlisted = runner.invoke(main, ["trader", "--credentials", str(buyer), "book", "NOPE"])
+    assert unlisted.exit_code == 1 and "unknown_product" in unlisted.output
     balances = json.loads(datn("trader", "--credentials", str(buyer), "balances", "--json"))
     assert {b["asset"]: b["balance"] for b in balances}["USD"] == 100_000 - 5 * 5_000
     # The operator pays the buyer out: at most what it has available.

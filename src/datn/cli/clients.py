@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import click
 import httpx
@@ -482,7 +483,7 @@ def trader(ctx: click.Context, credentials: Path) -> None:
 ORDER_COLUMNS = [
     "order_id",
     "client_order_id",
-    "product_id",
+    "product",
     "side",
     "type",
     "time_in_force",
@@ -538,7 +539,7 @@ def place(
     if expire_in is not None:
         body["time_in_force"] = "gtd"
         body["expire_at_ms"] = int(time.time() * 1_000) + expire_in * 1_000
-    _show(_request(client, "POST", "/v1/orders", body), as_json, ORDER_COLUMNS)
+    _show_named(client, _request(client, "POST", "/v1/orders", body), as_json, ORDER_COLUMNS)
 
 
 @trader.command()
@@ -556,31 +557,61 @@ def cancel(client: TraderClient, order_id: int, as_json: bool) -> None:
 @click.pass_obj
 def cancel_all(client: TraderClient, product: str | None, as_json: bool) -> None:
     """Cancel every open order."""
-    path = "/v1/orders" + (f"?product={product}" if product else "")
+    path = "/v1/orders" + (f"?{urlencode({'product': product})}" if product else "")
     _show(_request(client, "DELETE", path), as_json)
 
 
 @trader.command()
 @click.option("--open", "open_only", is_flag=True, help="Only orders that may still fill.")
+@click.option("--product", help="Only this product's orders.")
+@click.option("--client-id", help="Only the order you placed with this client order id.")
 @click.option("--limit", type=int, default=50, show_default=True)
 @json_option
 @click.pass_obj
-def orders(client: TraderClient, open_only: bool, limit: int, as_json: bool) -> None:
+def orders(
+    client: TraderClient,
+    open_only: bool,
+    product: str | None,
+    client_id: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
     """Your orders, newest first."""
-    path = f"/v1/orders?limit={limit}" + ("&open=true" if open_only else "")
-    _show(_request(client, "GET", path), as_json, ORDER_COLUMNS)
+    query: dict[str, object] = {"limit": limit}
+    if open_only:
+        query["open"] = "true"
+    if product is not None:
+        query["product"] = product
+    if client_id is not None:
+        query["client_order_id"] = client_id
+    path = "/v1/orders?" + urlencode(query)
+    _show_named(client, _request(client, "GET", path), as_json, ORDER_COLUMNS)
 
 
 @trader.command()
+@click.option("--order-id", type=int, help="Only the fills of this order.")
 @click.option("--limit", type=int, default=50, show_default=True)
 @json_option
 @click.pass_obj
-def executions(client: TraderClient, limit: int, as_json: bool) -> None:
+def executions(client: TraderClient, order_id: int | None, limit: int, as_json: bool) -> None:
     """Your fills, newest first."""
-    _show(
-        _request(client, "GET", f"/v1/executions?limit={limit}"),
+    query: dict[str, object] = {"limit": limit}
+    if order_id is not None:
+        query["order_id"] = order_id
+    _show_named(
+        client,
+        _request(client, "GET", "/v1/executions?" + urlencode(query)),
         as_json,
-        ["order_id", "trade_id", "side", "price_ticks", "quantity_lots", "counterparty", "at_ms"],
+        [
+            "order_id",
+            "trade_id",
+            "product",
+            "side",
+            "price_ticks",
+            "quantity_lots",
+            "counterparty",
+            "at_ms",
+        ],
     )
 
 
@@ -588,8 +619,82 @@ def executions(client: TraderClient, limit: int, as_json: bool) -> None:
 @json_option
 @click.pass_obj
 def balances(client: TraderClient, as_json: bool) -> None:
-    """Your balances: total, available, and held for open orders."""
-    _show(_request(client, "GET", "/v1/balances"), as_json)
+    """Your balances: total, available, and held for open orders (a
+    product's lots under its symbol)."""
+    _show_named(client, _request(client, "GET", "/v1/balances"), as_json)
+
+
+@trader.command()
+@click.argument("product")
+@click.option("--depth", type=click.IntRange(1, 100), default=10, show_default=True)
+@json_option
+@click.pass_obj
+def book(client: TraderClient, product: str, depth: int, as_json: bool) -> None:
+    """PRODUCT's network book: asks above, best last; bids below, best
+    first; at each price the lots resting at this node (local) and those
+    its peers advertise (network)."""
+    response = _request(client, "GET", f"/v1/book/{quote(product, safe='')}?depth={depth}")
+    if as_json or response.status_code >= 400:
+        _show(response, as_json)
+        return
+    answer = response.json()
+    rows = [{"side": "ask", **level} for level in reversed(answer["asks"])]
+    rows += [{"side": "bid", **level} for level in answer["bids"]]
+    if not rows:
+        click.echo(f"{answer['product']}: no orders, here or advertised")
+        return
+    _show_rows(rows, ["side", "price_ticks", "quantity_lots", "local_lots", "network_lots"])
+
+
+@trader.command()
+@click.argument("product")
+@json_option
+@click.pass_obj
+def prints(client: TraderClient, product: str, as_json: bool) -> None:
+    """PRODUCT's mark (what risk checks value it at) and the last price
+    each node printed."""
+    response = _request(client, "GET", f"/v1/prints/{quote(product, safe='')}")
+    if as_json or response.status_code >= 400:
+        _show(response, as_json)
+        return
+    answer = response.json()
+    mark = answer["reference_price_ticks"]
+    click.echo(f"{answer['product']} mark: {'-' if mark is None else mark} ticks")
+    if answer["last_by_node"]:
+        _show_rows(answer["last_by_node"], ["node", "price_ticks"])
+    else:
+        click.echo("no prints yet")
+
+
+def _show_named(
+    client: TraderClient,
+    response: httpx.Response,
+    as_json: bool,
+    columns: Sequence[str] | None = None,
+) -> None:
+    """:func:`_show`, with each product id in a table named by its symbol
+    (the ``product`` column of orders and fills, a position's ``asset``);
+    ``--json`` prints the API's answer as it is."""
+    if as_json or response.status_code >= 400:
+        _show(response, as_json, columns)
+        return
+    answer = response.json()
+    rows = answer if isinstance(answer, list) else [answer]
+    symbols = _symbols(client) if rows else {}
+    for row in rows:
+        if "product_id" in row:
+            row["product"] = symbols.get(row["product_id"], row["product_id"])
+        if "asset" in row:
+            row["asset"] = symbols.get(row["asset"], row["asset"])
+    _show(httpx.Response(response.status_code, json=answer), False, columns)
+
+
+def _symbols(client: TraderClient) -> dict[str, str]:
+    """Product id -> symbol, as the node lists them (empty if it cannot say)."""
+    response = _request(client, "GET", "/v1/products")
+    if response.status_code != 200:
+        return {}
+    return {p["product_id"]: p["symbol"] for p in response.json()}
 
 
 @trader.command()
