@@ -212,6 +212,20 @@ def test_peer_addresses_links_dial_are_taken() -> None:
     assert [p.address for p in read.peers] == addresses
 
 
+@pytest.mark.parametrize("url", ["mysql://x", "memory:", "sqlite:///", "postgres://", "node.db"])
+def test_a_storage_url_the_node_cannot_open_is_refused_naming_the_key(url: str) -> None:
+    error = refusal(settings(node__storage=url))
+    assert error.key == "node.storage" and repr(url) in error.problem
+    assert "sqlite:///FILE" in error.problem and "postgresql://" in error.problem
+
+
+def test_storage_urls_are_taken_a_relative_file_in_the_node_s_folder() -> None:
+    read = settings_from(settings(node__storage="sqlite:///n.sqlite3"), Path("/srv/node"))
+    assert read.storage == "sqlite:////srv/node/n.sqlite3"
+    for url in ("sqlite:////var/lib/n.sqlite3", "postgresql://u@db:5432/n?schema=a"):
+        assert settings_from(settings(node__storage=url), Path("/srv/node")).storage == url
+
+
 def test_a_file_that_is_not_toml_or_not_there_is_refused(tmp_path: Path) -> None:
     bad = tmp_path / "datn.toml"
     bad.write_text("[node\nstorage = 1")

@@ -197,6 +197,7 @@ def settings_from(table: Mapping[str, Any], folder: Path) -> NodeSettings:
         "api",
     )
     storage = _text(node, "storage", "node", f"sqlite:///{folder / 'node.sqlite3'}")
+    _check_storage(storage)
     if storage.startswith("sqlite:///") and not storage.startswith("sqlite:////"):
         relative = storage.removeprefix("sqlite:///")
         if relative and not Path(relative).is_absolute():
@@ -254,6 +255,21 @@ def settings_from(table: Mapping[str, Any], folder: Path) -> NodeSettings:
 
 
 EVENT_LOOPS: Final = ("uvloop", "asyncio")
+
+
+STORAGE_SCHEMES: Final = ("sqlite:///", "postgresql://", "postgres://")
+
+
+def _check_storage(url: str) -> None:
+    """A storage URL the node can open (``memory:`` is for tests, and keeps
+    nothing): refused here, naming the key, rather than when the node
+    starts."""
+    if not url.startswith(STORAGE_SCHEMES) or url in STORAGE_SCHEMES:
+        raise ConfigError(
+            "node.storage",
+            f"{url!r} is not a storage URL: sqlite:///FILE (relative to the node's folder;"
+            " sqlite:////FILE is absolute) or postgresql://USER@HOST:PORT/DB[?schema=NAME]",
+        )
 
 
 def uvloop_installed() -> bool:
@@ -550,7 +566,7 @@ listen = "127.0.0.1:8482"
 resend_ms = 500
 
 # The peers this node links with: one [[peers]] table each. The operator
-# can also add peers to a running node (`datn admin peers add`). Each peer
+# can also add peers to a running node (`datn admin add-peer`). Each peer
 # must list this node too. Example:
 # [[peers]]
 # node_id = "64 hex digits: the peer's `datn node init` printed it"
