@@ -44,18 +44,25 @@ def test_a_trader_trades_through_the_signed_api(node: Running) -> None:
     # A retry returns the original order, not a second one.
     again = bob.request("POST", "/v1/orders", order("b1", "buy", 4, 5_000, time_in_force="ioc"))
     assert again.status_code == 200 and again.json()["order_id"] == bought.json()["order_id"]
+    # A market order given no time in force is IOC (a limit order's default,
+    # GTC, is one a market order cannot have); a retry has the same terms.
+    market = order("m1", "buy", 1, None, type="market")
+    taken = bob.request("POST", "/v1/orders", market)
+    assert taken.status_code == 201, taken.text
+    assert (taken.json()["time_in_force"], taken.json()["status"]) == ("ioc", "filled")
+    assert bob.request("POST", "/v1/orders", market).json()["order_id"] == taken.json()["order_id"]
     seen = alice.request("GET", f"/v1/orders/{sell['order_id']}").json()
-    assert (seen["status"], seen["filled_lots"]) == ("partially_filled", 4)
+    assert (seen["status"], seen["filled_lots"]) == ("partially_filled", 5)
     fills = bob.request("GET", "/v1/executions").json()
-    assert [(f["quantity_lots"], f["price_ticks"]) for f in fills] == [(4, 5_000)]
+    assert [(f["quantity_lots"], f["price_ticks"]) for f in fills] == [(1, 5_000), (4, 5_000)]
     balances = {b["asset"]: b for b in bob.request("GET", "/v1/balances").json()}
-    assert balances["USD"]["balance"] == 10_000_000 - 4 * 5_000
+    assert balances["USD"]["balance"] == 10_000_000 - 5 * 5_000
     # Another trader's order is not found; a cancel of it is refused.
     assert bob.request("GET", f"/v1/orders/{sell['order_id']}").status_code == 404
     assert bob.request("DELETE", f"/v1/orders/{sell['order_id']}").status_code == 404
     book = alice.request("GET", "/v1/book/XYZ").json()
     assert book["asks"] == [
-        {"price_ticks": 5_000, "quantity_lots": 6, "local_lots": 6, "network_lots": 0}
+        {"price_ticks": 5_000, "quantity_lots": 5, "local_lots": 5, "network_lots": 0}
     ]
     assert book["bids"] == []
     tape = alice.request("GET", "/v1/prints/XYZ").json()
@@ -64,7 +71,7 @@ def test_a_trader_trades_through_the_signed_api(node: Running) -> None:
     cancelled = alice.request("DELETE", f"/v1/orders/{sell['order_id']}")
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
     listed = alice.request("GET", "/v1/orders?client_order_id=s1").json()
-    assert listed[0]["status"] == "cancelled" and listed[0]["filled_lots"] == 4
+    assert listed[0]["status"] == "cancelled" and listed[0]["filled_lots"] == 5
     # The node runs on the loop its config names, and paces its garbage
     # collector's full scans.
     loop = tomllib.loads((node.folder / "datn.toml").read_text())["node"]["event_loop"]
@@ -168,6 +175,13 @@ def test_bad_requests_get_a_4xx_with_a_code_and_change_nothing(node: Running) ->
             "beyond_maximum",
         ),
         ("/admin/fund", {"asset": "NOPE", "amount": 7}, 404, "unknown_asset"),
+        # Money for a trader the operator never created: no one could reach it.
+        (
+            "/admin/deposits",
+            {"trader_id": "ghost", "asset": "USD", "amount": 7},
+            404,
+            "unknown_trader",
+        ),
     ):
         answer = node.admin.request("POST", path, body)
         assert (answer.status_code, answer.json()["code"]) == (status, code), answer.text
@@ -425,6 +439,10 @@ def test_a_newcomer_goes_from_nothing_to_a_filled_order_with_the_cli(node: Runni
         assert store.execute(query).fetchone() == (0,)
     elsewhere = runner.invoke(main, ["admin", "--node", "/nonexistent", "status", "--help"])
     assert elsewhere.exit_code == 0 and "Usage:" in elsewhere.output
+    helped = runner.invoke(main, ["trader", "place", "--help"], env={"DATN_CREDENTIALS": ""})
+    assert helped.exit_code == 0 and "Usage:" in helped.output
+    nobody = runner.invoke(main, ["trader", "balances"], env={"DATN_CREDENTIALS": ""})
+    assert nobody.exit_code == 1 and "give --credentials FILE" in nobody.output
     listed = node.folder / "list.json"
     listed.write_text("[1]")
     bad = runner.invoke(main, ["trader", "--credentials", str(listed), "balances"])
@@ -707,6 +725,14 @@ def test_cancel_on_disconnect_and_the_dead_mans_switch(node: Running) -> None:
         while json.loads(watched.recv(timeout=10)).get("event") != "dead_man_cancelled":
             pass
         assert alice.request("GET", f"/v1/orders/{second}").json()["status"] == "cancelled"
+        # Fired once: the silent client is not told again every second...
+        with pytest.raises(TimeoutError):
+            watched.recv(timeout=2.5)
+        # ...and its next message arms the switch again.
+        watched.send(json.dumps({"op": "heartbeat", "id": 2}))
+        assert next_answer(watched, 2)["ok"] is True
+        while json.loads(watched.recv(timeout=10)).get("event") != "dead_man_cancelled":
+            pass
 
 
 def test_a_websocket_message_larger_than_an_order_closes_the_socket(node: Running) -> None:

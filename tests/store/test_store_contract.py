@@ -508,3 +508,14 @@ def test_credentials_are_kept_found_and_revoked(backend: Backend) -> None:
         assert store.revoke_credential("k1") and not store.revoke_credential("k2")
         found = store.credential("k1")
         assert found is not None and found.revoked
+
+
+def test_a_trader_is_known_once_given_a_key_revoked_or_not(backend: Backend) -> None:
+    with backend.open() as store:
+        assert not store.has_trader("alice")
+        store.put_credential(Credential("k1", "alice", "hmac", b"s", 1_000))
+        assert store.has_trader("alice") and not store.has_trader("bob")
+        assert not store.has_trader("alic") and not store.has_trader("%")
+        store.revoke_credential("k1")
+    with backend.open() as store:
+        assert store.has_trader("alice")

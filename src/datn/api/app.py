@@ -155,7 +155,9 @@ class PlaceOrder(msgspec.Struct, forbid_unknown_fields=True):
     quantity_lots: Lots
     type: Literal["limit", "market"] = "limit"
     price_ticks: Ticks | None = None
-    time_in_force: Literal["gtc", "ioc", "fok", "gtd"] = "gtc"
+    time_in_force: Literal["gtc", "ioc", "fok", "gtd"] | None = None
+    """Left out: ``gtc`` for a limit order, ``ioc`` for a market order
+    (which never rests)."""
     expire_at_ms: Annotated[int, msgspec.Meta(gt=0, le=2**62)] | None = None
     """Good-till-date orders only: when what is left of it is cancelled,
     in milliseconds since the epoch (at most a year ahead)."""
@@ -454,7 +456,8 @@ async def place(
         raise ApiError(400, "price_required", "a limit order needs price_ticks")
     if data.type == "market" and data.price_ticks is not None:
         raise ApiError(400, "price_not_allowed", "a market order has no price_ticks")
-    gtd = data.time_in_force == "gtd"
+    time_in_force = data.time_in_force or ("ioc" if data.type == "market" else "gtc")
+    gtd = time_in_force == "gtd"
     if gtd != (data.expire_at_ms is not None):
         raise ApiError(
             400,
@@ -470,7 +473,7 @@ async def place(
         _SIDES[data.side],
         data.quantity_lots,
         data.price_ticks,
-        TimeInForce.GTC if gtd else _TIMES_IN_FORCE[data.time_in_force],
+        TimeInForce.GTC if gtd else _TIMES_IN_FORCE[time_in_force],
     )
     # The core remembers a client order id for client_order_memory_ms; the
     # store remembers it for good. A retry the core has forgotten is answered
@@ -481,7 +484,7 @@ async def place(
         existing = node.runtime.store.order_by_client_id(trader_id, data.client_order_id)
     if existing is not None:
         stored = ORDER_DECODER.decode(existing.body)
-        if not _same_terms(stored, request, data):
+        if not _same_terms(stored, request, time_in_force, data.expire_at_ms):
             raise ApiError(
                 422,
                 "client_order_id_reused",
@@ -532,7 +535,9 @@ async def place(
     raise ApiError(409, "no_answer", "the node gave no answer to the order")
 
 
-def _same_terms(stored: OrderView, request: OrderRequest, data: PlaceOrder) -> bool:
+def _same_terms(
+    stored: OrderView, request: OrderRequest, time_in_force: str, expire_at_ms: int | None
+) -> bool:
     return (
         stored.product_id,
         stored.side,
@@ -545,8 +550,8 @@ def _same_terms(stored: OrderView, request: OrderRequest, data: PlaceOrder) -> b
         request.side.value,
         request.quantity_lots,
         request.price_ticks,
-        data.time_in_force,
-        data.expire_at_ms,
+        time_in_force,
+        expire_at_ms,
     )
 
 
@@ -991,8 +996,16 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
         data: JSONBody[Deposit], admin: NamedDependency[bool], node: NamedDependency[Node]
     ) -> dict[str, object]:
         """Credit a trader with money that arrived for it: 404
-        ``unknown_asset`` for an asset the node does not keep, 422
-        ``beyond_maximum`` past the largest balance; nothing changes then."""
+        ``unknown_trader`` for a trader never given a key (money no one
+        could reach), 404 ``unknown_asset`` for an asset the node does not
+        keep, 422 ``beyond_maximum`` past the largest balance; nothing
+        changes then."""
+        if not node.runtime.store.has_trader(data.trader_id):
+            raise ApiError(
+                404,
+                "unknown_trader",
+                f"no trader {data.trader_id!r}: create it first (POST /admin/traders)",
+            )
         asset = _credit_checked(node, trader_owner(data.trader_id), data.asset, data.amount)
         event = DepositInput(data.trader_id, asset, data.amount)
         await submit_checked(node, event, _DEPOSIT_REFUSALS)

@@ -36,7 +36,8 @@ a session no more than ten messages a second per product and channel.
 
 ``cancel_on_disconnect``: when the socket closes, every open order of the
 trader is cancelled. ``dead_man_s``: if N seconds pass without a message
-from the client, every open order is cancelled (the session stays open).
+from the client, every open order is cancelled (the session stays open,
+and the switch is armed again by the client's next message).
 A client that reads too slowly (more than 10,000 events waiting) is
 disconnected rather than let the node's memory grow.
 """
@@ -404,19 +405,25 @@ class _Session:
                 return  # the receiving side ends the session
 
     async def _receive(self) -> None:
+        # The dead man's switch is armed from the start, and again by each
+        # message after it fired: a client that stays silent is cancelled
+        # for once, not told so every dead_man_s.
+        armed = bool(self.dead_man_s)
         while True:
             try:
-                if self.dead_man_s:
+                if armed:
                     raw = await asyncio.wait_for(self.socket.receive_data("text"), self.dead_man_s)
                 else:
                     raw = await self.socket.receive_data("text")
             except TimeoutError:
                 await cancel_everything(self.node, self.trader_id, None)
                 await self.send(_EVENTS.encode({"event": "dead_man_cancelled"}))
+                armed = False
                 continue
             except WebSocketDisconnect:
                 await asyncio.gather(*self._pending, return_exceptions=True)
                 return
+            armed = bool(self.dead_man_s)
             # Requests are applied in the order they arrive (a task's first
             # step runs in creation order, and a place or cancel reaches the
             # core in its first step); their answers go out as each becomes

@@ -460,24 +460,46 @@ def reinstate(client: AdminClient, peer: str, as_json: bool) -> None:
     "--credentials",
     type=click.Path(dir_okay=False, path_type=Path),
     envvar="DATN_CREDENTIALS",
-    required=True,
     help="The credentials file `datn admin trader-add --save` wrote (or $DATN_CREDENTIALS).",
 )
 @click.pass_context
-def trader(ctx: click.Context, credentials: Path) -> None:
+def trader(ctx: click.Context, credentials: Path | None) -> None:
     """A trader's commands, signed with its API key."""
+    # Read when a command first uses it: a command's --help needs none.
+    ctx.obj = _Credentials(credentials)
+
+
+class _Credentials:
+    """The traders' API client the credentials file ``path`` describes,
+    made when first used."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._client: TraderClient | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._client is None:
+            self._client = _trader_client(self.path)
+        return getattr(self._client, name)
+
+
+def _trader_client(path: Path | None) -> TraderClient:
+    if path is None:
+        _fail("which trader? give --credentials FILE (or set DATN_CREDENTIALS)")
+        raise AssertionError  # unreachable: _fail exits
     try:
-        data = json.loads(credentials.read_text())
+        data = json.loads(path.read_text())
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
-        ctx.obj = TraderClient(
+        return TraderClient(
             data["api_url"],
             data["key_id"],
             data.get("secret"),
             signing_key_hex=data.get("signing_key"),
         )
     except (OSError, ValueError, KeyError, TypeError) as error:
-        _fail(f"{credentials}: not a credentials file ({error})")
+        _fail(f"{path}: not a credentials file ({error})")
+        raise AssertionError from error  # unreachable: _fail exits
 
 
 ORDER_COLUMNS = [

@@ -392,6 +392,11 @@ class Store(ABC):
     def revoke_credential(self, key_id: str) -> bool:
         """Mark it revoked; False if there is no such key."""
 
+    @abstractmethod
+    def has_trader(self, trader_id: str) -> bool:
+        """Whether ``trader_id`` was ever given a key (revoked since or not):
+        the traders an operator created."""
+
     # ------------------------------------------------------------ life
 
     @abstractmethod

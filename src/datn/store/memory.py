@@ -276,5 +276,9 @@ class MemoryStore(Store):
         self._credentials[key_id] = replace(found, revoked=True)
         return True
 
+    def has_trader(self, trader_id: str) -> bool:
+        self._open()
+        return any(c.trader_id == trader_id for c in self._credentials.values())
+
     def close(self) -> None:
         self._closed = True

@@ -602,6 +602,11 @@ class SqlStore(Store):
         )
         return bool(changed)
 
+    def has_trader(self, trader_id: str) -> bool:
+        self._check_open()
+        rows = self._read("SELECT 1 FROM credentials WHERE trader_id = ? LIMIT 1", (trader_id,))
+        return bool(rows)
+
 
 def _meta(tx: Executor, key: str) -> int:
     rows = tx.run("SELECT value FROM datn_meta WHERE key = ?", (key,))
