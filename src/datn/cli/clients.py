@@ -106,17 +106,26 @@ def admin(ctx: click.Context, folder: Path) -> None:
     ctx.obj = _NodeAdmin(folder)
 
 
-class _NodeAdmin:
-    """The operator API's client for the node in ``folder``, made when first used."""
+class _Lazy:
+    """A client made when a command first uses it (by ``make``), so that a
+    command's --help needs no node and no credentials."""
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self._client: AdminClient | None = None
+    def __init__(self, make: Callable[[], AdminClient | TraderClient]) -> None:
+        self._make = make
+        self._client: AdminClient | TraderClient | None = None
 
     def __getattr__(self, name: str) -> Any:
         if self._client is None:
-            self._client = admin_client(self.folder)
+            self._client = self._make()
         return getattr(self._client, name)
+
+
+class _NodeAdmin(_Lazy):
+    """The operator API's client for the node in ``folder``."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(lambda: admin_client(folder))
+        self.folder = folder
 
     @property
     def api_url(self) -> str:
@@ -466,21 +475,7 @@ def reinstate(client: AdminClient, peer: str, as_json: bool) -> None:
 def trader(ctx: click.Context, credentials: Path | None) -> None:
     """A trader's commands, signed with its API key."""
     # Read when a command first uses it: a command's --help needs none.
-    ctx.obj = _Credentials(credentials)
-
-
-class _Credentials:
-    """The traders' API client the credentials file ``path`` describes,
-    made when first used."""
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self._client: TraderClient | None = None
-
-    def __getattr__(self, name: str) -> Any:
-        if self._client is None:
-            self._client = _trader_client(self.path)
-        return getattr(self._client, name)
+    ctx.obj = _Lazy(lambda: _trader_client(credentials))
 
 
 def _trader_client(path: Path | None) -> TraderClient:
