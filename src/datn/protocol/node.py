@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar, Final
 
 import msgspec
@@ -178,6 +178,25 @@ class NodeCore:
             core = cls._replay(journal, snapshot)
         core._needs_restart = True
         return Recovered(core)
+
+    @classmethod
+    def replayed(
+        cls, journal: Iterable[JournalEntry]
+    ) -> Iterator[tuple[JournalEntry, list[Effect]]]:
+        """A node's whole journal (its genesis first) replayed from nothing,
+        with the effects each entry had when the node ran: the messages it
+        sent, the answers it gave. For an audit of what a node did; a node
+        to run is rebuilt with :meth:`recover`."""
+        entries = iter(journal)
+        first = next(entries, None)
+        if first is None or not isinstance(first.input, GenesisInput):
+            raise NodeError("a journal starts with the node's genesis")
+        core, effects = cls.start(first.input.genesis, first.now)
+        yield first, effects
+        for entry in entries:
+            if isinstance(entry.input, GenesisInput):
+                raise NodeError("a journal has one genesis, first")
+            yield entry, core._apply(entry.input, entry.now)
 
     @classmethod
     def _replay(cls, journal: Iterable[JournalEntry], snapshot: NodeSnapshot | None) -> NodeCore:
