@@ -300,7 +300,7 @@ def test_sigkill_at_random_moments_loses_nothing_acknowledged(tmp_path: Path) ->
 POSTGRES_URL = os.environ.get("DATN_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-def test_a_node_on_postgresql_trades_and_survives_a_kill(tmp_path: Path) -> None:
+def test_a_postgresql_node_trades_by_http_and_websocket_and_survives_a_kill(tmp_path: Path) -> None:
     import psycopg  # noqa: PLC0415
 
     try:
@@ -325,6 +325,12 @@ def test_a_node_on_postgresql_trades_and_survives_a_kill(tmp_path: Path) -> None
         alice = running.trader(*keys)
         seen = alice.request("GET", f"/v1/orders/{sell['order_id']}").json()
         assert (seen["status"], seen["filled_lots"]) == ("partially_filled", 3)
+        # The WebSocket's order entry and streams, on PostgreSQL as on SQLite
+        # (alice's order out of the way: it has time priority at the price).
+        assert alice.request("DELETE", "/v1/orders").status_code == 200
+        carol = make_trader(running, "carol", 0, 50)
+        with ws_session(running, carol) as seller:
+            websocket_flow(seller, make_trader(running, "dave", 10_000_000, 0))
     finally:
         stop(running)
         with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
