@@ -567,6 +567,54 @@ def test_the_websocket_takes_orders_and_streams_events(node: Running) -> None:
         websocket_flow(seller, bob)
 
 
+def test_a_websocket_order_signed_with_an_ed25519_key_is_kept_as_evidence(
+    node: Running,
+) -> None:
+    from nacl.signing import SigningKey  # noqa: PLC0415
+
+    private = SigningKey.generate()
+    made = node.admin.request(
+        "POST",
+        "/admin/traders",
+        {"trader_id": "erin", "public_key": private.verify_key.encode().hex()},
+    ).json()
+    deposit = {"trader_id": "erin", "asset": "XYZ", "amount": 100}
+    assert node.admin.request("POST", "/admin/deposits", deposit).status_code == 201
+    erin = TraderClient(node.api_url, made["key_id"], signing_key_hex=private.encode().hex())
+
+    def place(request_id: int, body: bytes, stamp: str, signature: str) -> str:
+        # The order member's bytes are what was signed, spelt as sent.
+        return (
+            f'{{"op": "place", "id": {request_id}, "order": {body.decode()}, '
+            f'"timestamp": "{stamp}", "signature": "{signature}"}}'
+        )
+
+    body = json.dumps(order("e1", "sell", 5, 6_000), indent=1).encode()
+    stamp = str(int(time.time() * 1_000))
+    signature = erin.signer.sign(stamp, "POST", "/v1/orders", body)
+    with ws_session(node, erin) as session:
+        session.send(place(1, body, stamp, signature))
+        assert next_answer(session, 1)["order"]["status"] == "new"
+        # The same signed message again is a replay; a signature over other
+        # bytes, or by another key, is refused; each places nothing.
+        session.send(place(2, body, stamp, signature))
+        assert next_answer(session, 2)["code"] == "replayed"
+        other = json.dumps(order("e2", "sell", 5, 6_000)).encode()
+        session.send(place(3, other, stamp, signature))
+        assert next_answer(session, 3)["code"] == "bad_signature"
+        stranger = SigningKey.generate().sign(b"x").signature.hex()
+        session.send(place(4, other, stamp, stranger))
+        assert next_answer(session, 4)["code"] == "bad_signature"
+        # Unsigned, an order is the session's, and is not evidence.
+        session.send(json.dumps({"op": "place", "id": 5, "order": order("e3", "sell", 1, 6_000)}))
+        assert next_answer(session, 5)["ok"] is True
+    placed = [o["client_order_id"] for o in erin.request("GET", "/v1/orders").json()]
+    assert sorted(placed) == ["e1", "e3"]
+    kept = node.admin.request("GET", "/admin/traders/erin/signed-orders").json()
+    assert len(kept) == 1 and kept[0]["valid"] and kept[0]["target"] == "/v1/orders"
+    assert kept[0]["body"] == body.decode() and kept[0]["timestamp"] == stamp
+
+
 def websocket_flow(seller: Any, bob: TraderClient) -> None:
     seller.send(json.dumps({"op": "place", "id": 1, "order": order("s1", "sell", 10, 5_000)}))
     placed = next_answer(seller, 1)

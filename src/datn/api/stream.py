@@ -16,7 +16,14 @@ client sends requests, each with its own ``id``::
     {"op": "subscribe", "id": 5, "product": "XYZ"}
     {"op": "unsubscribe", "id": 6, "product": "XYZ"}
 
-and gets one answer per request, ``{"id": 1, "ok": true, "order": {...}}``
+A place may carry ``"timestamp"`` and ``"signature"``: the signature the
+REST request ``POST /v1/orders`` with the ``order`` member's exact bytes as
+its body would carry, made with the session's key. The node checks it (a
+bad or replayed one is refused, and nothing is placed) and, for an Ed25519
+key, keeps the signed order as evidence that the trader placed it, as for
+a REST order. Unsigned places are the session's, trusted as authenticated.
+
+Each request gets one answer, ``{"id": 1, "ok": true, "order": {...}}``
 or ``{"id": 1, "ok": false, "code": ..., "message": ...}`` with the fields
 the REST API's refusal of the same request carries (``order_id`` for an
 order rejected or a client order id reused; ``retry_after_s`` for a
@@ -70,7 +77,13 @@ from datn.api.app import (
     prints_of,
     refusal,
 )
-from datn.api.auth import KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, AuthError
+from datn.api.auth import (
+    KEY_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    AuthError,
+    SignedRequest,
+)
 from datn.api.transport import coalescing, give_place_back
 from datn.protocol.effects import Reply
 from datn.runtime.node import NodeStoppedError
@@ -125,6 +138,11 @@ class Request(msgspec.Struct):
     answered with its request's id (empty when absent)."""
     order_id: int | None = None
     product: str | None = None
+    timestamp: str | None = None
+    signature: str | None = None
+    """A place may be signed as its REST request would be (``POST``,
+    ``/v1/orders``, the ``order`` member's bytes as the body), with the
+    session's key: an Ed25519-signed order is then kept as evidence."""
 
 
 _UNREADABLE = (msgspec.ValidationError, msgspec.DecodeError, RecursionError)
@@ -334,7 +352,9 @@ def stream_handler(node: Node, sessions: Sessions) -> Any:
         try:
             with contextlib.suppress(WebSocketDisconnect, ClientDisconnected):
                 await socket.send_data(_EVENTS.encode({"ok": True, "trader_id": trader_id}))
-                await _Session(node, socket, trader_id, queue, auth.dead_man_s, market).run()
+                await _Session(
+                    node, socket, trader_id, auth.key_id, queue, auth.dead_man_s, market
+                ).run()
         finally:
             sessions.open[trader_id] -= 1
             if not sessions.open[trader_id]:
@@ -358,6 +378,7 @@ class _Session:
         node: Node,
         socket: WebSocket[Any, Any, Any],
         trader_id: str,
+        key_id: str,
         queue: Queue,
         dead_man_s: int,
         market: MarketData,
@@ -365,6 +386,7 @@ class _Session:
         self.node = node
         self.socket = socket
         self.trader_id = trader_id
+        self.key_id = key_id
         self.queue = queue
         self.dead_man_s = dead_man_s
         self.market = market
@@ -452,12 +474,15 @@ class _Session:
             if request.op in _BUDGETED:
                 node.admit(trader)  # the trader's request budget, as over REST
             if request.op == "place" and request.order:
+                signed = None
+                if request.signature is not None or request.timestamp is not None:
+                    signed = self._signed(request)
                 try:
                     order = _ORDER.decode(request.order)
                 except _UNREADABLE as error:
                     # The client's own order: its error, not the node's.
                     raise ApiError(400, "bad_request", _unreadable(error)) from None
-                new, view = await place(node, trader, order)
+                new, view = await place(node, trader, order, signed)
                 return {"id": request.id, "ok": True, "new": new, "order": view}
             if request.op == "cancel" and request.order_id is not None:
                 result = await cancel(node, trader, request.order_id)
@@ -491,6 +516,22 @@ class _Session:
             if retry_after is not None:
                 answer["retry_after_s"] = int(retry_after)
             return answer
+
+    def _signed(self, request: Request) -> SignedRequest | None:
+        """The place ``request`` as its trader signed it (None for an HMAC
+        key, which proves nothing to anyone else), checked as the REST
+        request with the same body would be, replays refused; or AuthError."""
+        headers = {
+            KEY_HEADER: self.key_id,
+            TIMESTAMP_HEADER: request.timestamp or "",
+            SIGNATURE_HEADER: request.signature or "",
+        }
+        try:
+            caller = self.node.verifier.verify(headers, "POST", "/v1/orders", bytes(request.order))
+        except AuthError as error:
+            self.node.counters.auth_refused[error.code] += 1
+            raise ApiError(401, error.code, error.message) from None
+        return caller.signed
 
 
 class OrderEntryProtocol(WebSocketsSansIOProtocol):
