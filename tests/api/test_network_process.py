@@ -10,9 +10,11 @@ from __future__ import annotations
 import itertools
 import json
 import random
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from nodes import postgres_schema
 
@@ -122,7 +124,27 @@ def test_three_nodes_trade_across_the_network_and_conserve_every_asset(
         ]
         assert cross, "no trade crossed nodes"
         _check_statements_match(network)
+        _check_trades(network)
         _check_evidence(network, tmp_path)
+
+
+def _check_trades(network: LocalNetwork) -> None:
+    """Each node's trade feed holds what every node's book printed: its
+    own trades as it made them, and its peers' as they printed them, lot for
+    lot once the network is quiet."""
+    lots: dict[str, Counter[str]] = {}
+    for node in network.nodes:
+        answer = httpx.get(f"{node.api_url}/v1/trades/XYZ", params={"limit": 1_000})
+        assert answer.status_code == 200, answer.text
+        rows = answer.json()
+        assert [r["at_ms"] for r in rows] == sorted((r["at_ms"] for r in rows), reverse=True)
+        lots[node.node_id] = Counter()
+        for row in rows:
+            lots[node.node_id][row["node"]] += row["quantity_lots"]
+    printed = {source: lots[source][source] for source in lots}
+    assert sum(printed.values()) > 0
+    for here, heard in lots.items():
+        assert heard == +Counter(printed), (here, heard, printed)
 
 
 def _check_evidence(network: LocalNetwork, tmp_path: Path) -> None:

@@ -65,6 +65,16 @@ def test_a_trader_trades_through_the_signed_api(node: Running) -> None:
         {"price_ticks": 5_000, "quantity_lots": 5, "local_lots": 5, "network_lots": 0}
     ]
     assert book["bids"] == []
+    # The trade feed, newest first: both trades, made at this node's book.
+    feed = alice.request("GET", "/v1/trades/XYZ").json()
+    assert [(t["node"], t["price_ticks"], t["quantity_lots"]) for t in feed] == [
+        (node.node_id, 5_000, 1),
+        (node.node_id, 5_000, 4),
+    ]
+    assert len(alice.request("GET", "/v1/trades/XYZ?limit=1").json()) == 1
+    for bad in ("/v1/trades/XYZ?limit=0", "/v1/trades/XYZ?limit=1001"):
+        assert alice.request("GET", bad).status_code == 400
+    assert alice.request("GET", "/v1/trades/NOPE").json()["code"] == "unknown_product"
     tape = alice.request("GET", "/v1/prints/XYZ").json()
     assert tape["reference_price_ticks"] == 5_000  # the opening reference: no quorum of sources yet
     assert alice.request("GET", "/v1/book/NOPE").json()["code"] == "unknown_product"
@@ -401,6 +411,9 @@ def test_a_newcomer_goes_from_nothing_to_a_filled_order_with_the_cli(node: Runni
     assert json.loads(datn("trader", "--credentials", str(buyer), "book", "XYZ", "--json"))[
         "bids"
     ] == [{"price_ticks": 4000, "quantity_lots": 1, "local_lots": 1, "network_lots": 0}]
+    tape = datn("trader", "--credentials", str(buyer), "trades", "XYZ").splitlines()
+    assert tape[0].split() == ["at_ms", "node", "price_ticks", "quantity_lots"]
+    assert [line.split()[2:] for line in tape[1:]] == [["5000", "5"]]
     printed = datn("trader", "--credentials", str(buyer), "prints", "XYZ")
     assert printed.startswith("XYZ mark: ") and " 5000" in printed.splitlines()[-1]
     unlisted = runner.invoke(main, ["trader", "--credentials", str(buyer), "book", "NOPE"])

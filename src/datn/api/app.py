@@ -19,9 +19,11 @@ uvicorn runs inside the node's own asyncio loop, beside the runtime.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Final, Literal
@@ -65,6 +67,7 @@ from datn.protocol.effects import (
     FundInput,
     Input,
     PlaceInput,
+    Publish,
     Rejected,
     Reply,
     WithdrawInput,
@@ -196,6 +199,21 @@ class Product(msgspec.Struct):
     lot_size: int
 
 
+RECENT_TRADES: Final = 1_000
+"""Trade prints the API keeps per product, the latest (``GET /v1/trades``)."""
+
+
+class Trade(msgspec.Struct):
+    """A trade print: ``node``'s book set its price (this node's, or a peer's
+    as it printed it); ``at_ms``, when it traded (a peer's print, when this
+    node learned of it), in milliseconds since the epoch."""
+
+    node: str
+    price_ticks: int
+    quantity_lots: int
+    at_ms: int
+
+
 class Node:
     """What the API handlers reach: the runtime, its store and history."""
 
@@ -222,6 +240,18 @@ class Node:
         """The node's peer links, when it runs them (``datn node run``)."""
         core = runtime.core
         self.products = {spec.symbol: spec for spec in core.context.products.values()}
+        self.trades: dict[str, deque[Trade]] = {}
+        """The latest trade prints of each product, oldest first: what the
+        node printed and heard since it started (market data, not records:
+        a restart begins them again)."""
+
+    def record_print(self, effect: Publish) -> None:
+        """Keep a trade print the core published (the runtime's outlet)."""
+        kept = self.trades.get(effect.product_id)
+        if kept is None:
+            kept = self.trades[effect.product_id] = deque(maxlen=RECENT_TRADES)
+        at_ms = effect.executed.wall_ms
+        kept.append(Trade(effect.source, effect.price_ticks, effect.quantity_lots, at_ms))
 
     def admit(self, trader_id: str) -> None:
         """Spend one of the trader's request tokens, or refuse with 429."""
@@ -845,6 +875,18 @@ async def prints(symbol: FromPath[str], node: NamedDependency[Node]) -> Prints:
     return await node.runtime.read(lambda core: prints_of(core, symbol, product_id))
 
 
+@get("/v1/trades/{symbol:str}", responses=_errors(400, 404))
+async def trades(
+    symbol: FromPath[str],
+    node: NamedDependency[Node],
+    limit: Annotated[int, QueryParameter(ge=1, le=RECENT_TRADES)] = 100,
+) -> list[Trade]:
+    """A product's latest trades across the network, newest first: this
+    node's own and those its peers printed, since the node started."""
+    kept = node.trades.get(node.product_id(symbol), ())
+    return list(itertools.islice(reversed(kept), limit))
+
+
 @get("/v1/products")
 async def products(node: NamedDependency[Node]) -> list[Product]:
     return [
@@ -887,6 +929,7 @@ def trader_app(node: Node, extra_handlers: Sequence[Any] = ()) -> Litestar:
             products,
             network_book,
             prints,
+            trades,
             *extra_handlers,
         ],
         dependencies={

@@ -683,6 +683,18 @@ def prints(client: TraderClient, product: str, as_json: bool) -> None:
         click.echo("no prints yet")
 
 
+@trader.command()
+@click.argument("product")
+@click.option("--limit", type=click.IntRange(1, 1_000), default=20, show_default=True)
+@json_option
+@click.pass_obj
+def trades(client: TraderClient, product: str, limit: int, as_json: bool) -> None:
+    """PRODUCT's latest trades across the network, newest first: the node
+    whose book set each one's price, its price, lots and time (ms)."""
+    path = f"/v1/trades/{quote(product, safe='')}?limit={limit}"
+    _show(_request(client, "GET", path), as_json, ["at_ms", "node", "price_ticks", "quantity_lots"])
+
+
 def _show_named(
     client: TraderClient,
     response: httpx.Response,

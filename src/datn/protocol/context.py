@@ -80,7 +80,9 @@ class Context:
         from the advert of the resting order that made its price (see
         :class:`~datn.protocol.messages.Advert`): each trade is printed once,
         by the node whose book set the price."""
-        out.append(Publish(product_id, price_ticks, lots, self.clock.tick(now.wall_ms)))
+        out.append(
+            Publish(product_id, price_ticks, lots, self.clock.tick(now.wall_ms), self.node_id)
+        )
 
     def count(self, name: str, amount: int = 1) -> None:
         self.stats[name] = self.stats.get(name, 0) + amount

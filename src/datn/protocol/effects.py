@@ -270,12 +270,16 @@ class SetTimer(Value, frozen=True):
 
 
 class Publish(Value, frozen=True):
-    """An anonymous trade print for the node's market-data feed."""
+    """An anonymous trade print for the node's market-data feed: a trade of
+    ``source``'s book (this node's own, or a peer's, as the peer printed it;
+    ``executed``: a peer's trade print's own stamp, or this node's wall
+    clock when an advert told it of the trade)."""
 
     product_id: str
     price_ticks: int
     quantity_lots: int
     executed: Hlc
+    source: str = ""
 
 
 class Pay(Value, frozen=True):

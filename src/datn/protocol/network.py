@@ -22,9 +22,9 @@ from mypy_extensions import mypyc_attr
 
 from datn.domain import Side
 from datn.domain.value import NodeId
-from datn.protocol.clock import Now
+from datn.protocol.clock import Hlc, Now
 from datn.protocol.context import Context
-from datn.protocol.effects import Effect, SetTimer
+from datn.protocol.effects import Effect, Publish, SetTimer
 from datn.protocol.messages import Advert, Heartbeat, TradePrint
 from datn.protocol.snapshot import NetworkState, PeerViewState
 
@@ -233,7 +233,7 @@ class NetworkView:
         current = view.adverts.get(ref)
         if current is not None and current.version > message.version:
             return False  # an older advert overtaken by a newer one
-        self._printed(sender, message)
+        self._printed(sender, message, now, out)
         if not message.quantity_lots:
             if current is not None:
                 del view.adverts[ref]
@@ -251,12 +251,19 @@ class NetworkView:
         view.index(message).put(message)
         return True
 
-    def _printed(self, sender: NodeId, message: Advert) -> None:
+    def _printed(self, sender: NodeId, message: Advert, now: Now, out: list[Effect]) -> None:
         """The trade print an advert carries: its price joins the product's
-        marks, as the sender's."""
+        marks, as the sender's, and the node's market-data feed."""
         if message.traded_lots:
-            self.context.marks.record(message.product_id, sender, message.price_ticks)
-            self.context.count("prints_received")
+            context = self.context
+            context.marks.record(message.product_id, sender, message.price_ticks)
+            context.count("prints_received")
+            # Stamped with this node's wall clock as it learns of the trade:
+            # its HLC is not ticked, so replaying a journal written before
+            # prints were published gives the same state.
+            learned = Hlc(now.wall_ms, 0)
+            product, price, lots = message.product_id, message.price_ticks, message.traded_lots
+            out.append(Publish(product, price, lots, learned, sender))
 
     def on_trade_print(
         self, sender: NodeId, message: TradePrint, now: Now, out: list[Effect]
@@ -269,6 +276,15 @@ class NetworkView:
             return
         context.marks.record(message.product_id, sender, message.price_ticks)
         context.count("prints_received")
+        out.append(
+            Publish(
+                message.product_id,
+                message.price_ticks,
+                message.quantity_lots,
+                message.executed,
+                sender,
+            )
+        )
 
     # ========================================================= heartbeats
 
