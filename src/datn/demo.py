@@ -159,8 +159,9 @@ class _Bots:
         try:
             target(node, index)
         except Exception as error:  # a bot's failure ends the demo with its reason
+            bot = _BOT_NAMES.get(target.__name__, target.__name__)
             with self.tally.lock:
-                self.tally.errors.append(f"{target.__name__} at {node.name}: {error}")
+                self.tally.errors.append(f"the {bot} at node {node.name} failed: {error}")
             self.stop.set()
 
     def _place(self, client: TraderClient, body: dict[str, Any]) -> dict[str, Any] | None:
@@ -324,6 +325,9 @@ def _interrupts() -> Iterator[threading.Event]:
             signal.signal(signum, handler)
 
 
+_BOT_NAMES: Final = {"_make": "market-making bot", "_take": "taking bot"}
+
+
 def run_demo(settings: DemoSettings, out: TextIO, *, live: bool) -> dict[str, Any]:
     """Run the demo; its summary. Raises LaunchError if the network could not
     be set up or a bot failed; every process is stopped either way."""
@@ -402,8 +406,25 @@ def _watch(
                 )
         interrupted.wait(1.0)
     with tally.lock:
-        if tally.errors:
-            raise LaunchError("; ".join(tally.errors))
+        errors = list(tally.errors)
+    if errors:
+        # A bot fails first when a node it trades at dies: the node's end
+        # is then the reason to give, with its log.
+        gone = _stopped(network)
+        if gone is not None:
+            raise LaunchError(f"node {gone.name} stopped:\n{gone.tail()}")
+        raise LaunchError("; ".join(errors))
+
+
+def _stopped(network: LocalNetwork, grace_s: float = 1.0) -> NodeProcess | None:
+    """A node whose process has ended, if any (a process killed a moment ago
+    given ``grace_s`` to be seen ended)."""
+    deadline = time.monotonic() + grace_s
+    while True:
+        gone = next((node for node in network if not node.running), None)
+        if gone is not None or time.monotonic() >= deadline:
+            return gone
+        time.sleep(0.05)
 
 
 def _finish(

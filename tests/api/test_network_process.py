@@ -173,6 +173,10 @@ def _check_evidence(network: LocalNetwork, tmp_path: Path) -> None:
         else:
             assert "OK: every signature checks" in checked.output
             assert "trades" in checked.output, checked.output
+            # A real node is named by its id, once.
+            named = [line.split()[-1] for line in checked.output.splitlines()[1:3]]
+            assert sorted(named) == sorted([a.node_id, b.node_id]), checked.output
+            assert " = " not in "".join(checked.output.splitlines()[1:3])
     # A period outside what the API states is refused, naming the parameter.
     a, b = network.nodes[0], network.nodes[1]
     assert a.admin is not None

@@ -368,7 +368,9 @@ def test_a_newcomer_goes_from_nothing_to_a_filled_order_with_the_cli(node: Runni
     # only its public half. The buyer's is an HMAC secret the node keeps.
     assert "signing_key" in json.loads(seller.read_text())
     assert "secret" in json.loads(buyer.read_text())
-    datn(*at, "deposit", "seller", "XYZ", "10")
+    credited = datn(*at, "deposit", "seller", "XYZ", "10").splitlines()
+    assert credited[0].split() == ["trader_id", "asset", "symbol", "amount"]
+    assert credited[1].split()[2:] == ["XYZ", "10"]
     datn(*at, "deposit", "buyer", "USD", "100000")
     datn("trader", "--credentials", str(seller), "place", "sell", "5", "XYZ", "--price", "5000")
     bought = datn(

@@ -1052,7 +1052,12 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
         asset = _credit_checked(node, trader_owner(data.trader_id), data.asset, data.amount)
         event = DepositInput(data.trader_id, asset, data.amount)
         await submit_checked(node, event, _DEPOSIT_REFUSALS)
-        return {"trader_id": data.trader_id, "asset": asset, "amount": data.amount}
+        return {
+            "trader_id": data.trader_id,
+            "asset": asset,
+            "symbol": _symbol(node, asset),
+            "amount": data.amount,
+        }
 
     @post("/admin/withdrawals", status_code=201)
     async def withdraw(
@@ -1075,7 +1080,12 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
             )
         event = WithdrawInput(data.trader_id, asset, data.amount)
         await submit_checked(node, event, _WITHDRAW_REFUSALS)
-        return {"trader_id": data.trader_id, "asset": asset, "amount": data.amount}
+        return {
+            "trader_id": data.trader_id,
+            "asset": asset,
+            "symbol": _symbol(node, asset),
+            "amount": data.amount,
+        }
 
     @post("/admin/fund", status_code=201)
     async def fund(
@@ -1083,7 +1093,7 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
     ) -> dict[str, object]:
         asset = _credit_checked(node, CAPITAL_OWNER, data.asset, data.amount)
         await submit_checked(node, FundInput(asset, data.amount), _FUND_REFUSALS)
-        return {"asset": asset, "amount": data.amount}
+        return {"asset": asset, "symbol": _symbol(node, asset), "amount": data.amount}
 
     @get("/admin/status")
     async def status(
@@ -1276,3 +1286,8 @@ def _asset(node: Node, name: str) -> str:
     """A currency code as given, or a product's id for its symbol."""
     spec = node.products.get(name)
     return spec.product_id if spec is not None else name
+
+
+def _symbol(node: Node, asset: str) -> str:
+    """What an operator calls ``asset``: a product's symbol, a currency's code."""
+    return next((s.symbol for s in node.products.values() if s.product_id == asset), asset)

@@ -12,7 +12,7 @@ import httpx
 
 from datn.cli.clients import json_option
 from datn.domain import USD
-from datn.evidence import Trade, Verification, export_bundle, verify_bundle
+from datn.evidence import Party, Trade, Verification, export_bundle, verify_bundle
 from datn.protocol.messages import NodeId
 from datn.sim.invariants import InvariantError
 from datn.sim.network import PRODUCTS, Faults, Simulation
@@ -230,14 +230,19 @@ def _held(result: Verification, trades: list[Trade]) -> dict[str, int]:
     return {p.name: sum(1 for t in trades if t.holder == p.name) for p in result.nodes or ()}
 
 
+def _party(party: Party) -> str:
+    return party.node_id if party.name == party.node_id else f"{party.name} = {party.node_id}"
+
+
 def _summary(result: Verification) -> None:
     echo = click.echo
     assert result.nodes is not None
     low, high = result.nodes
     end = "the end" if result.to_ms is None else f"{result.to_ms} ms"
     echo(f"bundle: {result.records} records, exported by {result.exporter}")
-    echo(f"  nodes: {low.name} = {low.node_id}")
-    echo(f"         {high.name} = {high.node_id}")
+    # A real node is named by its id; a simulated one by a short name too.
+    echo(f"  nodes: {_party(low)}")
+    echo(f"         {_party(high)}")
     echo(f"  period: {result.from_ms} ms to {end}")
     echo(f"signatures: {result.frames_verified} of {result.records} frames verified")
     if result.messages:

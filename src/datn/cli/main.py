@@ -63,6 +63,9 @@ def demo(nodes: int, duration: float | None, folder: Path | None, seed: int, as_
         summary = run_demo(settings, out, live=live)
     except LaunchError as error:
         click.echo(f"datn demo: {error}", err=True)
+        click.echo(
+            "datn demo: ended without a summary; every process it started is stopped", err=True
+        )
         sys.exit(1)
     if as_json:
         click.echo(json.dumps(summary))
