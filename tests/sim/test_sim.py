@@ -109,14 +109,23 @@ def test_a_holder_that_does_not_book_its_side_is_caught() -> None:
 
 
 def test_a_node_that_forgets_its_decisions_on_recovery_is_caught() -> None:
-    """Recovery must rebuild everything: a node that loses state is caught (invariant 10)."""
+    """Recovery must rebuild everything: a node that loses state is caught
+    (invariant 10). Whether a run crashes a node while it holds decisions
+    depends on its seed (and on how orders are routed): of a few seeds'
+    runs, one at least is caught, and only for that."""
     ids = [NodeId(f"n{i:03d}") for i in range(6)]
-    sim = Simulation(
-        3, 6, faults=FAULT_CLASSES["crashes"], strategies=dict.fromkeys(ids, ForgetfulCore)
-    )
-    sim.fund()
-    with pytest.raises(InvariantError, match="invariant 10"):
-        sim.run(until_ms=sim.schedule_flow(300, 6_000))
+    caught = []
+    for seed in range(1, 4):
+        sim = Simulation(
+            seed, 6, faults=FAULT_CLASSES["crashes"], strategies=dict.fromkeys(ids, ForgetfulCore)
+        )
+        sim.fund()
+        try:
+            sim.run(until_ms=sim.schedule_flow(300, 6_000))
+        except InvariantError as error:
+            assert "invariant 10" in str(error), error
+            caught.append(seed)
+    assert caught, "no run caught a node that forgets its decisions"
 
 
 def test_a_run_is_a_function_of_its_seed() -> None:

@@ -3,11 +3,11 @@ nodes, the newer is worked again as a taker and trades with the older."""
 
 from __future__ import annotations
 
-from harness import CONFIG, OWNER, XYZ, A, B, Net, events_in, messages_in
+from harness import CONFIG, OWNER, XYZ, A, B, C, Net, events_in, messages_in
 
 from datn.domain import USD, Side
 from datn.protocol.clock import Hlc
-from datn.protocol.effects import CancelAnswer, Done, Executed, Rested
+from datn.protocol.effects import CancelAnswer, Done, Executed, Rested, Send
 from datn.protocol.messages import Advert, NodeId, OrderBroadcast, PotentialTrades
 from datn.protocol.originator import MAX_REWORKED
 
@@ -220,3 +220,35 @@ def test_a_cancel_of_an_order_worked_again_ends_it_at_once() -> None:
     assert not net.nodes[B].holder.locks
     assert net.balance(A, OWNER, USD.code) == 10_000_000
     assert net.nodes[A].context.ledger.check_invariants() == []
+
+
+def test_a_holder_out_of_reach_keeps_no_order_from_the_next_best() -> None:
+    """C advertises the best ask and then hears nothing more (cut off): A's
+    buy asks C first, and when C's window closes unanswered, the next round
+    asks C again (an answer may only be late) and B too, which fills it."""
+    net = Net(ids=(A, B, C))
+    net.place(C, Side.SELL, 10, 4_990, "c-ask")
+    net.place(B, Side.SELL, 10, 5_000, "b-ask")
+    net.deliver()
+    net.run(50)
+    cut_off = C
+
+    def deliver_around_c() -> None:
+        while net.wire:
+            sender, send = net.wire.popleft()
+            if cut_off not in (sender, send.peer):
+                net.receive(send.peer, sender, send.message, send)
+
+    net.place(A, Side.BUY, 4, 5_000, "buy")
+    for _ in range(30):
+        net.tick(10)
+        deliver_around_c()
+    fills = [(e.price_ticks, e.quantity_lots, e.counterparty) for e in net.events(A, Executed)]
+    assert fills == [(5_000, 4, B)]
+    asked_c = [
+        e.message
+        for n, e in net.effects
+        if n == A and isinstance(e, Send) and e.peer == C and isinstance(e.message, OrderBroadcast)
+    ]
+    assert len(asked_c) == 2
+    assert net.nodes[A].stats.get("holders_silent") == 2

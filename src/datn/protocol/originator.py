@@ -415,13 +415,18 @@ class Originator:
         may be stale, then the peers whose advertised crossing orders, best
         price first (demoted holders last), cover what the node's own book
         does not at the same price or better; a peer that already answered
-        this order without a refusal has given what it had.
+        this order without a refusal has given what it had. A peer that let
+        the last round's window close unanswered is asked again, but its
+        adverts cover nothing: the peers after it are asked as well.
 
         The node's own offers count against a peer's advert only where they
         are as good: a peer advertising a better price than the node's own
         book is asked even when that book could fill the whole order, so an
         order never trades through a better price the node knew of."""
         liability, views = self.liability, self.network.views
+        # Asked last round for what their adverts promised, and silent
+        # (an answer pops its peer's entry).
+        silent = set(working.expected)
         if not self.context.config.targeted_routing:
             return [peer for peer in views if not liability.suspended(peer)]
         order = working.order
@@ -482,7 +487,8 @@ class Originator:
             if peer not in chosen:
                 chosen.append(peer)
             working.expected[peer] = working.expected.get(peer, 0) + min(lots, needed)
-            needed -= lots
+            if peer not in silent:
+                needed -= lots
         return chosen
 
     def _local_offers(self, working: Working, now: Now) -> list[Candidate]:
@@ -1208,7 +1214,7 @@ class Originator:
         config = self.context.config
         for working in list(self.working.values()):
             if working.awaiting and now.mono_ms >= working.deadline_mono_ms:
-                working.awaiting.clear()
+                self._silent(working)
                 self._decide(working, now, out)
             elif working.accepted:
                 if now.mono_ms >= working.waiting_since_mono_ms + config.decision_timeout_ms:
@@ -1220,6 +1226,16 @@ class Originator:
                 self.context.send(holder, Acceptance(lock_id, doubt.lots), now, out)
                 doubt.resend_mono_ms = now.mono_ms + config.heartbeat_ms
                 out.append(SetTimer(doubt.resend_mono_ms))
+
+    def _silent(self, working: Working) -> None:
+        """The round's window closed on holders that did not answer. Their
+        entries stay in ``working.expected``: the next round asks them
+        again (an answer only late is not lost), but what they advertise
+        covers nothing of the order then, so the next best are asked too
+        (:meth:`_targets`): a holder out of reach, however good its
+        adverts, keeps no order from the others."""
+        self.context.count("holders_silent", len(working.awaiting))
+        working.awaiting.clear()
 
     def _resend_acceptances(self, working: Working, now: Now, out: list[Effect]) -> None:
         for (holder, lock_id), (lots, _) in working.accepted.items():
