@@ -41,9 +41,7 @@ def link_up(network: LocalNetwork, node: NodeProcess, peer: NodeProcess) -> bool
 
 def test_a_partitioned_node_stops_no_one_and_its_links_heal(tmp_path: Path) -> None:
     with contextlib.ExitStack() as stack:
-        network = stack.enter_context(
-            LocalNetwork(tmp_path, ["a", "b", "c"], resend_ms=100)
-        )
+        network = stack.enter_context(LocalNetwork(tmp_path, ["a", "b", "c"], resend_ms=100))
         network.start()
         network.link()
         a, b, c = network.nodes
