@@ -61,9 +61,10 @@ class LockAudit:
     originator_kills_between: int = 0
     """Acceptances this node sent whose answer it took in after a restart."""
     holder_kills_between: int = 0
-    """Acceptances of locks this node offered that it took in after a
-    restart: it was killed with the acceptance on its way or its answer
-    not yet out (then it answers again, the same)."""
+    """Locks this node offered before a restart whose acceptance it took
+    in after it: it was killed between its offer and its answer, with the
+    acceptance on its way, not yet sent, or decided and not yet answered
+    (then it answers again, the same)."""
     violations: list[str] = field(default_factory=list)
 
     def observe(self, entry: JournalEntry, effects: list[Effect]) -> None:
@@ -109,11 +110,18 @@ class LockAudit:
             if isinstance(message, Confirmation):
                 self._check_taken(lock, mono_ms)
             return
+        if message == first[0]:
+            return  # the same answer to a repeated acceptance
+        if isinstance(first[0], Refusal):
+            # A refusal is final too: nothing may follow it but itself.
+            self.violations.append(f"lock {lock}: refused, then answered {message}")
+            if isinstance(message, Confirmation):
+                self._check_taken(lock, mono_ms)
+            return
         # Once the pair has settled the trade, the holder forgets the lock,
         # and a late copy of the acceptance is told unknown_lock: no record,
         # not a refusal.
-        forgotten = isinstance(message, Refusal) and message.reason == "unknown_lock"
-        if isinstance(first[0], Confirmation) and message != first[0] and not forgotten:
+        if not (isinstance(message, Refusal) and message.reason == "unknown_lock"):
             self.violations.append(f"lock {lock}: confirmed, then answered {message}")
 
     def _check_taken(self, lock: int, mono_ms: int) -> None:

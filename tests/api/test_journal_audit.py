@@ -72,6 +72,18 @@ def test_a_changed_decision_is_caught_but_a_forgotten_settled_lock_is_not() -> N
     assert len(changed.violations) == 1 and "confirmed, then answered" in changed.violations[0]
 
 
+def test_a_refusal_changed_into_a_late_confirmation_is_caught() -> None:
+    audit = fed(
+        (100, TickInput(), [offered(7, 50)]),
+        (200, accepted(7), [Send(PEER, HLC, Refusal(7, "expired"))]),
+        (900, accepted(7), [confirmed(7)]),
+    )
+    assert audit.violations == [
+        "lock 7: refused, then answered " + repr(Confirmation(7, 9, "p", Side.BUY, 5_000, 1)),
+        "lock 7 taken 750 ms after its expiry",
+    ]
+
+
 def test_kills_between_an_acceptance_and_its_answer_are_counted_on_both_sides() -> None:
     # As holder: decided, killed before the answer left, asked again (and
     # answered the same); and killed with an acceptance on its way.

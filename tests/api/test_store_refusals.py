@@ -163,7 +163,7 @@ def test_a_websocket_request_the_store_cannot_serve_is_answered_not_accepted() -
         store = FailingStore()
         node = await _node(store, fund=True)
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-        session = _Session(node, _Socket(), ALICE.trader_id, queue, 0, None)  # type: ignore[arg-type]
+        session = _Session(node, _Socket(), ALICE.trader_id, ALICE.key_id, queue, 0, None)  # type: ignore[arg-type]
 
         def place(request_id: int, client_order_id: str) -> str:
             body = json.loads(order(client_order_id, "sell", 2))
@@ -209,7 +209,7 @@ def test_a_store_that_cannot_be_read_is_logged_once_a_second_not_once_a_request(
         store = FailingStore()
         node = await _node(store, fund=True)
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-        session = _Session(node, _Socket(), ALICE.trader_id, queue, 0, None)  # type: ignore[arg-type]
+        session = _Session(node, _Socket(), ALICE.trader_id, ALICE.key_id, queue, 0, None)  # type: ignore[arg-type]
         body = json.loads(order("w1", "sell", 2))
         retry = json.dumps({"op": "place", "id": 1, "order": body})
         assert (await session._answer(retry))["ok"] is True

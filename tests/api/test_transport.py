@@ -266,7 +266,7 @@ class _GoneSocket:
 def test_a_socket_gone_under_the_session_ends_its_sends_as_a_disconnect() -> None:
     async def run() -> None:
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-        session = _Session(None, _GoneSocket(), "t", queue, 0, None)  # type: ignore[arg-type]
+        session = _Session(None, _GoneSocket(), "t", "k", queue, 0, None)  # type: ignore[arg-type]
         try:
             await session.send(b"{}")
             raise AssertionError("a send to a gone socket returned")

@@ -7,8 +7,9 @@ from harness import CONFIG, OWNER, XYZ, A, B, C, Net, events_in, messages_in
 
 from datn.domain import USD, Side
 from datn.protocol.clock import Hlc
-from datn.protocol.effects import CancelAnswer, Done, Executed, Rested, Send
+from datn.protocol.effects import CancelAnswer, Done, Executed, Genesis, Rested, Send
 from datn.protocol.messages import Advert, NodeId, OrderBroadcast, PotentialTrades
+from datn.protocol.node import NodeConfig
 from datn.protocol.originator import MAX_REWORKED
 
 HEARTBEAT = CONFIG.heartbeat_ms
@@ -252,3 +253,45 @@ def test_a_holder_out_of_reach_keeps_no_order_from_the_next_best() -> None:
     ]
     assert len(asked_c) == 2
     assert net.nodes[A].stats.get("holders_silent") == 2
+
+
+D = NodeId("d")
+
+
+class FourNodes(Net):
+    """The harness's network, with a fourth node."""
+
+    @staticmethod
+    def genesis(
+        node_id: NodeId, config: NodeConfig, peers: tuple[NodeId, ...] = (A, B, C, D)
+    ) -> Genesis:
+        return Net.genesis(node_id, config, peers)
+
+
+def test_a_second_round_asks_only_whom_it_needs_when_no_holder_was_silent() -> None:
+    """B advertises 10 but has 4 left (its newer advert never reached A):
+    round 2 asks C, whose 10 cover the remaining 6, and not D too. Nobody
+    was silent, so nobody's adverts are set aside."""
+    net = FourNodes(ids=(A, B, C, D))
+    for node, price in ((B, 4_990), (C, 5_000), (D, 5_050)):
+        net.place(node, Side.SELL, 10, price, f"{node}-ask")
+    net.deliver()
+    net.run(50)
+    net.apply(B, net.nodes[B].deposit("bob", USD.code, 10_000_000, net.now()))
+    net.place(B, Side.BUY, 6, 4_990, "bob-buy", trader="bob")
+    while net.wire:
+        sender, send = net.wire.popleft()
+        if not (send.peer == A and isinstance(send.message, Advert)):
+            net.receive(send.peer, sender, send.message, send)
+    start = len(net.effects)
+    net.place(A, Side.BUY, 10, 5_100, "buy")
+    net.run(300)
+    asked = [
+        (e.message.round, e.peer)
+        for n, e in net.effects[start:]
+        if n == A and isinstance(e, Send) and isinstance(e.message, OrderBroadcast)
+    ]
+    assert asked == [(1, B), (2, C)]
+    assert not net.nodes[A].stats.get("holders_silent")
+    fills = sorted((e.counterparty, e.quantity_lots) for e in net.events(A, Executed))
+    assert fills == [(B, 4), (C, 6)]

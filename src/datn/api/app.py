@@ -19,6 +19,7 @@ uvicorn runs inside the node's own asyncio loop, beside the runtime.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import logging
 import re
@@ -200,7 +201,11 @@ class Product(msgspec.Struct):
 
 
 RECENT_TRADES: Final = 1_000
-"""Trade prints the API keeps per product, the latest (``GET /v1/trades``)."""
+"""Trade prints the API keeps per product and source node, the latest
+(``GET /v1/trades`` serves at most this many)."""
+MAX_TRADE_SOURCES: Final = 64
+"""Source nodes whose prints the API keeps per product: one more forgets
+the one that printed least recently."""
 
 
 class Trade(msgspec.Struct):
@@ -212,6 +217,40 @@ class Trade(msgspec.Struct):
     price_ticks: int
     quantity_lots: int
     at_ms: int
+
+
+class TradeFeed:
+    """The latest trade prints of each product, kept per source node, so
+    that a peer printing without end (a peer's adverts say what it likes)
+    pushes out only its own: memory is bounded by products, sources and
+    :data:`RECENT_TRADES`. Market data, not records: a restart begins
+    them again."""
+
+    def __init__(self) -> None:
+        self._products: dict[str, dict[str, deque[tuple[int, Trade]]]] = {}
+        self._seq = 0
+
+    def record(self, effect: Publish) -> None:
+        """Keep a trade print the core published (the runtime's outlet)."""
+        sources = self._products.get(effect.product_id)
+        if sources is None:
+            sources = self._products[effect.product_id] = {}
+        kept = sources.pop(effect.source, None)  # back in last: the latest to print
+        if kept is None:
+            kept = deque(maxlen=RECENT_TRADES)
+            if len(sources) >= MAX_TRADE_SOURCES:
+                del sources[next(iter(sources))]
+        sources[effect.source] = kept
+        self._seq += 1
+        at_ms = effect.executed.wall_ms
+        trade = Trade(effect.source, effect.price_ticks, effect.quantity_lots, at_ms)
+        kept.append((self._seq, trade))
+
+    def latest(self, product_id: str, limit: int) -> list[Trade]:
+        """At most ``limit`` of ``product_id``'s prints, newest first."""
+        sources = self._products.get(product_id, {})
+        newest_first = heapq.merge(*map(reversed, sources.values()), key=lambda e: -e[0])
+        return [trade for _, trade in itertools.islice(newest_first, limit)]
 
 
 class Node:
@@ -240,18 +279,8 @@ class Node:
         """The node's peer links, when it runs them (``datn node run``)."""
         core = runtime.core
         self.products = {spec.symbol: spec for spec in core.context.products.values()}
-        self.trades: dict[str, deque[Trade]] = {}
-        """The latest trade prints of each product, oldest first: what the
-        node printed and heard since it started (market data, not records:
-        a restart begins them again)."""
-
-    def record_print(self, effect: Publish) -> None:
-        """Keep a trade print the core published (the runtime's outlet)."""
-        kept = self.trades.get(effect.product_id)
-        if kept is None:
-            kept = self.trades[effect.product_id] = deque(maxlen=RECENT_TRADES)
-        at_ms = effect.executed.wall_ms
-        kept.append(Trade(effect.source, effect.price_ticks, effect.quantity_lots, at_ms))
+        self.trades = TradeFeed()
+        """What the node printed and heard since it started."""
 
     def admit(self, trader_id: str) -> None:
         """Spend one of the trader's request tokens, or refuse with 429."""
@@ -883,8 +912,7 @@ async def trades(
 ) -> list[Trade]:
     """A product's latest trades across the network, newest first: this
     node's own and those its peers printed, since the node started."""
-    kept = node.trades.get(node.product_id(symbol), ())
-    return list(itertools.islice(reversed(kept), limit))
+    return node.trades.latest(node.product_id(symbol), limit)
 
 
 @get("/v1/products")

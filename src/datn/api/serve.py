@@ -313,7 +313,7 @@ async def run_node(folder: Path, settings: NodeSettings) -> int:
     node.counters.places.update(traders=trader_places, operator=admin_places)
     sessions = Sessions()
     runtime.outlets.reply = sessions.publish
-    runtime.outlets.publish = node.record_print
+    runtime.outlets.publish = node.trades.record
     servers = [
         _Server(
             uvicorn.Config(

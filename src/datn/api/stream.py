@@ -43,8 +43,9 @@ a session no more than ten messages a second per product and channel.
 
 ``cancel_on_disconnect``: when the socket closes, every open order of the
 trader is cancelled. ``dead_man_s``: if N seconds pass without a message
-from the client, every open order is cancelled (the session stays open,
-and the switch is armed again by the client's next message).
+from the client, every open order is cancelled (the session stays open),
+and again every N seconds while it stays silent; the client is told the
+first time, and again only when orders were cancelled.
 A client that reads too slowly (more than 10,000 events waiting) is
 disconnected rather than let the node's memory grow.
 """
@@ -427,25 +428,27 @@ class _Session:
                 return  # the receiving side ends the session
 
     async def _receive(self) -> None:
-        # The dead man's switch is armed from the start, and again by each
-        # message after it fired: a client that stays silent is cancelled
-        # for once, not told so every dead_man_s.
-        armed = bool(self.dead_man_s)
+        # The dead man's switch fires every dead_man_s while the client is
+        # silent (an order placed meanwhile, over REST or another session,
+        # is cancelled too); it tells the client the first time, and again
+        # only when it cancelled something.
+        told = False
         while True:
             try:
-                if armed:
+                if self.dead_man_s:
                     raw = await asyncio.wait_for(self.socket.receive_data("text"), self.dead_man_s)
                 else:
                     raw = await self.socket.receive_data("text")
             except TimeoutError:
-                await cancel_everything(self.node, self.trader_id, None)
-                await self.send(_EVENTS.encode({"event": "dead_man_cancelled"}))
-                armed = False
+                cancelled = await cancel_everything(self.node, self.trader_id, None)
+                if cancelled or not told:
+                    await self.send(_EVENTS.encode({"event": "dead_man_cancelled"}))
+                    told = True
                 continue
             except WebSocketDisconnect:
                 await asyncio.gather(*self._pending, return_exceptions=True)
                 return
-            armed = bool(self.dead_man_s)
+            told = False
             # Requests are applied in the order they arrive (a task's first
             # step runs in creation order, and a place or cancel reaches the
             # core in its first step); their answers go out as each becomes
@@ -471,12 +474,14 @@ class _Session:
             return {"id": None, "ok": False, "code": "bad_request", "message": _unreadable(error)}
         node, trader = self.node, self.trader_id
         try:
+            signed = None
+            if request.op == "place" and (
+                request.signature is not None or request.timestamp is not None
+            ):
+                signed = self._signed(request)  # as over REST, before the budget
             if request.op in _BUDGETED:
                 node.admit(trader)  # the trader's request budget, as over REST
             if request.op == "place" and request.order:
-                signed = None
-                if request.signature is not None or request.timestamp is not None:
-                    signed = self._signed(request)
                 try:
                     order = _ORDER.decode(request.order)
                 except _UNREADABLE as error:

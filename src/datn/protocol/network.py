@@ -276,15 +276,6 @@ class NetworkView:
             return
         context.marks.record(message.product_id, sender, message.price_ticks)
         context.count("prints_received")
-        out.append(
-            Publish(
-                message.product_id,
-                message.price_ticks,
-                message.quantity_lots,
-                message.executed,
-                sender,
-            )
-        )
 
     # ========================================================= heartbeats
 

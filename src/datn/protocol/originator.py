@@ -876,8 +876,15 @@ class Originator:
 
     def _untried_liquidity(self, working: Working, now: Now) -> bool:
         """Targeted routing asked only the peers it needed; if they had less
-        than advertised, others may still have crossing orders."""
-        return self.context.config.targeted_routing and bool(self._targets(working, now))
+        than advertised, others may still have crossing orders. (Asked
+        without asking anyone: the round's ``expected``, which tells the
+        next round who was silent, is left as it was.)"""
+        if not self.context.config.targeted_routing:
+            return False
+        expected = working.expected
+        found = bool(self._targets(working, now))
+        working.expected = expected
+        return found
 
     def _end_working(self, working: Working) -> None:
         order = working.order
