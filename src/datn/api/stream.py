@@ -71,6 +71,7 @@ from datn.api.app import (
     ApiError,
     Node,
     PlaceOrder,
+    authenticate,
     book_of,
     cancel,
     cancel_everything,
@@ -78,13 +79,7 @@ from datn.api.app import (
     prints_of,
     refusal,
 )
-from datn.api.auth import (
-    KEY_HEADER,
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    AuthError,
-    SignedRequest,
-)
+from datn.api.auth import KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, AuthError
 from datn.api.transport import coalescing, give_place_back
 from datn.protocol.effects import Reply
 from datn.runtime.node import NodeStoppedError
@@ -478,8 +473,16 @@ class _Session:
             if request.op == "place" and (
                 request.signature is not None or request.timestamp is not None
             ):
-                signed = self._signed(request)  # as over REST, before the budget
-            if request.op in _BUDGETED:
+                # Signed as its REST request would be, with the session's
+                # key: checked, and the budget spent, as that request's.
+                headers = {
+                    KEY_HEADER: self.key_id,
+                    TIMESTAMP_HEADER: request.timestamp or "",
+                    SIGNATURE_HEADER: request.signature or "",
+                }
+                body = bytes(request.order)
+                signed = authenticate(node, headers, "POST", "/v1/orders", body).signed
+            elif request.op in _BUDGETED:
                 node.admit(trader)  # the trader's request budget, as over REST
             if request.op == "place" and request.order:
                 try:
@@ -521,22 +524,6 @@ class _Session:
             if retry_after is not None:
                 answer["retry_after_s"] = int(retry_after)
             return answer
-
-    def _signed(self, request: Request) -> SignedRequest | None:
-        """The place ``request`` as its trader signed it (None for an HMAC
-        key, which proves nothing to anyone else), checked as the REST
-        request with the same body would be, replays refused; or AuthError."""
-        headers = {
-            KEY_HEADER: self.key_id,
-            TIMESTAMP_HEADER: request.timestamp or "",
-            SIGNATURE_HEADER: request.signature or "",
-        }
-        try:
-            caller = self.node.verifier.verify(headers, "POST", "/v1/orders", bytes(request.order))
-        except AuthError as error:
-            self.node.counters.auth_refused[error.code] += 1
-            raise ApiError(401, error.code, error.message) from None
-        return caller.signed
 
 
 class OrderEntryProtocol(WebSocketsSansIOProtocol):
