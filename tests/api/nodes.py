@@ -35,6 +35,17 @@ class Running:
         return TraderClient(self.api_url, key_id, secret)
 
 
+def counters(admin: AdminClient, family: str) -> dict[str, int]:
+    """One labelled counter family of a node's ``/metrics`` (such as
+    ``datn_core_events_total``), by its ``name`` label."""
+    found: dict[str, int] = {}
+    for line in admin.request("GET", "/metrics").text.splitlines():
+        if line.startswith(family + "{"):
+            name = line.split('name="', 1)[1].split('"', 1)[0]
+            found[name] = int(float(line.rsplit(" ", 1)[1]))
+    return found
+
+
 def start(folder: Path) -> Running:
     ready = folder / "ready.json"
     ready.unlink(missing_ok=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from nodes import postgres_schema
+from nodes import counters, postgres_schema
 
 from datn.api.client import TraderClient
 from datn.launch import LocalNetwork, NodeProcess, wait_until
@@ -240,10 +240,4 @@ def trade_across_two(
 
 def _link_metrics(node: NodeProcess) -> dict[str, int]:
     assert node.admin is not None
-    text = node.admin.request("GET", "/metrics").text
-    found: dict[str, int] = {}
-    for line in text.splitlines():
-        if line.startswith("datn_link_events_total{"):
-            name = line.split('name="', 1)[1].split('"', 1)[0]
-            found[name] = int(float(line.rsplit(" ", 1)[1]))
-    return found
+    return counters(node.admin, "datn_link_events_total")

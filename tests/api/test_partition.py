@@ -4,7 +4,8 @@ cut its connections and then forward nothing for a while.
 
 While the third is out of reach, the other two go on trading with each
 other: an order at one fills against the other's resting order even though
-the unreachable node advertised a better price. When the partition ends,
+the unreachable node advertised a better price; once it has been silent for
+three heartbeat periods, it is not even asked. When the partition ends,
 the third's links come back on their own, and every trade it or anyone
 took part in ends on both ledgers: the network conserves every asset, every
 pair settled the same statements, and no lock is left.
@@ -18,7 +19,7 @@ import time
 from pathlib import Path
 
 from faultproxy import FaultProxy
-from nodes import order
+from nodes import counters, order
 
 from datn.api.client import TraderClient
 from datn.launch import LocalNetwork, NodeProcess, wait_until
@@ -28,6 +29,16 @@ PARTITION_MS = 6_000
 """How long nothing passes to or from the partitioned node (beyond the
 links' handshake timeout, so that reconnecting through the partition fails
 too)."""
+
+
+SILENCE_S = 3.6
+"""A little over a peer's silence limit at the default heartbeat period
+(three periods of 1 s): by then a has stopped asking c."""
+
+
+def core_events(node: NodeProcess) -> dict[str, int]:
+    assert node.admin is not None
+    return counters(node.admin, "datn_core_events_total")
 
 
 def filled(client: TraderClient, order_id: int) -> bool:
@@ -76,7 +87,8 @@ def test_a_partitioned_node_stops_no_one_and_its_links_heal(tmp_path: Path) -> N
         for proxy in proxies:
             proxy.stall(PARTITION_MS)
             proxy.cut()
-        partitioned_until = time.monotonic() + PARTITION_MS / 1_000
+        partitioned_at = time.monotonic()
+        partitioned_until = partitioned_at + PARTITION_MS / 1_000
         placed = []
         for number in range(5):
             answer = buyer.request("POST", "/v1/orders", order(f"b{number}", "buy", 2, 5_000))
@@ -85,8 +97,21 @@ def test_a_partitioned_node_stops_no_one_and_its_links_heal(tmp_path: Path) -> N
         for order_id in placed:
             wait_until(f"order {order_id} filled by b", lambda o=order_id: filled(buyer, o), 10)
         assert time.monotonic() < partitioned_until, "trading waited for the partition to end"
+        # Once c has been silent past its limit (three heartbeat periods),
+        # a stops asking it: orders no longer wait out c's window first.
+        silent_before = core_events(a).get("holders_silent", 0)
+        time.sleep(max(0.0, partitioned_at + SILENCE_S - time.monotonic()))
+        for number in range(5, 10):
+            answer = buyer.request("POST", "/v1/orders", order(f"b{number}", "buy", 2, 5_000))
+            assert answer.status_code == 201, answer.text
+            order_id = answer.json()["order_id"]
+            wait_until(f"order {order_id} filled by b", lambda o=order_id: filled(buyer, o), 10)
+        assert time.monotonic() < partitioned_until, "trading waited for the partition to end"
+        events = core_events(a)
+        assert events.get("holders_silent", 0) == silent_before, events
+        assert events.get("holders_out_of_reach", 0) >= 5, events
         sold = b_seller.request("GET", "/v1/orders?client_order_id=s").json()[0]
-        assert sold["filled_lots"] == 10, sold
+        assert sold["filled_lots"] == 20, sold
         # ...while c was out of reach: a's link to it down, not up.
         assert time.monotonic() < partitioned_until
         assert network.peer(a, c)["link"]["state"] != "up"

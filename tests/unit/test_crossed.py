@@ -255,6 +255,61 @@ def test_a_holder_out_of_reach_keeps_no_order_from_the_next_best() -> None:
     assert net.nodes[A].stats.get("holders_silent") == 2
 
 
+def test_a_holder_heard_nothing_from_for_heartbeat_periods_is_not_asked_until_it_is_back() -> None:
+    """C's link is cut for longer than its silence limit (three heartbeat
+    periods; A and B still hear each other): A's buy no longer asks C at
+    all, so B fills it within the first round instead of after C's window.
+    Once C is heard again, the next buy asks C first and trades at its
+    better price."""
+    net = Net(ids=(A, B, C))
+    net.place(C, Side.SELL, 10, 4_990, "c-ask")
+    net.place(B, Side.SELL, 10, 5_000, "b-ask")
+    net.deliver()
+    net.run(50)
+    network = net.nodes[A].network
+    limit = network.silence_limit_ms()
+    assert limit == 3 * HEARTBEAT
+
+    def deliver_around_c() -> None:
+        while net.wire:
+            sender, send = net.wire.popleft()
+            if C not in (sender, send.peer):
+                net.receive(send.peer, sender, send.message, send)
+
+    for _ in range(limit // 10 + 1):
+        net.tick(10)
+        deliver_around_c()
+    assert network.out_of_reach(C, net.now())
+    assert not network.out_of_reach(B, net.now())
+    start = len(net.effects)
+    placed_at = net.mono
+    net.place(A, Side.BUY, 4, 5_000, "buy")
+    while not net.events(A, Executed):
+        net.tick(1)
+        deliver_around_c()
+    assert net.mono - placed_at < CONFIG.collection_window_ms
+    asked = [
+        (e.message.round, e.peer)
+        for n, e in net.effects[start:]
+        if n == A and isinstance(e, Send) and isinstance(e.message, OrderBroadcast)
+    ]
+    assert asked == [(1, B)]
+    net.run(100)
+    fills = [(e.price_ticks, e.quantity_lots, e.counterparty) for e in net.events(A, Executed)]
+    assert fills == [(5_000, 4, B)]
+    assert not net.nodes[A].stats.get("holders_silent")
+    assert net.nodes[A].stats.get("holders_out_of_reach")
+    # C is back: its queued heartbeats and answers get through.
+    net.run(2 * HEARTBEAT)
+    assert not network.out_of_reach(C, net.now())
+    net.place(A, Side.BUY, 3, 5_000, "buy-again")
+    net.run(200)
+    fills = [(e.price_ticks, e.quantity_lots, e.counterparty) for e in net.events(A, Executed)]
+    assert fills == [(5_000, 4, B), (4_990, 3, C)]
+    net.crash_and_recover(A)
+    net.crash_and_recover(A, snapshot=True)
+
+
 D = NodeId("d")
 
 

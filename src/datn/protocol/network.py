@@ -125,6 +125,10 @@ class PeerView:
     one of its own resting orders again: each version does so once
     (:meth:`datn.protocol.originator.Originator.rework_crossed`). Only refs
     with an advert in the view are kept."""
+    heard_mono_ms: int | None = None
+    """When this node last took in a message from the peer, on its own
+    monotonic clock (a restart counts as hearing every peer); None before
+    the first."""
 
     def forget_withdrawn(self) -> None:
         """Drop the withdrawals no advert still to come can be older than."""
@@ -321,8 +325,38 @@ class NetworkView:
         if view.sample_rtt(rtt):
             view.offset_ms = message.wall_ms - (now.wall_ms - rtt // 2)
 
-    def restart(self) -> None:
+    # ========================================================= reachability
+
+    def heard(self, peer: NodeId, now: Now) -> None:
+        """Note that a message from ``peer`` was taken in."""
+        view = self.views.get(peer)
+        if view is not None:
+            view.heard_mono_ms = now.mono_ms
+
+    def silence_limit_ms(self) -> int:
+        """How long a peer may stay unheard before it counts as out of reach:
+        three of its probe periods. Every peer answers a probe and probes
+        this node in each period, so a peer in reach is never silent for
+        that long unless several messages in a row were lost."""
+        config = self.context.config
+        periods = -(-len(self.views) // max(1, config.heartbeat_peers))
+        return 3 * config.heartbeat_ms * max(1, periods)
+
+    def out_of_reach(self, peer: NodeId, now: Now) -> bool:
+        """True when nothing from ``peer`` arrived for longer than
+        :meth:`silence_limit_ms`: its link is down or cut. Routing asks no
+        such peer (an answer could not come back within a round), and asks
+        it again from the first message it sends."""
+        view = self.views.get(peer)
+        heard = view.heard_mono_ms if view is not None else None
+        return heard is not None and now.mono_ms - heard > self.silence_limit_ms()
+
+    def restart(self, now: Now) -> None:
+        """Heartbeats start again, and every peer gets a new silence limit:
+        the time the node was down says nothing of the peers."""
         self.next_heartbeat_ms = None
+        for view in self.views.values():
+            view.heard_mono_ms = now.mono_ms
 
     # ============================================================ snapshot
 
@@ -341,6 +375,7 @@ class NetworkView:
                     v.advert_version_announced,
                     tuple(sorted(v.withdrawn.items())),
                     tuple(sorted(v.reworked.items())),
+                    v.heard_mono_ms,
                 )
                 for peer, v in self.views.items()
             ),
@@ -361,6 +396,7 @@ class NetworkView:
                 advert_version_announced=s.advert_version_announced,
                 withdrawn=dict(s.withdrawn),
                 reworked=dict(s.reworked),
+                heard_mono_ms=s.heard_mono_ms,
             )
             for advert in s.adverts:
                 view.adverts[advert.order_ref] = advert

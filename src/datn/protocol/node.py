@@ -424,6 +424,7 @@ class NodeCore:
             return
         context.clock.observe_capped(event.hlc, now.wall_ms, context.config.max_clock_push_ms)
         context.hlc_in = event.hlc
+        self.network.heard(sender, now)
         _MESSAGE_HANDLERS[type(event.message)](self, sender, event.message, now, out)
 
     def _on_tick(self, event: TickInput, now: Now, out: list[Effect]) -> None:
@@ -444,7 +445,7 @@ class NodeCore:
         self.holder.restart(delta_ms, now, out)
         self.originator.restart(delta_ms, now)
         self.liability.restart(delta_ms, now)
-        self.network.restart()
+        self.network.restart(now)
         self.traders.rebase(delta_ms)
         out.append(SetTimer(now.mono_ms))
 

@@ -417,7 +417,9 @@ class Originator:
         does not at the same price or better; a peer that already answered
         this order without a refusal has given what it had. A peer that let
         the last round's window close unanswered is asked again, but its
-        adverts cover nothing: the peers after it are asked as well.
+        adverts cover nothing: the peers after it are asked as well. A peer
+        out of reach (nothing heard from it for several heartbeat periods) is
+        not asked at all.
 
         The node's own offers count against a peer's advert only where they
         are as good: a peer advertising a better price than the node's own
@@ -428,7 +430,11 @@ class Originator:
         # (an answer pops its peer's entry).
         silent = set(working.expected)
         if not self.context.config.targeted_routing:
-            return [peer for peer in views if not liability.suspended(peer)]
+            return [
+                peer
+                for peer in views
+                if not liability.suspended(peer) and not self._out_of_reach(peer, now)
+            ]
         order = working.order
         limit = working.limit_ticks
         buy = order.side is Side.BUY
@@ -451,6 +457,8 @@ class Originator:
         advertised: list[tuple[bool, int, Hlc, NodeId, int]] = []
         for peer, view in views.items():
             if peer in working.exhausted or liability.suspended(peer):
+                continue
+            if self._out_of_reach(peer, now):
                 continue
             if view.stale:
                 chosen.append(peer)
@@ -490,6 +498,15 @@ class Originator:
             if peer not in silent:
                 needed -= lots
         return chosen
+
+    def _out_of_reach(self, peer: NodeId, now: Now) -> bool:
+        """A peer heard nothing from for a while (its link is down or cut) is
+        not asked: its answer could not come back within the round, and
+        every order it could fill would wait out the window for nothing."""
+        if self.network.out_of_reach(peer, now):
+            self.context.count("holders_out_of_reach")
+            return True
+        return False
 
     def _local_offers(self, working: Working, now: Now) -> list[Candidate]:
         """Lock crossing quantity in this node's own book, as offers from itself."""

@@ -305,6 +305,10 @@ class PeerViewState(Value, frozen=True):
     reworked: tuple[tuple[int, int], ...] = ()
     """(order ref, version) of adverts that made the node work one of its
     orders again; absent from snapshots taken before they were kept."""
+    heard_mono_ms: int | None = None
+    """When the node last heard from the peer; absent from snapshots taken
+    before it was kept (the peer then counts as in reach until its silence
+    limit passes after the next message or restart)."""
 
 
 class NetworkState(Value, frozen=True):
