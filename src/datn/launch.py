@@ -104,13 +104,14 @@ class NodeProcess:
     def log_path(self) -> Path:
         return self.folder / "node.log"
 
-    def launch(self) -> None:
-        """Start the process (``ready.json`` appears once it listens)."""
+    def launch(self, *options: str) -> None:
+        """Start the process (``ready.json`` appears once it listens), with
+        ``options`` for ``datn node run``."""
         (self.folder / "ready.json").unlink(missing_ok=True)
         log = self.log_path.open("ab")
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "datn", "node", "run", str(self.folder)],
+                [sys.executable, "-m", "datn", "node", "run", str(self.folder), *options],
                 stdout=log,
                 stderr=log,
                 stdin=subprocess.DEVNULL,

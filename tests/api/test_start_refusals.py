@@ -3,16 +3,20 @@ exits 2, and leaves nothing behind that a corrected config would find."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from msgspec import msgpack
 
 from datn.api.serve import ADMIN_TOKEN_FILE, admin_token
 from datn.launch import NodeProcess, configure
 from datn.runtime.config import ConfigError
+from datn.store.base import checksum
 
 PEER = "b" * 64
 
@@ -115,3 +119,45 @@ def test_an_address_in_use_stops_the_start_saying_which(
     assert f"{key}: cannot listen on 127.0.0.1:{port}" in refused.stderr
     assert "Traceback" not in refused.stderr
     assert not (tmp_path / "node.sqlite3").exists()
+
+
+def test_a_journal_of_other_core_logic_stops_the_start_until_the_operator_allows_it(
+    tmp_path: Path,
+) -> None:
+    """A node killed while an older version (one that kept no core logic
+    version) ran it: the new version refuses to replay its journal, says
+    how to go on, and starts when the operator allows the replay; stopped
+    cleanly then, it starts again with no flag."""
+    configure(tmp_path)
+    node = NodeProcess("a", tmp_path)
+    node.launch()
+    try:
+        node.wait_ready()
+    finally:
+        node.kill()
+    with contextlib.closing(sqlite3.connect(tmp_path / "node.sqlite3")) as database:
+        (entry,) = database.execute("SELECT entry FROM journal WHERE position = 1").fetchone()
+        version, body = msgpack.decode(entry)
+        older = msgpack.encode([version, body[:-1]])  # no logic version: as written before
+        with database:
+            database.execute(
+                "UPDATE journal SET entry = ?, checksum = ? WHERE position = 1",
+                (older, checksum(1, older)),
+            )
+    refused = start(tmp_path)
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert "logic_version" in refused.stderr and "--replay-other-logic" in refused.stderr
+    try:
+        node.launch("--replay-other-logic")
+        node.wait_ready()
+        assert node.stop() == 0
+        # The clean stop left a snapshot at the journal's end.
+        with contextlib.closing(sqlite3.connect(tmp_path / "node.sqlite3")) as database:
+            ends = database.execute(
+                "SELECT (SELECT max(position) FROM journal), (SELECT max(position) FROM snapshots)"
+            ).fetchone()
+        assert ends[0] == ends[1], ends
+        node.launch()
+        node.wait_ready()
+    finally:
+        assert node.stop() == 0, node.tail()

@@ -28,6 +28,7 @@ from datn.domain import USD, ProductKind, ProductSpec, Side, TimeInForce
 from datn.protocol.clock import Hlc, Now
 from datn.protocol.config import NodeConfig
 from datn.protocol.effects import (
+    CORE_LOGIC_VERSION,
     AddPeerInput,
     AddProductInput,
     BondInput,
@@ -527,6 +528,17 @@ def test_a_config_key_this_version_does_not_know_is_refused() -> None:
     error = refusal(with_body(CONFIG_ENTRY, change))
     assert error.code == "unknown_field"
     assert error.message.startswith("ConfigInput.config.clearing.quota.new_knob: ")
+
+
+@pytest.mark.parametrize("kind", [GenesisInput, RestartInput])
+def test_a_start_entry_written_before_logic_versions_reads_as_version_one(kind: type) -> None:
+    """Genesis and restart entries record the core logic that wrote the
+    journal after them; one written before that was kept reads as version 1,
+    and one written now as this code's version."""
+    written = encode_entry(JournalEntry(NOW, INPUTS[kind]))
+    assert decode_entry(written).input.logic_version == CORE_LOGIC_VERSION > 1
+    older = decode_entry(with_body(written, lambda body: body.pop()))
+    assert type(older.input) is kind and older.input.logic_version == 1
 
 
 def test_a_config_key_missing_reads_as_its_default() -> None:

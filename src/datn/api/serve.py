@@ -234,9 +234,10 @@ async def link_peers(node: Node, peers: tuple[PeerSetting, ...]) -> None:
         node.links.dial(NodeId(peer_id), address)
 
 
-def run_folder(folder: Path) -> int:
+def run_folder(folder: Path, *, replay_other_logic: bool = False) -> int:
     """Run the node in ``folder`` on the event loop its config names, until
-    a signal or a failure; the exit status."""
+    a signal or a failure; the exit status. ``replay_other_logic``: see
+    :meth:`NodeRuntime.open`."""
     settings = load_config(folder / CONFIG_FILE)
     factory = None
     if settings.event_loop == "uvloop":
@@ -244,7 +245,7 @@ def run_folder(folder: Path) -> int:
 
         factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(run_node(folder, settings))
+        return runner.run(run_node(folder, settings, replay_other_logic=replay_other_logic))
 
 
 async def _collect_when_idle(runtime: NodeRuntime, collector: Collector) -> None:
@@ -256,7 +257,9 @@ async def _collect_when_idle(runtime: NodeRuntime, collector: Collector) -> None
         runtime.stats.last_full_collection_ms = collector.last_pause_ms
 
 
-async def run_node(folder: Path, settings: NodeSettings) -> int:
+async def run_node(
+    folder: Path, settings: NodeSettings, *, replay_other_logic: bool = False
+) -> int:
     """Run the node in ``folder``, configured by ``settings``, until a signal
     or a failure; the exit status."""
     # The operator's token is read first: a bad one stops the start before
@@ -290,6 +293,7 @@ async def run_node(folder: Path, settings: NodeSettings) -> int:
         history=history,
         outlets=Outlets(seal=links.seal),
         commit_delay_us=settings.commit_delay_us,
+        replay_other_logic=replay_other_logic,
     )
     links.attach(runtime)
     # The snapshot worker starts now, in the background, rather than at the

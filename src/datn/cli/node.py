@@ -66,18 +66,25 @@ def check(folder: Path, as_json: bool) -> None:
 
 @node.command()
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path), default=".")
-def run(folder: Path) -> None:
+@click.option(
+    "--replay-other-logic",
+    is_flag=True,
+    help="Replay journal entries written by a version with other core logic "
+    "(after a crash of the older version); see the README's upgrade section.",
+)
+def run(folder: Path, replay_other_logic: bool) -> None:
     """Run the node in FOLDER: its runtime, the traders' API and the operator's.
 
-    Logs are JSON lines on standard error. Stops cleanly on Ctrl-C or SIGTERM;
-    exits with status 1 if the node stopped on a failure, 2 on a bad config.
+    Logs are JSON lines on standard error. Stops cleanly on Ctrl-C or SIGTERM,
+    leaving a snapshot of its final state; exits with status 1 if the node
+    stopped on a failure, 2 on a bad config or a store it refuses to start on.
     """
     from datn.api.serve import configure_logging, run_folder  # noqa: PLC0415
     from datn.store import StoreError  # noqa: PLC0415
 
     configure_logging()
     try:
-        status = run_folder(folder)
+        status = run_folder(folder, replay_other_logic=replay_other_logic)
     except ConfigError as error:
         click.echo(f"datn node run: {error}", err=True)
         sys.exit(2)

@@ -47,6 +47,10 @@ class Context:
         )
         self.stats: dict[str, int] = {}
         self.counter = 0
+        self.logic_version = 1
+        """The core logic version of the latest genesis or restart entry
+        (:data:`datn.protocol.effects.CORE_LOGIC_VERSION` of the code that
+        wrote the journal from there on)."""
         self.last_mono_ms = 0
         """The monotonic time of the latest input: a restart re-bases every
         deadline by how far the new clock is from it."""
@@ -122,6 +126,7 @@ class Context:
             tuple(self.stats.items()),
             self.marks.snapshot(),
             self.ledger.snapshot(),
+            self.logic_version,
         )
 
     @classmethod
@@ -134,6 +139,7 @@ class Context:
         context.counter = state.counter
         context.clock.last = state.clock
         context.last_mono_ms = state.last_mono_ms
+        context.logic_version = state.logic_version
         context.stats = dict(state.stats)
         config = state.config
         context.marks = Marks.restore(state.marks, config.max_mark_sources, config.mark_quorum)

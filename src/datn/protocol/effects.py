@@ -11,6 +11,8 @@ Every input is journaled, and the first entry of every journal is the node's
 
 from __future__ import annotations
 
+from typing import Final
+
 from datn.domain import ProductSpec
 from datn.domain.value import Value
 from datn.protocol.clock import Hlc, Now
@@ -38,10 +40,24 @@ class Genesis(Value, frozen=True):
 # --------------------------------------------------------------- inputs
 
 
+CORE_LOGIC_VERSION: Final = 2
+"""The version of how the core handles its inputs. Replay must give the
+state the node had when it ran, so a journal tail is replayed only by the
+logic that wrote it: each genesis and restart entry records this version,
+and a node refuses to start on a tail written under another (see
+:class:`datn.runtime.node.NodeRuntime`). Raise it with any change that makes
+some input's handling differ.
+
+1. Journals before versions were recorded.
+2. Routing skips a peer heard nothing from for three heartbeat periods."""
+
+
 class GenesisInput(Value, frozen=True):
     """The first entry of every journal."""
 
     genesis: Genesis
+    logic_version: int = CORE_LOGIC_VERSION
+    """The core logic the node was created with."""
 
 
 class PlaceInput(Value, frozen=True):
@@ -140,6 +156,9 @@ class TickInput(Value, frozen=True):
 class RestartInput(Value, frozen=True):
     """The node came back up on a new monotonic clock: every lock it held
     before is void and every deadline it keeps is re-based."""
+
+    logic_version: int = CORE_LOGIC_VERSION
+    """The core logic the node runs from this entry on."""
 
 
 Input = (

@@ -55,6 +55,7 @@ from datn.protocol.clock import Hlc, Now
 from datn.protocol.config import NodeConfig
 from datn.protocol.context import Context
 from datn.protocol.effects import (
+    CORE_LOGIC_VERSION,
     AddPeerInput,
     AddProductInput,
     BondInput,
@@ -164,6 +165,7 @@ class NodeCore:
         core = cls(genesis)
         entry = JournalEntry(now, GenesisInput(genesis))
         core.context.last_mono_ms = now.mono_ms
+        core.context.logic_version = CORE_LOGIC_VERSION
         return core, [Journal(entry), SetTimer(now.mono_ms)]
 
     @classmethod
@@ -192,6 +194,7 @@ class NodeCore:
         if first is None or not isinstance(first.input, GenesisInput):
             raise NodeError("a journal starts with the node's genesis")
         core, effects = cls.start(first.input.genesis, first.now)
+        core.context.logic_version = first.input.logic_version
         yield first, effects
         for entry in entries:
             if isinstance(entry.input, GenesisInput):
@@ -207,6 +210,7 @@ class NodeCore:
                 raise NodeError("a journal starts with the node's genesis")
             core = cls(first.input.genesis)
             core.context.last_mono_ms = first.now.mono_ms
+            core.context.logic_version = first.input.logic_version
         else:
             core = cls.from_snapshot(snapshot)
         for entry in entries:
@@ -442,6 +446,7 @@ class NodeCore:
         """Re-base every deadline onto the new monotonic clock and void every
         lock: locks lived on the clock of a process that is gone."""
         delta_ms = now.mono_ms - self.context.last_mono_ms
+        self.context.logic_version = event.logic_version
         self.holder.restart(delta_ms, now, out)
         self.originator.restart(delta_ms, now)
         self.liability.restart(delta_ms, now)
@@ -633,6 +638,13 @@ class Recovered:
     def state_hash(self) -> str:
         assert self._core is not None, "restarted already"
         return self._core.state_hash()
+
+    @property
+    def logic_version(self) -> int:
+        """The core logic that wrote the journal's last entries: that of its
+        latest genesis or restart entry."""
+        assert self._core is not None, "restarted already"
+        return self._core.context.logic_version
 
     @property
     def node_id(self) -> NodeId:

@@ -64,6 +64,9 @@ class ContextState(Value, frozen=True):
     stats: tuple[tuple[str, int], ...]
     marks: MarksState
     ledger: LedgerSnapshot
+    logic_version: int = 1
+    """The core logic of the node's latest genesis or restart entry: what
+    wrote the journal after it. Absent from snapshots before it was kept."""
 
 
 class AnswerState(Value, frozen=True):

@@ -68,6 +68,7 @@ from typing import Final, Protocol, TypeVar
 
 from datn.protocol.clock import Now
 from datn.protocol.effects import (
+    CORE_LOGIC_VERSION,
     Effect,
     Genesis,
     Input,
@@ -301,11 +302,16 @@ class NodeRuntime:
         history: History | None = None,
         snapshot_worker: SnapshotWorker | None = None,
         commit_delay_us: int = 0,
+        replay_other_logic: bool = False,
     ) -> NodeRuntime:
         """The node the store holds, restarted on this process's clock; or,
         for an empty store, a new node from ``genesis``. Refuses a store
-        whose journal is damaged (the error names the entry), and a genesis
-        for a store that already holds another node. ``snapshot_worker``
+        whose journal is damaged (the error names the entry), a genesis
+        for a store that already holds another node, and a journal whose
+        entries after the latest snapshot were written under other core
+        logic (:data:`~datn.protocol.effects.CORE_LOGIC_VERSION`), unless
+        ``replay_other_logic``: this code's replay of them could differ
+        from what the node did. ``snapshot_worker``
         builds the snapshots (a new :class:`SnapshotWorker` if None); the
         runtime stops it when it closes. ``commit_delay_us``: how long a
         commit under load may wait for more inputs (see the module
@@ -329,6 +335,26 @@ class NodeRuntime:
                 raise StoreError(
                     "misuse",
                     f"the store holds node {recovered.node_id}, not {genesis.node_id}",
+                )
+            written = recovered.logic_version
+            if stored.entries and written != CORE_LOGIC_VERSION:
+                if not replay_other_logic:
+                    raise StoreError(
+                        "logic_version",
+                        f"the journal's {len(stored.entries)} entries after the snapshot at "
+                        f"{stored.snapshot_position} were written under core logic version "
+                        f"{written}, and this code runs version {CORE_LOGIC_VERSION}: replaying "
+                        "them here might not give the state the node had. Start the version "
+                        "that wrote them and stop it cleanly (a clean stop takes a snapshot), "
+                        "then start this one; or start this one with --replay-other-logic to "
+                        "replay them anyway",
+                    )
+                log.warning(
+                    "replaying %d entries written under core logic version %d with version %d, "
+                    "as asked",
+                    len(stored.entries),
+                    written,
+                    CORE_LOGIC_VERSION,
                 )
             if len(stored.entries) >= max(1, snapshot_every // START_SNAPSHOT_SHARE):
                 # A node that never lived long enough to build a snapshot in
@@ -766,9 +792,10 @@ class NodeRuntime:
 
     # ------------------------------------------------------------ life
 
-    async def close(self) -> None:
+    async def close(self, *, snapshot: bool = True) -> None:
         """Take no more input, let every group in flight commit, abandon a
-        snapshot in flight, stop the snapshot worker, close the store."""
+        snapshot in flight, stop the snapshot worker, take a snapshot of
+        the final state (unless ``snapshot`` is False), close the store."""
         self._closing = True
         self._cancel_timer()
         self._end_gathering()
@@ -782,9 +809,45 @@ class NodeRuntime:
             # have ended (at once: a build in flight is abandoned).
             self._snapshot_worker.close(wait=True)
             await self.wait_for_snapshot()
-            self._writer.shutdown(wait=True)
-            self.store.close()
-            self.stopped.set()
+            try:
+                if snapshot:
+                    await self._snapshot_at_stop()
+            finally:
+                self._writer.shutdown(wait=True)
+                self.store.close()
+                self.stopped.set()
+
+    async def _snapshot_at_stop(self) -> None:
+        """A clean stop leaves a snapshot of the final state, so the next
+        start replays nothing: a restart is quick, and a node stopped
+        cleanly can be started by a version with other core logic. Skipped
+        after a failure (the state may be ahead of the journal) or when the
+        latest snapshot is at the journal's end already; one that fails is
+        logged, and the journal still holds everything."""
+        position = self.stats.position
+        if self.failure is not None or position <= self.stats.snapshot_position:
+            return
+        started = time.perf_counter()
+        try:
+            data = encode_snapshot(self.core.snapshot())
+            await self._loop.run_in_executor(self._writer, self.store.save_snapshot, position, data)
+        except Exception as error:
+            log.error(
+                "snapshot at %d could not be taken at stop (the journal still holds "
+                "everything): %s: %s",
+                position,
+                type(error).__name__,
+                error,
+            )
+            return
+        self.stats.snapshots += 1
+        self.stats.snapshot_position = position
+        log.info(
+            "snapshot at %d taken at stop: %d bytes in %.0f ms",
+            position,
+            len(data),
+            (time.perf_counter() - started) * 1_000,
+        )
 
     def _stop_snapshots(self) -> None:
         """Abandon the snapshot in flight and stop the worker, without

@@ -147,6 +147,8 @@ class _WireInput(_Stored, frozen=True):
 
 class WireGenesisInput(_WireInput, frozen=True, tag=1):
     genesis: WireGenesis
+    logic_version: Int64 = 1
+    """Absent from entries written before core logic versions were kept."""
 
 
 class WirePlaceInput(_WireInput, frozen=True, tag=2):
@@ -221,7 +223,8 @@ class WireTickInput(_WireInput, frozen=True, tag=14):
 
 
 class WireRestartInput(_WireInput, frozen=True, tag=15):
-    pass
+    logic_version: Int64 = 1
+    """Absent from entries written before core logic versions were kept."""
 
 
 WireInput = (
@@ -457,7 +460,7 @@ def _input_to_wire(event: Input, now: Now) -> WireInput:
     m, w = now.mono_ms, now.wall_ms
     match event:
         case GenesisInput():
-            return WireGenesisInput(m, w, _genesis_to_wire(event.genesis))
+            return WireGenesisInput(m, w, _genesis_to_wire(event.genesis), event.logic_version)
         case PlaceInput():
             return WirePlaceInput(m, w, _request_to_wire(event.request))
         case CancelInput():
@@ -487,7 +490,7 @@ def _input_to_wire(event: Input, now: Now) -> WireInput:
         case TickInput():
             return WireTickInput(m, w)
         case RestartInput():
-            return WireRestartInput(m, w)
+            return WireRestartInput(m, w, event.logic_version)
     raise JournalError("bad_entry", f"not a journal input: {type(event).__name__}")
 
 
@@ -531,7 +534,7 @@ def _entry_from_wire(wire: WireInput) -> JournalEntry:
 def _input_from_wire(wire: WireInput) -> Input:
     match wire:
         case WireGenesisInput():
-            return GenesisInput(_genesis_from_wire(wire.genesis))
+            return GenesisInput(_genesis_from_wire(wire.genesis), wire.logic_version)
         case WirePlaceInput():
             return PlaceInput(_request_from_wire(wire.request))
         case WireCancelInput():
@@ -561,7 +564,7 @@ def _input_from_wire(wire: WireInput) -> Input:
         case WireTickInput():
             return TickInput()
         case WireRestartInput():
-            return RestartInput()
+            return RestartInput(wire.logic_version)
 
 
 def _genesis_from_wire(w: WireGenesis) -> Genesis:
