@@ -181,6 +181,25 @@ def test_a_sqlite_store_made_before_its_keys_were_row_ids_reads_and_writes_as_be
         assert [e.execution_id for e in store.executions("trader:t")] == ["x1"]
 
 
+def test_whether_a_trader_exists_is_read_from_an_index_also_in_an_older_store(
+    tmp_path: Path,
+) -> None:
+    """An operator's deposit asks whether its trader exists: the store finds
+    the trader's keys by index, not by reading every key, and a store made
+    before the index gets it when a node opens it."""
+    path = tmp_path / "node.sqlite3"
+    SQLiteStore(path).close()
+    with sqlite3.connect(path) as connection:
+        connection.execute("DROP INDEX credentials_by_trader")  # as made before it
+    with SQLiteStore(path):
+        pass
+    with sqlite3.connect(path) as connection:
+        plan = connection.execute(
+            "EXPLAIN QUERY PLAN SELECT 1 FROM credentials WHERE trader_id = ? LIMIT 1", ("t",)
+        ).fetchall()
+    assert any("USING COVERING INDEX credentials_by_trader" in row[-1] for row in plan), plan
+
+
 def test_storage_urls(tmp_path: Path) -> None:
     assert isinstance(open_store("memory:"), MemoryStore)
     with open_store(f"sqlite:///{tmp_path}/a/node.sqlite3") as store:
