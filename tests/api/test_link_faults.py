@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 from faultproxy import FaultProxy, Packet, Rule, carrying
-from nodes import order
+from nodes import counters, order
 
 from datn.api.client import TraderClient
 from datn.launch import LaunchError, LocalNetwork, NodeProcess, wait_until
@@ -43,6 +43,7 @@ from datn.protocol.messages import (
     BondAnswer,
     BondRequest,
     Confirmation,
+    DefaultNotice,
     Heartbeat,
     OrderBroadcast,
     PotentialTrades,
@@ -94,10 +95,16 @@ class Pair:
             raise AssertionError(f"{error}\n{self.explain()}") from None
 
 
-def route_through_proxies(network: LocalNetwork, stack: contextlib.ExitStack, seed: int) -> Pair:
-    """Start a proxy for each direction and make each node dial its peer
-    through it; return once both links are up through the proxies."""
-    a, b = network.nodes
+def route_through_proxies(
+    network: LocalNetwork,
+    stack: contextlib.ExitStack,
+    seed: int,
+    nodes: tuple[NodeProcess, NodeProcess] | None = None,
+) -> Pair:
+    """Start a proxy for each direction between ``nodes`` (the network's
+    two, by default) and make each node dial the other through it; return
+    once both links are up through the proxies."""
+    a, b = nodes or network.nodes
     to_b = stack.enter_context(FaultProxy(b.net_address, seed=seed, name="a->b"))
     to_a = stack.enter_context(FaultProxy(a.net_address, seed=seed + 1, name="b->a"))
     pair = Pair(network, a, b, to_b, to_a)
@@ -353,6 +360,77 @@ def test_a_lost_message_is_carried_again_and_the_trade_ends_alike_on_both_nodes(
     statements_match(pair)
     drained(pair)
     no_crash(pair)
+
+
+# ---------------------------------------------------------------- a default
+
+
+SETTLEMENT = {
+    "settlement_cycle_ms": 500,
+    "settlement_lag_ms": 2_000,
+    "settlement_deadline_ms": 4_000,
+}
+"""Trades settle two seconds after they are booked, so the test can stop a
+node first, and a node that leaves them unsettled for four seconds is in
+default."""
+
+
+def test_a_lost_default_notice_is_carried_again_and_recorded_once(tmp_path: Path) -> None:
+    """The table's last kind. b sells to a trader at a and is killed before
+    the pair settles; four seconds on, a declares b in default, claims its
+    bond and tells c. The first frame carrying that notice to c is lost: the
+    link carries it again, and c records a as a witness of b's default,
+    once. Then b comes back, a's operator reinstates it, and the pair
+    settles: the network conserves every asset."""
+    with contextlib.ExitStack() as stack:
+        network = stack.enter_context(
+            LocalNetwork(tmp_path, ["a", "b", "c"], resend_ms=RESEND_MS, core=SETTLEMENT)
+        )
+        network.start()
+        network.link()
+        a, b, c = network.nodes
+        pair = route_through_proxies(network, stack, seed=5, nodes=(a, c))
+        network.bond(BOND)
+        drops = [proxy.drop_first(DefaultNotice) for proxy in pair.proxies]
+
+        seller = network.trader(b, "seller", {"XYZ": SOLD})
+        buyer = network.trader(a, "buyer", {"USD": BUYER_USD})
+        rested = seller.request("POST", "/v1/orders", order("s", "sell", SOLD, PRICE))
+        assert rested.status_code == 201, rested.text
+        wait_until("the seller's order in a's network book", lambda: asks(buyer) == SOLD)
+        placed = buyer.request("POST", "/v1/orders", order("b", "buy", BOUGHT, PRICE))
+        assert placed.status_code == 201, placed.text
+        bought = placed.json()["order_id"]
+        wait_until("the buyer's order to fill", lambda: view(buyer, bought)["status"] == "filled")
+        b.kill()
+        assert a.call("GET", "/admin/status")["unsettled_trades"], "settled before b stopped"
+
+        def declared() -> bool:
+            return bool(network.peer(a, b)["defaults"]["declared"])
+
+        pair.wait("a to declare b in default", declared, timeout_s=TIMEOUT_S)
+        assert len(network.peer(a, b)["defaults"]["open_claims"]) == 1
+        pair.wait(
+            "c to record a's notice",
+            lambda: network.peer(c, b)["defaults"]["declared_by"] == [a.node_id],
+        )
+        assert sum(rule.fired for rule in drops) == 1, pair.explain()
+        assert sum(proxy.dropped(DefaultNotice) for proxy in pair.proxies) == 1
+        drained(pair)
+        events = counters(c.admin, "datn_core_events_total") if c.admin else {}
+        assert events.get("default_notices") == 1, events
+        # One notice is below c's quorum (two): c still trades with b.
+        assert not network.peer(c, b)["defaults"]["suspended"]
+
+        network.restart(b)
+        a.call("POST", f"/admin/peers/{b.node_id}/reinstate")
+        network.wait_quiet(TIMEOUT_S * 3)
+        assert not network.peer(a, b)["defaults"]["open_claims"]
+        assert network.conservation(timeout_s=TIMEOUT_S) == [], pair.explain()
+        here = network.peer(a, b)["settlement"]["statements_settled"]
+        assert here and here == network.peer(b, a)["settlement"]["statements_settled"]
+        for node in network.nodes:
+            assert node.running, node.tail()
 
 
 # ---------------------------------------------------------------- chaos
