@@ -146,7 +146,9 @@ def test_cross_node_trading_survives_sigkill_of_either_node(tmp_path: Path) -> N
         stats: dict[str, int] = {}
         for node in network:
             for name, count in node.call("GET", "/admin/status")["stats"].items():
-                if name.startswith(("lock_outcome:", "locks_", "acceptance", "in_doubt")):
+                if name.startswith(
+                    ("lock_outcome:", "locks_", "acceptance", "in_doubt", "holders_")
+                ):
                     stats[name] = stats.get(name, 0) + count
         # Each node's journal, replayed through its core: as holder it took
         # no lock at or after its expiry by its own clock, none across a

@@ -15,6 +15,7 @@ from msgspec import msgpack
 
 from datn.api.serve import ADMIN_TOKEN_FILE, admin_token
 from datn.launch import NodeProcess, configure
+from datn.protocol.effects import CORE_LOGIC_VERSION
 from datn.runtime.config import ConfigError
 from datn.store.base import checksum
 
@@ -121,13 +122,13 @@ def test_an_address_in_use_stops_the_start_saying_which(
     assert not (tmp_path / "node.sqlite3").exists()
 
 
-def test_a_journal_of_other_core_logic_stops_the_start_until_the_operator_allows_it(
+def test_a_journal_of_newer_core_logic_stops_the_start_until_the_operator_allows_it(
     tmp_path: Path,
 ) -> None:
-    """A node killed while an older version (one that kept no core logic
-    version) ran it: the new version refuses to replay its journal, says
-    how to go on, and starts when the operator allows the replay; stopped
-    cleanly then, it starts again with no flag."""
+    """A node killed while a newer version ran it (its core logic version
+    beyond this code's), started on this one: it refuses to replay the
+    journal, says how to go on, and starts when the operator allows the
+    replay; stopped cleanly then, it starts again with no flag."""
     configure(tmp_path)
     node = NodeProcess("a", tmp_path)
     node.launch()
@@ -138,11 +139,11 @@ def test_a_journal_of_other_core_logic_stops_the_start_until_the_operator_allows
     with contextlib.closing(sqlite3.connect(tmp_path / "node.sqlite3")) as database:
         (entry,) = database.execute("SELECT entry FROM journal WHERE position = 1").fetchone()
         version, body = msgpack.decode(entry)
-        older = msgpack.encode([version, body[:-1]])  # no logic version: as written before
+        newer = msgpack.encode([version, [*body[:-1], CORE_LOGIC_VERSION + 1]])
         with database:
             database.execute(
                 "UPDATE journal SET entry = ?, checksum = ? WHERE position = 1",
-                (older, checksum(1, older)),
+                (newer, checksum(1, newer)),
             )
     refused = start(tmp_path)
     assert refused.returncode == 2, refused.stderr[-2000:]

@@ -83,7 +83,7 @@ def test_the_same_seed_gives_the_same_figures(figures: dict[str, WorldFigures]) 
 class DeafOriginator(Originator):
     """Asks no peer: every order trades only with its own node's book."""
 
-    def _targets(self, working: Working, now: Now) -> list[NodeId]:
+    def _targets(self, working: Working, now: Now, *, counted: bool = False) -> list[NodeId]:
         return []
 
 

@@ -3,6 +3,8 @@ nodes, the newer is worked again as a taker and trades with the older."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from harness import CONFIG, OWNER, XYZ, A, B, C, Net, events_in, messages_in
 
 from datn.domain import USD, Side
@@ -13,6 +15,7 @@ from datn.protocol.node import NodeConfig
 from datn.protocol.originator import MAX_REWORKED
 
 HEARTBEAT = CONFIG.heartbeat_ms
+D = NodeId("d")
 
 
 def open_orders(net: Net, node_id: NodeId) -> list[tuple[Side, int, int]]:
@@ -299,7 +302,7 @@ def test_a_holder_heard_nothing_from_for_heartbeat_periods_is_not_asked_until_it
     assert fills == [(5_000, 4, B)]
     assert not net.nodes[A].stats.get("holders_silent")
     assert net.nodes[A].stats.get("holders_out_of_reach")
-    # C is back: its queued heartbeats and answers get through.
+    # C is back: its heartbeats (those sent from now on) get through.
     net.run(2 * HEARTBEAT)
     assert not network.out_of_reach(C, net.now())
     net.place(A, Side.BUY, 3, 5_000, "buy-again")
@@ -310,7 +313,73 @@ def test_a_holder_heard_nothing_from_for_heartbeat_periods_is_not_asked_until_it
     net.crash_and_recover(A, snapshot=True)
 
 
-D = NodeId("d")
+def asked_by_a(net: Net, start: int) -> list[NodeId]:
+    """Whom A asked about any order since effect ``start``."""
+    return [
+        e.peer
+        for n, e in net.effects[start:]
+        if n == A and isinstance(e, Send) and isinstance(e.message, OrderBroadcast)
+    ]
+
+
+def test_under_core_logic_version_1_a_silent_holder_is_asked_as_that_version_did() -> None:
+    """A journal written before out-of-reach peers were skipped replays as
+    it ran: under its logic version C is asked, however long it was silent."""
+    net = Net(ids=(A, B, C))
+    net.nodes[A].context.logic_version = 1  # as a version 1 genesis or restart sets it
+    net.place(C, Side.SELL, 10, 4_990, "c-ask")
+    net.place(B, Side.SELL, 10, 5_000, "b-ask")
+    net.deliver()
+    net.run(50)
+    for _ in range(4 * HEARTBEAT // 10):
+        net.tick(10)
+        while net.wire:
+            sender, send = net.wire.popleft()
+            if C not in (sender, send.peer):
+                net.receive(send.peer, sender, send.message, send)
+    assert not net.nodes[A].network.out_of_reach(C, net.now())
+    start = len(net.effects)
+    net.place(A, Side.BUY, 4, 5_000, "buy")
+    net.tick(1)
+    assert C in asked_by_a(net, start)
+
+
+def test_a_peer_never_heard_from_counts_silent_from_the_start_or_from_when_it_was_added() -> None:
+    """In broadcast routing every peer is asked: one whose link never came
+    up (C never runs here) is out of reach once its silence limit passed
+    from the node's start, as is a peer added later and never heard."""
+    net = Net(replace(CONFIG, targeted_routing=False), ids=(A, B))
+    net.place(B, Side.SELL, 10, 5_000, "ask")
+    net.apply(A, net.nodes[A].add_peer(D, net.now()))
+    network = net.nodes[A].network
+    net.run(network.silence_limit_ms() + 100, step_ms=50)
+    assert network.out_of_reach(C, net.now()) and network.out_of_reach(D, net.now())
+    assert not network.out_of_reach(B, net.now())
+    start = len(net.effects)
+    net.place(A, Side.BUY, 1, 5_000, "buy")
+    net.run(100)
+    assert asked_by_a(net, start) == [B]
+    assert [(e.quantity_lots, e.counterparty) for e in net.events(A, Executed)] == [(1, B)]
+    net.crash_and_recover(A)
+
+
+def test_a_shorter_heartbeat_period_measures_silence_from_the_change() -> None:
+    """Lowering ``heartbeat_ms`` shortens the silence limit; a peer heard
+    within the old limit is not out of reach the moment the change lands."""
+    slow = replace(CONFIG, heartbeat_ms=10_000)
+    net = Net(slow, ids=(A, B))
+    net.place(B, Side.SELL, 10, 5_000, "ask")
+    net.run(21_000, step_ms=50)
+    net.run(4_000, step_ms=50)
+    a = net.nodes[A]
+    assert not a.network.out_of_reach(B, net.now())
+    net.apply(A, a.set_config(replace(slow, heartbeat_ms=1_000), net.now()))
+    assert not a.network.out_of_reach(B, net.now())
+    start = len(net.effects)
+    net.place(A, Side.BUY, 2, 5_000, "buy")
+    net.run(300)
+    assert B in asked_by_a(net, start)
+    net.crash_and_recover(A)
 
 
 class FourNodes(Net):

@@ -69,8 +69,9 @@ def check(folder: Path, as_json: bool) -> None:
 @click.option(
     "--replay-other-logic",
     is_flag=True,
-    help="Replay journal entries written by a version with other core logic "
-    "(after a crash of the older version); see the README's upgrade section.",
+    help="Replay journal entries written under core logic this version does not "
+    "replay as it ran (a newer version's, left by a crash); see the README's "
+    "upgrade section.",
 )
 def run(folder: Path, replay_other_logic: bool) -> None:
     """Run the node in FOLDER: its runtime, the traders' API and the operator's.

@@ -42,14 +42,21 @@ class Genesis(Value, frozen=True):
 
 CORE_LOGIC_VERSION: Final = 2
 """The version of how the core handles its inputs. Replay must give the
-state the node had when it ran, so a journal tail is replayed only by the
-logic that wrote it: each genesis and restart entry records this version,
-and a node refuses to start on a tail written under another (see
-:class:`datn.runtime.node.NodeRuntime`). Raise it with any change that makes
-some input's handling differ.
+state the node had when it ran, so each genesis and restart entry records
+the version of the logic that ran from it on, the core keeps it in its
+state, and a change to how an input is handled raises this version and
+applies only where the recorded version is as high: a journal written by an
+older version replays as it ran. A node refuses to start on entries (after
+its latest snapshot) that this code cannot replay so: see
+:data:`OLDEST_REPLAYED_LOGIC_VERSION` and
+:class:`datn.runtime.node.NodeRuntime`.
 
 1. Journals before versions were recorded.
 2. Routing skips a peer heard nothing from for three heartbeat periods."""
+
+OLDEST_REPLAYED_LOGIC_VERSION: Final = 1
+"""The oldest core logic this code replays as it ran. Raised when the
+logic of older versions is taken out of the core."""
 
 
 class GenesisInput(Value, frozen=True):

@@ -207,9 +207,10 @@ class NetworkView:
         rtt = self.context.config.default_rtt_ms
         return PeerView(rtt, rtt // 2)
 
-    def add_peer(self, peer: NodeId) -> None:
+    def add_peer(self, peer: NodeId, now: Now) -> None:
         if peer not in self.views:
-            self.views[peer] = self._new_view()
+            view = self.views[peer] = self._new_view()
+            view.heard_mono_ms = now.mono_ms  # silent from now on, until it speaks
             self._probe_queue.append(peer)
 
     # ============================================================ adverts
@@ -346,17 +347,26 @@ class NetworkView:
         """True when nothing from ``peer`` arrived for longer than
         :meth:`silence_limit_ms`: its link is down or cut. Routing asks no
         such peer (an answer could not come back within a round), and asks
-        it again from the first message it sends."""
+        it again from the first message it sends. Never under core logic
+        version 1 (see :data:`~datn.protocol.effects.CORE_LOGIC_VERSION`):
+        a journal written by it replays as it ran."""
+        if self.context.logic_version < 2:
+            return False
         view = self.views.get(peer)
         heard = view.heard_mono_ms if view is not None else None
         return heard is not None and now.mono_ms - heard > self.silence_limit_ms()
 
-    def restart(self, now: Now) -> None:
-        """Heartbeats start again, and every peer gets a new silence limit:
-        the time the node was down says nothing of the peers."""
-        self.next_heartbeat_ms = None
+    def hear_all(self, now: Now) -> None:
+        """Measure every peer's silence from ``now``: at the node's start and
+        restart (the time it was down says nothing of the peers) and when
+        its configuration (the heartbeat period) changes."""
         for view in self.views.values():
             view.heard_mono_ms = now.mono_ms
+
+    def restart(self, now: Now) -> None:
+        """Heartbeats start again, and every peer's silence is measured anew."""
+        self.next_heartbeat_ms = None
+        self.hear_all(now)
 
     # ============================================================ snapshot
 

@@ -166,6 +166,7 @@ class NodeCore:
         entry = JournalEntry(now, GenesisInput(genesis))
         core.context.last_mono_ms = now.mono_ms
         core.context.logic_version = CORE_LOGIC_VERSION
+        core.network.hear_all(now)
         return core, [Journal(entry), SetTimer(now.mono_ms)]
 
     @classmethod
@@ -211,6 +212,7 @@ class NodeCore:
             core = cls(first.input.genesis)
             core.context.last_mono_ms = first.now.mono_ms
             core.context.logic_version = first.input.logic_version
+            core.network.hear_all(first.now)
         else:
             core = cls.from_snapshot(snapshot)
         for entry in entries:
@@ -393,7 +395,7 @@ class NodeCore:
             return
         context.peers = sorted([*context.peers, peer])
         self.liability.add_peer(peer)
-        self.network.add_peer(peer)
+        self.network.add_peer(peer, now)
 
     def _on_add_product(self, event: AddProductInput, now: Now, out: list[Effect]) -> None:
         context, product = self.context, event.product
@@ -416,6 +418,8 @@ class NodeCore:
             self.context.count("config_invalid")
             return
         self.context.config = event.config
+        # Silence is measured against the new heartbeat period from now.
+        self.network.hear_all(now)
 
     def _on_receive(self, event: ReceiveInput, now: Now, out: list[Effect]) -> None:
         context = self.context

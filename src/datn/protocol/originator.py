@@ -356,7 +356,7 @@ class Originator:
         working.round += 1
         working.candidates = self._local_offers(working, now)
         order = working.order
-        targets = self._targets(working, now)
+        targets = self._targets(working, now, counted=True)
         working.asked_lots = working.remaining_lots
         message = OrderBroadcast(
             working.request_id,
@@ -410,7 +410,7 @@ class Originator:
                 return True
         return False
 
-    def _targets(self, working: Working, now: Now) -> list[NodeId]:
+    def _targets(self, working: Working, now: Now, *, counted: bool = False) -> list[NodeId]:
         """Whom to ask. Broadcast: every peer. Targeted: every peer whose view
         may be stale, then the peers whose advertised crossing orders, best
         price first (demoted holders last), cover what the node's own book
@@ -424,17 +424,27 @@ class Originator:
         The node's own offers count against a peer's advert only where they
         are as good: a peer advertising a better price than the node's own
         book is asked even when that book could fill the whole order, so an
-        order never trades through a better price the node knew of."""
-        liability, views = self.liability, self.network.views
+        order never trades through a better price the node knew of.
+
+        ``counted``: peers out of reach that would have been asked are
+        counted (``holders_out_of_reach``); a look that asks no one is not."""
+        liability, network = self.liability, self.network
+        views = network.views
         # Asked last round for what their adverts promised, and silent
         # (an answer pops its peer's entry).
         silent = set(working.expected)
+        skipped = 0
+        chosen: list[NodeId] = []
         if not self.context.config.targeted_routing:
-            return [
-                peer
-                for peer in views
-                if not liability.suspended(peer) and not self._out_of_reach(peer, now)
-            ]
+            for peer in views:
+                if liability.suspended(peer):
+                    continue
+                if network.out_of_reach(peer, now):
+                    skipped += 1
+                    continue
+                chosen.append(peer)
+            self._count_out_of_reach(skipped, counted)
+            return chosen
         order = working.order
         limit = working.limit_ticks
         buy = order.side is Side.BUY
@@ -453,15 +463,15 @@ class Originator:
             if covered >= needed:
                 cover = price_key
                 break
-        chosen: list[NodeId] = []
         advertised: list[tuple[bool, int, Hlc, NodeId, int]] = []
         for peer, view in views.items():
             if peer in working.exhausted or liability.suspended(peer):
                 continue
-            if self._out_of_reach(peer, now):
-                continue
             if view.stale:
-                chosen.append(peer)
+                if network.out_of_reach(peer, now):
+                    skipped += 1
+                else:
+                    chosen.append(peer)
                 continue
             book = (view.asks if buy else view.bids).get(order.product_id)
             if book is None:
@@ -471,6 +481,9 @@ class Originator:
                 continue  # nothing there crosses
             if cover is not None and best >= cover:
                 continue  # nothing there beats what this node has
+            if network.out_of_reach(peer, now):
+                skipped += 1
+                continue
             demoted = self._demoted(working, peer, now)
             if demoted and cover is not None:
                 continue  # a demoted peer comes after this node's own offers
@@ -497,16 +510,16 @@ class Originator:
             working.expected[peer] = working.expected.get(peer, 0) + min(lots, needed)
             if peer not in silent:
                 needed -= lots
+        self._count_out_of_reach(skipped, counted)
         return chosen
 
-    def _out_of_reach(self, peer: NodeId, now: Now) -> bool:
-        """A peer heard nothing from for a while (its link is down or cut) is
-        not asked: its answer could not come back within the round, and
-        every order it could fill would wait out the window for nothing."""
-        if self.network.out_of_reach(peer, now):
-            self.context.count("holders_out_of_reach")
-            return True
-        return False
+    def _count_out_of_reach(self, skipped: int, counted: bool) -> None:
+        """Peers out of reach (nothing heard from them for several heartbeat
+        periods: :meth:`NetworkView.out_of_reach`) are not asked: an answer
+        could not come back within the round, and every order they could
+        fill would wait out the window for nothing."""
+        if skipped and counted:
+            self.context.count("holders_out_of_reach", skipped)
 
     def _local_offers(self, working: Working, now: Now) -> list[Candidate]:
         """Lock crossing quantity in this node's own book, as offers from itself."""

@@ -69,6 +69,7 @@ from typing import Final, Protocol, TypeVar
 from datn.protocol.clock import Now
 from datn.protocol.effects import (
     CORE_LOGIC_VERSION,
+    OLDEST_REPLAYED_LOGIC_VERSION,
     Effect,
     Genesis,
     Input,
@@ -85,7 +86,7 @@ from datn.protocol.effects import (
 from datn.protocol.node import NodeCore, Recovered
 from datn.runtime.history import History
 from datn.runtime.snapshots import SnapshotWorker
-from datn.store import Commit, EvidenceRecord, Store, StoreError
+from datn.store import Commit, EvidenceRecord, Store, Stored, StoreError
 from datn.wire import JournalError, encode_entry, encode_snapshot, recover_node
 
 T = TypeVar("T")
@@ -308,10 +309,12 @@ class NodeRuntime:
         for an empty store, a new node from ``genesis``. Refuses a store
         whose journal is damaged (the error names the entry), a genesis
         for a store that already holds another node, and a journal whose
-        entries after the latest snapshot were written under other core
-        logic (:data:`~datn.protocol.effects.CORE_LOGIC_VERSION`), unless
-        ``replay_other_logic``: this code's replay of them could differ
-        from what the node did. ``snapshot_worker``
+        entries after the latest snapshot were written under core logic
+        this code does not replay as it ran (newer than
+        :data:`~datn.protocol.effects.CORE_LOGIC_VERSION`, or older than
+        :data:`~datn.protocol.effects.OLDEST_REPLAYED_LOGIC_VERSION`), unless
+        ``replay_other_logic``: replaying them here could rebuild a state
+        other than the one the node had. ``snapshot_worker``
         builds the snapshots (a new :class:`SnapshotWorker` if None); the
         runtime stops it when it closes. ``commit_delay_us``: how long a
         commit under load may wait for more inputs (see the module
@@ -337,18 +340,10 @@ class NodeRuntime:
                     f"the store holds node {recovered.node_id}, not {genesis.node_id}",
                 )
             written = recovered.logic_version
-            if stored.entries and written != CORE_LOGIC_VERSION:
+            replayable = OLDEST_REPLAYED_LOGIC_VERSION <= written <= CORE_LOGIC_VERSION
+            if stored.entries and not replayable:
                 if not replay_other_logic:
-                    raise StoreError(
-                        "logic_version",
-                        f"the journal's {len(stored.entries)} entries after the snapshot at "
-                        f"{stored.snapshot_position} were written under core logic version "
-                        f"{written}, and this code runs version {CORE_LOGIC_VERSION}: replaying "
-                        "them here might not give the state the node had. Start the version "
-                        "that wrote them and stop it cleanly (a clean stop takes a snapshot), "
-                        "then start this one; or start this one with --replay-other-logic to "
-                        "replay them anyway",
-                    )
+                    raise StoreError("logic_version", _unreplayable(stored, written))
                 log.warning(
                     "replaying %d entries written under core logic version %d with version %d, "
                     "as asked",
@@ -799,9 +794,11 @@ class NodeRuntime:
         self._closing = True
         self._cancel_timer()
         self._end_gathering()
+        committed = False
         try:
             while self._committing is not None:
                 await asyncio.shield(self._committing)
+            committed = True
         finally:
             if self._snapshotting is not None:
                 self._snapshotting.cancel()
@@ -810,7 +807,9 @@ class NodeRuntime:
             self._snapshot_worker.close(wait=True)
             await self.wait_for_snapshot()
             try:
-                if snapshot:
+                # Only once every group committed: a close cancelled while
+                # one was in flight leaves the state ahead of the journal.
+                if snapshot and committed:
                     await self._snapshot_at_stop()
             finally:
                 self._writer.shutdown(wait=True)
@@ -819,14 +818,17 @@ class NodeRuntime:
 
     async def _snapshot_at_stop(self) -> None:
         """A clean stop leaves a snapshot of the final state, so the next
-        start replays nothing: a restart is quick, and a node stopped
-        cleanly can be started by a version with other core logic. Skipped
-        after a failure (the state may be ahead of the journal) or when the
-        latest snapshot is at the journal's end already; one that fails is
-        logged, and the journal still holds everything."""
+        start replays nothing: a restart is quick, and any version (even an
+        older one, whose logic could not replay this one's entries) can
+        start the node. Skipped after a failure, or while inputs the core
+        took are not all in the journal (the state is ahead of it), or when
+        the latest snapshot is at the journal's end already; one that fails
+        is logged, and the journal still holds everything."""
         position = self.stats.position
         if self.failure is not None or position <= self.stats.snapshot_position:
             return
+        if self._committing is not None or self._pending.waiters or self._pending.commit.entries:
+            return  # inputs the core took that the journal does not hold yet
         started = time.perf_counter()
         try:
             data = encode_snapshot(self.core.snapshot())
@@ -861,6 +863,27 @@ class NodeRuntime:
 def _settle(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+def _unreplayable(stored: Stored, written: int) -> str:
+    """Why a journal tail written under core logic ``written`` is not
+    replayed, and what the operator can do."""
+    head = (
+        f"the journal's {len(stored.entries)} entries after the snapshot at "
+        f"{stored.snapshot_position} were written under core logic version {written}, "
+    )
+    if written > CORE_LOGIC_VERSION:
+        why = (
+            f"newer than this code's version {CORE_LOGIC_VERSION}: it cannot replay them as "
+            "they ran. Start the version that wrote them"
+        )
+    else:
+        why = (
+            f"which this code no longer replays as it ran (it replays versions "
+            f"{OLDEST_REPLAYED_LOGIC_VERSION} to {CORE_LOGIC_VERSION}). Start the version "
+            "that wrote them, stop it cleanly so that it snapshots, and start this one again"
+        )
+    return head + why + "; or start this one with --replay-other-logic to replay them anyway"
 
 
 def _snapshot_at_start(store: Store, recovered: Recovered, position: int) -> bytes:

@@ -981,10 +981,10 @@ class WashOriginator(Originator):
     maker_order_id: int | None = None
     """While a wash taker is placed: the maker order it must trade with."""
 
-    def _targets(self, working: Working, now: Now) -> list[NodeId]:
+    def _targets(self, working: Working, now: Now, *, counted: bool = False) -> list[NodeId]:
         if working.order.client_order_id.startswith(WASH_PREFIX):
             return []
-        return super()._targets(working, now)
+        return super()._targets(working, now, counted=counted)
 
     def _local_offers(self, working: Working, now: Now) -> list[Candidate]:
         maker = self.maker_order_id
