@@ -127,8 +127,10 @@ class PeerView:
     with an advert in the view are kept."""
     heard_mono_ms: int | None = None
     """When this node last took in a message from the peer, on its own
-    monotonic clock (a restart counts as hearing every peer); None before
-    the first."""
+    monotonic clock; the node's genesis, the peer's addition, a restart and
+    a configuration change count as hearing it (:meth:`NetworkView.hear_all`).
+    None only as restored from a snapshot taken before it was kept, until
+    the restart that follows."""
 
     def forget_withdrawn(self) -> None:
         """Drop the withdrawals no advert still to come can be older than."""

@@ -875,7 +875,8 @@ def _unreplayable(stored: Stored, written: int) -> str:
     if written > CORE_LOGIC_VERSION:
         why = (
             f"newer than this code's version {CORE_LOGIC_VERSION}: it cannot replay them as "
-            "they ran. Start the version that wrote them"
+            "they ran. Start the version that wrote them and stop it cleanly, so that "
+            "nothing is left to replay"
         )
     else:
         why = (
