@@ -23,10 +23,12 @@ import httpx
 import pytest
 from nodes import Running, make_trader, new_node, node, order, start, stop
 
+from datn import __version__
 from datn.api.client import AdminClient, TraderClient
 from datn.api.metrics import samples
 from datn.api.stream import MAX_SESSIONS_PER_TRADER
 from datn.api.transport import REQUEST_TIMEOUT_S
+from datn.protocol.effects import CORE_LOGIC_VERSION
 
 __all__ = ["node"]  # the fixture, used by name
 
@@ -433,6 +435,7 @@ def test_a_newcomer_goes_from_nothing_to_a_filled_order_with_the_cli(node: Runni
     assert status["snapshot_failures"] == 0 and status["commit_p99_ms"] > 0
     assert status["uptime_s"] > 0 and status["cpu_seconds"] >= status["loop_cpu_seconds"] > 0
     assert status["resident_mib"] > 1
+    assert status["version"] == __version__ and status["core_logic_version"] == CORE_LOGIC_VERSION
     # The seller's signed order is kept as it signed it, and checks out.
     kept = node.admin.request("GET", "/admin/traders/seller/signed-orders").json()
     assert len(kept) == 1 and kept[0]["valid"] and kept[0]["target"] == "/v1/orders"

@@ -37,6 +37,7 @@ from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.spec import Link, OpenAPIResponse, Operation
 from litestar.params import FromPath, FromQuery, JSONBody, PathParameter, QueryParameter
 
+from datn import __version__
 from datn.api.auth import (
     AuthError,
     Caller,
@@ -1128,9 +1129,13 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
         admin: NamedDependency[bool], node: NamedDependency[Node]
     ) -> dict[str, object]:
         runtime = node.runtime
-        core_status = await runtime.read(lambda core: core.status())
+        core_status, logic = await runtime.read(
+            lambda core: (core.status(), core.context.logic_version)
+        )
         stats = runtime.stats
         return {
+            "version": __version__,
+            "core_logic_version": logic,
             **core_status,
             "journal_position": stats.position,
             "snapshot_position": stats.snapshot_position,
