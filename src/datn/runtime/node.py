@@ -794,11 +794,9 @@ class NodeRuntime:
         self._closing = True
         self._cancel_timer()
         self._end_gathering()
-        committed = False
         try:
             while self._committing is not None:
                 await asyncio.shield(self._committing)
-            committed = True
         finally:
             if self._snapshotting is not None:
                 self._snapshotting.cancel()
@@ -807,9 +805,7 @@ class NodeRuntime:
             self._snapshot_worker.close(wait=True)
             await self.wait_for_snapshot()
             try:
-                # Only once every group committed: a close cancelled while
-                # one was in flight leaves the state ahead of the journal.
-                if snapshot and committed:
+                if snapshot:
                     await self._snapshot_at_stop()
             finally:
                 self._writer.shutdown(wait=True)
@@ -828,7 +824,9 @@ class NodeRuntime:
         if self.failure is not None or position <= self.stats.snapshot_position:
             return
         if self._committing is not None or self._pending.waiters or self._pending.commit.entries:
-            return  # inputs the core took that the journal does not hold yet
+            # Inputs the core took that the journal does not hold yet: a
+            # close cancelled while a group was in flight.
+            return
         started = time.perf_counter()
         try:
             data = encode_snapshot(self.core.snapshot())
