@@ -368,16 +368,18 @@ def test_a_lost_message_is_carried_again_and_the_trade_ends_alike_on_both_nodes(
 SETTLEMENT = {
     "settlement_cycle_ms": 500,
     "settlement_lag_ms": 2_000,
-    "settlement_deadline_ms": 4_000,
+    "settlement_deadline_ms": 8_000,
 }
 """Trades settle two seconds after they are booked, so the test can stop a
-node first, and a node that leaves them unsettled for four seconds is in
-default."""
+node first, and a node that leaves them unsettled for eight seconds is in
+default: long enough that the restarted node, whose own deadline runs on
+from where it stopped, does not declare the other in default before the
+reinstated pair's next statement (at least the lag after reinstatement)."""
 
 
 def test_a_lost_default_notice_is_carried_again_and_recorded_once(tmp_path: Path) -> None:
     """The table's last kind. b sells to a trader at a and is killed before
-    the pair settles; four seconds on, a declares b in default, claims its
+    the pair settles; eight seconds on, a declares b in default, claims its
     bond and tells c. The first frame carrying that notice to c is lost: the
     link carries it again, and c records a as a witness of b's default,
     once. Then b comes back, a's operator reinstates it, and the pair
