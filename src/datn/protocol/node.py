@@ -162,12 +162,20 @@ class NodeCore:
     @classmethod
     def start(cls, genesis: Genesis, now: Now) -> tuple[NodeCore, list[Effect]]:
         """A new node: its genesis is the first entry of its journal."""
-        core = cls(genesis)
+        core = cls._born(genesis, now, CORE_LOGIC_VERSION)
         entry = JournalEntry(now, GenesisInput(genesis))
-        core.context.last_mono_ms = now.mono_ms
-        core.context.logic_version = CORE_LOGIC_VERSION
-        core.network.hear_all(now)
         return core, [Journal(entry), SetTimer(now.mono_ms)]
+
+    @classmethod
+    def _born(cls, genesis: Genesis, now: Now, logic_version: int) -> NodeCore:
+        """The node ``genesis`` makes at ``now``, running core logic
+        ``logic_version``: as it starts, and as its replay from the genesis
+        entry rebuilds it."""
+        core = cls(genesis)
+        core.context.last_mono_ms = now.mono_ms
+        core.context.logic_version = logic_version
+        core.network.hear_all(now)
+        return core
 
     @classmethod
     def recover(
@@ -209,10 +217,7 @@ class NodeCore:
             first = next(entries, None)
             if first is None or not isinstance(first.input, GenesisInput):
                 raise NodeError("a journal starts with the node's genesis")
-            core = cls(first.input.genesis)
-            core.context.last_mono_ms = first.now.mono_ms
-            core.context.logic_version = first.input.logic_version
-            core.network.hear_all(first.now)
+            core = cls._born(first.input.genesis, first.now, first.input.logic_version)
         else:
             core = cls.from_snapshot(snapshot)
         for entry in entries:
