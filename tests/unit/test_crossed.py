@@ -322,6 +322,79 @@ def asked_by_a(net: Net, start: int) -> list[NodeId]:
     ]
 
 
+def pause_a(net: Net, ms: int) -> None:
+    """A's event loop stalls for ``ms``: B and C run on, and what they send
+    A waits on the wire, unread, while A takes no input."""
+    for _ in range(ms // 10):
+        net.mono += 10
+        for node_id in (B, C):
+            net.apply(node_id, net.nodes[node_id].tick(net.now()))
+        held = []
+        while net.wire:
+            sender, send = net.wire.popleft()
+            if send.peer == A:
+                held.append((sender, send))
+            else:
+                net.receive(send.peer, sender, send.message, send)
+        net.wire.extend(held)
+
+
+def test_a_pause_of_the_node_itself_is_not_its_peers_silence() -> None:
+    """A stalls for longer than the silence limit while B and C run on:
+    the buy A takes first after the stall, before their waiting messages,
+    still asks C, whose ask is best, and trades with it. C cut off before
+    the stall stays out of reach after it."""
+    net = Net(ids=(A, B, C))
+    net.place(C, Side.SELL, 10, 4_990, "c-ask")
+    net.place(B, Side.SELL, 10, 5_000, "b-ask")
+    net.deliver()
+    net.run(50)
+    network = net.nodes[A].network
+    pause_a(net, 2 * network.silence_limit_ms())
+    assert net.mono - net.nodes[A].context.last_mono_ms > network.silence_limit_ms()
+    start = len(net.effects)
+    net.place(A, Side.BUY, 4, 5_000, "buy")
+    assert asked_by_a(net, start) == [C]
+    assert not network.out_of_reach(B, net.now()) and not network.out_of_reach(C, net.now())
+    net.run(100)
+    fills = [(e.price_ticks, e.quantity_lots, e.counterparty) for e in net.events(A, Executed)]
+    assert fills == [(4_990, 4, C)]
+    assert not net.nodes[A].stats.get("holders_out_of_reach")
+
+    # C is cut off for longer than its limit, then A stalls again.
+    for _ in range(network.silence_limit_ms() // 10 + 1):
+        net.tick(10)
+        while net.wire:
+            sender, send = net.wire.popleft()
+            if C not in (sender, send.peer):
+                net.receive(send.peer, sender, send.message, send)
+    pause_a(net, 2 * network.silence_limit_ms())
+    net.wire.clear()
+    start = len(net.effects)
+    net.place(A, Side.BUY, 2, 5_000, "buy-after-cut")
+    assert asked_by_a(net, start) == [B]
+    assert network.out_of_reach(C, net.now()) and not network.out_of_reach(B, net.now())
+    net.crash_and_recover(A)
+    net.crash_and_recover(A, snapshot=True)
+
+
+def test_under_core_logic_version_2_a_pause_counts_as_every_peers_silence() -> None:
+    """A journal written before pauses were set apart replays as it ran:
+    under version 2, after a stall past the limit every peer is out of
+    reach and the buy asks no one."""
+    net = Net(ids=(A, B, C))
+    net.nodes[A].context.logic_version = 2  # as a version 2 genesis or restart sets it
+    net.place(C, Side.SELL, 10, 4_990, "c-ask")
+    net.place(B, Side.SELL, 10, 5_000, "b-ask")
+    net.deliver()
+    net.run(50)
+    pause_a(net, 2 * net.nodes[A].network.silence_limit_ms())
+    start = len(net.effects)
+    net.place(A, Side.BUY, 4, 5_000, "buy")
+    assert asked_by_a(net, start) == []
+    assert net.nodes[A].stats.get("holders_out_of_reach") == 2
+
+
 def test_under_core_logic_version_1_a_silent_holder_is_asked_as_that_version_did() -> None:
     """A journal written before out-of-reach peers were skipped replays as
     it ran: under its logic version C is asked, however long it was silent."""

@@ -40,7 +40,7 @@ class Genesis(Value, frozen=True):
 # --------------------------------------------------------------- inputs
 
 
-CORE_LOGIC_VERSION: Final = 2
+CORE_LOGIC_VERSION: Final = 3
 """The version of how the core handles its inputs. Replay must give the
 state the node had when it ran, so each genesis and restart entry records
 the version of the logic that ran from it on, the core keeps it in its
@@ -52,7 +52,9 @@ its latest snapshot) that this code cannot replay so: see
 :class:`datn.runtime.node.NodeRuntime`.
 
 1. Journals before versions were recorded.
-2. Routing skips a peer heard nothing from for three heartbeat periods."""
+2. Routing skips a peer heard nothing from for three heartbeat periods.
+3. A pause of the node itself (no input for longer than a heartbeat
+   period) does not count towards its peers' silence."""
 
 OLDEST_REPLAYED_LOGIC_VERSION: Final = 1
 """The oldest core logic this code replays as it ran. Raised when the

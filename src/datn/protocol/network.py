@@ -347,7 +347,8 @@ class NetworkView:
 
     def out_of_reach(self, peer: NodeId, now: Now) -> bool:
         """True when nothing from ``peer`` arrived for longer than
-        :meth:`silence_limit_ms`: its link is down or cut. Routing asks no
+        :meth:`silence_limit_ms` (a pause of the node's own aside:
+        :meth:`pause_not_silence`): its link is down or cut. Routing asks no
         such peer (an answer could not come back within a round), and asks
         it again from the first message it sends. Never under core logic
         version 1 (see :data:`~datn.protocol.effects.CORE_LOGIC_VERSION`):
@@ -357,6 +358,22 @@ class NetworkView:
         view = self.views.get(peer)
         heard = view.heard_mono_ms if view is not None else None
         return heard is not None and now.mono_ms - heard > self.silence_limit_ms()
+
+    def pause_not_silence(self, gap_ms: int, now: Now) -> None:
+        """The node took no input for ``gap_ms`` before ``now``. A running
+        node takes one at least every ``heartbeat_ms`` (its heartbeat timer
+        is never due later), so a longer gap means it was paused: its event
+        loop stalled, and peers' messages waited unread. What the pause
+        lasted beyond a period does not count towards any peer's silence,
+        so the orders it handles first are not routed as if every peer had
+        gone. A peer silent before the pause stays as silent as it was."""
+        excess = gap_ms - self.context.config.heartbeat_ms
+        if excess <= 0:
+            return
+        for view in self.views.values():
+            heard = view.heard_mono_ms
+            if heard is not None:
+                view.heard_mono_ms = min(now.mono_ms, heard + excess)
 
     def hear_all(self, now: Now) -> None:
         """Measure every peer's silence from ``now``: at the node's start and

@@ -297,8 +297,11 @@ class NodeCore:
         return effects
 
     def _apply_into(self, event: Input, now: Now, out: list[Effect]) -> None:
+        context = self.context
+        if context.logic_version >= 3:
+            self.network.pause_not_silence(now.mono_ms - context.last_mono_ms, now)
         _HANDLERS[type(event)](self, event, now, out)
-        self.context.last_mono_ms = now.mono_ms
+        context.last_mono_ms = now.mono_ms
 
     def _on_place(self, event: PlaceInput, now: Now, out: list[Effect]) -> None:
         self.originator.place(event.request, now, out)
