@@ -89,6 +89,7 @@ class Node:
         for old, new in (
             ('listen = "127.0.0.1:8480"', 'listen = "127.0.0.1:0"'),
             ('admin_listen = "127.0.0.1:8481"', 'admin_listen = "127.0.0.1:0"'),
+            ('listen = "127.0.0.1:8482"', 'listen = "127.0.0.1:0"'),
             ("rate_per_second = 50", "rate_per_second = 1000000"),
             ("rate_burst = 100", "rate_burst = 1000000"),
             ("signing_window_ms = 5000", "signing_window_ms = 60000"),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from nodes import Running, start, stop
+from nodes import Running, new_node, start, stop
 
 from datn.api.metrics import samples
 from datn.api.serve import ADMIN_MAX_CONNECTIONS_PER_ADDRESS, trader_connections
@@ -77,10 +77,11 @@ def test_a_node_raises_its_open_files_limit_as_far_as_the_system_allows() -> Non
 
 
 def test_a_node_with_too_few_open_files_says_so_and_does_not_start(tmp_path: Path) -> None:
-    config, _ = init_folder(tmp_path / "n")
+    # Every address on a free port: the refusal must not depend on 8482.
+    folder = new_node(tmp_path)
     datn = str(Path(sys.executable).parent / "datn")
     ran = subprocess.run(
-        ["prlimit", "--nofile=800:800", datn, "node", "run", str(config.parent)],
+        ["prlimit", "--nofile=800:800", datn, "node", "run", str(folder)],
         capture_output=True,
         text=True,
         timeout=60,
