@@ -226,27 +226,32 @@ def test_a_cancel_of_an_order_worked_again_ends_it_at_once() -> None:
     assert net.nodes[A].context.ledger.check_invariants() == []
 
 
+def asks_at_c_and_b(net: Net) -> None:
+    """C's ask at 4,990, the best, and B's at 5,000, both advertised."""
+    net.place(C, Side.SELL, 10, 4_990, "c-ask")
+    net.place(B, Side.SELL, 10, 5_000, "b-ask")
+    net.deliver()
+    net.run(50)
+
+
+def deliver_around(net: Net, cut_off: NodeId) -> None:
+    """Deliver what is on the wire; what ``cut_off`` sends or is sent is lost."""
+    while net.wire:
+        sender, send = net.wire.popleft()
+        if cut_off not in (sender, send.peer):
+            net.receive(send.peer, sender, send.message, send)
+
+
 def test_a_holder_out_of_reach_keeps_no_order_from_the_next_best() -> None:
     """C advertises the best ask and then hears nothing more (cut off): A's
     buy asks C first, and when C's window closes unanswered, the next round
     asks C again (an answer may only be late) and B too, which fills it."""
     net = Net(ids=(A, B, C))
-    net.place(C, Side.SELL, 10, 4_990, "c-ask")
-    net.place(B, Side.SELL, 10, 5_000, "b-ask")
-    net.deliver()
-    net.run(50)
-    cut_off = C
-
-    def deliver_around_c() -> None:
-        while net.wire:
-            sender, send = net.wire.popleft()
-            if cut_off not in (sender, send.peer):
-                net.receive(send.peer, sender, send.message, send)
-
+    asks_at_c_and_b(net)
     net.place(A, Side.BUY, 4, 5_000, "buy")
     for _ in range(30):
         net.tick(10)
-        deliver_around_c()
+        deliver_around(net, C)
     fills = [(e.price_ticks, e.quantity_lots, e.counterparty) for e in net.events(A, Executed)]
     assert fills == [(5_000, 4, B)]
     asked_c = [
@@ -265,23 +270,14 @@ def test_a_holder_heard_nothing_from_for_heartbeat_periods_is_not_asked_until_it
     Once C is heard again, the next buy asks C first and trades at its
     better price."""
     net = Net(ids=(A, B, C))
-    net.place(C, Side.SELL, 10, 4_990, "c-ask")
-    net.place(B, Side.SELL, 10, 5_000, "b-ask")
-    net.deliver()
-    net.run(50)
+    asks_at_c_and_b(net)
     network = net.nodes[A].network
     limit = network.silence_limit_ms()
     assert limit == 3 * HEARTBEAT
 
-    def deliver_around_c() -> None:
-        while net.wire:
-            sender, send = net.wire.popleft()
-            if C not in (sender, send.peer):
-                net.receive(send.peer, sender, send.message, send)
-
     for _ in range(limit // 10 + 1):
         net.tick(10)
-        deliver_around_c()
+        deliver_around(net, C)
     assert network.out_of_reach(C, net.now())
     assert not network.out_of_reach(B, net.now())
     start = len(net.effects)
@@ -289,7 +285,7 @@ def test_a_holder_heard_nothing_from_for_heartbeat_periods_is_not_asked_until_it
     net.place(A, Side.BUY, 4, 5_000, "buy")
     while not net.events(A, Executed):
         net.tick(1)
-        deliver_around_c()
+        deliver_around(net, C)
     assert net.mono - placed_at < CONFIG.collection_window_ms
     asked = [
         (e.message.round, e.peer)
@@ -345,10 +341,7 @@ def test_a_pause_of_the_node_itself_is_not_its_peers_silence() -> None:
     still asks C, whose ask is best, and trades with it. C cut off before
     the stall stays out of reach after it."""
     net = Net(ids=(A, B, C))
-    net.place(C, Side.SELL, 10, 4_990, "c-ask")
-    net.place(B, Side.SELL, 10, 5_000, "b-ask")
-    net.deliver()
-    net.run(50)
+    asks_at_c_and_b(net)
     network = net.nodes[A].network
     pause_a(net, 2 * network.silence_limit_ms())
     assert net.mono - net.nodes[A].context.last_mono_ms > network.silence_limit_ms()
@@ -364,10 +357,7 @@ def test_a_pause_of_the_node_itself_is_not_its_peers_silence() -> None:
     # C is cut off for longer than its limit, then A stalls again.
     for _ in range(network.silence_limit_ms() // 10 + 1):
         net.tick(10)
-        while net.wire:
-            sender, send = net.wire.popleft()
-            if C not in (sender, send.peer):
-                net.receive(send.peer, sender, send.message, send)
+        deliver_around(net, C)
     pause_a(net, 2 * network.silence_limit_ms())
     net.wire.clear()
     start = len(net.effects)
@@ -384,10 +374,7 @@ def test_under_core_logic_version_2_a_pause_counts_as_every_peers_silence() -> N
     reach and the buy asks no one."""
     net = Net(ids=(A, B, C))
     net.nodes[A].context.logic_version = 2  # as a version 2 genesis or restart sets it
-    net.place(C, Side.SELL, 10, 4_990, "c-ask")
-    net.place(B, Side.SELL, 10, 5_000, "b-ask")
-    net.deliver()
-    net.run(50)
+    asks_at_c_and_b(net)
     pause_a(net, 2 * net.nodes[A].network.silence_limit_ms())
     start = len(net.effects)
     net.place(A, Side.BUY, 4, 5_000, "buy")
@@ -400,16 +387,10 @@ def test_under_core_logic_version_1_a_silent_holder_is_asked_as_that_version_did
     it ran: under its logic version C is asked, however long it was silent."""
     net = Net(ids=(A, B, C))
     net.nodes[A].context.logic_version = 1  # as a version 1 genesis or restart sets it
-    net.place(C, Side.SELL, 10, 4_990, "c-ask")
-    net.place(B, Side.SELL, 10, 5_000, "b-ask")
-    net.deliver()
-    net.run(50)
+    asks_at_c_and_b(net)
     for _ in range(4 * HEARTBEAT // 10):
         net.tick(10)
-        while net.wire:
-            sender, send = net.wire.popleft()
-            if C not in (sender, send.peer):
-                net.receive(send.peer, sender, send.message, send)
+        deliver_around(net, C)
     assert not net.nodes[A].network.out_of_reach(C, net.now())
     start = len(net.effects)
     net.place(A, Side.BUY, 4, 5_000, "buy")
