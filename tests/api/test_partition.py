@@ -22,6 +22,7 @@ from faultproxy import FaultProxy
 from nodes import counters, order
 
 from datn.api.client import TraderClient
+from datn.api.metrics import samples
 from datn.launch import LocalNetwork, NodeProcess, wait_until
 
 BOND = 50_000_000
@@ -48,6 +49,20 @@ def filled(client: TraderClient, order_id: int) -> bool:
 
 def link_up(network: LocalNetwork, node: NodeProcess, peer: NodeProcess) -> bool:
     return bool(network.peer(node, peer)["link"]["state"] == "up")
+
+
+def link_gauges(node: NodeProcess, peer: NodeProcess) -> tuple[int, int, int]:
+    """What ``node``'s ``/metrics`` shows of its links with ``peer``: the
+    messages it has not acknowledged, and whether the links to it and
+    from it are up."""
+    assert node.admin is not None
+    found = samples(node.admin.request("GET", "/metrics").text)
+    label = f'peer="{peer.node_id}"'
+    return (
+        int(found[f"datn_link_unacknowledged_messages{{{label}}}"]),
+        int(found[f'datn_link_up{{{label},direction="sending"}}']),
+        int(found[f'datn_link_up{{{label},direction="receiving"}}']),
+    )
 
 
 def test_a_partitioned_node_stops_no_one_and_its_links_heal(tmp_path: Path) -> None:
@@ -115,6 +130,11 @@ def test_a_partitioned_node_stops_no_one_and_its_links_heal(tmp_path: Path) -> N
         # ...while c was out of reach: a's link to it down, not up.
         assert time.monotonic() < partitioned_until
         assert network.peer(a, c)["link"]["state"] != "up"
+        # An operator's metrics show it: what a sent c waits unacknowledged,
+        # and neither link with c is up; the links with b are.
+        unacked, sending, receiving = link_gauges(a, c)
+        assert unacked > 0 and sending == receiving == 0, (unacked, sending, receiving)
+        assert link_gauges(a, b)[1:] == (1, 1)
 
         # The partition ends: c's links come back on their own.
         for node, peer in itertools.permutations(network.nodes, 2):
@@ -129,6 +149,11 @@ def test_a_partitioned_node_stops_no_one_and_its_links_heal(tmp_path: Path) -> N
         wait_until("a's order filled by c", lambda: filled(buyer, answer.json()["order_id"]), 30)
 
         network.wait_quiet(90)
+        wait_until(
+            "c acknowledged everything a sent it",
+            lambda: link_gauges(a, c) == (0, 1, 1),
+            30,
+        )
         assert network.conservation() == []
         for node, peer in itertools.combinations(network.nodes, 2):
             here = network.peer(node, peer)["settlement"]["statements_settled"]

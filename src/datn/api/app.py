@@ -1216,9 +1216,10 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
 
     @get("/metrics", media_type="text/plain; version=0.0.4")
     async def metrics(node: NamedDependency[Node]) -> str:
-        return render(
-            node.runtime, node.counters, None if node.links is None else node.links.counters
-        )
+        links = node.links
+        if links is None:
+            return render(node.runtime, node.counters)
+        return render(node.runtime, node.counters, links.counters, links.gauges())
 
     # Imported here: the peers' routes build on this module's Node and errors.
     from datn.api.peers import PEER_HANDLERS  # noqa: PLC0415

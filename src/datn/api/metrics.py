@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from datn.api.process import process_use
 from datn.api.transport import Places
@@ -24,7 +24,16 @@ class ApiCounters:
         ``operator``)."""
 
 
-def render(runtime: NodeRuntime, api: ApiCounters, links: Mapping[str, int] | None = None) -> str:
+def render(
+    runtime: NodeRuntime,
+    api: ApiCounters,
+    links: Mapping[str, int] | None = None,
+    link_gauges: Sequence[tuple[str, int, bool, bool]] = (),
+) -> str:
+    """The node's ``/metrics`` in Prometheus' text format. ``links``: the
+    peer links' counters; ``link_gauges``: per peer, the messages not yet
+    acknowledged and whether the links to and from it are up
+    (:meth:`datn.net.links.PeerLinks.gauges`)."""
     stats = runtime.stats
     lines: list[str] = []
 
@@ -164,6 +173,24 @@ def render(runtime: NodeRuntime, api: ApiCounters, links: Mapping[str, int] | No
             "Peer links: frames sent, resent, received and duplicated, links opened and "
             "closed, and what peers sent that was refused (frame:CODE, handshake:CODE, ack:CODE).",
             [(f'{{name="{name}"}}', count) for name, count in sorted(links.items())],
+        )
+    if link_gauges:
+        metric(
+            "datn_link_unacknowledged_messages",
+            "gauge",
+            "Messages sent to each peer that it has not acknowledged yet; they stay in the"
+            " durable outbox until it does, so one that only grows is a peer away.",
+            [(f'{{peer="{peer}"}}', unacked) for peer, unacked, _, _ in link_gauges],
+        )
+        metric(
+            "datn_link_up",
+            "gauge",
+            "Whether the link to each peer (sending) and from it (receiving) is up.",
+            [
+                (f'{{peer="{peer}",direction="{direction}"}}', int(up))
+                for peer, _, sending, receiving in link_gauges
+                for direction, up in (("sending", sending), ("receiving", receiving))
+            ],
         )
     metric(
         "datn_peer_messages_refused_total",

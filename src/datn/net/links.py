@@ -644,6 +644,21 @@ class PeerLinks:
             "connects": 0 if out is None else out.connects,
         }
 
+    def gauges(self) -> list[tuple[NodeId, int, bool, bool]]:
+        """Each peer's link as ``/metrics`` shows it: the messages sent to
+        it and not yet acknowledged (held in the durable outbox until they
+        are: a number that only grows is a peer away, whose frames cost
+        the node disk), and whether the link to it and the link from it
+        are up."""
+        gauges = []
+        for peer in sorted(self._out.keys() | self._in.keys()):
+            out, inbound = self._out.get(peer), self._in.get(peer)
+            unacked = 0 if out is None else out.link.last_seq - out.acked
+            sending = out is not None and out.connected
+            receiving = inbound is not None and inbound.connection is not None
+            gauges.append((peer, unacked, sending, receiving))
+        return gauges
+
     def _refuse(self, what: str, error: ProtocolError, peer: str) -> None:
         """Count a refused frame or message, and log it at most once a second per kind."""
         self._count(
