@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from harness import CONFIG, OWNER, XYZ, A, B, C, Net, events_in, messages_in
 
-from datn.domain import USD, Side
+from datn.domain import USD, Side, TimeInForce
 from datn.protocol.clock import Hlc
 from datn.protocol.effects import CancelAnswer, Done, Executed, Genesis, Rested, Send
 from datn.protocol.messages import Advert, NodeId, OrderBroadcast, PotentialTrades
@@ -261,6 +261,37 @@ def test_a_holder_out_of_reach_keeps_no_order_from_the_next_best() -> None:
     ]
     assert len(asked_c) == 2
     assert net.nodes[A].stats.get("holders_silent") == 2
+
+
+def fok_past_a_silent_holder(net: Net) -> list[Done]:
+    """A FOK buy at A that C, the best ask, lets its window close on
+    (cut off, not yet for its silence limit): what A reports."""
+    asks_at_c_and_b(net)
+    net.place(A, Side.BUY, 4, 5_000, "fok", TimeInForce.FOK)
+    for _ in range(30):
+        net.tick(10)
+        deliver_around(net, C)
+    return net.events(A, Done)
+
+
+def test_a_fok_the_best_holder_let_down_asks_the_next_best_for_the_whole() -> None:
+    """As for any order, the round after C's closes asks C again and B
+    too; nothing of the FOK filled, so B's offer of the whole fills it."""
+    net = Net(ids=(A, B, C))
+    done = fok_past_a_silent_holder(net)
+    assert [(d.filled_lots, d.reason) for d in done] == [(4, "filled")]
+    fills = [(e.price_ticks, e.quantity_lots, e.counterparty) for e in net.events(A, Executed)]
+    assert fills == [(5_000, 4, B)]
+    assert [m.round for m in net.sent(A, OrderBroadcast)] == [1, 2, 2]
+    net.crash_and_recover(A)
+
+
+def test_under_core_logic_version_2_a_fok_the_best_holder_let_down_ends_unfilled() -> None:
+    net = Net(ids=(A, B, C))
+    net.nodes[A].context.logic_version = 2  # as a version 2 genesis or restart sets it
+    done = fok_past_a_silent_holder(net)
+    assert [(d.filled_lots, d.reason) for d in done] == [(0, "fok_unfillable")]
+    assert [m.round for m in net.sent(A, OrderBroadcast)] == [1]
 
 
 def test_a_holder_heard_nothing_from_for_heartbeat_periods_is_not_asked_until_it_is_back() -> None:

@@ -297,6 +297,31 @@ def test_an_order_stops_waiting_on_a_holder_that_never_decides() -> None:
     assert net.nodes[A].status()["waiting_on_holders"] == {}
 
 
+def test_a_fok_with_lots_in_doubt_has_no_other_round() -> None:
+    """A FOK across B and C: B restarts and refuses its lots, C never hears
+    of its acceptance. Once A gives up waiting, C's lots are in doubt, so
+    another round for B's could fill the FOK in part: it ends, unfilled,
+    and B is not asked again."""
+    net = Net(ids=(A, B, C))
+    for holder in (B, C):
+        net.place(holder, Side.SELL, 2, 5_000, f"ask-{holder}")
+    net.deliver()
+    net.run(50)
+    net.place(A, Side.BUY, 4, 5_100, "fok", TimeInForce.FOK)
+    held = net.deliver(keep=Acceptance)
+    assert sorted(send.peer for _, send in held) == [B, C]
+    net.crash_and_recover(B)  # voids the lock A is taking from B
+    net.wire.extend(pair for pair in held if pair[1].peer == B)
+    net.deliver()
+    assert net.sent(B, Refusal)
+    broadcasts = len(net.sent(A, OrderBroadcast))
+    silently(net, 2 * CONFIG.decision_timeout_ms)  # and C's acceptances are lost
+    assert net.events(A, Waiting) and len(net.sent(A, OrderBroadcast)) == broadcasts
+    (done,) = net.events(A, Done)
+    assert (done.filled_lots, done.in_doubt_lots, done.reason) == (0, 2, "fok_unfillable")
+    assert net.balance(A, OWNER, XYZ.product_id) == 1_000
+
+
 def test_a_late_confirmation_of_lots_in_doubt_is_booked_and_reported() -> None:
     config = replace(CONFIG, decision_timeout_ms=100)
     net = Net(config)

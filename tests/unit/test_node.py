@@ -132,14 +132,34 @@ def test_cancelling_a_partly_filled_resting_order_reports_what_filled(pair: Pair
     assert not any(v.adverts for v in pair.nodes[A].network.views.values())
 
 
-def test_a_fok_refused_by_a_restarted_holder_names_the_holder(pair: Pair) -> None:
+def fok_refused_by_a_restarted_holder(pair: Pair) -> list[Done]:
+    """A FOK at A whose one holder, B, restarts between its offer and A's
+    acceptance (the restart voids the lock A is taking): what A reports."""
     request = OrderRequest(TRADER, "f2", XYZ.product_id, Side.BUY, 4, 5_100, TimeInForce.FOK)
     pair.apply(A, pair.nodes[A].place(request, pair.now()))
     held = pair.deliver(keep=Acceptance)
-    pair.crash_and_recover(B)  # the restart voids the lock A is taking
+    pair.crash_and_recover(B)
     pair.wire.extend(held)
     pair.deliver()
-    done = [r.event for n, r in pair.replies if n == A and isinstance(r.event, Done)]
+    return [r.event for n, r in pair.replies if n == A and isinstance(r.event, Done)]
+
+
+def test_a_fok_refused_by_a_restarted_holder_asks_again_whole_and_names_the_holder(
+    pair: Pair,
+) -> None:
+    """Nothing of the FOK filled and nothing is in doubt, so, as for any
+    order a holder refused, the next round asks again, for the whole
+    quantity: B offers anew and the FOK fills whole."""
+    done = fok_refused_by_a_restarted_holder(pair)
+    assert [(d.filled_lots, d.reason, d.failed_holders) for d in done] == [(4, "filled", (B,))]
+    assert pair.balance(B, OWNER, XYZ.product_id) == 996
+    assert pair.balance(A, OWNER, XYZ.product_id) == 1_004
+
+
+def test_under_core_logic_version_2_a_refused_fok_ends_unfilled(pair: Pair) -> None:
+    """A journal written before FOK orders asked again replays as it ran."""
+    pair.nodes[A].context.logic_version = 2  # as a version 2 genesis or restart sets it
+    done = fok_refused_by_a_restarted_holder(pair)
     assert [(d.filled_lots, d.reason, d.failed_holders) for d in done] == [
         (0, "fok_unfillable", (B,))
     ]

@@ -54,7 +54,9 @@ its latest snapshot) that this code cannot replay so: see
 1. Journals before versions were recorded.
 2. Routing skips a peer heard nothing from for three heartbeat periods.
 3. A pause of the node itself (no input for longer than a heartbeat
-   period) does not count towards its peers' silence."""
+   period) does not count towards its peers' silence; a FOK order that took
+   nothing, with nothing in doubt, may have another round as other orders
+   do."""
 
 OLDEST_REPLAYED_LOGIC_VERSION: Final = 1
 """The oldest core logic this code replays as it ran. Raised when the

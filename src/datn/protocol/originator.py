@@ -882,18 +882,22 @@ class Originator:
     def _finish_round(self, working: Working, now: Now, out: list[Effect]) -> None:
         order = working.order
         tif = order.time_in_force
+        fok = tif is TimeInForce.FOK
         if working.remaining_lots == 0:
             self._finish(working, "filled", now, out)
-        elif tif is TimeInForce.FOK:
-            reason = "fok_holder_failed" if working.filled_lots else "fok_unfillable"
-            self._finish(working, reason, now, out)
         elif (
-            working.round < self.context.config.max_rounds
+            # A FOK that took nothing, with nothing in doubt, is still whole:
+            # it may ask again as a whole (core logic version 3 on).
+            (not fok or self._whole_again(working))
+            and working.round < self.context.config.max_rounds
             and not working.cancel_requested
             and (working.refused or self._untried_liquidity(working, now))
         ):
             working.refused = False
             self._start_round(working, now, out)
+        elif fok:
+            reason = "fok_holder_failed" if working.filled_lots else "fok_unfillable"
+            self._finish(working, reason, now, out)
         elif (
             tif is TimeInForce.GTC
             and order.order_type is OrderType.LIMIT
@@ -903,6 +907,18 @@ class Originator:
         else:
             reason = "cancelled" if working.cancel_requested else "ioc_remainder"
             self._finish(working, reason, now, out)
+
+    def _whole_again(self, working: Working) -> bool:
+        """Whether a FOK order may have another round: nothing of it filled
+        and nothing waits in doubt, so a round that covers the whole
+        quantity still fills or kills it whole. Never under core logic
+        version 2 or older (see
+        :data:`~datn.protocol.effects.CORE_LOGIC_VERSION`)."""
+        return (
+            self.context.logic_version >= 3
+            and working.filled_lots == 0
+            and working.in_doubt_lots == 0
+        )
 
     def _untried_liquidity(self, working: Working, now: Now) -> bool:
         """Targeted routing asked only the peers it needed; if they had less
