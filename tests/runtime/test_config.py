@@ -258,5 +258,22 @@ def test_the_cli_inits_and_checks_a_node(tmp_path: Path) -> None:
     assert made.exit_code == 0, made.output
     checked = runner.invoke(main, ["node", "check", str(folder)])
     assert checked.exit_code == 0 and "XYZ" in checked.output
+    assert "none yet; the node creates it at its first start" in checked.output
     again = runner.invoke(main, ["node", "init", str(folder)])
     assert again.exit_code == 2 and "exists already" in again.output
+
+
+def test_the_cli_check_names_storage_a_node_could_not_start_on(tmp_path: Path) -> None:
+    runner = CliRunner()
+    folder = tmp_path / "n"
+    config, _ = init_folder(folder)
+    text = config.read_text()
+    missing = tmp_path / "gone" / "node.sqlite3"
+    config.write_text(text.replace("sqlite:///node.sqlite3", f"sqlite:///{missing}"))
+    checked = runner.invoke(main, ["node", "check", str(folder), "--json"])
+    assert checked.exit_code == 2
+    assert "node.storage: unavailable" in checked.output and "does not exist" in checked.output
+    (folder / "node.sqlite3").write_text("not a database\n" * 100)
+    config.write_text(text)
+    checked = runner.invoke(main, ["node", "check", str(folder)])
+    assert checked.exit_code == 2 and "node.storage: corrupt" in checked.output

@@ -42,16 +42,33 @@ def init(folder: Path, as_json: bool) -> None:
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path), default=".")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable result.")
 def check(folder: Path, as_json: bool) -> None:
-    """Check FOLDER's config and key, and print what the node would start as."""
+    """Check FOLDER's config, its key and its storage, and print what the
+    node would start as.
+
+    The storage is looked at without writing to it or taking its lock, so
+    the check also runs beside a running node: an SQLite file must be a
+    node's store (or its folder writable, for a new one), a PostgreSQL
+    database must answer, accept the credentials and hold a node's store
+    or let the role create one. Exits 2 on any problem, naming it.
+    """
+    from datn.store import StoreError  # noqa: PLC0415 - the store's drivers load on use
+    from datn.store.probe import probe_store  # noqa: PLC0415
+
     try:
         settings = load_config(folder / CONFIG_FILE)
         identity = read_key(settings.key_file)
     except ConfigError as error:
         click.echo(f"datn node check: {error}", err=True)
         sys.exit(2)
+    try:
+        found = probe_store(settings.storage)
+    except StoreError as error:
+        click.echo(f"datn node check: node.storage: {error}", err=True)
+        sys.exit(2)
     summary = {
         "node_id": identity.node_id,
         "storage": settings.storage,
+        "store": found,
         "api": str(settings.api),
         "admin_api": str(settings.admin),
         "products": [p.spec.symbol for p in settings.products],
