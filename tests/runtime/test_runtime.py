@@ -5,12 +5,15 @@ a node restarts from its store exactly as it was."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import itertools
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from datn.domain import USD, ProductKind, ProductSpec, Side, TimeInForce
@@ -523,6 +526,36 @@ def test_timers_tick_the_core() -> None:
     inputs = [decode_entry(data).input for data, _ in store.journal.values()]
     ticks = [event for event in inputs if isinstance(event, TickInput)]
     assert len(ticks) >= 2
+
+
+def test_a_slow_commit_holds_back_no_tick_and_a_silent_peer_goes_out_of_reach_on_time() -> None:
+    """Commits take longer than a heartbeat period on the store's thread
+    (a PostgreSQL server that answers slowly; the event loop is free). The
+    core still takes a tick each period, so it counts none of that time as
+    a stall of its own, and a peer it never hears from is out of reach once
+    its silence limit has passed, not later by however long commits took."""
+    silent = NodeId("c")
+    config = dataclasses.replace(GENESIS.config, heartbeat_ms=100)
+    genesis = msgspec.structs.replace(GENESIS, config=config, peers=(silent,))
+    store = SlowStore(delay_s=0.35)
+    found: list[bool] = []
+
+    async def test() -> None:
+        runtime = await NodeRuntime.open(store, genesis)
+        await asyncio.sleep(0.65)
+        core = runtime.core
+        # As routing sees it, at the core's latest input.
+        found.append(core.network.out_of_reach(silent, runtime.clock.now()))
+        last = Now(core.context.last_mono_ms, 0)
+        found.append(core.network.out_of_reach(silent, last))
+        await runtime.close()
+
+    run(test)
+    assert found == [True, True]
+    # From the first tick on (the genesis is durable before the node runs).
+    times = [decode_entry(data).now.mono_ms for data, _ in store.journal.values()][1:]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert len(gaps) >= 5 and max(gaps) <= config.heartbeat_ms + 50, gaps
 
 
 def test_an_outlet_that_fails_does_not_hold_back_answers() -> None:

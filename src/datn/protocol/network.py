@@ -362,8 +362,10 @@ class NetworkView:
     def pause_not_silence(self, gap_ms: int, now: Now) -> None:
         """The node took no input for ``gap_ms`` before ``now``. A running
         node takes one at least every ``heartbeat_ms`` (its heartbeat timer
-        is never due later), so a longer gap means it was paused: its event
-        loop stalled, and peers' messages waited unread. What the pause
+        is never due later, and the runtime sets a tick's timer as it takes
+        the tick, whatever its commits are doing), so a longer gap means it
+        was paused: its event loop stalled, and peers' messages waited
+        unread. What the pause
         lasted beyond a period does not count towards any peer's silence,
         so the orders it handles first are not routed as if every peer had
         gone. A peer silent before the pause stays as silent as it was."""

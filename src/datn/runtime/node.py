@@ -432,6 +432,12 @@ class NodeRuntime:
                 raise NodeStoppedError(error) from error
         if evidence is not None:
             self._pending.commit.evidence.append(evidence)
+        if type(event) is TickInput:
+            # The next tick is set now, not once this one is durable: the
+            # core's timers (heartbeats among them) keep their times while
+            # a slow commit is in flight (a node counts a longer gap
+            # between its inputs as a stall of its own).
+            self._schedule_timer(after_ms=now.mono_ms)
         return await self._admit(effects, encoded)
 
     def take_in(
@@ -758,14 +764,16 @@ class NodeRuntime:
 
     # ------------------------------------------------------------ timers
 
-    def _schedule_timer(self) -> None:
+    def _schedule_timer(self, after_ms: int | None = None) -> None:
+        """Set the timer for the core's next tick; ``after_ms``: only if
+        that tick is later than this (else the next commit sets it)."""
         if self.failure is not None or self._closing:
             return
         at = self.core.next_timer_ms()
         asked = self._asked_at
         if asked is not None and (at is None or asked < at):
             at = asked
-        if at is None or at == self._timer_at:
+        if at is None or at == self._timer_at or (after_ms is not None and at <= after_ms):
             return
         self._cancel_timer()
         delay_s = max(0, at - self.clock.now().mono_ms) / 1_000
