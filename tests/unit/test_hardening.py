@@ -322,6 +322,31 @@ def test_a_fok_with_lots_in_doubt_has_no_other_round() -> None:
     assert net.balance(A, OWNER, XYZ.product_id) == 1_000
 
 
+def test_a_fok_that_filled_in_part_before_a_holder_failed_has_no_other_round() -> None:
+    """A FOK for 4 takes 2 from A's own book and is accepted for 2 from B,
+    which restarts and refuses them. Half of it filled: another round for
+    the rest would fill it in two parts, so it ends as a FOK a holder
+    failed, though B would offer its 2 again."""
+    net = Net()
+    net.apply(A, net.nodes[A].deposit("trader-bob", XYZ.product_id, 100, net.now()))
+    net.place(A, Side.SELL, 2, 5_000, "bob-ask", trader="trader-bob")
+    net.place(B, Side.SELL, 2, 4_990, "b-ask")
+    net.deliver()
+    net.run(50)
+    net.place(A, Side.BUY, 4, 5_100, "fok", TimeInForce.FOK)
+    held = net.deliver(keep=Acceptance)
+    assert [send.peer for _, send in held] == [B]
+    net.crash_and_recover(B)  # voids the lock A is taking from B
+    net.wire.extend(held)
+    net.deliver()
+    assert net.sent(B, Refusal)
+    net.run(200)
+    (fok,) = [e.order_id for e in net.events(A, Accepted) if e.client_order_id == "fok"]
+    done = [(d.filled_lots, d.reason) for d in net.events(A, Done) if d.order_id == fok]
+    assert done == [(2, "fok_holder_failed")]
+    assert [m.round for m in net.sent(A, OrderBroadcast)] == [1]
+
+
 def test_a_late_confirmation_of_lots_in_doubt_is_booked_and_reported() -> None:
     config = replace(CONFIG, decision_timeout_ms=100)
     net = Net(config)
