@@ -180,14 +180,14 @@ def render(
             "gauge",
             "Messages sent to each peer that it has not acknowledged yet; they stay in the"
             " durable outbox until it does, so one that only grows is a peer away.",
-            [(f'{{peer="{peer}"}}', unacked) for peer, unacked, _, _ in link_gauges],
+            [(f'{{peer="{_label(peer)}"}}', unacked) for peer, unacked, _, _ in link_gauges],
         )
         metric(
             "datn_link_up",
             "gauge",
             "Whether the link to each peer (sending) and from it (receiving) is up.",
             [
-                (f'{{peer="{peer}",direction="{direction}"}}', int(up))
+                (f'{{peer="{_label(peer)}",direction="{direction}"}}', int(up))
                 for peer, _, sending, receiving in link_gauges
                 for direction, up in (("sending", sending), ("receiving", receiving))
             ],
