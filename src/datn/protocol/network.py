@@ -365,10 +365,10 @@ class NetworkView:
         is never due later, and the runtime sets a tick's timer as it takes
         the tick, whatever its commits are doing), so a longer gap means it
         was paused: its event loop stalled, and peers' messages waited
-        unread. What the pause
-        lasted beyond a period does not count towards any peer's silence,
-        so the orders it handles first are not routed as if every peer had
-        gone. A peer silent before the pause stays as silent as it was."""
+        unread. What the pause lasted beyond a period does not count
+        towards any peer's silence, so the orders it handles first are not
+        routed as if every peer had gone. A peer silent before the pause
+        stays as silent as it was."""
         excess = gap_ms - self.context.config.heartbeat_ms
         if excess <= 0:
             return
