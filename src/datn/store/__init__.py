@@ -27,28 +27,39 @@ from datn.store.base import (
 from datn.store.memory import MemoryStore
 
 
-def open_store(url: str) -> Store:
-    """The store a storage URL names: ``memory:``, ``sqlite:///path/to/file``
-    (a relative path after ``sqlite:///`` is relative to the working folder;
-    ``sqlite:////abs/path`` is absolute), or ``postgresql://user@host:port/db``
-    with an optional ``?schema=name``."""
+def storage_kind(url: str) -> tuple[str, str]:
+    """What a storage URL names: ``("memory", "")``, ``("sqlite", PATH)``
+    for ``sqlite:///path/to/file`` (a relative path after ``sqlite:///`` is
+    relative to the working folder; ``sqlite:////abs/path`` is absolute), or
+    ``("postgresql", URL)`` for ``postgresql://user@host:port/db`` with an
+    optional ``?schema=name``. Anything else is a ``bad_url``."""
     if url == "memory:":
-        return MemoryStore()
+        return "memory", ""
     if url.startswith("sqlite:///"):
-        from datn.store.sqlite import SQLiteStore  # noqa: PLC0415 - only when asked for
-
         path = url.removeprefix("sqlite:///")
         if not path:
             raise StoreError("bad_url", f"{url!r} names no file")
-        return SQLiteStore(path)
+        return "sqlite", path
     if url.startswith(("postgresql://", "postgres://")):
-        from datn.store.postgres import PostgresStore  # noqa: PLC0415 - only when asked for
-
-        return PostgresStore(url)
+        return "postgresql", url
     raise StoreError(
         "bad_url",
         f"{url!r}: a storage URL is memory:, sqlite:///FILE or postgresql://USER@HOST:PORT/DB",
     )
+
+
+def open_store(url: str) -> Store:
+    """The store a storage URL names (see :func:`storage_kind`)."""
+    kind, where = storage_kind(url)
+    if kind == "sqlite":
+        from datn.store.sqlite import SQLiteStore  # noqa: PLC0415 - only when asked for
+
+        return SQLiteStore(where)
+    if kind == "postgresql":
+        from datn.store.postgres import PostgresStore  # noqa: PLC0415 - only when asked for
+
+        return PostgresStore(where)
+    return MemoryStore()
 
 
 __all__ = [
@@ -69,4 +80,5 @@ __all__ = [
     "StoreError",
     "Stored",
     "open_store",
+    "storage_kind",
 ]

@@ -16,6 +16,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from datn.store import storage_kind
 from datn.store.base import SCHEMA_VERSION, StoreError
 
 _META = "SELECT key, value FROM {}datn_meta WHERE key IN ('schema_version', 'last_position')"
@@ -28,19 +29,12 @@ def probe_store(url: str, timeout_s: float = 5.0) -> str:
     and its journal's last position), or room for a new one. Raises a
     StoreError (``bad_url``, ``unavailable``, ``corrupt``) when a node
     could not start on it."""
-    if url == "memory:":
-        return "in memory: nothing is kept when the node stops"
-    if url.startswith("sqlite:///"):
-        path = url.removeprefix("sqlite:///")
-        if not path:
-            raise StoreError("bad_url", f"{url!r} names no file")
-        return _probe_sqlite(Path(path), timeout_s)
-    if url.startswith(("postgresql://", "postgres://")):
-        return _probe_postgres(url, timeout_s)
-    raise StoreError(
-        "bad_url",
-        f"{url!r}: a storage URL is memory:, sqlite:///FILE or postgresql://USER@HOST:PORT/DB",
-    )
+    kind, where = storage_kind(url)
+    if kind == "sqlite":
+        return _probe_sqlite(Path(where), timeout_s)
+    if kind == "postgresql":
+        return _probe_postgres(where, timeout_s)
+    return "in memory: nothing is kept when the node stops"
 
 
 def _layout(rows: list[Any], where: str) -> int:
