@@ -297,11 +297,18 @@ class NodeCore:
         return effects
 
     def _apply_into(self, event: Input, now: Now, out: list[Effect]) -> None:
+        """What every input does around its handler: the time since the
+        previous input (a pause of the node's own), then the input, then
+        the time of this one."""
         context = self.context
         if context.logic_version >= 3:
             self.network.pause_not_silence(now.mono_ms - context.last_mono_ms, now)
-        _HANDLERS[type(event)](self, event, now, out)
+        self._dispatch(event, now, out)
         context.last_mono_ms = now.mono_ms
+
+    def _dispatch(self, event: Input, now: Now, out: list[Effect]) -> None:
+        """The input's own handler."""
+        _HANDLERS[type(event)](self, event, now, out)
 
     def _on_place(self, event: PlaceInput, now: Now, out: list[Effect]) -> None:
         self.originator.place(event.request, now, out)

@@ -204,15 +204,7 @@ class Adversary(NodeCore):
         first = len(out)
         if isinstance(event, RestartInput):
             self._rebase(now.mono_ms - self.context.last_mono_ms)
-        if (
-            isinstance(event, ReceiveInput)
-            and self._swallows(event.sender, event.message, now)
-            and self._take_in(event, now)
-        ):
-            self._on_swallowed(event.sender, event.message, now, out)
-            self.context.last_mono_ms = now.mono_ms
-        else:
-            super()._apply_into(event, now, out)
+        super()._apply_into(event, now, out)
         self._observe(event, now, out, first)
         if isinstance(event, _STRATEGY_INPUTS):
             state = self.state
@@ -220,6 +212,16 @@ class Adversary(NodeCore):
                 state.attack_from_ms = now.mono_ms
             self._act(event, now, out)
         self._rewrite(event, now, out, first)
+
+    def _dispatch(self, event: Input, now: Now, out: list[Effect]) -> None:
+        if (
+            isinstance(event, ReceiveInput)
+            and self._swallows(event.sender, event.message, now)
+            and self._take_in(event, now)
+        ):
+            self._on_swallowed(event.sender, event.message, now, out)
+        else:
+            super()._dispatch(event, now, out)
 
     def _take_in(self, event: ReceiveInput, now: Now) -> bool:
         """Check and merge a swallowed message's stamp as the core does; a
