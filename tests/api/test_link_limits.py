@@ -15,8 +15,9 @@ import itertools
 import logging
 import os
 import random
+import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,7 @@ from datn.net.links import (
     MAX_FRAMES_A_TURN,
     MAX_HANDSHAKES,
     MAX_HANDSHAKES_PER_ADDRESS,
+    MAX_PEER_ADDRESSES,
 )
 from datn.protocol.clock import Hlc
 from datn.protocol.effects import AddPeerInput, BondInput, FundInput, Genesis, Send
@@ -292,6 +294,104 @@ def test_strangers_holding_every_place_give_one_up_to_a_peer_at_another_address(
             for _, writer in [*squatters, extra]:
                 writer.close()
             await until(lambda: not n.links._handshaking)
+
+    run(scenario)
+
+
+async def squat(port: int, addresses: Iterable[str]) -> list[asyncio.StreamWriter]:
+    """A bare connection to the node from each of ``addresses`` (a stranger
+    that says nothing)."""
+    writers = []
+    for address in addresses:
+        _, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(address, 0))
+        writers.append(writer)
+    return writers
+
+
+def stranger_addresses(first: int, count: int) -> list[str]:
+    """``count`` loopback addresses, one place each, from 127.0.<first>.1 on."""
+    return [f"127.0.{first + i // 250}.{1 + i % 250}" for i in range(count)]
+
+
+@contextlib.asynccontextmanager
+async def honest_listening(host: str) -> AsyncIterator[int]:
+    """The honest peer's own node, as far as a link to it goes: it welcomes
+    a node that dials it, then reads; its port."""
+
+    async def handler(connection: ServerConnection) -> None:
+        challenge = os.urandom(CHALLENGE_BYTES)
+        await connection.send(handshake.hello(HONEST, challenge))
+        _, proof = handshake.read_proof(await connection.recv(decode=False), HONEST, challenge)
+        await connection.send(handshake.welcome(HONEST, proof, Window()))
+        async for _ in connection:
+            pass
+
+    async with serve(handler, host, 0, compression=None, ping_interval=None) as server:
+        yield next(iter(server.sockets)).getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    "known_by", ["its proof", "the address it is dialled at", "where it was reached"]
+)
+def test_strangers_at_many_addresses_cannot_keep_a_peer_at_its_address_out(
+    known_by: str,
+) -> None:
+    async def scenario() -> None:
+        async with node() as n, contextlib.AsyncExitStack() as stack:
+            at = "127.0.0.3"
+            if known_by == "its proof":
+                # The peer linked from there once before.
+                earlier = await dial_as(n.address, HONEST, local_addr=(at, 0))
+                await earlier.close()
+            elif known_by == "the address it is dialled at":
+                # The operator gave it as where the peer listens (nothing
+                # answers there: the dialler only retries).
+                n.links.dial(HONEST.node_id, f"ws://{at}:9")
+            else:
+                # Dialled by a name; its address is known once the link is up.
+                at = "127.0.0.1"
+                port = await stack.enter_async_context(honest_listening(at))
+                n.links.dial(HONEST.node_id, f"ws://localhost:{port}")
+                await until(lambda: n.links.status(HONEST.node_id)["sending"] == "up")
+            # Every place taken, one connection from each of 256 addresses.
+            squatters = await squat(n.port, stranger_addresses(2, MAX_HANDSHAKES))
+            await until(lambda: n.links._handshaking.total() == MAX_HANDSHAKES)
+            # The peer dials again; before its upgrade, strangers at as many
+            # new addresses again arrive, each taking the oldest place whose
+            # address holds the most: every other place, not the peer's.
+            sock = socket.socket()
+            sock.bind((at, 0))
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", n.port))
+            await until(lambda: n.links._handshaking[at] == 1)
+            squatters += await squat(n.port, stranger_addresses(4, MAX_HANDSHAKES))
+            await until(lambda: n.links.counters["handshake:evicted"] == 1 + MAX_HANDSHAKES)
+            assert n.links._handshaking[at] == 1
+            assert n.links.counters["handshake:too_many"] == 0
+            # Its handshake then completes on that connection.
+            honest = await dial_as(n.address, HONEST, sock=sock)
+            await honest.close()
+            # Strangers are still only dropped for strangers.
+            squatters += await squat(n.port, stranger_addresses(6, 8))
+            await until(lambda: n.links.counters["handshake:evicted"] == 8 + MAX_HANDSHAKES)
+            for writer in squatters:
+                writer.close()
+            await until(lambda: not n.links._handshaking)
+
+    run(scenario)
+
+
+def test_the_addresses_peers_are_known_at_are_bounded() -> None:
+    async def scenario() -> None:
+        async with node() as n:
+            for i in range(MAX_PEER_ADDRESSES + 1):
+                n.links.dial(HONEST.node_id, f"ws://10.{i // 250}.{i % 250}.1:9")
+            known = n.links._peer_addresses
+            assert len(known) == MAX_PEER_ADDRESSES
+            assert "10.0.0.1" not in known and f"10.4.{MAX_PEER_ADDRESSES % 250}.1" in known
+            # A name is known once a link to it opens; a zone is read as one.
+            n.links.dial(HONEST.node_id, "ws://peer.invalid:9")
+            n.links.dial(HONEST.node_id, "ws://[fe80::1%25lo]:9")
+            assert next(reversed(known)) == "fe80::/64%lo"
 
     run(scenario)
 

@@ -43,6 +43,7 @@ jitter.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import random
@@ -51,6 +52,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import unquote, urlsplit
 
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -129,7 +131,10 @@ or their socket is gone: a flood of them is dropped at once instead of
 holding the node's sockets. With every place taken, a connection from an
 address holding fewer places than another takes the place of that one's
 oldest connection, so that strangers at a few addresses cannot keep a peer
-at another out by taking every place first. Until its handshake
+at another out by taking every place first; and a connection from a peer's
+address (:data:`MAX_PEER_ADDRESSES`) takes a stranger's place whatever
+either holds, and no stranger takes its place, so that strangers at many
+addresses cannot either. Until its handshake
 is done a connection reads messages of at most
 :data:`~datn.net.handshake.MAX_CONTROL_BYTES`, so each holds little."""
 MAX_FRAMES_A_TURN: Final = 64
@@ -144,6 +149,16 @@ MAX_HANDSHAKES_PER_ADDRESS: Final = 8
 """Of those, from one address (an IPv6 address's /64, which one host is
 commonly given whole): strangers at one address cannot take every place
 and keep a peer that reconnects from its handshake."""
+MAX_PEER_ADDRESSES: Final = 1_024
+"""Addresses (by :func:`~datn.net.addresses.address_group`) this node knows
+peers at, the most recently seen kept: where a peer proved its key on a
+link it dialled, where this node reached a peer it dialled, and the address
+an operator gave to dial a peer at, when it is an IP address. Only a peer
+can add one (a stranger cannot prove a peer's key, nor choose where this
+node dials), and a stranger cannot send from an address it does not hold
+(TCP's own handshake), so connections from these addresses are never
+given up to strangers, however many addresses strangers hold (an IPv6 /48
+holds 65,536 /64s)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -518,6 +533,9 @@ class PeerLinks:
         """Connections in their handshake, by remote address (see :func:`address_group`)."""
         self._unproven: dict[ServerConnection, _Place] = {}
         """The connections counted in :attr:`_handshaking`, and their places."""
+        self._peer_addresses: OrderedDict[str, None] = OrderedDict()
+        """Where peers have been known to be (:data:`MAX_PEER_ADDRESSES`),
+        the most recently seen last."""
         self._log = Throttled(log)
         for peer, record in records.items():
             node = NodeId(peer)
@@ -598,6 +616,9 @@ class PeerLinks:
         out = self._outbound(peer)
         changed = out.address != address
         out.address = address
+        host = _ip_host(address)
+        if host is not None:
+            self._peer_at(host)
         if self._closing:
             return
         if out.task is None or out.task.done():
@@ -784,6 +805,9 @@ class PeerLinks:
                     logger=logging.getLogger("datn.net.client"),
                 ) as connection:
                     challenges = await self._open_as_sender(connection, out)
+                    peername = connection.transport.get_extra_info("peername")
+                    if peername:
+                        self._peer_at(peername[0])
                     delay_ms = settings.backoff_min_ms
                     out.connected = True
                     out.connects += 1
@@ -946,7 +970,8 @@ class PeerLinks:
         address = address_group(peername[0] if peername else "?")
         handshaking = self._handshaking
         if handshaking[address] < MAX_HANDSHAKES_PER_ADDRESS and (
-            handshaking.total() < MAX_HANDSHAKES or self._evict_for(address)
+            handshaking.total() < MAX_HANDSHAKES
+            or self._evict_for(address, address in self._peer_addresses)
         ):
             handshaking[address] += 1
             self._unproven[connection] = _Place(address)
@@ -963,17 +988,24 @@ class PeerLinks:
         # connection, and what it reads, for the close timeout.
         connection.transport.abort()
 
-    def _evict_for(self, address: str) -> bool:
-        """Every place is taken: drop the oldest connection of the address
-        that holds the most places, if it holds more than ``address`` does
-        (strangers at a few addresses cannot keep a peer at another out by
-        taking every place first); whether one was dropped."""
+    def _evict_for(self, address: str, peer: bool) -> bool:
+        """Every place is taken: drop the oldest connection of the stranger
+        address that holds the most places, if it holds more than
+        ``address`` does or ``peer`` (``address`` is a peer's); whether one
+        was dropped. Strangers at a few addresses cannot keep a peer at
+        another out by taking every place first, and strangers at many
+        cannot keep a peer at a known address out at all; connections from
+        peers' addresses are never dropped for another."""
         handshaking = self._handshaking
-        most = max(handshaking.values())
-        if most <= handshaking[address]:
+        known = self._peer_addresses
+        strangers = [held for at, held in handshaking.items() if at not in known]
+        if not strangers:
+            return False
+        most = max(strangers)
+        if most <= handshaking[address] and not peer:
             return False
         for connection, place in self._unproven.items():  # oldest first
-            if handshaking[place.address] == most:
+            if handshaking[place.address] == most and place.address not in known:
                 self._count(
                     "handshake:evicted",
                     logging.WARNING,
@@ -987,6 +1019,15 @@ class PeerLinks:
                 self._give_place(connection)
                 return True
         return False
+
+    def _peer_at(self, host: str) -> None:
+        """A peer is at ``host`` (an address or its group)."""
+        known = self._peer_addresses
+        group = address_group(host)
+        known[group] = None
+        known.move_to_end(group)
+        if len(known) > MAX_PEER_ADDRESSES:
+            known.popitem(last=False)
 
     def _give_place(self, connection: ServerConnection, *, lost: bool = False) -> None:
         """``connection`` no longer holds a handshake place (if it held
@@ -1021,9 +1062,10 @@ class PeerLinks:
             # otherwise each hold a socket for it, uncounted.
             await connection.close(CLOSE_REFUSED, outcome)
         elif outcome is not None:
-            # A peer proven: its place is free, and its frames may be as
-            # large as frames are.
+            # A peer proven: its place is free, its address known, and its
+            # frames may be as large as frames are.
             self._give_place(connection)
+            self._peer_at(place.address)
             connection.protocol.max_message_size = MAX_MESSAGE_BYTES
             await self._take_frames(connection, *outcome)
 
@@ -1242,6 +1284,21 @@ class _Place:
 
     address: str
     upgraded: bool = False
+
+
+def _ip_host(address: str) -> str | None:
+    """The host of a ``ws://host:port`` address when it is an IP address;
+    None for a name (known once a link to it opens) or an address that is
+    no URL."""
+    try:
+        host = urlsplit(address).hostname
+        if host is None:
+            return None
+        host = unquote(host)  # a zone's % is written %25 in a URL
+        ipaddress.ip_address(host.partition("%")[0])
+    except ValueError:
+        return None
+    return host
 
 
 def _newer(old: Window, new: Window) -> Window:
