@@ -63,7 +63,7 @@ KEEP_FEW_SEEDS = 0.92
 few per cent with the seeds' chaos alone (ten seeds of the nonsense
 strategy keep 94.2 %, twenty 95.6 %): this catches a defence that breaks,
 the long run holds the target."""
-EVERYTHING = Faults(10, 5, (2, 40), 20, True, True, 5_000, True)
+EVERYTHING = Faults(10, 5, (2, 40), 20, True, True, 5_000, True, True)
 MULTIPLE = 5_000
 """Exposure and lock notional of 50 times the bond: an exposure a bond
 covers only in part."""
@@ -353,11 +353,11 @@ def test_a_defaulter_s_counterparties_lose_only_what_its_bond_did_not_cover(
     # simulator: its methods can be patched, the simulator's own cannot.
     order = AdversarySimulation._random_order
 
-    def rising(self: AdversarySimulation) -> None:
+    def rising(self: AdversarySimulation, at: NodeId | None = None) -> None:
         """A market that rises: a defaulter that sold owes more than it is owed."""
         for spec, _ in PRODUCTS:
             self.mids[spec.product_id] += RISE_TICKS
-        order(self)
+        order(self, at)
 
     monkeypatch.setattr(AdversarySimulation, "_random_order", rising)
     config = NodeConfig(

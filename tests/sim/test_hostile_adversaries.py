@@ -49,6 +49,7 @@ EVERYTHING = Faults(
     crashes=True,
     max_skew_ms=5_000,
     clock_jumps=True,
+    stalls=True,
     latency_ms=(1, 40),
 )
 NODES = 5

@@ -18,7 +18,7 @@ from datn.protocol.node import NodeCore
 from datn.sim.network import Faults, Simulation
 from datn.wire import decode_entry, decode_snapshot, encode_entry, encode_snapshot
 
-EVERYTHING = Faults(10, 5, (2, 40), 20, True, True, 5_000, True)
+EVERYTHING = Faults(10, 5, (2, 40), 20, True, True, 5_000, True, True)
 
 
 def _run(sim: Simulation, orders: int) -> None:

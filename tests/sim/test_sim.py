@@ -9,8 +9,8 @@ from collections.abc import Iterable
 import pytest
 
 from datn.domain import Side
-from datn.protocol.clock import Hlc
-from datn.protocol.effects import JournalEntry, Send
+from datn.protocol.clock import Hlc, Now
+from datn.protocol.effects import Effect, Input, JournalEntry, Send
 from datn.protocol.holder import Holder
 from datn.protocol.messages import Confirmation, NodeId, Offer, PotentialTrades
 from datn.protocol.node import NodeCore, NodeSnapshot, Recovered
@@ -25,7 +25,8 @@ FAULT_CLASSES = {
     "partitions": Faults(partitions=True, latency_ms=(2, 10)),
     "crashes": Faults(crashes=True, latency_ms=(2, 10)),
     "clock_skew_and_jumps": Faults(max_skew_ms=5_000, clock_jumps=True),
-    "everything": Faults(10, 5, (2, 40), 20, True, True, 5_000, True),
+    "stalls": Faults(stalls=True, latency_ms=(2, 10)),
+    "everything": Faults(10, 5, (2, 40), 20, True, True, 5_000, True, True),
 }
 
 
@@ -40,6 +41,42 @@ def test_each_fault_class_keeps_every_invariant(fault_class: str) -> None:
 def test_random_seeds_keep_every_invariant(seed: int) -> None:
     """The default sweep: each seed derives its own fault mix."""
     run_simulation(seed, nodes=5, orders=80)
+
+
+class PauseBlindCore(NodeCore):
+    """A node that counts its own stalls as its peers' silence (core logic
+    before version 3)."""
+
+    def _apply_into(self, event: Input, now: Now, out: list[Effect]) -> None:
+        self._dispatch(event, now, out)
+        self.context.last_mono_ms = now.mono_ms
+
+
+@pytest.mark.parametrize("seed", [1, 2, 5])
+def test_a_node_stalled_past_its_peers_silence_still_asks_them_after(seed: int) -> None:
+    """A node whose loop stalls for five seconds takes some of its traders'
+    orders before the peers' messages that waited meanwhile. It still asks
+    the peers holding what those orders want: the stall was its own, not
+    their silence. A node that took the stall for their silence passes
+    them over."""
+    skipped = {}
+    for kind in (NodeCore, PauseBlindCore):
+        sim = Simulation(seed, 4, faults=Faults(), honest=kind)
+        sim.fund()
+        sim.run(until_ms=sim.schedule_flow(200, 3_000))  # books with resting orders
+        sim.faults = Faults(stalls=True)
+        stalled = sim.ids[0]
+        sim.stall(stalled, 5_000)
+        for n in range(60):  # its traders' requests in the stall's first second
+            sim._schedule(sim.time_ms + 10 + 15 * n, "order", stalled)
+        sim.run(until_ms=sim.time_ms + 8_000)
+        skipped[kind] = sim.nodes[stalled].core.stats.get("holders_out_of_reach", 0)
+        assert sim.report.stalls == 1
+        sim.heal()
+        sim.settle()
+        sim.check_final()
+    assert skipped[NodeCore] == 0
+    assert skipped[PauseBlindCore] > 0
 
 
 def test_crashed_nodes_rebuild_from_their_journal_and_void_their_locks() -> None:
@@ -175,6 +212,7 @@ def test_sim_command_answers_in_json_what_it_shows_as_text() -> None:
     assert f"executions {answer['executions']} ({share:.0%} against another node)" in text.output
     outcomes = ", ".join(f"{k} {v}" for k, v in answer["lock_outcomes"].items())
     assert f"lock outcomes: {outcomes}" in text.output
+    assert f"crashes {answer['crashes']}, stalls {answer['stalls']}," in text.output
     assert (
         answer["execution_latency_virtual_ms"]["p50"]
         <= answer["execution_latency_virtual_ms"]["max"]

@@ -161,6 +161,7 @@ def report_json(report: SimReport) -> dict[str, Any]:
         "orders": report.orders,
         "rejected": report.rejected,
         "crashes": report.crashes,
+        "stalls": report.stalls,
         "events": report.events,
         "executions": report.trades,
         "cross_node_executions": report.cross_node_trades,
@@ -177,7 +178,7 @@ def _summary(report: SimReport, figures: dict[str, Any]) -> None:
     echo(f"\nfaults: {report.faults}")
     echo(
         f"orders {report.orders}, rejected {report.rejected}, crashes {report.crashes}, "
-        f"events {report.events}"
+        f"stalls {report.stalls}, events {report.events}"
     )
     share = report.cross_node_trades / report.trades if report.trades else 0.0
     echo(f"executions {report.trades} ({share:.0%} against another node)")

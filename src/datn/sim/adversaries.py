@@ -1810,10 +1810,10 @@ class AdversarySimulation(Simulation):
         finally:
             self.rng = network_rng
 
-    def _random_order(self) -> None:
+    def _random_order(self, at: NodeId | None = None) -> None:
         network_rng, self.rng = self.rng, random.Random(self._flow_rng.getrandbits(64))
         try:
-            super()._random_order()
+            super()._random_order(at)
         finally:
             self.rng = network_rng
 

@@ -26,7 +26,7 @@ import heapq
 import random
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mypy_extensions import mypyc_attr
@@ -102,6 +102,10 @@ class Faults:
     crashes: bool = False
     max_skew_ms: int = 0
     clock_jumps: bool = False
+    stalls: bool = False
+    """Nodes stop taking inputs now and then for up to six seconds (a
+    stalled event loop, a paused virtual machine) while what is sent to them
+    waits, and then take what waited (:meth:`Simulation._resume`)."""
 
     @classmethod
     def none(cls) -> Faults:
@@ -120,6 +124,7 @@ class Faults:
             self.crashes,
             self.max_skew_ms,
             self.clock_jumps,
+            self.stalls,
         )
 
     @classmethod
@@ -150,6 +155,7 @@ class SimReport:
     lock_outcomes: Counter[str] = field(default_factory=Counter)
     trade_latency_ms: list[int] = field(default_factory=list)
     crashes: int = 0
+    stalls: int = 0
     events: int = 0
     frames_refused: Counter[str] = field(default_factory=Counter)
     faults: Faults = field(default_factory=Faults)
@@ -164,6 +170,10 @@ class _Node:
     skew_ms: int
     up: bool = True
     timer_at: int | None = None
+    stalled_until: int = 0
+    """While the simulation's time is before this, the node takes no input..."""
+    waiting: list[tuple[int, int, str, Any, Any, Any]] = field(default_factory=list)
+    """...and what comes for it waits here, to be taken when the stall ends."""
     snapshot: bytes | None = None
     """The latest snapshot the node's store holds, encoded..."""
     journal: list[JournalEntry] = field(default_factory=list)
@@ -193,7 +203,12 @@ class Simulation:
         self.strategies = dict(strategies or {})
         self.honest_kind = honest
         self.rng = random.Random(seed)
-        self.faults = faults if faults is not None else Faults.from_seed(self.rng)
+        if faults is None:
+            # Stalls are drawn apart from the others, so that the seeds drawn
+            # before they existed still give the faults they gave.
+            stalls = random.Random(f"{seed}:stalls").random() < 0.3
+            faults = replace(Faults.from_seed(self.rng), stalls=stalls)
+        self.faults = faults
         self.report = SimReport(seed, nodes, faults=self.faults)
         self.time_ms = 0
         # (virtual ms, sequence, kind, payload, receiver, sent): the sequence
@@ -329,15 +344,23 @@ class Simulation:
                 self._schedule(
                     start + self.rng.randint(0, duration_ms), "jump", self.rng.choice(self.ids)
                 )
+        if self.faults.stalls:
+            for _ in range(max(2, len(self.ids) // 2)):
+                self._schedule(
+                    start + self.rng.randint(0, duration_ms), "stall", self.rng.choice(self.ids)
+                )
         return start + duration_ms
 
     def run(self, until_ms: int | None = None, on_event: Callable[[], None] | None = None) -> None:
         queue, pop, report = self._queue, heapq.heappop, self.report
         checker, checks = self.checker, self.per_event_checks
         end = until_ms if until_ms is not None else _FOREVER
+        stalls = self.faults.stalls
         while queue and queue[0][0] <= end:
             at, _, kind, payload, receiver, sent = pop(queue)
             self.time_ms = at
+            if stalls and self._waits_out_a_stall(at, kind, payload, receiver, sent):
+                continue
             if kind == "deliver":
                 self._deliver(payload, receiver, sent)
             else:
@@ -352,7 +375,7 @@ class Simulation:
         if kind == "tick":
             self._tick(payload)
         elif kind == "order":
-            self._random_order()
+            self._random_order(payload)
         elif kind == "crash":
             self._crash(payload)
         elif kind == "restart":
@@ -366,13 +389,78 @@ class Simulation:
         elif kind == "jump":
             node = self.nodes[payload]
             node.skew_ms += self.rng.choice((-1, 1)) * self.rng.randint(1_000, 30_000)
+        elif kind == "stall":
+            self.stall(payload, self.rng.randint(100, 6_000))
+        elif kind == "resume":
+            node_id, until = payload
+            if self.nodes[node_id].stalled_until == until:  # not ended already
+                self._resume(node_id)
+
+    def stall(self, node_id: NodeId, duration_ms: int) -> None:
+        """Stall ``node_id`` now for ``duration_ms``, unless it is down or
+        stalled already (runs with :attr:`Faults.stalls` only)."""
+        node = self.nodes[node_id]
+        if node.up and node.stalled_until <= self.time_ms:
+            node.stalled_until = self.time_ms + duration_ms
+            self._schedule(node.stalled_until, "resume", (node_id, node.stalled_until))
+            self.report.stalls += 1
+
+    def _waits_out_a_stall(
+        self, at: int, kind: str, payload: Any, receiver: Any, sent: Any
+    ) -> bool:
+        """Keep an event for a stalled node until its stall ends; whether it
+        was kept. (A trader's order is kept in :meth:`_random_order`, once
+        it has picked its node.)"""
+        if kind == "deliver":
+            node_id = receiver
+        elif kind == "tick":
+            node_id = payload
+        elif kind == "rail":
+            node_id = payload[1].peer
+        else:
+            return False
+        node = self.nodes[node_id]
+        if node.stalled_until <= at:
+            return False
+        if kind != "tick" or node.timer_at == at:  # a timer set again since is none
+            node.waiting.append((at, 0, kind, payload, receiver, sent))
+        return True
+
+    def _resume(self, node_id: NodeId) -> None:
+        """The node's stall ends: it takes what waited, in an order of its
+        own (an event loop takes the sockets ready after a stall as the
+        kernel lists them, a trader's before a peer's as often as not; each
+        peer's messages still come in the order they were sent)."""
+        node = self.nodes[node_id]
+        node.stalled_until = 0
+        waiting, node.waiting = node.waiting, []
+        sources: dict[Any, list[tuple[int, int, str, Any, Any, Any]]] = {}
+        for event in waiting:
+            kind = event[2]
+            source = event[3] if kind == "deliver" else (kind, len(sources))
+            sources.setdefault(source, []).append(event)
+        queues = list(sources.values())
+        while queues:
+            index = self.rng.randrange(len(queues))
+            _, _, kind, payload, receiver, sent = queues[index].pop(0)
+            if not queues[index]:
+                queues.pop(index)
+            if kind == "tick":
+                node.timer_at = self.time_ms
+            self._seq += 1
+            heapq.heappush(self._queue, (self.time_ms, self._seq, kind, payload, receiver, sent))
 
     # ----------------------------------------------------------- traders
 
-    def _random_order(self) -> None:
-        node_id = self.rng.choice(self.ids)
+    def _random_order(self, at: NodeId | None = None) -> None:
+        """A trader's action at a random node, or at ``at``."""
+        node_id = self.rng.choice(self.ids) if at is None else at
         node = self.nodes[node_id]
         if not node.up:
+            return
+        if node.stalled_until > self.time_ms:
+            # The trader's request waits with the rest; it is drawn when taken.
+            node.waiting.append((self.time_ms, 0, "order", node_id, None, None))
             return
         trader = self.rng.choice(self.traders[node_id])
         core = node.core
@@ -561,6 +649,9 @@ class Simulation:
         node = self.nodes[node_id]
         if not node.up:
             return
+        # What waited for it meets a node that is down: messages and the
+        # trader's requests are lost with it, the rail pays again later.
+        self._resume(node_id)
         node.up = False
         node.timer_at = None
         self.report.crashes += 1
@@ -593,9 +684,13 @@ class Simulation:
         """End every fault: the liveness phase runs on a clean network."""
         self.faults = Faults(latency_ms=self.faults.latency_ms)
         self.blocked.clear()
-        self._queue = [e for e in self._queue if e[2] not in {"order", "crash", "cut", "jump"}]
+        self._queue = [
+            e for e in self._queue if e[2] not in {"order", "crash", "cut", "jump", "stall"}
+        ]
         heapq.heapify(self._queue)
         for node_id, node in self.nodes.items():
+            node.waiting = [e for e in node.waiting if e[2] != "order"]
+            self._resume(node_id)
             if not node.up:
                 self._restart(node_id)
             self._schedule(self.time_ms + 1, "tick", node_id)
