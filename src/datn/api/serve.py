@@ -49,7 +49,7 @@ from datn.runtime.config import (
 )
 from datn.runtime.history import history_of
 from datn.runtime.node import Outlets
-from datn.runtime.throttle import ThrottlingFilter
+from datn.runtime.throttle import ThrottlingFilter, say_left_out
 from datn.store import open_store
 
 log = logging.getLogger("datn.node")
@@ -257,6 +257,15 @@ async def _collect_when_idle(runtime: NodeRuntime, collector: Collector) -> None
         runtime.stats.last_full_collection_ms = collector.last_pause_ms
 
 
+async def _say_left_out() -> None:
+    """Every second, the log lines left out that no later line of their
+    kind has counted (:func:`~datn.runtime.throttle.say_left_out`), until
+    cancelled."""
+    while True:
+        await asyncio.sleep(1.0)
+        say_left_out()
+
+
 async def run_node(
     folder: Path, settings: NodeSettings, *, replay_other_logic: bool = False
 ) -> int:
@@ -391,11 +400,13 @@ async def run_node(
         else "{}"
     )
     collecting = asyncio.create_task(_collect_when_idle(runtime, collector))
+    counting = asyncio.create_task(_say_left_out())
     stopped = asyncio.create_task(runtime.stopped.wait())
     waiting = asyncio.create_task(stop.wait())
     await asyncio.wait([stopped, waiting], return_when=asyncio.FIRST_COMPLETED)
     node.expirer.close()
     collecting.cancel()
+    counting.cancel()
     for server in servers:
         server.should_exit = True
     await asyncio.gather(*tasks, return_exceptions=True)

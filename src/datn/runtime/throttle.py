@@ -1,34 +1,73 @@
 """Log lines that callers outside the node can cause, at most once a second
 per kind: a trader retrying as fast as it can against a store that cannot
 be read, or strangers opening connection after connection, must not write
-a line per request or per connection into the node's log."""
+a line per request or per connection into the node's log.
+
+The lines left out are not lost from view: the next line of their kind says
+how many there were, and when no next line comes, :func:`say_left_out`
+(which a running node calls every second) writes the last one left out, once
+its interval has passed, saying how many more there were."""
 
 from __future__ import annotations
 
 import logging
 import time
+import weakref
+from collections.abc import Callable
+from typing import Any
 
 
 class _Gate:
-    """Per kind: whether a line may go now, and how many were left out."""
+    """Per kind: whether a line may go now, how many were left out, and the
+    last line left out."""
 
-    __slots__ = ("_interval_s", "_last")
+    __slots__ = ("_interval_s", "_last", "_left")
 
     def __init__(self, interval_s: float) -> None:
         self._interval_s = interval_s
         self._last: dict[object, tuple[float, int]] = {}
         """Kind -> when its last line went, and how many were left out since."""
+        self._left: dict[object, Any] = {}
+        """Kind -> the last line of it left out, while some are."""
 
-    def admit(self, kind: object) -> int | None:
-        """None if a line of ``kind`` is to be left out; else how many were
-        left out since the last one that went."""
+    def admit(self, kind: object, line: Any = None) -> int | None:
+        """None if ``line``, of ``kind``, is to be left out; else how many
+        were left out since the last one that went."""
         now = time.monotonic()
         went_at, left_out = self._last.get(kind, (-self._interval_s, 0))
         if now - went_at < self._interval_s:
             self._last[kind] = (went_at, left_out + 1)
+            self._left[kind] = line
             return None
         self._last[kind] = (now, 0)
+        self._left.pop(kind, None)
         return left_out
+
+    def say_left_out(self, write: Callable[[Any], None]) -> None:
+        """``write`` the last line left out of each kind whose interval has
+        passed since its last line; it then goes through :meth:`admit`,
+        which counts the others left out."""
+        now = time.monotonic()
+        for kind in [k for k in self._left if now - self._last[k][0] >= self._interval_s]:
+            line = self._left.pop(kind)
+            went_at, left_out = self._last[kind]
+            self._last[kind] = (went_at, left_out - 1)  # the line written is not left out
+            write(line)
+
+
+_FILTERS: weakref.WeakSet[ThrottlingFilter] = weakref.WeakSet()
+_THROTTLED: weakref.WeakSet[Throttled] = weakref.WeakSet()
+
+
+def say_left_out() -> None:
+    """Write, for every kind of line some were left out of and none went
+    for an interval since, the last one left out and how many more there
+    were: a burst that ends leaves its count in the log, not only in the
+    next line of its kind, which may never come."""
+    for throttled in list(_THROTTLED):
+        throttled.say_left_out()
+    for gate_filter in list(_FILTERS):
+        gate_filter.say_left_out()
 
 
 _LEFT_OUT = " (and %d more like it since the last line)"
@@ -38,11 +77,12 @@ class Throttled:
     """``logger``'s lines of one kind at most once every ``interval_s``; the
     next line of a kind says how many of it were left out since the last."""
 
-    __slots__ = ("_gate", "_logger")
+    __slots__ = ("__weakref__", "_gate", "_logger")
 
     def __init__(self, logger: logging.Logger, interval_s: float = 1.0) -> None:
         self._logger = logger
         self._gate = _Gate(interval_s)
+        _THROTTLED.add(self)
 
     def log(
         self,
@@ -52,7 +92,8 @@ class Throttled:
         *args: object,
         exc_info: BaseException | None = None,
     ) -> None:
-        left_out = self._gate.admit(kind)
+        # A line left out keeps no exception (nor what its traceback holds).
+        left_out = self._gate.admit(kind, (kind, level, message, args))
         if left_out is None:
             return
         if left_out and args:
@@ -62,6 +103,15 @@ class Throttled:
             # No arguments: the message is not %-formatted, and must not be.
             message += _LEFT_OUT % left_out
         self._logger.log(level, message, *args, exc_info=exc_info)
+
+    def say_left_out(self) -> None:
+        """See :func:`say_left_out`."""
+
+        def write(line: tuple[str, int, str, tuple[object, ...]]) -> None:
+            kind, level, message, args = line
+            self.log(kind, level, message, *args)
+
+        self._gate.say_left_out(write)
 
 
 class ThrottlingFilter(logging.Filter):
@@ -74,9 +124,10 @@ class ThrottlingFilter(logging.Filter):
     def __init__(self, interval_s: float = 1.0) -> None:
         super().__init__()
         self._gate = _Gate(interval_s)
+        _FILTERS.add(self)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        left_out = self._gate.admit((record.name, record.levelno, str(record.msg)))
+        left_out = self._gate.admit((record.name, record.levelno, str(record.msg)), record)
         if left_out is None:
             return False
         if left_out and isinstance(record.args, tuple):
@@ -87,3 +138,11 @@ class ThrottlingFilter(logging.Filter):
                 # No arguments: the message is not %-formatted, and must not be.
                 record.msg = str(record.msg) + _LEFT_OUT % left_out
         return True
+
+    def say_left_out(self) -> None:
+        """See :func:`say_left_out`: the record goes to its logger again."""
+
+        def write(record: logging.LogRecord) -> None:
+            logging.getLogger(record.name).handle(record)
+
+        self._gate.say_left_out(write)
