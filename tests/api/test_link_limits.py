@@ -380,6 +380,43 @@ def test_strangers_at_many_addresses_cannot_keep_a_peer_at_its_address_out(
     run(scenario)
 
 
+def test_one_peer_s_addresses_cannot_keep_another_peer_out() -> None:
+    async def scenario() -> None:
+        async with node() as n:
+            # The hostile peer is known at 32 addresses, the honest one at
+            # one; the hostile one takes every place from its 32, 8 each.
+            hostile_at = stranger_addresses(2, MAX_HANDSHAKES // MAX_HANDSHAKES_PER_ADDRESS)
+            for address in hostile_at:
+                n.links.dial(HOSTILE.node_id, f"ws://{address}:9")
+            n.links.dial(HONEST.node_id, "ws://127.0.0.3:9")
+            squatters = await squat(
+                n.port, [a for a in hostile_at for _ in range(MAX_HANDSHAKES_PER_ADDRESS)]
+            )
+            await until(lambda: n.links._handshaking.total() == MAX_HANDSHAKES)
+            # The honest peer takes the place of an address holding the most...
+            sock = socket.socket()
+            sock.bind(("127.0.0.3", 0))
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", n.port))
+            await until(lambda: n.links.counters["handshake:evicted"] == 1)
+            # ...and keeps it: the hostile peer's next connections each take
+            # one of its own addresses' places, or are dropped.
+            squatters += await squat(n.port, hostile_at[:4])
+            await until(
+                lambda: (
+                    n.links.counters["handshake:evicted"] + n.links.counters["handshake:too_many"]
+                    == 5
+                )
+            )
+            assert n.links._handshaking["127.0.0.3"] == 1
+            honest = await dial_as(n.address, HONEST, sock=sock)
+            await honest.close()
+            for writer in squatters:
+                writer.close()
+            await until(lambda: not n.links._handshaking)
+
+    run(scenario)
+
+
 def test_the_addresses_peers_are_known_at_are_bounded() -> None:
     async def scenario() -> None:
         async with node() as n:

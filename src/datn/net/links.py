@@ -134,7 +134,8 @@ oldest connection, so that strangers at a few addresses cannot keep a peer
 at another out by taking every place first; and a connection from a peer's
 address (:data:`MAX_PEER_ADDRESSES`) takes a stranger's place whatever
 either holds, and no stranger takes its place, so that strangers at many
-addresses cannot either. Until its handshake
+addresses cannot either (among peers' addresses, the first rule holds).
+Until its handshake
 is done a connection reads messages of at most
 :data:`~datn.net.handshake.MAX_CONTROL_BYTES`, so each holds little."""
 MAX_FRAMES_A_TURN: Final = 64
@@ -989,23 +990,31 @@ class PeerLinks:
         connection.transport.abort()
 
     def _evict_for(self, address: str, peer: bool) -> bool:
-        """Every place is taken: drop the oldest connection of the stranger
-        address that holds the most places, if it holds more than
-        ``address`` does or ``peer`` (``address`` is a peer's); whether one
-        was dropped. Strangers at a few addresses cannot keep a peer at
-        another out by taking every place first, and strangers at many
-        cannot keep a peer at a known address out at all; connections from
-        peers' addresses are never dropped for another."""
+        """Every place is taken: drop the oldest connection of the address
+        that holds the most places among those ``address`` may take one
+        from, if it holds more than ``address`` does; whether one was
+        dropped. A stranger takes only a stranger's place, so strangers at
+        a few addresses cannot keep a peer out by taking every place first,
+        and strangers at many cannot keep out a peer at an address it is
+        known at (``peer``). Such a peer takes a stranger's place whatever
+        either holds, and, with every place held from peers' addresses, the
+        place of one holding more than its own, so one peer's addresses
+        cannot keep the others out either."""
         handshaking = self._handshaking
         known = self._peer_addresses
-        strangers = [held for at, held in handshaking.items() if at not in known]
-        if not strangers:
-            return False
-        most = max(strangers)
-        if most <= handshaking[address] and not peer:
-            return False
+        pool = {at: held for at, held in handshaking.items() if at not in known}
+        if pool and peer:
+            most = max(pool.values())  # a stranger's place, whatever it holds
+        else:
+            if not pool:
+                if not peer:
+                    return False
+                pool = dict(handshaking)
+            most = max(pool.values())
+            if most <= handshaking[address]:
+                return False
         for connection, place in self._unproven.items():  # oldest first
-            if handshaking[place.address] == most and place.address not in known:
+            if pool.get(place.address) == most:
                 self._count(
                     "handshake:evicted",
                     logging.WARNING,
