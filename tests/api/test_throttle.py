@@ -70,7 +70,9 @@ def test_a_burst_that_ends_still_says_what_it_left_out(
         time.sleep(0.25)
         throttled.log("refused", logging.WARNING, "frame %d refused", 5)
         logger.warning("bad request %d", 5)
-    assert [r.getMessage() for r in caplog.records] == [
+    # (Other tests' throttles in this process may say what they left out too.)
+    mine = [r for r in caplog.records if r.name in ("datn.test", "datn.test.burst")]
+    assert [r.getMessage() for r in mine] == [
         "frame 0 refused",
         "bad request 0",
         "one line only",
@@ -88,4 +90,5 @@ def test_a_burst_of_two_says_its_last_line_alone(caplog: pytest.LogCaptureFixtur
         throttled.log("kind", logging.ERROR, "store 100% full")
         time.sleep(0.25)
         say_left_out()
-    assert [r.getMessage() for r in caplog.records] == ["store 100% full"] * 2
+    mine = [r for r in caplog.records if r.name == "datn.test"]
+    assert [r.getMessage() for r in mine] == ["store 100% full"] * 2
