@@ -294,6 +294,52 @@ def test_under_core_logic_version_2_a_fok_the_best_holder_let_down_ends_unfilled
     assert [m.round for m in net.sent(A, OrderBroadcast)] == [1]
 
 
+def fok_between_two_holders(net: Net) -> list[Done]:
+    """A FOK buy of 10 at A that C's 4 at 4,990 and B's 6 at 5,000 cover
+    together; C's answer to the first round is lost (its link cut for that
+    round only): what A reports."""
+    net.place(C, Side.SELL, 4, 4_990, "c-ask")
+    net.place(B, Side.SELL, 6, 5_000, "b-ask")
+    net.deliver()
+    net.run(50)
+    net.place(A, Side.BUY, 10, 5_000, "fok", TimeInForce.FOK)
+    while True:  # C is cut off until the first round's window closes
+        net.tick(10)
+        if any(m.round == 2 for m in net.sent(A, OrderBroadcast)):
+            break
+        deliver_around(net, C)
+    net.run(300)
+    return net.events(A, Done)
+
+
+def test_a_fok_asks_again_the_holder_it_gave_back_beside_the_one_that_was_silent() -> None:
+    """The first round has B's 6 and nothing from C: the FOK gives B's 6
+    back. The next round asks C again and B too, and their offers together
+    fill the whole, each at its own price."""
+    net = Net(ids=(A, B, C))
+    done = fok_between_two_holders(net)
+    assert [(d.filled_lots, d.reason) for d in done] == [(10, "filled")]
+    fills = [(e.price_ticks, e.quantity_lots, e.counterparty) for e in net.events(A, Executed)]
+    assert sorted(fills) == [(4_990, 4, C), (5_000, 6, B)]
+    asked = sorted(
+        (e.message.round, e.peer)
+        for n, e in net.effects
+        if n == A and isinstance(e, Send) and isinstance(e.message, OrderBroadcast)
+    )
+    assert asked == sorted([(1, B), (1, C), (2, B), (2, C)])
+    net.crash_and_recover(A)
+
+
+def test_under_core_logic_version_3_a_fok_between_two_holders_ends_unfilled() -> None:
+    """Before version 4, B counted as tried after the first round: the next
+    asked C alone, whose 4 could not fill the whole."""
+    net = Net(ids=(A, B, C))
+    net.nodes[A].context.logic_version = 3  # as a version 3 genesis or restart sets it
+    done = fok_between_two_holders(net)
+    assert [(d.filled_lots, d.reason) for d in done] == [(0, "fok_unfillable")]
+    assert net.events(A, Executed) == []
+
+
 def test_a_holder_heard_nothing_from_for_heartbeat_periods_is_not_asked_until_it_is_back() -> None:
     """C's link is cut for longer than its silence limit (three heartbeat
     periods; A and B still hear each other): A's buy no longer asks C at

@@ -40,7 +40,7 @@ class Genesis(Value, frozen=True):
 # --------------------------------------------------------------- inputs
 
 
-CORE_LOGIC_VERSION: Final = 3
+CORE_LOGIC_VERSION: Final = 4
 """The version of how the core handles its inputs. Replay must give the
 state the node had when it ran, so each genesis and restart entry records
 the version of the logic that ran from it on, the core keeps it in its
@@ -56,7 +56,9 @@ its latest snapshot) that this code cannot replay so: see
 3. A pause of the node itself (no input for longer than a heartbeat
    period) does not count towards its peers' silence; a FOK order that took
    nothing, with nothing in doubt, may have another round as other orders
-   do."""
+   do.
+4. A FOK order's next round asks again the holders whose offers it gave
+   back for want of the rest, beside the others it asks."""
 
 OLDEST_REPLAYED_LOGIC_VERSION: Final = 1
 """The oldest core logic this code replays as it ran. Raised when the

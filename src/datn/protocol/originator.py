@@ -628,8 +628,12 @@ class Originator:
                 continue
             chosen.append((candidate, lots))
             wanted -= lots
+        # Holders whose offers a FOK gives back for want of the rest: asked
+        # again beside whoever else the next round asks (core logic 4 on).
+        given_back: set[NodeId] = set()
         if working.order.time_in_force is TimeInForce.FOK and wanted:
             chosen = []  # fill or kill: take nothing unless the whole quantity is covered
+            given_back = {c.holder for c in working.candidates}
         taken = {id(c) for c, _ in chosen}
         for candidate in working.candidates:
             if id(candidate) not in taken:
@@ -642,7 +646,7 @@ class Originator:
             working.resend_mono_ms = now.mono_ms + self.context.config.resend_ms
             out.append(SetTimer(working.resend_mono_ms))
         else:
-            self._finish_round(working, now, out)
+            self._finish_round(working, now, out, given_back)
 
     def _may_accept(
         self, working: Working, candidate: Candidate, lots: int, owed: dict[NodeId, int]
@@ -879,7 +883,20 @@ class Originator:
         event = Executed(working.order.order_id, trade_id, price_ticks, lots, counterparty)
         out.append(Reply(working.order.trader_id, event))
 
-    def _finish_round(self, working: Working, now: Now, out: list[Effect]) -> None:
+    def _finish_round(
+        self,
+        working: Working,
+        now: Now,
+        out: list[Effect],
+        given_back: set[NodeId] | frozenset[NodeId] = frozenset(),
+    ) -> None:
+        """The round ended with nothing more accepted: the order is filled,
+        asks again, rests or ends. ``given_back``: the holders whose offers
+        a FOK gave back, lacking the rest of its quantity; when another
+        round asks others, it asks them again too, so that their offers and
+        the others' may cover the whole together (core logic version 4 on;
+        before, they counted as tried, and the order could end unfilled
+        between two holders that together had all of it)."""
         order = working.order
         tif = order.time_in_force
         fok = tif is TimeInForce.FOK
@@ -894,6 +911,8 @@ class Originator:
             and (working.refused or self._untried_liquidity(working, now))
         ):
             working.refused = False
+            if given_back and self.context.logic_version >= 4:
+                working.exhausted -= given_back
             self._start_round(working, now, out)
         elif fok:
             reason = "fok_holder_failed" if working.filled_lots else "fok_unfillable"
