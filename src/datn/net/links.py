@@ -1003,16 +1003,15 @@ class PeerLinks:
         handshaking = self._handshaking
         known = self._peer_addresses
         pool = {at: held for at, held in handshaking.items() if at not in known}
-        if pool and peer:
-            most = max(pool.values())  # a stranger's place, whatever it holds
+        if pool:
+            floor = 0 if peer else handshaking[address]  # a peer: whatever it holds
+        elif peer:
+            pool, floor = dict(handshaking), handshaking[address]
         else:
-            if not pool:
-                if not peer:
-                    return False
-                pool = dict(handshaking)
-            most = max(pool.values())
-            if most <= handshaking[address]:
-                return False
+            return False
+        most = max(pool.values())
+        if most <= floor:
+            return False
         for connection, place in self._unproven.items():  # oldest first
             if pool.get(place.address) == most:
                 self._count(
