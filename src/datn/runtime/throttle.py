@@ -19,16 +19,19 @@ from typing import Any
 
 class _Gate:
     """Per kind: whether a line may go now, how many were left out, and the
-    last line left out."""
+    last line left out, which ``write`` writes when no next line came
+    (:meth:`say_left_out`)."""
 
-    __slots__ = ("_interval_s", "_last", "_left")
+    __slots__ = ("__weakref__", "_interval_s", "_last", "_left", "_write")
 
-    def __init__(self, interval_s: float) -> None:
+    def __init__(self, interval_s: float, write: Callable[[Any], None]) -> None:
         self._interval_s = interval_s
+        self._write = write
         self._last: dict[object, tuple[float, int]] = {}
         """Kind -> when its last line went, and how many were left out since."""
         self._left: dict[object, Any] = {}
         """Kind -> the last line of it left out, while some are."""
+        _GATES.add(self)
 
     def admit(self, kind: object, line: Any = None) -> int | None:
         """None if ``line``, of ``kind``, is to be left out; else how many
@@ -43,8 +46,8 @@ class _Gate:
         self._left.pop(kind, None)
         return left_out
 
-    def say_left_out(self, write: Callable[[Any], None]) -> None:
-        """``write`` the last line left out of each kind whose interval has
+    def say_left_out(self) -> None:
+        """Write the last line left out of each kind whose interval has
         passed since its last line; it then goes through :meth:`admit`,
         which counts the others left out."""
         now = time.monotonic()
@@ -52,11 +55,10 @@ class _Gate:
             line = self._left.pop(kind)
             went_at, left_out = self._last[kind]
             self._last[kind] = (went_at, left_out - 1)  # the line written is not left out
-            write(line)
+            self._write(line)
 
 
-_FILTERS: weakref.WeakSet[ThrottlingFilter] = weakref.WeakSet()
-_THROTTLED: weakref.WeakSet[Throttled] = weakref.WeakSet()
+_GATES: weakref.WeakSet[_Gate] = weakref.WeakSet()
 
 
 def say_left_out() -> None:
@@ -64,10 +66,8 @@ def say_left_out() -> None:
     for an interval since, the last one left out and how many more there
     were: a burst that ends leaves its count in the log, not only in the
     next line of its kind, which may never come."""
-    for throttled in list(_THROTTLED):
-        throttled.say_left_out()
-    for gate_filter in list(_FILTERS):
-        gate_filter.say_left_out()
+    for gate in list(_GATES):
+        gate.say_left_out()
 
 
 _LEFT_OUT = " (and %d more like it since the last line)"
@@ -77,12 +77,11 @@ class Throttled:
     """``logger``'s lines of one kind at most once every ``interval_s``; the
     next line of a kind says how many of it were left out since the last."""
 
-    __slots__ = ("__weakref__", "_gate", "_logger")
+    __slots__ = ("_gate", "_logger")
 
     def __init__(self, logger: logging.Logger, interval_s: float = 1.0) -> None:
         self._logger = logger
-        self._gate = _Gate(interval_s)
-        _THROTTLED.add(self)
+        self._gate = _Gate(interval_s, self._write_left_out)
 
     def log(
         self,
@@ -104,14 +103,9 @@ class Throttled:
             message += _LEFT_OUT % left_out
         self._logger.log(level, message, *args, exc_info=exc_info)
 
-    def say_left_out(self) -> None:
-        """See :func:`say_left_out`."""
-
-        def write(line: tuple[str, int, str, tuple[object, ...]]) -> None:
-            kind, level, message, args = line
-            self.log(kind, level, message, *args)
-
-        self._gate.say_left_out(write)
+    def _write_left_out(self, line: tuple[str, int, str, tuple[object, ...]]) -> None:
+        kind, level, message, args = line
+        self.log(kind, level, message, *args)
 
 
 class ThrottlingFilter(logging.Filter):
@@ -123,8 +117,7 @@ class ThrottlingFilter(logging.Filter):
 
     def __init__(self, interval_s: float = 1.0) -> None:
         super().__init__()
-        self._gate = _Gate(interval_s)
-        _FILTERS.add(self)
+        self._gate = _Gate(interval_s, self._write_left_out)
 
     def filter(self, record: logging.LogRecord) -> bool:
         left_out = self._gate.admit((record.name, record.levelno, str(record.msg)), record)
@@ -139,10 +132,7 @@ class ThrottlingFilter(logging.Filter):
                 record.msg = str(record.msg) + _LEFT_OUT % left_out
         return True
 
-    def say_left_out(self) -> None:
-        """See :func:`say_left_out`: the record goes to its logger again."""
-
-        def write(record: logging.LogRecord) -> None:
-            logging.getLogger(record.name).handle(record)
-
-        self._gate.say_left_out(write)
+    @staticmethod
+    def _write_left_out(record: logging.LogRecord) -> None:
+        """The record left out goes to its logger again."""
+        logging.getLogger(record.name).handle(record)
