@@ -308,6 +308,22 @@ async def squat(port: int, addresses: Iterable[str]) -> list[asyncio.StreamWrite
     return writers
 
 
+async def bare_from(port: int, address: str) -> socket.socket:
+    """A connection to the node from ``address`` that has sent nothing yet
+    (a peer's, before its upgrade)."""
+    sock = socket.socket()
+    sock.bind((address, 0))
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    return sock
+
+
+async def go_away(n: Running, squatters: list[asyncio.StreamWriter]) -> None:
+    """Close ``squatters``; their places are free again."""
+    for writer in squatters:
+        writer.close()
+    await until(lambda: not n.links._handshaking)
+
+
 def stranger_addresses(first: int, count: int) -> list[str]:
     """``count`` loopback addresses, one place each, from 127.0.<first>.1 on."""
     return [f"127.0.{first + i // 250}.{1 + i % 250}" for i in range(count)]
@@ -359,9 +375,7 @@ def test_strangers_at_many_addresses_cannot_keep_a_peer_at_its_address_out(
             # The peer dials again; before its upgrade, strangers at as many
             # new addresses again arrive, each taking the oldest place whose
             # address holds the most: every other place, not the peer's.
-            sock = socket.socket()
-            sock.bind((at, 0))
-            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", n.port))
+            sock = await bare_from(n.port, at)
             await until(lambda: n.links._handshaking[at] == 1)
             squatters += await squat(n.port, stranger_addresses(4, MAX_HANDSHAKES))
             await until(lambda: n.links.counters["handshake:evicted"] == 1 + MAX_HANDSHAKES)
@@ -373,9 +387,7 @@ def test_strangers_at_many_addresses_cannot_keep_a_peer_at_its_address_out(
             # Strangers are still only dropped for strangers.
             squatters += await squat(n.port, stranger_addresses(6, 8))
             await until(lambda: n.links.counters["handshake:evicted"] == 8 + MAX_HANDSHAKES)
-            for writer in squatters:
-                writer.close()
-            await until(lambda: not n.links._handshaking)
+            await go_away(n, squatters)
 
     run(scenario)
 
@@ -394,9 +406,7 @@ def test_one_peer_s_addresses_cannot_keep_another_peer_out() -> None:
             )
             await until(lambda: n.links._handshaking.total() == MAX_HANDSHAKES)
             # The honest peer takes the place of an address holding the most...
-            sock = socket.socket()
-            sock.bind(("127.0.0.3", 0))
-            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", n.port))
+            sock = await bare_from(n.port, "127.0.0.3")
             await until(lambda: n.links.counters["handshake:evicted"] == 1)
             # ...and keeps it: the hostile peer's next connections each take
             # one of its own addresses' places, or are dropped.
@@ -410,9 +420,7 @@ def test_one_peer_s_addresses_cannot_keep_another_peer_out() -> None:
             assert n.links._handshaking["127.0.0.3"] == 1
             honest = await dial_as(n.address, HONEST, sock=sock)
             await honest.close()
-            for writer in squatters:
-                writer.close()
-            await until(lambda: not n.links._handshaking)
+            await go_away(n, squatters)
 
     run(scenario)
 
