@@ -10,6 +10,7 @@ its interval has passed, saying how many more there were."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 import weakref
@@ -20,7 +21,7 @@ from typing import Any
 class _Gate:
     """Per kind: whether a line may go now, how many were left out, and the
     last line left out, which ``write`` writes when no next line came
-    (:meth:`say_left_out`)."""
+    (:func:`say_left_out`)."""
 
     __slots__ = ("__weakref__", "_interval_s", "_last", "_left", "_write")
 
@@ -29,8 +30,9 @@ class _Gate:
         self._write = write
         self._last: dict[object, tuple[float, int]] = {}
         """Kind -> when its last line went, and how many were left out since."""
-        self._left: dict[object, Any] = {}
-        """Kind -> the last line of it left out, while some are."""
+        self._left: dict[object, tuple[int, Any]] = {}
+        """Kind -> the last line of it left out (numbered in the order lines
+        are left out, by every gate), while some are."""
         _GATES.add(self)
 
     def admit(self, kind: object, line: Any = None) -> int | None:
@@ -40,34 +42,45 @@ class _Gate:
         went_at, left_out = self._last.get(kind, (-self._interval_s, 0))
         if now - went_at < self._interval_s:
             self._last[kind] = (went_at, left_out + 1)
-            self._left[kind] = line
+            self._left[kind] = (next(_LEFT_OUT_ORDER), line)
             return None
         self._last[kind] = (now, 0)
         self._left.pop(kind, None)
         return left_out
 
-    def say_left_out(self) -> None:
-        """Write the last line left out of each kind whose interval has
-        passed since its last line; it then goes through :meth:`admit`,
-        which counts the others left out."""
-        now = time.monotonic()
-        for kind in [k for k in self._left if now - self._last[k][0] >= self._interval_s]:
-            line = self._left.pop(kind)
-            went_at, left_out = self._last[kind]
-            self._last[kind] = (went_at, left_out - 1)  # the line written is not left out
-            self._write(line)
+    def due(self, now: float) -> list[tuple[int, _Gate, object]]:
+        """(its number, this gate, kind) of the last line left out of each
+        kind whose interval has passed since its last line."""
+        last = self._last
+        return [
+            (left_at, self, kind)
+            for kind, (left_at, _) in self._left.items()
+            if now - last[kind][0] >= self._interval_s
+        ]
+
+    def write_left_out(self, kind: object) -> None:
+        """Write the last line of ``kind`` left out; it goes through
+        :meth:`admit`, which counts the others left out."""
+        _, line = self._left.pop(kind)
+        went_at, left_out = self._last[kind]
+        self._last[kind] = (went_at, left_out - 1)  # the line written is not left out
+        self._write(line)
 
 
 _GATES: weakref.WeakSet[_Gate] = weakref.WeakSet()
+_LEFT_OUT_ORDER = itertools.count()
 
 
 def say_left_out() -> None:
     """Write, for every kind of line some were left out of and none went
     for an interval since, the last one left out and how many more there
     were: a burst that ends leaves its count in the log, not only in the
-    next line of its kind, which may never come."""
-    for gate in list(_GATES):
-        gate.say_left_out()
+    next line of its kind, which may never come. They go in the order they
+    were left out."""
+    now = time.monotonic()
+    due = [line for gate in list(_GATES) for line in gate.due(now)]
+    for _, gate, kind in sorted(due, key=lambda entry: entry[0]):
+        gate.write_left_out(kind)
 
 
 _LEFT_OUT = " (and %d more like it since the last line)"
