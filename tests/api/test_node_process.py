@@ -343,6 +343,8 @@ def test_a_postgresql_node_trades_by_http_and_websocket_and_survives_a_kill(tmp_
         carol = make_trader(running, "carol", 0, 50)
         with ws_session(running, carol) as seller:
             websocket_flow(seller, make_trader(running, "dave", 10_000_000, 0))
+        # What the schema's tables take, as the server counts them.
+        assert running.admin.request("GET", "/admin/status").json()["store_bytes"] > 0
     finally:
         stop(running)
         with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
@@ -435,6 +437,9 @@ def test_a_newcomer_goes_from_nothing_to_a_filled_order_with_the_cli(node: Runni
     assert status["snapshot_failures"] == 0 and status["commit_p99_ms"] > 0
     assert status["uptime_s"] > 0 and status["cpu_seconds"] >= status["loop_cpu_seconds"] > 0
     assert status["resident_mib"] > 1
+    # What the store takes is what its file and log take on disk.
+    on_disk = sum(f.stat().st_size for f in node.folder.glob("*.sqlite3*"))
+    assert status["store_bytes"] == pytest.approx(on_disk, rel=0.5) and on_disk > 0
     assert status["version"] == __version__ and status["core_logic_version"] == CORE_LOGIC_VERSION
     # The seller's signed order is kept as it signed it, and checks out.
     kept = node.admin.request("GET", "/admin/traders/seller/signed-orders").json()
@@ -517,6 +522,7 @@ def test_a_trader_over_its_rate_gets_429_and_others_are_served(tmp_path: Path) -
         assert "datn_commit_milliseconds_bucket" in text and "datn_journal_position" in text
         # The process's use of the machine, the event loop's thread on its own.
         seen = samples(text)
+        assert seen["datn_store_bytes"] > 0
         assert seen["process_cpu_seconds_total"] > 0
         assert seen["process_resident_memory_bytes"] > 1_000_000
         assert seen['datn_thread_cpu_seconds_total{thread="MainThread",mode="user"}'] > 0

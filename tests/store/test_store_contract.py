@@ -4,6 +4,8 @@ commit leaves nothing behind; history answers the queries traders make."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from backends import Backend
 
@@ -90,6 +92,21 @@ def test_a_commit_on_the_calling_thread_is_a_commit_or_nothing(backend: Backend)
     with backend.open() as store:
         assert store.load().entries == written
         assert store.order(2) == order(2)
+
+
+def test_the_store_says_what_it_takes_on_disk(backend: Backend) -> None:
+    with backend.open() as store:
+        if backend.name == "memory":
+            assert store.size_bytes() is None
+            return
+        empty = store.size_bytes()
+        assert empty is not None and empty > 0
+        # 1 MiB of entries that no compression shrinks.
+        store.commit(Commit(entries=[random.randbytes(2_048) for _ in range(512)]))
+        grown = store.size_bytes()
+        assert grown is not None and grown >= empty + 2**20
+    with backend.open() as store:
+        assert store.size_bytes() == pytest.approx(grown, rel=0.25)
 
 
 def test_a_snapshot_loads_with_only_the_entries_after_it(backend: Backend) -> None:

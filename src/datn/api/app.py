@@ -51,7 +51,7 @@ from datn.api.auth import (
     valid_key_id,
 )
 from datn.api.expiry import Expirer
-from datn.api.metrics import ApiCounters, render
+from datn.api.metrics import ApiCounters, render, store_bytes
 from datn.api.process import process_use
 from datn.clearing.quota import TokenBucket
 from datn.domain import Side, TimeInForce
@@ -1149,6 +1149,7 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
             "commit_p99_ms": round(_p99(stats.commit_ms), 3),
             "inputs": stats.inputs,
             "intake_per_second": round(stats.intake_per_second(time.monotonic()), 1),
+            "store_bytes": store_bytes(runtime.store),
             **_process_status(time.monotonic() - started),
         }
 

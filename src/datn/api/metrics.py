@@ -10,6 +10,7 @@ from datn.api.process import process_use
 from datn.api.transport import Places
 from datn.runtime import NodeRuntime
 from datn.runtime.node import Histogram
+from datn.store import Store, StoreError
 
 
 class ApiCounters:
@@ -113,6 +114,15 @@ def render(
         "How long the latest snapshot took to build and save, in the background.",
         [("", round(stats.last_snapshot_ms, 3))],
     )
+    size = store_bytes(runtime.store)
+    if size is not None:
+        metric(
+            "datn_store_bytes",
+            "gauge",
+            "What the node's store takes on disk: journal, snapshots, history and outbox"
+            " (the journal is kept whole, so this grows with what the node takes in).",
+            [("", size)],
+        )
     _histogram(
         lines, "datn_commit_milliseconds", "Time each group commit took.", stats.commit_histogram
     )
@@ -278,3 +288,13 @@ def _histogram(lines: list[str], name: str, text: str, histogram: Histogram) -> 
 
 def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.6g}"
+
+
+def store_bytes(store: Store) -> int | None:
+    """What ``store`` takes on disk (:meth:`Store.size_bytes`); None where
+    it keeps nothing on disk, or cannot say now (a database out of reach:
+    the node's commits say so in their own way)."""
+    try:
+        return store.size_bytes()
+    except StoreError:
+        return None

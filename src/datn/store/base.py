@@ -309,6 +309,15 @@ class Store(ABC):
         """Up to ``limit`` journal entries after position ``after``, with
         their positions, checksums verified (for audits and replays)."""
 
+    def size_bytes(self) -> int | None:
+        """What the store takes on disk now, in bytes: its journal, snapshots,
+        history, outbox and credentials, with their indexes and free space
+        (a SQLite file and its write-ahead log; a PostgreSQL schema's tables).
+        None where the store keeps nothing on disk (this backend). The
+        journal is kept whole, as the node's record, so this grows with what
+        the node takes in (README, *Running a node*)."""
+        return None
+
     # ------------------------------------------------------------ history
 
     @abstractmethod

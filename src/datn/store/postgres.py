@@ -135,6 +135,18 @@ class PostgresStore(SqlStore):
         except PoolTimeout as error:
             raise StoreError("unavailable", f"{self.where}: {error}") from None
 
+    def size_bytes(self) -> int:
+        """The schema's tables with their indexes and TOAST storage, as the
+        server counts them (``pg_total_relation_size``); the server's own
+        write-ahead log is shared by every database and not counted."""
+        rows = self._read(
+            "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::BIGINT FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = ? AND c.relkind IN ('r', 'p', 'm')",
+            (self.schema,),
+        )
+        return int(rows[0][0])
+
     def _transaction(self, work: Callable[[Executor], T]) -> T:
         connection = self._writer
 

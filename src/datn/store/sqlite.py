@@ -164,6 +164,19 @@ class SQLiteStore(SqlStore):
                 self._checkpoint_failed_at = now
                 log.warning("checkpoint of %s failed (tried again later): %s", self.path, error)
 
+    def size_bytes(self) -> int:
+        """The database file and its write-ahead log (the log's shared-memory
+        index is not data)."""
+        total = 0
+        for path in (self.path, Path(f"{self.path}-wal")):
+            try:
+                total += path.stat().st_size
+            except FileNotFoundError:
+                pass
+            except OSError as error:
+                raise StoreError("unavailable", f"{path}: {error}") from None
+        return total
+
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         with self._read_lock:
             try:
