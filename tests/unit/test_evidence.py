@@ -453,6 +453,17 @@ def line_labels(data: bytes, position: int) -> set[str]:
     return labels
 
 
+@pytest.mark.parametrize("frame", ["\\u00e9", "\\u00e9AAA", "not base64!"])
+def test_a_frame_that_is_not_base64_is_named(frame: str) -> None:
+    lines = SMALL.split(b"\n")
+    start = lines[1].index(b'"frame":"') + len(b'"frame":"')
+    end = lines[1].index(b'"', start)
+    lines[1] = lines[1][:start] + frame.encode() + lines[1][end:]
+    result = verify_bundle(b"\n".join(lines))
+    assert first(result).where == "record 0"
+    assert first(result).what.startswith("frame: not")
+
+
 def test_the_small_bundle_verifies() -> None:
     result = verify_bundle(SMALL)
     assert result.ok, result.problems

@@ -19,7 +19,6 @@ its hash, who proposed and who answered, and that no trade is settled twice.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import re
 from collections import Counter
@@ -308,7 +307,7 @@ def _read_records(
             envelopes = _open(doc, pair)
             if previous is not None and chain_next(previous, without(doc, "chain")) != chain:
                 raise _LineError("does not match its digest: altered, moved or not exported as is")
-            if doc["kind"] != "record" or doc["n"] != n:
+            if doc["kind"] != "record" or _int(doc, "n") != n:
                 raise _LineError(f"is not record {n}")
             time_ms = _int(doc, "time_ms")
             if header.to_ms is not None and time_ms >= header.to_ms:
@@ -330,7 +329,7 @@ def _open(doc: dict[str, object], pair: set[NodeId]) -> tuple[Envelope, ...]:
         raise _LineError("frame: must be base64 text")
     try:
         frame = base64.b64decode(text, validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or text outside ASCII
         raise _LineError("frame: not base64") from None
     if base64.b64encode(frame).decode("ascii") != text:
         raise _LineError("frame: not in canonical base64")
