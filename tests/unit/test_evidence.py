@@ -375,6 +375,22 @@ def test_a_trade_settled_twice_is_named() -> None:
     assert result.problems == [Problem("record 7", "lock 11 settled twice: cycles 1 and 2")]
 
 
+def test_a_trade_under_the_id_of_the_other_nodes_lock_is_named() -> None:
+    wire = Wire()
+    wire.trade(A, B, 11, XYZ, Side.SELL, 50, 2)
+    # B, holding now, confirms a trade under the id A's lock had.
+    wire.trade(B, A, 11, ACME, Side.BUY, 100, 3)
+    result = verify_bundle(bundle_of(wire.records()))
+    assert result.problems == [
+        Problem(
+            "record 7",
+            "lock 11: n001 confirmed a trade under the id of n000's lock (record 3): "
+            "a statement could not say which of the two it settles",
+        )
+    ]
+    assert [(t.lock_id, t.holder) for t in result.trades] == [(11, "n000")]
+
+
 def test_a_product_spec_that_does_not_hash_to_its_id_is_refused() -> None:
     wire = Wire()
     wire.trade(B, A, 11, ACME, Side.BUY, 100, 3)

@@ -465,6 +465,16 @@ class _Analysis:
                 for fault in faults:
                     self.result.problem(f"record {frame.index}", f"lock {m.lock_id}: {fault}")
                 continue
+            other = trades.get(m.lock_id)
+            if other is not None:
+                # Statements name a pair's trades by lock id alone.
+                self.result.problem(
+                    f"record {frame.index}",
+                    f"lock {m.lock_id}: {self.name[holder]} confirmed a trade under the id of "
+                    f"{other.holder}'s lock (record {other.record}): a statement could not say "
+                    "which of the two it settles",
+                )
+                continue
             spec = self.result.products[m.product_id]
             trade = Trade(
                 frame.index,

@@ -40,7 +40,7 @@ class Genesis(Value, frozen=True):
 # --------------------------------------------------------------- inputs
 
 
-CORE_LOGIC_VERSION: Final = 4
+CORE_LOGIC_VERSION: Final = 5
 """The version of how the core handles its inputs. Replay must give the
 state the node had when it ran, so each genesis and restart entry records
 the version of the logic that ran from it on, the core keeps it in its
@@ -58,7 +58,9 @@ its latest snapshot) that this code cannot replay so: see
    nothing, with nothing in doubt, may have another round as other orders
    do.
 4. A FOK order's next round asks again the holders whose offers it gave
-   back for want of the rest, beside the others it asks."""
+   back for want of the rest, beside the others it asks.
+5. An offer of a lock id the originator already has accepted, in doubt or
+   unsettled with that holder is dropped, not taken as a second trade."""
 
 OLDEST_REPLAYED_LOGIC_VERSION: Final = 1
 """The oldest core logic this code replays as it ran. Raised when the

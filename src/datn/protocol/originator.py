@@ -569,6 +569,21 @@ class Originator:
         if not working.awaiting:
             self._decide(working, now, out)
 
+    def _lock_reused(self, holder: NodeId, lock_id: int) -> bool:
+        """Whether ``holder``'s lock ``lock_id`` is already one of this node's
+        trades (accepted, in doubt, or booked and not yet settled); counted."""
+        if holder == self.context.node_id:
+            return False
+        key = (holder, lock_id)
+        if (
+            key in self._accepted
+            or key in self.in_doubt
+            or lock_id in self.liability.unsettled(holder)
+        ):
+            self.context.count("offers_lock_reused")
+            return True
+        return False
+
     @staticmethod
     def _within_terms(working: Working, offer: Offer) -> bool:
         """An offer may be taken only at or inside the order's limit, for no
@@ -608,6 +623,14 @@ class Originator:
     def _decide(self, working: Working, now: Now, out: list[Effect]) -> None:
         """Rank what was offered, accept the best, release the rest."""
         buy = working.order.side is Side.BUY
+        if self.context.logic_version >= 5:
+            # A holder picks a fresh random id for every lock. An offer of an
+            # id this node already has accepted, in doubt or unsettled would
+            # make two trades one in the pair's settlement: it is dropped,
+            # and nothing released, since the id is the other trade's.
+            working.candidates = [
+                c for c in working.candidates if not self._lock_reused(c.holder, c.offer.lock_id)
+            ]
         ranked = sorted(
             (c for c in working.candidates if self._in_budget(c, now)),
             key=lambda c: (
