@@ -48,7 +48,9 @@ def test_a_config_listing_the_nodes_own_id_adds_no_peer(tmp_path: Path) -> None:
     add_peers(tmp_path, PEER, own)
     refused = start(tmp_path)
     assert refused.returncode == 2, refused.stderr[-2000:]
-    assert "lists this node's own id" in refused.stderr
+    assert f"peers[1].node_id: {own} is this node's own id" in refused.stderr
+    # Refused before the store is opened: nothing was written.
+    assert not list(tmp_path.glob("*.sqlite3*"))
     # Corrected (the peers taken out), the node has no peer from the refused start.
     (tmp_path / "datn.toml").write_text(original)
     node = NodeProcess("a", tmp_path)
@@ -120,6 +122,27 @@ def test_an_address_in_use_stops_the_start_saying_which(
     assert f"{key}: cannot listen on 127.0.0.1:{port}" in refused.stderr
     assert "Traceback" not in refused.stderr
     assert not (tmp_path / "node.sqlite3").exists()
+
+
+def test_an_api_that_cannot_listen_where_the_links_do_stops_the_node_with_status_1(
+    tmp_path: Path,
+) -> None:
+    # The traders' API on every address at the port the links take on
+    # loopback: both bind, and only the first to listen keeps it (the API
+    # never listens, so nothing is served beyond loopback).
+    configure(tmp_path)
+    config = tmp_path / "datn.toml"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    head, marker, tail = config.read_text().partition("\n[net]\n")
+    tail = tail.replace('\nlisten = "127.0.0.1:0"', f'\nlisten = "127.0.0.1:{port}"', 1)
+    head = head.replace('\nlisten = "127.0.0.1:0"', f'\nlisten = "0.0.0.0:{port}"', 1)
+    config.write_text(head + marker + tail)
+    stopped = start(tmp_path)
+    assert stopped.returncode == 1, stopped.stderr[-2000:]
+    assert "an API could not start" in stopped.stderr and " ready: " not in stopped.stderr
+    assert "Traceback" not in stopped.stderr
 
 
 def test_a_journal_of_newer_core_logic_stops_the_start_until_the_operator_allows_it(

@@ -20,6 +20,7 @@ from datn.runtime.config import (
     load_config,
     read_key,
     settings_from,
+    without_password,
 )
 
 
@@ -110,6 +111,24 @@ def test_core_settings_are_read_into_the_node_config() -> None:
         ),
         ({"api__listen": "127.0.0.1:\u0662"}, "api.listen", "port from 0 to 65535"),
         ({"net__listen": "127.0.0.1:8\uff10"}, "net.listen", "port from 0 to 65535"),
+        # Hosts no resolver could take, each refused here rather than at start.
+        ({"api__listen": "a..b:8480"}, "api.listen", "'a..b:8480'"),
+        ({"api__listen": ".:8480"}, "api.listen", "an IP address, [IPv6] or a host name"),
+        ({"api__listen": f"{'a' * 64}:8480"}, "api.listen", "HOST:PORT"),
+        ({"net__listen": "foo bar:8482"}, "net.listen", "HOST:PORT"),
+        ({"net__listen": "http://127.0.0.1:8482"}, "net.listen", "HOST:PORT"),
+        ({"api__admin_listen": "[[[::1]]]:8481"}, "api.admin_listen", "HOST:PORT"),
+        ({"api__admin_listen": "[127.0.0.1]:8481"}, "api.admin_listen", "HOST:PORT"),
+        ({"api__admin_listen": "[::1:8481"}, "api.admin_listen", "HOST:PORT"),
+        # Control characters reach file names and addresses: refused.
+        ({"node__key_file": "a\u0000b"}, "node.key_file", "no control characters"),
+        ({"node__storage": "sqlite:///a\u0000b"}, "node.storage", "no control characters"),
+        # Servers sharing an address: the second could not serve.
+        ({"api__admin_listen": "127.0.0.1:8480"}, "api.admin_listen", "where api.listen listens"),
+        ({"net__listen": "127.0.0.1:8481"}, "net.listen", "where api.admin_listen listens"),
+        # A storage URL whose address cannot be read.
+        ({"node__storage": "postgresql://u@127.0.0.1:99999/db"}, "node.storage", "out of range"),
+        ({"node__storage": "postgresql://u@[::1/db"}, "node.storage", "cannot be read"),
     ],
 )
 def test_a_bad_setting_is_refused_naming_key_value_and_what_is_allowed(
@@ -117,6 +136,22 @@ def test_a_bad_setting_is_refused_naming_key_value_and_what_is_allowed(
 ) -> None:
     error = refusal(settings(**changes))
     assert error.key == key and says in error.problem
+
+
+def test_listen_addresses_take_ip_addresses_host_names_and_port_zero_twice() -> None:
+    read = settings_from(
+        settings(
+            api__listen="[::1]:0",
+            api__admin_listen="localhost:0",
+            net__listen="node-1.example.org:8482",
+        ),
+        Path("/srv/node"),
+    )
+    assert (read.api.host, read.admin.host, read.net.host) == (
+        "::1",
+        "localhost",
+        "node-1.example.org",
+    )
 
 
 def test_the_event_loop_is_asyncio_unless_the_config_asks_for_uvloop(
@@ -153,6 +188,23 @@ def test_bad_products_are_refused() -> None:
     table["products"][0]["reference_price_ticks"] = 2**63 - 1
     error = refusal(table)
     assert error.key == "products[0].reference_price_ticks" and "1,000,000,000,000" in error.problem
+    # Every refusal names the value, and the bounds it states are the ones it keeps.
+    table = settings()
+    table["products"][0]["quote_currency"] = "USD\n"
+    error = refusal(table)
+    assert error.key == "products[0].quote_currency" and "'USD\\n'" in error.problem
+    table = settings()
+    table["products"][0]["quote_currency"] = "usd"
+    error = refusal(table)
+    assert (
+        error.key == "products[0].quote_currency" and "three capitals, not 'usd'" in error.problem
+    )
+    for size in (0, 10**7):
+        table = settings()
+        table["products"][0]["tick_size_minor"] = size
+        error = refusal(table)
+        assert error.key == "products[0].tick_size_minor"
+        assert f"from 1 to 1,000,000, not {size}" in error.problem
     # Assets are named by symbol or currency code: a product may not take a
     # currency's.
     table = settings()
@@ -235,6 +287,11 @@ def test_a_file_that_is_not_toml_or_not_there_is_refused(tmp_path: Path) -> None
     with pytest.raises(ConfigError) as missing:
         load_config(tmp_path / "nowhere.toml")
     assert "cannot be read" in missing.value.problem
+    for encoded in ("[node]\nstorage = 'caf\u00e9'\n".encode("latin-1"), b"\xff\xfe[\x00"):
+        bad.write_bytes(encoded)
+        with pytest.raises(ConfigError) as garbled:
+            load_config(bad)
+        assert "is not UTF-8 text" in garbled.value.problem
 
 
 def test_a_key_others_can_read_or_a_damaged_key_is_refused(tmp_path: Path) -> None:
@@ -261,6 +318,23 @@ def test_the_cli_inits_and_checks_a_node(tmp_path: Path) -> None:
     assert "none yet; the node creates it at its first start" in checked.output
     again = runner.invoke(main, ["node", "init", str(folder)])
     assert again.exit_code == 2 and "exists already" in again.output
+
+
+def test_the_cli_check_refuses_a_config_listing_the_node_itself(tmp_path: Path) -> None:
+    folder = tmp_path / "n"
+    config, identity = init_folder(folder)
+    with config.open("a") as file:
+        file.write(f'\n[[peers]]\nnode_id = "{identity.node_id}"\n')
+    checked = CliRunner().invoke(main, ["node", "check", str(folder)])
+    assert checked.exit_code == 2
+    assert f"peers[0].node_id: {identity.node_id} is this node's own id" in checked.output
+
+
+def test_a_storage_url_is_shown_without_its_password() -> None:
+    shown = without_password("postgresql://datn:s3cret@db.example:5432/n?schema=a")
+    assert shown == "postgresql://datn:***@db.example:5432/n?schema=a"
+    for url in ("postgresql://datn@db:5432/n", "sqlite:////srv/node/node.sqlite3"):
+        assert without_password(url) == url
 
 
 def test_the_cli_check_names_storage_a_node_could_not_start_on(tmp_path: Path) -> None:

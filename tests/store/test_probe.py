@@ -82,6 +82,11 @@ def test_an_sqlite_file_the_node_could_not_start_on_is_named_with_why(tmp_path: 
     assert cases["text.sqlite3"].startswith("corrupt") and "SQLite" in cases["text.sqlite3"]
     assert "not a node's store" in cases["other.sqlite3"]
     assert "is not a file" in cases[tmp_path.name]
+    # A name the system refuses, and one with a NUL byte in it.
+    for name in ("a" * 5_000, "a\x00b"):
+        with pytest.raises(StoreError) as refused:
+            probe_store(f"sqlite:///{tmp_path / name}")
+        assert refused.value.code == "unavailable"
     # Nothing was written to any of them.
     assert not missing.parent.exists()
     assert not_a_database.read_text().startswith("an operator's notes")
@@ -116,7 +121,13 @@ def test_a_postgresql_server_that_does_not_answer_is_unavailable() -> None:
 
 
 def test_a_bad_url_is_named() -> None:
-    for url in ("sqlite:///", "mysql://x", "postgresql://postgres@127.0.0.1/test?schema=Bad-Name"):
+    for url in (
+        "sqlite:///",
+        "mysql://x",
+        "postgresql://postgres@127.0.0.1/test?schema=Bad-Name",
+        "postgresql://postgres@127.0.0.1:99999/test",
+        "postgresql://postgres@[::1/test",
+    ):
         with pytest.raises(StoreError) as refused:
             probe_store(url)
         assert refused.value.code == "bad_url", url

@@ -44,6 +44,7 @@ from datn.runtime.config import (
     Listen,
     NodeSettings,
     PeerSetting,
+    check_peers,
     load_config,
     read_key,
 )
@@ -146,6 +147,8 @@ def bind(listen: Listen, key: str) -> socket.socket:
         sock = socket.socket(family, kind, proto)
     except OSError as error:
         raise ConfigError(key, f"cannot listen on {listen}: {error.strerror or error}") from None
+    except ValueError as error:  # a name IDNA cannot encode (UnicodeError)
+        raise ConfigError(key, f"cannot listen on {listen}: {error}") from None
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
@@ -153,6 +156,30 @@ def bind(listen: Listen, key: str) -> socket.socket:
         sock.close()
         raise ConfigError(key, f"cannot listen on {listen}: {error.strerror or error}") from None
     return sock
+
+
+def bind_all(settings: NodeSettings) -> tuple[socket.socket, socket.socket, socket.socket]:
+    """The traders', the operator's and the links' sockets, bound; each at an
+    address of its own, also where two names reach one address."""
+    bound: list[tuple[str, socket.socket]] = []
+    try:
+        for key, listen in zip(
+            ("api.listen", "api.admin_listen", "net.listen"),
+            (settings.api, settings.admin, settings.net),
+            strict=True,
+        ):
+            sock = bind(listen, key)
+            bound.append((key, sock))
+            for other_key, other in bound[:-1]:
+                if sock.getsockname() == other.getsockname():
+                    raise ConfigError(
+                        key, f"cannot listen on {listen}: {other_key} listens there already"
+                    )
+    except ConfigError:
+        for _, sock in bound:
+            sock.close()
+        raise
+    return bound[0][1], bound[1][1], bound[2][1]
 
 
 ADMIN_TOKEN_FILE = "admin.token"
@@ -274,9 +301,7 @@ async def run_node(
     # The operator's token is read first: a bad one stops the start before
     # the store is opened.
     digest = token_digest(admin_token(settings.folder))
-    api_socket = bind(settings.api, "api.listen")
-    admin_socket = bind(settings.admin, "api.admin_listen")
-    net_socket = bind(settings.net, "net.listen")
+    api_socket, admin_socket, net_socket = bind_all(settings)
     trader_places = Places(
         trader_connections(settings, open_files_limit()), settings.max_connections_per_address
     )
@@ -284,6 +309,7 @@ async def run_node(
     collector = Collector()
     collector.install()
     identity = read_key(settings.key_file)
+    check_peers(settings, identity)
     loop = asyncio.get_running_loop()
     store = await loop.run_in_executor(None, open_store, settings.storage)
     history = history_of(store)
@@ -376,16 +402,19 @@ async def run_node(
     for task in tasks:
         if task.done() and task.exception() is not None:
             log.critical("an API could not start: %s", task.exception())
-            stop.set()
+    api_failed = not all(server.started for server in servers)
+    if api_failed:
+        stop.set()
     ports = [s.servers[0].sockets[0].getsockname()[1] for s in servers if s.started and s.servers]
-    log.info(
-        "node %s ready: traders' API on %s, operator's API on %s, peer links on %s (%s loop)",
-        runtime.core.node_id,
-        ports[0] if ports else "-",
-        ports[1] if len(ports) > 1 else "-",
-        net_port,
-        settings.event_loop,
-    )
+    if not api_failed:
+        log.info(
+            "node %s ready: traders' API on %s, operator's API on %s, peer links on %s (%s loop)",
+            runtime.core.node_id,
+            ports[0],
+            ports[1],
+            net_port,
+            settings.event_loop,
+        )
     ready = folder / "ready.json"
     ready.write_text(
         json.dumps(
@@ -396,7 +425,7 @@ async def run_node(
                 "net_port": net_port,
             }
         )
-        if len(ports) == 2
+        if not api_failed
         else "{}"
     )
     collecting = asyncio.create_task(_collect_when_idle(runtime, collector))
@@ -411,8 +440,8 @@ async def run_node(
         server.should_exit = True
     await asyncio.gather(*tasks, return_exceptions=True)
     await links.close()
-    failed = runtime.failure is not None
-    if not failed:
+    failed = runtime.failure is not None or api_failed
+    if runtime.failure is None:
         await runtime.close()
     ready.unlink(missing_ok=True)
     log.info("node %s stopped%s", runtime.core.node_id, " on a failure" if failed else "")

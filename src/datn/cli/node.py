@@ -8,7 +8,15 @@ from pathlib import Path
 
 import click
 
-from datn.runtime.config import CONFIG_FILE, ConfigError, init_folder, load_config, read_key
+from datn.runtime.config import (
+    CONFIG_FILE,
+    ConfigError,
+    check_peers,
+    init_folder,
+    load_config,
+    read_key,
+    without_password,
+)
 
 
 @click.group()
@@ -57,6 +65,7 @@ def check(folder: Path, as_json: bool) -> None:
     try:
         settings = load_config(folder / CONFIG_FILE)
         identity = read_key(settings.key_file)
+        check_peers(settings, identity)
     except ConfigError as error:
         click.echo(f"datn node check: {error}", err=True)
         sys.exit(2)
@@ -67,7 +76,7 @@ def check(folder: Path, as_json: bool) -> None:
         sys.exit(2)
     summary = {
         "node_id": identity.node_id,
-        "storage": settings.storage,
+        "storage": without_password(settings.storage),
         "store": found,
         "api": str(settings.api),
         "admin_api": str(settings.admin),

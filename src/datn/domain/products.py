@@ -69,12 +69,12 @@ class ProductSpec:
 
     def __post_init__(self) -> None:
         check_text("symbol", self.symbol, 32)
-        if not _SYMBOL.match(self.symbol):
+        if not _SYMBOL.fullmatch(self.symbol):
             raise DomainError("symbol", "bad_symbol", "must be capitals, digits, '.', '_' or '-'")
         if not isinstance(self.kind, ProductKind):
             raise DomainError("kind", "unknown_kind", f"must be a ProductKind, got {self.kind!r}")
-        if not isinstance(self.quote_currency, str) or not re.match(
-            r"^[A-Z]{3}$", self.quote_currency
+        if not isinstance(self.quote_currency, str) or not re.fullmatch(
+            r"[A-Z]{3}", self.quote_currency
         ):
             raise DomainError("quote_currency", "bad_currency", "must be three capitals")
         check_int("tick_size_minor", self.tick_size_minor, 1, MAX_TICK_SIZE_MINOR)

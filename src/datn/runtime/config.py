@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -38,7 +39,7 @@ from datn.clearing.quota import QuotaConfig
 from datn.domain import ProductKind, ProductSpec
 from datn.domain.assets import AssetCode
 from datn.domain.errors import DomainError
-from datn.domain.limits import MAX_PRICE_TICKS
+from datn.domain.limits import MAX_LOT_SIZE, MAX_PRICE_TICKS, MAX_TICK_SIZE_MINOR
 from datn.protocol.config import NodeConfig
 from datn.protocol.effects import Genesis
 from datn.protocol.messages import NodeId
@@ -168,6 +169,10 @@ def load_config(path: str | os.PathLike[str]) -> NodeSettings:
         text = file.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError(str(file), f"cannot be read: {error.strerror or error}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            str(file), f"is not UTF-8 text (byte {error.start}: {error.reason})"
+        ) from None
     try:
         table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -232,19 +237,25 @@ def settings_from(table: Mapping[str, Any], folder: Path) -> NodeSettings:
     ids = [p.node_id for p in peers]
     if len(set(ids)) != len(ids):
         raise ConfigError("peers", "a node id is listed twice")
+    listens = (
+        _listen(api, "listen", "127.0.0.1:8480"),
+        _listen(api, "admin_listen", "127.0.0.1:8481"),
+        _listen(net, "listen", "127.0.0.1:8482", "net"),
+    )
+    _distinct_listens(listens)
     return NodeSettings(
         folder,
         storage,
         key_file,
-        _listen(api, "listen", "127.0.0.1:8480"),
-        _listen(api, "admin_listen", "127.0.0.1:8481"),
+        listens[0],
+        listens[1],
         snapshot_every,
         core,
         products,
         _integer(api, "rate_per_second", "api", 50, 1, 1_000_000),
         _integer(api, "rate_burst", "api", 100, 1, 1_000_000),
         _integer(api, "signing_window_ms", "api", 5_000, 1, 60_000),
-        _listen(net, "listen", "127.0.0.1:8482", "net"),
+        listens[2],
         peers,
         _integer(net, "resend_ms", "net", 500, 10, 60_000),
         _event_loop(node),
@@ -270,6 +281,21 @@ def _check_storage(url: str) -> None:
             f"{url!r} is not a storage URL: sqlite:///FILE (relative to the node's folder;"
             " sqlite:////FILE is absolute) or postgresql://USER@HOST:PORT/DB[?schema=NAME]",
         )
+    if not url.startswith("sqlite:///"):
+        try:
+            urlsplit(url).port  # noqa: B018 - read for the check: a port out of range raises
+        except ValueError as error:
+            raise ConfigError("node.storage", f"{url!r} cannot be read as a URL: {error}") from None
+
+
+def without_password(url: str) -> str:
+    """``url`` with the password it may carry shown as ``***``, for printing."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user, _, _ = parts.netloc.rpartition("@")[0].partition(":")
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()
 
 
 def uvloop_installed() -> bool:
@@ -358,6 +384,10 @@ def _text(table: Mapping[str, Any], key: str, where: str, default: str) -> str:
     value = table.get(key, default)
     if not isinstance(value, str) or not value:
         raise ConfigError(_join(where, key), f"must be a non-empty string, not {value!r}")
+    if not value.isprintable():
+        raise ConfigError(
+            _join(where, key), f"must be printable text (no control characters), not {value!r}"
+        )
     return value
 
 
@@ -375,11 +405,41 @@ def _integer(
 def _listen(table: Mapping[str, Any], key: str, default: str, where: str = "api") -> Listen:
     value = _text(table, key, where, default)
     host, _, port = value.rpartition(":")
-    if not host or re.fullmatch(r"[0-9]{1,5}", port) is None or not 0 <= int(port) <= 65_535:
-        raise ConfigError(
-            f"{where}.{key}", f"must be HOST:PORT with a port from 0 to 65535, not {value!r}"
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        literal = _ip_literal(host) is not None and ":" in host
+    else:
+        literal = _ip_literal(host) is not None or (
+            len(host) <= 253 and re.fullmatch(_HOST_NAME, host) is not None
         )
-    return Listen(host.strip("[]"), int(port))
+    if not literal or re.fullmatch(r"[0-9]{1,5}", port) is None or not 0 <= int(port) <= 65_535:
+        raise ConfigError(
+            f"{where}.{key}",
+            "must be HOST:PORT (an IP address, [IPv6] or a host name, and a port from 0 to"
+            f" 65535), not {value!r}",
+        )
+    return Listen(host, int(port))
+
+
+def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+_LISTEN_KEYS: Final = ("api.listen", "api.admin_listen", "net.listen")
+
+
+def _distinct_listens(listens: tuple[Listen, Listen, Listen]) -> None:
+    """The three servers each at an address of their own (port 0: any free one)."""
+    for (key, listen), (other_key, other) in itertools.combinations(
+        zip(_LISTEN_KEYS, listens, strict=True), 2
+    ):
+        if listen.port and (listen.host, listen.port) == (other.host, other.port):
+            raise ConfigError(
+                other_key, f"{str(other)!r} is where {key} listens; each needs its own port"
+            )
 
 
 def _product(entry: Mapping[str, Any], where: str) -> ProductSetting:
@@ -409,11 +469,13 @@ def _product(entry: Mapping[str, Any], where: str) -> ProductSetting:
             _text(entry, "symbol", where, ""),
             ProductKind(kind),
             AssetCode(_text(entry, "quote_currency", where, "USD")),
-            _integer(entry, "tick_size_minor", where, 1, 1, 10**12),
-            _integer(entry, "lot_size", where, 1, 1, 10**12),
+            _integer(entry, "tick_size_minor", where, 1, 1, MAX_TICK_SIZE_MINOR),
+            _integer(entry, "lot_size", where, 1, 1, MAX_LOT_SIZE),
         )
     except DomainError as error:
-        raise ConfigError(f"{where}.{error.field}", error.message) from None
+        raise ConfigError(
+            f"{where}.{error.field}", f"{error.message}, not {entry.get(error.field)!r}"
+        ) from None
     return ProductSetting(spec, reference)
 
 
@@ -446,7 +508,9 @@ def _dataclass(
     try:
         return cls(**values)
     except DomainError as error:
-        raise ConfigError(_join(where, error.field), error.message) from None
+        raise ConfigError(
+            _join(where, error.field), f"{error.message}, not {values.get(error.field)!r}"
+        ) from None
     except (ValueError, TypeError) as error:
         raise ConfigError(where, str(error)) from None
 
@@ -479,6 +543,16 @@ def write_key(path: Path) -> Identity:
     with os.fdopen(descriptor, "wb") as file:
         file.write(seed.hex().encode() + b"\n")
     return Identity.from_seed(seed)
+
+
+def check_peers(settings: NodeSettings, identity: Identity) -> None:
+    """Refuse a config that lists the node itself among its peers (its key's id)."""
+    for index, peer in enumerate(settings.peers):
+        if peer.node_id == identity.node_id:
+            raise ConfigError(
+                f"peers[{index}].node_id",
+                f"{peer.node_id} is this node's own id (its key's): list the other nodes",
+            )
 
 
 def read_key(path: Path) -> Identity:

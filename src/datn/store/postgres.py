@@ -46,7 +46,11 @@ def store_error(error: Exception, where: str) -> StoreError:
 def split_url(url: str) -> tuple[str, str, str]:
     """(connection string without our own parameters, schema, where to name
     in messages: the URL without its password)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises for a port out of range
+    except ValueError as error:
+        raise StoreError("bad_url", f"the URL cannot be read: {error}") from None
     if parts.scheme not in ("postgresql", "postgres"):
         raise StoreError("bad_url", f"{url!r} is not a postgresql:// URL")
     query = parse_qsl(parts.query, keep_blank_values=True)
@@ -65,7 +69,7 @@ def split_url(url: str) -> tuple[str, str, str]:
         )
     conninfo = urlunsplit(parts._replace(query=urlencode(kept)))
     host = parts.hostname or "localhost"
-    where = f"postgresql://{parts.username or ''}@{host}:{parts.port or 5432}{parts.path}/{schema}"
+    where = f"postgresql://{parts.username or ''}@{host}:{port or 5432}{parts.path}/{schema}"
     return conninfo, schema, where
 
 

@@ -31,7 +31,12 @@ def probe_store(url: str, timeout_s: float = 5.0) -> str:
     could not start on it."""
     kind, where = storage_kind(url)
     if kind == "sqlite":
-        return _probe_sqlite(Path(where), timeout_s)
+        if "\x00" in where:
+            raise StoreError("unavailable", f"{where!r}: a file name cannot hold a NUL byte")
+        try:
+            return _probe_sqlite(Path(where), timeout_s)
+        except (OSError, ValueError) as error:  # a name too long, a NUL byte in it
+            raise StoreError("unavailable", f"{where}: {error}") from None
     if kind == "postgresql":
         return _probe_postgres(where, timeout_s)
     return "in memory: nothing is kept when the node stops"

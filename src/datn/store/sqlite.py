@@ -107,7 +107,7 @@ class SQLiteStore(SqlStore):
             self._writer.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT_BYTES}")
             self._reader = self._connect(None)
             self._checkpointing = self._connect(None)
-        except OSError as error:
+        except (OSError, ValueError) as error:  # ValueError: a NUL byte in the name
             self._release()
             raise StoreError("unavailable", f"{self.path}: {error}") from None
         except sqlite3.Error as error:
