@@ -512,6 +512,11 @@ def test_a_trader_over_its_rate_gets_429_and_others_are_served(tmp_path: Path) -
             assert all(a["retry_after_s"] >= 1 for a in over)
             session.send(json.dumps({"op": "heartbeat", "id": 9}))
             assert next_answer(session, 9)["ok"] is True
+            # Subscribing reads the book: a flood of it spends the budget too.
+            for n in range(10, 14):
+                session.send(json.dumps({"op": "subscribe", "id": n, "product": "XYZ"}))
+            codes = [next_answer(session, n).get("code") for n in range(10, 14)]
+            assert "rate_limited" in codes, codes
         assert polite.request("GET", "/v1/balances").status_code == 200
         metrics = running.admin.request("GET", "/metrics")
         assert metrics.status_code == 200
@@ -836,13 +841,26 @@ def test_a_websocket_message_larger_than_an_order_closes_the_socket(node: Runnin
                     socket.recv(timeout=10)
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
     with ws_session(node, alice) as session:
-        # Just within the limit: read and answered (the envelope's extra
-        # field is ignored, as an unknown op's would be).
+        # Just within the limit: read and answered.
         body = order("fits", "sell", 1, 6_000)
-        padded = json.dumps({"op": "place", "id": 1, "order": body, "pad": "x" * 60_000})
+        padded = json.dumps({"op": "place", "id": 1, "order": body}) + " " * 60_000
         assert len(padded) <= MAX_MESSAGE_BYTES
         session.send(padded)
         assert next_answer(session, 1)["ok"] is True
+        # A field a request does not have is refused, naming the request:
+        # a misspelt product must not make a cancel_all cancel every product.
+        session.send(json.dumps({"op": "cancel_all", "id": 2, "prodcut": "XYZ"}))
+        refused = next_answer(session, 2)
+        assert refused["ok"] is False and refused["code"] == "bad_request"
+        assert "prodcut" in refused["message"]
+        # So is a field of the wrong type, and a string id too long to echo.
+        session.send(json.dumps({"op": "cancel", "id": 3, "order_id": "7"}))
+        assert next_answer(session, 3)["code"] == "bad_request"
+        session.send(json.dumps({"op": "heartbeat", "id": "i" * 65}))
+        answer = json.loads(session.recv(timeout=10))
+        while "ok" not in answer:  # an event of the order above
+            answer = json.loads(session.recv(timeout=10))
+        assert (answer["id"], answer["code"]) == (None, "bad_request")
 
 
 def test_a_trader_s_sessions_are_bounded_and_other_traders_still_connect(node: Running) -> None:
@@ -949,6 +967,29 @@ def test_idle_and_slow_connections_are_closed_and_strangers_do_not_fill_the_log(
     assert 1 <= len(invalid) <= 3, invalid
 
 
+def test_a_websocket_text_that_is_not_utf8_closes_it_without_a_traceback(node: Running) -> None:
+    from websockets.exceptions import ConnectionClosed  # noqa: PLC0415
+    from websockets.frames import Frame, Opcode  # noqa: PLC0415
+    from websockets.sync.client import connect  # noqa: PLC0415
+
+    log = node.folder / "node.log"
+    logged_before = len(log.read_text().splitlines())
+    url = node.api_url.replace("http://", "ws://") + "/v1/ws"
+    for _ in range(5):
+        with connect(url, open_timeout=10) as socket:
+            # Before any key is asked for: anyone can send it.
+            with socket.protocol_mutex:
+                socket.protocol.send_frame(Frame(Opcode.TEXT, b"\xff\xfe not text"))
+                socket.send_data()
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    socket.recv(timeout=10)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1007
+    assert httpx.get(node.api_url + "/v1/products", timeout=10).status_code == 200
+    lines = log.read_text().splitlines()[logged_before:]
+    assert not [line for line in lines if "Traceback" in line or '"error"' in line], lines
+
+
 def test_an_unsigned_websocket_is_refused(node: Running) -> None:
     from websockets.sync.client import connect  # noqa: PLC0415
 
@@ -956,3 +997,10 @@ def test_an_unsigned_websocket_is_refused(node: Running) -> None:
         socket.send(json.dumps({"op": "auth", "key_id": "k_x", "timestamp": "1", "signature": "0"}))
         answer = json.loads(socket.recv(timeout=10))
     assert answer["ok"] is False and answer["code"] == "stale_timestamp"
+    # A dead man's switch out of range is a bad request, said before any key is checked.
+    for dead_man_s in (-1, 3_601):
+        with connect(node.api_url.replace("http://", "ws://") + "/v1/ws", open_timeout=10) as ws:
+            auth = {"op": "auth", "key_id": "k_x", "timestamp": "1", "signature": "0"}
+            ws.send(json.dumps({**auth, "dead_man_s": dead_man_s}))
+            answer = json.loads(ws.recv(timeout=10))
+        assert answer["code"] == "bad_request" and str(dead_man_s) in answer["message"]

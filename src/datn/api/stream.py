@@ -46,8 +46,12 @@ trader is cancelled. ``dead_man_s``: if N seconds pass without a message
 from the client, every open order is cancelled (the session stays open),
 and again every N seconds while it stays silent; the client is told the
 first time, and again only when orders were cancelled.
-A client that reads too slowly (more than 10,000 events waiting) is
-disconnected rather than let the node's memory grow.
+A client that reads too slowly (more than 10,000 events waiting, none
+taken for 5 s) is disconnected rather than let the node's memory grow.
+A request with a field it does not have, or of the wrong type, is refused
+(``bad_request``) with its ``id`` when that can be read (an integer, or a
+string of at most 64 characters); subscriptions spend the request budget
+as place and cancel do.
 """
 
 from __future__ import annotations
@@ -55,9 +59,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import WebSocket, websocket
@@ -106,8 +111,19 @@ larger one closes the socket (1009, message too big) before it is read
 whole, so what a session holds stays bounded (the protocol reads at most
 HIGH_WATER messages ahead)."""
 MAX_QUEUED_EVENTS = 10_000
+SLOW_READER_S = 5.0
+"""A session is too slow, and closed, when more than MAX_QUEUED_EVENTS
+wait and it has taken none for this long: one request's own burst of
+events (a cancel of thousands of orders) does not close a client that
+reads on."""
 MAX_IN_FLIGHT = 1_024
 """Requests of one session being handled at once; beyond, reading waits."""
+MAX_IN_FLIGHT_BYTES = 1 << 20
+"""...and their messages' bytes at most this (one request at a time may
+pass it): a client that sends large requests and never reads the answers
+holds at most this much of the node's memory per session."""
+MAX_ID_CHARS = 64
+"""The longest string a request's ``id`` may be (it is echoed in the answer)."""
 AUTH_TIMEOUT_S = 10.0
 MAX_SESSIONS_PER_TRADER = 16
 """Sessions one trader may hold open at once: each holds a socket, a task
@@ -126,9 +142,16 @@ class Auth(msgspec.Struct, forbid_unknown_fields=True):
     dead_man_s: int = 0
 
 
-class Request(msgspec.Struct):
+RequestId = (
+    Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+    | Annotated[str, msgspec.Meta(max_length=MAX_ID_CHARS)]
+    | None
+)
+
+
+class Request(msgspec.Struct, forbid_unknown_fields=True):
     op: str
-    id: int | str | None = None
+    id: RequestId = None
     order: msgspec.Raw = msgspec.Raw()
     """Decoded as a PlaceOrder only for a place, so that a bad order is
     answered with its request's id (empty when absent)."""
@@ -152,11 +175,33 @@ def _unreadable(error: Exception) -> str:
     return str(error)
 
 
-_BUDGETED = frozenset({"place", "cancel", "cancel_all"})
+_BUDGETED = frozenset({"place", "cancel", "cancel_all", "subscribe", "unsubscribe"})
 """Requests that spend the trader's request budget (``rate_per_second``,
-``rate_burst``), shared with the REST API: the ones that change something.
-A heartbeat never does, so a trader over budget keeps its dead-man's switch
-fed; subscriptions only read."""
+``rate_burst``), shared with the REST API: the ones that change something,
+and subscriptions, each of which reads the book. A heartbeat never does,
+so a trader over budget keeps its dead-man's switch fed."""
+
+
+class _Id(msgspec.Struct):
+    id: Any = None
+
+
+_ID = msgspec.json.Decoder(_Id)
+
+
+def _request_id(raw: bytes | str) -> int | str | None:
+    """The ``id`` of a request that cannot be read as a whole, where it is
+    one a request may carry, so that its refusal names it."""
+    try:
+        value = _ID.decode(raw).id
+    except _UNREADABLE:
+        return None
+    if type(value) is int and -(2**63) <= value < 2**63:
+        return value
+    if type(value) is str and len(value) <= MAX_ID_CHARS:
+        return value
+    return None
+
 
 _AUTH = msgspec.json.Decoder(Auth)
 _REQUEST = msgspec.json.Decoder(Request)
@@ -173,6 +218,14 @@ class Queue(asyncio.Queue[bytes | None]):
         self.drop = drop
         """What ends the session's connection if its client does not read
         on: a client that stopped reading never takes in its close."""
+        self.taken_at = time.monotonic()
+        """When the session's sender last took an event to send."""
+
+    def stalled(self) -> bool:
+        """Too many events wait, and none was taken for SLOW_READER_S."""
+        return (
+            self.qsize() >= MAX_QUEUED_EVENTS and time.monotonic() - self.taken_at >= SLOW_READER_S
+        )
 
 
 MARKET_DATA_INTERVAL_S = 0.1
@@ -183,7 +236,7 @@ def _offer(queues: set[Queue], data: bytes) -> None:
     """Queue ``data`` for every session in ``queues``; a session that has
     let too much wait is closed instead (it cannot keep up)."""
     for queue in list(queues):
-        if queue.qsize() >= MAX_QUEUED_EVENTS:
+        if queue.stalled():
             queues.discard(queue)
             # Its events are dropped, so that its close comes next: a client
             # that reads on takes it in (4008) at once; one that does not is
@@ -294,8 +347,10 @@ def stream_handler(node: Node, sessions: Sessions) -> Any:
         try:
             raw = await asyncio.wait_for(socket.receive_data("text"), AUTH_TIMEOUT_S)
             auth = _AUTH.decode(raw)
-            if auth.op != "auth" or not 0 <= auth.dead_man_s <= 3_600:
-                raise AuthError("unsigned", "the first message is op auth (dead_man_s 0 to 3600)")
+            if auth.op != "auth":
+                raise AuthError("unsigned", "the first message is op auth")
+            if not 0 <= auth.dead_man_s <= 3_600:
+                raise AuthError("bad_request", f"dead_man_s is 0 to 3600, not {auth.dead_man_s}")
             headers = {
                 KEY_HEADER: auth.key_id,
                 TIMESTAMP_HEADER: auth.timestamp,
@@ -362,8 +417,15 @@ def stream_handler(node: Node, sessions: Sessions) -> Any:
                     del sessions.by_trader[trader_id]
             market.unsubscribe(queue)
             if auth.cancel_on_disconnect:
-                with contextlib.suppress(NodeStoppedError):
+                try:
                     await cancel_everything(node, trader_id, None)
+                except (NodeStoppedError, StoreError) as error:
+                    _throttled.log(
+                        "cancel_on_disconnect",
+                        logging.ERROR,
+                        "a session's cancel on disconnect failed: %s",
+                        error,
+                    )
 
     return stream
 
@@ -388,6 +450,9 @@ class _Session:
         self.market = market
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._pending: set[asyncio.Task[None]] = set()
+        self._in_flight_bytes = 0
+        self._room = asyncio.Event()
+        """Set as a request in flight ends: room for a large one."""
         extensions: Any = socket.scope.get("extensions") or {}
         self._send_now: Callable[[bytes], bool] | None = extensions.get(SEND_NOW)
 
@@ -414,6 +479,7 @@ class _Session:
     async def _send_events(self) -> None:
         while True:
             data = await self.queue.get()
+            self.queue.taken_at = time.monotonic()
             if data is None:
                 await self.socket.close(code=4008, reason="too slow: events were dropped")
                 return
@@ -435,7 +501,14 @@ class _Session:
                 else:
                     raw = await self.socket.receive_data("text")
             except TimeoutError:
-                cancelled = await cancel_everything(self.node, self.trader_id, None)
+                try:
+                    cancelled = await cancel_everything(self.node, self.trader_id, None)
+                except StoreError as error:
+                    # Tried again at the next period of silence.
+                    _throttled.log(
+                        "dead_man", logging.ERROR, "a dead man's switch could not cancel: %s", error
+                    )
+                    continue
                 if cancelled or not told:
                     await self.send(_EVENTS.encode({"event": "dead_man_cancelled"}))
                     told = True
@@ -448,25 +521,38 @@ class _Session:
             # step runs in creation order, and a place or cancel reaches the
             # core in its first step); their answers go out as each becomes
             # durable, so a session with many in flight shares group commits.
+            size = len(raw)
+            while self._pending and self._in_flight_bytes + size > MAX_IN_FLIGHT_BYTES:
+                self._room.clear()
+                await self._room.wait()
             await self._slots.acquire()
-            task = asyncio.create_task(self._answer_and_send(raw))
+            self._in_flight_bytes += size
+            task = asyncio.create_task(self._answer_and_send(raw, size))
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
 
-    async def _answer_and_send(self, raw: bytes | str) -> None:
+    async def _answer_and_send(self, raw: bytes | str, size: int) -> None:
         try:
             answer = await self._answer(raw)
+            del raw
             await self.send(_EVENTS.encode(answer))
         except WebSocketDisconnect:
             pass
         finally:
+            self._in_flight_bytes -= size
+            self._room.set()
             self._slots.release()
 
     async def _answer(self, raw: bytes | str) -> dict[str, Any]:
         try:
             request = _REQUEST.decode(raw)
         except _UNREADABLE as error:
-            return {"id": None, "ok": False, "code": "bad_request", "message": _unreadable(error)}
+            return {
+                "id": _request_id(raw),
+                "ok": False,
+                "code": "bad_request",
+                "message": _unreadable(error),
+            }
         node, trader = self.node, self.trader_id
         try:
             signed = None
@@ -532,13 +618,23 @@ class OrderEntryProtocol(WebSocketsSansIOProtocol):
     uvicorn stops reading the socket after every message until the app has
     taken it, and starts again when its queue is empty: two system calls per
     message, which order entry (one small message per order) cannot afford.
-    This one stops reading only when ``HIGH_WATER`` messages wait and starts
-    again below ``LOW_WATER``, so a session's memory stays bounded all the
-    same (with a session's own limit on requests in flight). Its writes
-    are coalesced per turn of the loop (:class:`~datn.api.transport.CoalescingTransport`)."""
+    This one stops reading only when ``HIGH_WATER`` messages, or
+    ``HIGH_WATER_BYTES`` of them, wait, and starts again below
+    ``LOW_WATER`` and ``LOW_WATER_BYTES``, so a session's memory stays
+    bounded all the same (with a session's own limits on requests in
+    flight). Its writes are coalesced per turn of the loop
+    (:class:`~datn.api.transport.CoalescingTransport`).
+
+    A text message that is not UTF-8 closes the connection (1007) as
+    uvicorn's does, without the error and traceback uvicorn logs for it:
+    anyone can send one, before any key is asked for."""
 
     HIGH_WATER = 256
     LOW_WATER = 64
+    HIGH_WATER_BYTES = 1 << 20
+    LOW_WATER_BYTES = 1 << 18
+    """Bytes of messages waiting (a text's by its characters)."""
+    _queued_bytes = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -590,19 +686,51 @@ class OrderEntryProtocol(WebSocketsSansIOProtocol):
         return True
 
     def send_receive_event_to_app(self) -> None:
+        frames = self.frames
+        size = sum(len(frame) for frame in frames)
+        if self.curr_msg_data_type == "text" and not self.close_sent:
+            size = _text_length(frames)
+            if size < 0:
+                self.frames = []
+                self.conn.send_close(1007)
+                self.handle_parser_exception()
+                return
         paused = self.read_paused
         self.read_paused = True  # queue the message without pausing
+        queued = self.queue.qsize()
         try:
             super().send_receive_event_to_app()
         finally:
             self.read_paused = paused
-        if not paused and self.queue.qsize() >= self.HIGH_WATER:
+        if self.queue.qsize() > queued:
+            self._queued_bytes += size
+        if not paused and (
+            self.queue.qsize() >= self.HIGH_WATER or self._queued_bytes >= self.HIGH_WATER_BYTES
+        ):
             self.read_paused = True
             self.transport.pause_reading()
 
     async def receive(self) -> Any:
         message = await self.queue.get()
-        if self.read_paused and self.queue.qsize() <= self.LOW_WATER:
+        data: Any = message.get("text") or message.get("bytes")
+        if data:
+            self._queued_bytes -= len(data)  # a text by its characters, as it was counted
+        if (
+            self.read_paused
+            and self.queue.qsize() <= self.LOW_WATER
+            and self._queued_bytes <= self.LOW_WATER_BYTES
+        ):
             self.read_paused = False
             self.transport.resume_reading()
         return message
+
+
+def _text_length(frames: list[bytes]) -> int:
+    """The length in characters of a text message's frames, or -1 if they
+    are not UTF-8 (ASCII, as JSON mostly is, is not decoded here)."""
+    if all(frame.isascii() for frame in frames):
+        return sum(len(frame) for frame in frames)
+    try:
+        return len(b"".join(frames).decode())
+    except UnicodeDecodeError:
+        return -1
