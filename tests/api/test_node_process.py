@@ -157,7 +157,8 @@ def test_bad_requests_get_a_4xx_with_a_code_and_change_nothing(node: Running) ->
     # An order id left empty (or an escaped slash) does not cancel the book.
     kept = alice.request("POST", "/v1/orders", order("kept", "buy", 1, 1))
     assert kept.status_code == 201, kept.text
-    for path in ("/v1/orders/", "/v1/orders/%2F"):
+    # Nor does a misspelt product parameter widen it to every product.
+    for path in ("/v1/orders/", "/v1/orders/%2F", "/v1/orders?prodcut=XYZ"):
         answer = alice.request("DELETE", path)
         assert answer.status_code == 400 and answer.json()["code"] == "bad_request", answer.text
     assert alice.request("GET", f"/v1/orders/{kept.json()['order_id']}").json()["status"] == "new"

@@ -743,6 +743,12 @@ async def cancel_all(
             "no order id: DELETE /v1/orders/{order_id} cancels one order, "
             "DELETE /v1/orders every open one",
         )
+    # A misspelt parameter must not widen the cancel to every product.
+    unknown = sorted(set(request.query_params) - {"product"})
+    if unknown:
+        raise ApiError(
+            400, "bad_request", f"unknown query parameter {unknown[0]!r}: the one taken is product"
+        )
     product_id = None if product is None else node.product_id(product)
     return await cancel_everything(node, caller.trader_id, product_id)
 
