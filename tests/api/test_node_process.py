@@ -352,6 +352,69 @@ def test_a_postgresql_node_trades_by_http_and_websocket_and_survives_a_kill(tmp_
             connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
+def concurrent_places(
+    node: Running, trader: TraderClient, bodies: list[dict[str, Any]]
+) -> list[Any]:
+    """POST each of ``bodies`` at once, each signed with its own timestamp
+    (the same one twice would be refused as a replay); the answers."""
+    import asyncio  # noqa: PLC0415
+
+    from datn.api.auth import KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER  # noqa: PLC0415
+
+    now = int(time.time() * 1_000)
+    requests = []
+    for n, body in enumerate(bodies):
+        data = json.dumps(body).encode()
+        stamp = str(now - n)
+        headers = {
+            "content-type": "application/json",
+            KEY_HEADER: trader.key_id,
+            TIMESTAMP_HEADER: stamp,
+            SIGNATURE_HEADER: trader.signer.sign(stamp, "POST", "/v1/orders", data),
+        }
+        requests.append((data, headers))
+
+    async def send() -> list[Any]:
+        async with httpx.AsyncClient(base_url=node.api_url, timeout=10) as client:
+            answers = await asyncio.gather(
+                *(client.post("/v1/orders", content=d, headers=h) for d, h in requests)
+            )
+        return [(a.status_code, a.json()) for a in answers]
+
+    return asyncio.run(send())
+
+
+def test_retries_sent_at_once_give_one_order_and_the_node_runs_on(node: Running) -> None:
+    alice = make_trader(node, "alice", 0, 100)
+    # The same order six times at once: one is placed (201), the others
+    # are answered with it (200).
+    same = concurrent_places(node, alice, [order("same", "sell", 1, 6_000)] * 6)
+    assert sorted(status for status, _ in same) == [200] * 5 + [201]
+    assert len({answer["order_id"] for _, answer in same}) == 1
+    # The same id for other terms at once: one order, the others refused
+    # as the reuse they are; before, the refusals were stored under the
+    # same id, the commit failed, and the node stopped.
+    for attempt in range(3):
+        reuse = [order(f"reuse{attempt}", "sell", lots, 6_000) for lots in range(1, 7)]
+        answers = concurrent_places(node, alice, reuse)
+        placed = [a for status, a in answers if status == 201]
+        refused = [a for status, a in answers if status == 422]
+        assert len(placed) == 1 and len(refused) == 5, answers
+        assert {a["code"] for a in refused} == {"client_order_id_reused"}
+        assert {a["order_id"] for a in refused} == {placed[0]["order_id"]}
+    # So are a good-till-date order and the same with another expiry, or GTC.
+    expiry = int(time.time() * 1_000) + 3_600_000
+    gtd = order("gtd", "sell", 1, 6_000, time_in_force="gtd", expire_at_ms=expiry)
+    other = {**gtd, "expire_at_ms": expiry + 1}
+    gtc = order("gtd", "sell", 1, 6_000)
+    answers = concurrent_places(node, alice, [gtd, other, gtc])
+    assert sorted(status for status, _ in answers) == [201, 422, 422], answers
+    status = node.admin.request("GET", "/admin/status")
+    assert status.status_code == 200 and status.json()["snapshot_failures"] == 0
+    opened = alice.request("GET", "/v1/orders?open=true").json()
+    assert len(opened) == 1 + 3 + 1
+
+
 def test_a_newcomer_goes_from_nothing_to_a_filled_order_with_the_cli(node: Running) -> None:
     from click.testing import CliRunner  # noqa: PLC0415
 

@@ -166,3 +166,29 @@ def test_a_retry_in_the_same_commit_as_an_order_that_ended_keeps_its_final_view(
         await again.close()
 
     asyncio.run(test())
+
+
+def test_an_id_reused_for_other_terms_in_the_same_commit_stores_nothing_more(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "node.sqlite3"
+
+    async def test() -> None:
+        node = await open_node(path)
+        await funded(node)
+        # The second request reuses the id for other terms before the first
+        # is durable: the core refuses it (client_order_id_reused), and the
+        # store keeps the first order alone under the id. Storing the
+        # refusal as a rejected order of the same id broke the store's
+        # uniqueness, failed the commit and stopped the node.
+        await asyncio.gather(
+            node.submit(place("alice", "s1", Side.SELL, 10, 5_000)),
+            node.submit(place("alice", "s1", Side.SELL, 11, 5_000)),
+        )
+        assert node.failure is None
+        view = stored(node.store, "alice", "s1")
+        assert (view.quantity_lots, view.status) == (10, "new")
+        assert node.store.order(rejected_order_id("alice", "s1")) is None
+        await node.close()
+
+    asyncio.run(test())

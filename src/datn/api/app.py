@@ -19,6 +19,7 @@ uvicorn runs inside the node's own asyncio loop, beside the runtime.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import itertools
 import logging
@@ -282,6 +283,9 @@ class Node:
         self.products = {spec.symbol: spec for spec in core.context.products.values()}
         self.trades = TradeFeed()
         """What the node printed and heard since it started."""
+        self.placing: dict[tuple[str, str], asyncio.Future[None]] = {}
+        """Orders being placed, by (trader, client order id), until answered:
+        a retry sent while the first is in flight waits for its answer."""
 
     def admit(self, trader_id: str) -> None:
         """Spend one of the trader's request tokens, or refuse with 429."""
@@ -535,6 +539,14 @@ async def place(
         data.price_ticks,
         TimeInForce.GTC if gtd else _TIMES_IN_FORCE[time_in_force],
     )
+    # A retry sent while the first request is in flight (not yet durable,
+    # so not in the store) waits for the first's answer, and is then
+    # answered from the store like any retry: as the original, or refused
+    # if its terms differ (a good-till-date's expiry included, which the
+    # core does not keep).
+    key = (trader_id, data.client_order_id)
+    while (first := node.placing.get(key)) is not None:
+        await asyncio.shield(first)
     # The core remembers a client order id for client_order_memory_ms; the
     # store remembers it for good. A retry the core has forgotten is answered
     # from the store, never placed again. An id the node has never seen
@@ -568,12 +580,15 @@ async def place(
                 "expire_at_ms must be in the future and at most a year ahead",
             )
         node.history.expiries[(trader_id, data.client_order_id)] = data.expire_at_ms
+    placing = node.placing[key] = asyncio.get_running_loop().create_future()
     try:
         effects = await node.runtime.submit(PlaceInput(request), evidence)
     finally:
         # History.record takes it when the core sees the order; an input
         # refused before that must not leave it for a later order's id.
         node.history.expiries.pop((trader_id, data.client_order_id), None)
+        del node.placing[key]
+        placing.set_result(None)
     for effect in effects:
         if type(effect) is not Reply or effect.trader_id != trader_id:
             continue

@@ -204,8 +204,10 @@ class History:
             self.live[view.order_id] = view
             return view
         if type(event) is Rejected:
-            if request is None or request.client_order_id != event.client_order_id:
-                return None  # a retry answered again: the first answer is stored
+            if not fresh or request is None or request.client_order_id != event.client_order_id:
+                # A retry answered again, or an id used before refused for
+                # other terms: the first answer is the one stored.
+                return None
             view = _new_view(rejected_order_id(trader_id, event.client_order_id), request, at_ms)
             view.status, view.reason, view.message = "rejected", event.reason, event.message
             return view
