@@ -57,6 +57,12 @@ def test_a_trader_trades_through_the_signed_api(node: Running) -> None:
     assert (seen["status"], seen["filled_lots"]) == ("partially_filled", 5)
     fills = bob.request("GET", "/v1/executions").json()
     assert [(f["quantity_lots"], f["price_ticks"]) for f in fills] == [(1, 5_000), (4, 5_000)]
+    # Paged: the next page starts before the last one listed's cursor.
+    first = bob.request("GET", "/v1/executions?limit=1").json()
+    after = bob.request("GET", f"/v1/executions?limit=1&before={first[0]['cursor']}").json()
+    assert [f["execution_id"] for f in first + after] == [f["execution_id"] for f in fills]
+    end = bob.request("GET", f"/v1/executions?before={after[0]['cursor']}").json()
+    assert end == []
     balances = {b["asset"]: b for b in bob.request("GET", "/v1/balances").json()}
     assert balances["USD"]["balance"] == 10_000_000 - 5 * 5_000
     # Another trader's order is not found; a cancel of it is refused.
@@ -157,10 +163,18 @@ def test_bad_requests_get_a_4xx_with_a_code_and_change_nothing(node: Running) ->
     # An order id left empty (or an escaped slash) does not cancel the book.
     kept = alice.request("POST", "/v1/orders", order("kept", "buy", 1, 1))
     assert kept.status_code == 201, kept.text
-    # Nor does a misspelt product parameter widen it to every product.
-    for path in ("/v1/orders/", "/v1/orders/%2F", "/v1/orders?prodcut=XYZ"):
+    # Nor does a misspelt product parameter widen it to every product, nor
+    # one named twice, nor one in a body.
+    for path in (
+        "/v1/orders/",
+        "/v1/orders/%2F",
+        "/v1/orders?prodcut=XYZ",
+        "/v1/orders?product=XYZ&product=XYZ",
+    ):
         answer = alice.request("DELETE", path)
         assert answer.status_code == 400 and answer.json()["code"] == "bad_request", answer.text
+    answer = alice.request("DELETE", "/v1/orders", {"product": "XYZ"})
+    assert answer.status_code == 400 and answer.json()["code"] == "bad_request", answer.text
     assert alice.request("GET", f"/v1/orders/{kept.json()['order_id']}").json()["status"] == "new"
     assert alice.request("DELETE", "/v1/orders").status_code == 200
     # A client order id no order can have is a bad request (a NUL, which

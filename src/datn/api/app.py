@@ -758,12 +758,17 @@ async def cancel_all(
             "no order id: DELETE /v1/orders/{order_id} cancels one order, "
             "DELETE /v1/orders every open one",
         )
-    # A misspelt parameter must not widen the cancel to every product.
+    # A misspelt parameter, a product named twice or in a body the route
+    # does not read must not widen the cancel to every product.
     unknown = sorted(set(request.query_params) - {"product"})
     if unknown:
         raise ApiError(
             400, "bad_request", f"unknown query parameter {unknown[0]!r}: the one taken is product"
         )
+    if len(request.query_params.getall("product", [])) > 1:
+        raise ApiError(400, "bad_request", "product is given more than once")
+    if await request.body():
+        raise ApiError(400, "bad_request", "DELETE /v1/orders takes no body: ?product=SYMBOL")
     product_id = None if product is None else node.product_id(product)
     return await cancel_everything(node, caller.trader_id, product_id)
 
@@ -820,13 +825,17 @@ async def list_executions(
     limit: Annotated[int, QueryParameter(ge=1, le=1_000)] = 100,
     before: FromQuery[int | None] = None,
 ) -> list[ExecutionView]:
+    """The caller's executions (of one order, if given), newest first; for
+    the page after, ``before`` is the ``cursor`` of the last one listed."""
     check_id(before, "before")
     check_id(order_id, "order_id")
     await node.runtime.read(lambda _core: None)
     records = node.runtime.store.executions(
         caller.trader_id, order_id=order_id, page=Page(limit, before)
     )
-    return [EXECUTION_DECODER.decode(r.body) for r in records]
+    return [
+        msgspec.structs.replace(EXECUTION_DECODER.decode(r.body), cursor=r.seq) for r in records
+    ]
 
 
 @get("/v1/balances", responses=_errors(*_SIGNED))

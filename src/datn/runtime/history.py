@@ -82,6 +82,9 @@ class ExecutionView(msgspec.Struct, kw_only=True):
     quantity_lots: int
     counterparty: str
     at_ms: int
+    cursor: int | None = None
+    """Where the execution stands among the trader's, as the store counts
+    them (set when listed): ``before`` takes it, to list the page after."""
 
 
 _ENCODER = msgspec.json.Encoder()
