@@ -177,8 +177,17 @@ def _check_evidence(network: LocalNetwork, tmp_path: Path) -> None:
             named = [line.split()[-1] for line in checked.output.splitlines()[1:3]]
             assert sorted(named) == sorted([a.node_id, b.node_id]), checked.output
             assert " = " not in "".join(checked.output.splitlines()[1:3])
-    # A period outside what the API states is refused, naming the parameter.
+    # A peer that is no node id, and a file that cannot be written, are
+    # named; nothing is asked of the node for the first, nor written.
     a, b = network.nodes[0], network.nodes[1]
+    export = ["evidence", "export", "--node", str(a.folder)]
+    odd = runner.invoke(main, [*export, "--peer", "../status", "--out", str(tmp_path / "x")])
+    assert odd.exit_code == 2 and "is not a node id" in odd.output
+    assert not (tmp_path / "x").exists()
+    nowhere = tmp_path / "gone" / "x.jsonl"
+    lost = runner.invoke(main, [*export, "--peer", b.node_id, "--out", str(nowhere)])
+    assert lost.exit_code == 1 and "cannot write" in lost.output, lost.output
+    # A period outside what the API states is refused, naming the parameter.
     assert a.admin is not None
     for query in ("until_ms=0", f"until_ms={2**62 + 1}", "since_ms=-1", "since_ms=5&until_ms=5"):
         answer = a.admin.request("GET", f"/admin/evidence/{b.node_id}?{query}")

@@ -688,6 +688,15 @@ def test_a_websocket_order_signed_with_an_ed25519_key_is_kept_as_evidence(
     deposit = {"trader_id": "erin", "asset": "XYZ", "amount": 100}
     assert node.admin.request("POST", "/admin/deposits", deposit).status_code == 201
     erin = TraderClient(node.api_url, made["key_id"], signing_key_hex=private.encode().hex())
+    # What a trader signs does not name its key: the same public key for
+    # another trader would make erin's signed orders evidence of mallory's.
+    again = node.admin.request(
+        "POST",
+        "/admin/traders",
+        {"trader_id": "mallory", "public_key": private.verify_key.encode().hex()},
+    )
+    assert again.status_code == 409 and again.json()["code"] == "public_key_in_use"
+    assert made["key_id"] in again.json()["message"]
 
     def place(request_id: int, body: bytes, stamp: str, signature: str) -> str:
         # The order member's bytes are what was signed, spelt as sent.
@@ -1066,6 +1075,26 @@ def test_a_websocket_text_that_is_not_utf8_closes_it_without_a_traceback(node: R
     assert httpx.get(node.api_url + "/v1/products", timeout=10).status_code == 200
     lines = log.read_text().splitlines()[logged_before:]
     assert not [line for line in lines if "Traceback" in line or '"error"' in line], lines
+
+
+def test_a_session_whose_key_is_revoked_takes_nothing_more_and_closes(node: Running) -> None:
+    from websockets.exceptions import ConnectionClosed  # noqa: PLC0415
+
+    alice = make_trader(node, "alice", 0, 100)
+    with ws_session(node, alice) as session:
+        session.send(json.dumps({"op": "place", "id": 1, "order": order("r1", "sell", 1, 6_000)}))
+        assert next_answer(session, 1)["ok"] is True
+        revoked = node.admin.request("POST", f"/admin/keys/{alice.key_id}/revoke")
+        assert revoked.status_code == 200
+        session.send(json.dumps({"op": "place", "id": 2, "order": order("r2", "sell", 1, 6_000)}))
+        answer = next_answer(session, 2)
+        assert (answer["ok"], answer["code"]) == (False, "unknown_key")
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                session.recv(timeout=10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+    opened = node.admin.request("GET", "/admin/ledger?owner_prefix=trader:alice").json()
+    assert {row["symbol"]: row["held"] for row in opened}.get("XYZ") == 1  # r1 alone
 
 
 def test_an_unsigned_websocket_is_refused(node: Running) -> None:

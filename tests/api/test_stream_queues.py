@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from types import SimpleNamespace
 from typing import Any, cast
 
 from datn.api.stream import (
@@ -74,8 +75,9 @@ def test_requests_a_client_never_reads_the_answers_of_hold_at_most_their_bytes()
     async def scenario() -> None:
         request = json.dumps({"op": "heartbeat", "id": 1}) + " " * 60_000
         socket = _Unread([request] * 200)
+        node = SimpleNamespace(verifier=SimpleNamespace(active=lambda key_id: True))
         session = _Session(
-            cast(Any, None), cast(Any, socket), "t", "k", Queue(), 0, cast(Any, None)
+            cast(Any, node), cast(Any, socket), "t", "k", Queue(), 0, cast(Any, None)
         )
         running = asyncio.create_task(session.run())
         for _ in range(50):

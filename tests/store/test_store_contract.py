@@ -525,6 +525,9 @@ def test_credentials_are_kept_found_and_revoked(backend: Backend) -> None:
         assert store.revoke_credential("k1") and not store.revoke_credential("k2")
         found = store.credential("k1")
         assert found is not None and found.revoked
+        # Found by its material too, revoked or not.
+        assert store.credential_with(b"shared secret") == found
+        assert store.credential_with(b"shared") is None
 
 
 def test_a_trader_is_known_once_given_a_key_revoked_or_not(backend: Backend) -> None:

@@ -1076,6 +1076,17 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
                 credential = ed25519_key(data.trader_id, bytes.fromhex(data.public_key), now_ms)
             except ValueError as error:
                 raise ApiError(400, "bad_public_key", str(error)) from None
+            # What a trader signs does not name its key: one public key for
+            # two traders would make an order signed for one evidence of the
+            # other's.
+            holder = node.runtime.store.credential_with(credential.material)
+            if holder is not None:
+                raise ApiError(
+                    409,
+                    "public_key_in_use",
+                    f"the public key is registered already, as key {holder.key_id}"
+                    " (revoked keys included): each key is one trader's",
+                )
             node.runtime.store.put_credential(credential)
             node.verifier.added(credential.key_id)
             return TraderKey(data.trader_id, credential.key_id, "ed25519")

@@ -39,11 +39,11 @@ from dataclasses import dataclass
 from typing import Final
 
 import msgspec
-from nacl.bindings import crypto_sign_ed25519_pk_to_curve25519
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
 from datn.store import Credential, Store
+from datn.wire.keys import is_public_key
 
 KEY_HEADER: Final = "datn-key"
 TIMESTAMP_HEADER: Final = "datn-timestamp"
@@ -101,12 +101,8 @@ def ed25519_key(trader_id: str, public_key: bytes, now_ms: int) -> Credential:
     if len(public_key) != 32:
         raise ValueError("an Ed25519 public key is 32 bytes (64 hex digits)")
     VerifyKey(public_key)
-    try:
-        # Refuses bytes that are no point of the curve, or one of small order
-        # (all zeros, say), which no signature could ever verify against.
-        crypto_sign_ed25519_pk_to_curve25519(public_key)
-    except RuntimeError:
-        raise ValueError("not an Ed25519 public key (not a point of the curve's group)") from None
+    if not is_public_key(public_key):
+        raise ValueError("not an Ed25519 public key (not a point of the curve's group)")
     return Credential(new_key_id(), trader_id, "ed25519", public_key, now_ms)
 
 
@@ -250,6 +246,12 @@ class Verifier:
         return SignedRequest(
             credential.key_id, credential.material, stamp, method.upper(), target, body, raw
         )
+
+    def active(self, key_id: str) -> bool:
+        """Whether ``key_id`` is a key the node holds and has not revoked:
+        asked again by a session the key opened, at each request."""
+        credential = self._credential(key_id)
+        return credential is not None and not credential.revoked
 
     def revoked(self, key_id: str) -> None:
         self._keys.pop(key_id, None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import msgspec
@@ -93,7 +94,8 @@ class AdminClient:
 
     def peers(self, node_id: str | None = None) -> httpx.Response:
         """Every peer (a list), or one (``node_id``), as :mod:`datn.api.peers` shows them."""
-        return self.request("GET", "/admin/peers" + ("" if node_id is None else f"/{node_id}"))
+        path = "/admin/peers" if node_id is None else f"/admin/peers/{quote(node_id, safe='')}"
+        return self.request("GET", path)
 
     def add_peer(self, node_id: str, address: str | None = None) -> httpx.Response:
         body: dict[str, object] = {"node_id": node_id}
@@ -113,7 +115,7 @@ class AdminClient:
         return self.request("POST", "/admin/bonds/receipts", body)
 
     def reinstate(self, peer: str) -> httpx.Response:
-        return self.request("POST", f"/admin/peers/{peer}/reinstate")
+        return self.request("POST", f"/admin/peers/{quote(peer, safe='')}/reinstate")
 
     def close(self) -> None:
         self.http.close()

@@ -450,6 +450,7 @@ class _Session:
         self.market = market
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._pending: set[asyncio.Task[None]] = set()
+        self._revoked = False
         self._in_flight_bytes = 0
         self._room = asyncio.Event()
         """Set as a request in flight ends: room for a large one."""
@@ -536,6 +537,8 @@ class _Session:
             answer = await self._answer(raw)
             del raw
             await self.send(_EVENTS.encode(answer))
+            if self._revoked:
+                await self.socket.close(code=4401, reason="the key was revoked")
         except WebSocketDisconnect:
             pass
         finally:
@@ -554,6 +557,16 @@ class _Session:
                 "message": _unreadable(error),
             }
         node, trader = self.node, self.trader_id
+        if not node.verifier.active(self.key_id):
+            # Revoked while the session was open: nothing more is taken on
+            # it, and it closes once this answer is sent.
+            self._revoked = True
+            return {
+                "id": request.id,
+                "ok": False,
+                "code": "unknown_key",
+                "message": "the session's key was revoked: the session closes",
+            }
         try:
             signed = None
             if request.op == "place" and (

@@ -270,7 +270,7 @@ def fund(client: AdminClient, asset: str, amount: int, as_json: bool) -> None:
 @click.pass_obj
 def revoke(client: AdminClient, key_id: str, as_json: bool) -> None:
     """Revoke an API key: requests signed with it are refused from now on."""
-    _show(_request(client, "POST", f"/admin/keys/{key_id}/revoke"), as_json)
+    _show(_request(client, "POST", f"/admin/keys/{quote(key_id, safe='')}/revoke"), as_json)
 
 
 @admin.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,11 @@ def export(
     (through its operator API)."""
     from datn.cli.clients import admin_client  # noqa: PLC0415
 
+    if re.fullmatch(r"[0-9a-f]{64}", peer) is None:
+        click.echo(
+            f"datn evidence export: --peer {peer!r} is not a node id (64 hex digits)", err=True
+        )
+        sys.exit(2)
     client = admin_client(folder)
     params: dict[str, int] = {"since_ms": from_ms}
     if to_ms is not None:
@@ -72,7 +78,11 @@ def export(
     if response.status_code != 200:
         click.echo(f"datn evidence export: {response.status_code} {response.text}", err=True)
         sys.exit(1)
-    out.write_bytes(response.content)
+    try:
+        out.write_bytes(response.content)
+    except OSError as error:
+        click.echo(f"datn evidence export: cannot write {out}: {error.strerror or error}", err=True)
+        sys.exit(1)
     records = response.content.count(b"\n") - 2
     if as_json:
         click.echo(json.dumps({"records": records, "peer": peer, "out": str(out)}))

@@ -398,6 +398,11 @@ class Store(ABC):
     def credential(self, key_id: str) -> Credential | None: ...
 
     @abstractmethod
+    def credential_with(self, material: bytes) -> Credential | None:
+        """A credential, revoked or not, whose key material is ``material``
+        (an Ed25519 public key registered already), if any."""
+
+    @abstractmethod
     def revoke_credential(self, key_id: str) -> bool:
         """Mark it revoked; False if there is no such key."""
 

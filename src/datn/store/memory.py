@@ -268,6 +268,10 @@ class MemoryStore(Store):
         self._open()
         return self._credentials.get(key_id)
 
+    def credential_with(self, material: bytes) -> Credential | None:
+        self._open()
+        return next((c for c in self._credentials.values() if c.material == material), None)
+
     def revoke_credential(self, key_id: str) -> bool:
         self._open()
         found = self._credentials.get(key_id)

@@ -595,6 +595,18 @@ class SqlStore(Store):
         r = rows[0]
         return Credential(r[0], r[1], r[2], bytes(r[3]), r[4], bool(r[5]))
 
+    def credential_with(self, material: bytes) -> Credential | None:
+        self._check_open()
+        rows = self._read(
+            "SELECT key_id, trader_id, kind, material, created_ms, revoked FROM credentials"
+            " WHERE material = ? LIMIT 1",
+            (material,),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return Credential(r[0], r[1], r[2], bytes(r[3]), r[4], bool(r[5]))
+
     def revoke_credential(self, key_id: str) -> bool:
         self._check_open()
         changed = self._transaction(

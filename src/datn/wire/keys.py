@@ -18,6 +18,7 @@ from typing import Final
 
 import nacl.exceptions
 import nacl.signing
+from nacl.bindings import crypto_sign_ed25519_pk_to_curve25519
 
 from datn.protocol.messages import NodeId
 from datn.wire.errors import LocalProtocolError, RemoteProtocolError
@@ -83,6 +84,19 @@ def public_key_from_node_id(node_id: NodeId) -> bytes:
     if not isinstance(node_id, str) or _NODE_ID.fullmatch(node_id) is None:
         raise LocalProtocolError("bad_node_id", f"not a node id: {node_id!r}")
     return bytes.fromhex(node_id)
+
+
+def is_public_key(raw: bytes) -> bool:
+    """Whether ``raw`` is an Ed25519 public key some private key has: a
+    point of the curve's group, not one of small order (all zeros, say),
+    which no signature could ever verify against."""
+    if len(raw) != 32:
+        return False
+    try:
+        crypto_sign_ed25519_pk_to_curve25519(raw)
+    except RuntimeError:
+        return False
+    return True
 
 
 def check_node_id(node_id: NodeId) -> NodeId:
