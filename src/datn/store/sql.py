@@ -584,23 +584,17 @@ class SqlStore(Store):
         )
 
     def credential(self, key_id: str) -> Credential | None:
-        self._check_open()
-        rows = self._read(
-            "SELECT key_id, trader_id, kind, material, created_ms, revoked FROM credentials"
-            " WHERE key_id = ?",
-            (key_id,),
-        )
-        if not rows:
-            return None
-        r = rows[0]
-        return Credential(r[0], r[1], r[2], bytes(r[3]), r[4], bool(r[5]))
+        return self._credential_where("key_id = ?", key_id)
 
     def credential_with(self, material: bytes) -> Credential | None:
+        return self._credential_where("material = ?", material)
+
+    def _credential_where(self, condition: str, value: object) -> Credential | None:
         self._check_open()
         rows = self._read(
             "SELECT key_id, trader_id, kind, material, created_ms, revoked FROM credentials"
-            " WHERE material = ? LIMIT 1",
-            (material,),
+            f" WHERE {condition} LIMIT 1",
+            (value,),
         )
         if not rows:
             return None
