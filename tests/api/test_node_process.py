@@ -209,6 +209,12 @@ def test_bad_requests_get_a_4xx_with_a_code_and_change_nothing(node: Running) ->
             404,
             "unknown_trader",
         ),
+        (
+            "/admin/withdrawals",
+            {"trader_id": "ghost", "asset": "USD", "amount": 7},
+            404,
+            "unknown_trader",
+        ),
     ):
         answer = node.admin.request("POST", path, body)
         assert (answer.status_code, answer.json()["code"]) == (status, code), answer.text

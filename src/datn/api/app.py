@@ -1134,8 +1134,11 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
         data: JSONBody[Deposit], admin: NamedDependency[bool], node: NamedDependency[Node]
     ) -> dict[str, object]:
         """Pay a trader out: at most what it has available (what its open
-        orders hold stays); beyond that, 422 ``beyond_available`` and
-        nothing changes."""
+        orders hold stays); beyond that, 422 ``beyond_available``, and for
+        a trader never given a key 404 ``unknown_trader``, as for a deposit;
+        nothing changes then."""
+        if not node.runtime.store.has_trader(data.trader_id):
+            raise ApiError(404, "unknown_trader", f"no trader {data.trader_id!r}")
         asset = _known_asset(node, data.asset)
         context = node.runtime.core.context
         # Checked and submitted with no await between: nothing else applies.
