@@ -4,6 +4,7 @@ exits 2, and leaves nothing behind that a corrected config would find."""
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import sqlite3
 import subprocess
@@ -185,3 +186,29 @@ def test_a_journal_of_newer_core_logic_stops_the_start_until_the_operator_allows
         node.wait_ready()
     finally:
         assert node.stop() == 0, node.tail()
+
+
+def test_a_config_edited_after_the_first_start_is_said_to_differ(tmp_path: Path) -> None:
+    configure(tmp_path)
+    node = NodeProcess("a", tmp_path)
+    node.launch()
+    node.wait_ready()
+    node.stop()
+    # A product renamed and a core setting changed: the node keeps what it
+    # was created with, and says the config differs, naming each change.
+    config = tmp_path / "datn.toml"
+    text = config.read_text()
+    assert 'symbol = "XYZ"' in text and "# lock_ttl_ms = " in text
+    text = text.replace('symbol = "XYZ"', 'symbol = "ABC"', 1)
+    config.write_text(re.sub(r"(?m)^# lock_ttl_ms = .*$", "lock_ttl_ms = 300", text, count=1))
+    node.launch()
+    node.wait_ready()
+    node.stop()
+    said = [line for line in node.log_path.read_text().splitlines() if "differs from what" in line]
+    assert len(said) == 1, said
+    for change in (
+        "product ABC is not one of the node's",
+        "the node's product XYZ is not in the config",
+        "core.lock_ttl_ms differs",
+    ):
+        assert change in said[0], said[0]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -35,7 +36,9 @@ from datn.domain.value import NodeId
 from datn.net import LinkSettings, PeerLinks
 from datn.net.addresses import ACCEPT_BACKLOG
 from datn.net.links import MAX_HANDSHAKES
-from datn.protocol.effects import AddPeerInput
+from datn.protocol.config import NodeConfig
+from datn.protocol.effects import AddPeerInput, Genesis
+from datn.protocol.node import NodeCore
 from datn.runtime import NodeRuntime
 from datn.runtime.collector import Collector
 from datn.runtime.config import (
@@ -156,6 +159,28 @@ def bind(listen: Listen, key: str) -> socket.socket:
         sock.close()
         raise ConfigError(key, f"cannot listen on {listen}: {error.strerror or error}") from None
     return sock
+
+
+def config_drift(genesis: Genesis, core: NodeCore) -> list[str]:
+    """How the products and core settings of ``genesis`` (the config as it
+    reads now) differ from those ``core`` runs with, one line each."""
+    context = core.context
+    drift: list[str] = []
+    listed = {spec.product_id: spec for spec in genesis.products}
+    drift += [
+        f"product {spec.symbol} is not one of the node's"
+        for product_id, spec in listed.items()
+        if product_id not in context.products
+    ]
+    drift += [
+        f"the node's product {kept.symbol} is not in the config"
+        for product_id, kept in context.products.items()
+        if product_id not in listed
+    ]
+    for field in dataclasses.fields(NodeConfig):
+        if getattr(genesis.config, field.name) != getattr(context.config, field.name):
+            drift.append(f"core.{field.name} differs")
+    return drift
 
 
 def bind_all(settings: NodeSettings) -> tuple[socket.socket, socket.socket, socket.socket]:
@@ -331,6 +356,14 @@ async def run_node(
         replay_other_logic=replay_other_logic,
     )
     links.attach(runtime)
+    drift = config_drift(settings.genesis(identity), runtime.core)
+    if drift:
+        log.warning(
+            "%s differs from what this node was created with, which it keeps (the config's"
+            " products and [core] settings are read at the first start only): %s",
+            CONFIG_FILE,
+            "; ".join(drift),
+        )
     # The snapshot worker starts now, in the background, rather than at the
     # first snapshot: starting a process costs the node's threads a few tens
     # of milliseconds, better spent before traders come than among them.
