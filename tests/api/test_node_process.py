@@ -949,6 +949,11 @@ def test_a_websocket_message_larger_than_an_order_closes_the_socket(node: Runnin
         # So is a field of the wrong type, and a string id too long to echo.
         session.send(json.dumps({"op": "cancel", "id": 3, "order_id": "7"}))
         assert next_answer(session, 3)["code"] == "bad_request"
+        session.send(b"\x00binary")
+        answer = json.loads(session.recv(timeout=10))
+        while "ok" not in answer:  # an event of the order above
+            answer = json.loads(session.recv(timeout=10))
+        assert answer["code"] == "bad_request" and "binary frame" in answer["message"]
         session.send(json.dumps({"op": "heartbeat", "id": "i" * 65}))
         answer = json.loads(session.recv(timeout=10))
         while "ok" not in answer:  # an event of the order above

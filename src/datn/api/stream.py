@@ -547,6 +547,14 @@ class _Session:
             self._slots.release()
 
     async def _answer(self, raw: bytes | str) -> dict[str, Any]:
+        if not raw:
+            # A binary frame reads as no text at all.
+            return {
+                "id": None,
+                "ok": False,
+                "code": "bad_request",
+                "message": "an empty message or a binary frame: a request is JSON text",
+            }
         try:
             request = _REQUEST.decode(raw)
         except _UNREADABLE as error:
