@@ -727,6 +727,14 @@ def test_a_websocket_order_signed_with_an_ed25519_key_is_kept_as_evidence(
         stranger = SigningKey.generate().sign(b"x").signature.hex()
         session.send(place(4, other, stamp, stranger))
         assert next_answer(session, 4)["code"] == "bad_signature"
+        # A signed order that gives a key twice reads one way to the node
+        # (the last value) and may read another to whoever checks the
+        # evidence (the first): refused, nothing kept.
+        twice = body.replace(b'"side": "sell"', b'"side": "buy", "side": "sell"')
+        assert twice != body
+        now = str(int(time.time() * 1_000))
+        session.send(place(6, twice, now, erin.signer.sign(now, "POST", "/v1/orders", twice)))
+        assert next_answer(session, 6)["code"] == "bad_request"
         # Unsigned, an order is the session's, and is not evidence.
         session.send(json.dumps({"op": "place", "id": 5, "order": order("e3", "sell", 1, 6_000)}))
         assert next_answer(session, 5)["ok"] is True

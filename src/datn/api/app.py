@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import json
 import logging
 import re
 import time
@@ -503,6 +504,30 @@ async def _caller(request: Request[Any, Any, Any], node: Node) -> Caller:
     return authenticate(node, headers, request.method, request_target(request.scope), body)
 
 
+class _KeyTwiceError(Exception):
+    pass
+
+
+def _no_key_twice(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = {key for key, _ in pairs}
+    if len(keys) != len(pairs):
+        raise _KeyTwiceError
+    return dict(pairs)
+
+
+def _keys_once(body: bytes) -> bool:
+    """Whether no JSON object in ``body`` gives a key twice (which the
+    order's decoder reads as its last value, and another reader may read as
+    its first). Asked of orders kept as evidence only."""
+    try:
+        json.loads(body, object_pairs_hook=_no_key_twice)
+    except _KeyTwiceError:
+        return False
+    except (ValueError, RecursionError):
+        return True  # not JSON: the decoder has refused it already
+    return True
+
+
 _SIDES: Final = {side.value: side for side in Side}
 _TIMES_IN_FORCE: Final = {tif.value: tif for tif in TimeInForce}
 """The enums by the values PlaceOrder allows (a dict lookup: calling an
@@ -516,6 +541,13 @@ async def place(
     ApiError; a retry with the same client order id gives (False, the
     original). ``signed``: the request as the trader signed it, kept as
     evidence in the same transaction as the order."""
+    if signed is not None and not _keys_once(signed.body):
+        raise ApiError(
+            400,
+            "bad_request",
+            "a key is given twice in the order: a signed order is kept as evidence,"
+            " and must read one way to every reader",
+        )
     if data.type == "limit" and data.price_ticks is None:
         raise ApiError(400, "price_required", "a limit order needs price_ticks")
     if data.type == "market" and data.price_ticks is not None:
