@@ -451,6 +451,7 @@ class _Session:
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._pending: set[asyncio.Task[None]] = set()
         self._revoked = False
+        self._closing = False
         self._in_flight_bytes = 0
         self._room = asyncio.Event()
         """Set as a request in flight ends: room for a large one."""
@@ -462,6 +463,9 @@ class _Session:
         protocol can (:meth:`OrderEntryProtocol.send_now`), else through
         the ASGI send, which waits while the client reads too slowly and
         raises WebSocketDisconnect once the socket is closed."""
+        if self._closing:
+            # Closed by this side: the server takes nothing more on it.
+            raise WebSocketDisconnect(detail="the session is closing")
         send_now = self._send_now
         if send_now is None or not send_now(data):
             try:
@@ -469,6 +473,12 @@ class _Session:
             except ClientDisconnected:
                 # The server saw the socket go before the session was told.
                 raise WebSocketDisconnect(detail="the client has gone") from None
+
+    async def _close(self, code: int, reason: str) -> None:
+        """Close the session, once; answers still in flight are dropped."""
+        if not self._closing:
+            self._closing = True
+            await self.socket.close(code=code, reason=reason)
 
     async def run(self) -> None:
         sender = asyncio.create_task(self._send_events())
@@ -482,7 +492,7 @@ class _Session:
             data = await self.queue.get()
             self.queue.taken_at = time.monotonic()
             if data is None:
-                await self.socket.close(code=4008, reason="too slow: events were dropped")
+                await self._close(4008, "too slow: events were dropped")
                 return
             try:
                 await self.send(data)
@@ -538,7 +548,7 @@ class _Session:
             del raw
             await self.send(_EVENTS.encode(answer))
             if self._revoked:
-                await self.socket.close(code=4401, reason="the key was revoked")
+                await self._close(4401, "the key was revoked")
         except WebSocketDisconnect:
             pass
         finally:
