@@ -212,3 +212,5 @@ def test_a_config_edited_after_the_first_start_is_said_to_differ(tmp_path: Path)
         "core.lock_ttl_ms differs",
     ):
         assert change in said[0], said[0]
+    # The products' listing in the core settings is the products' change, said once.
+    assert "core.risk" not in said[0], said[0]

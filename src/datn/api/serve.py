@@ -177,9 +177,16 @@ def config_drift(genesis: Genesis, core: NodeCore) -> list[str]:
         for product_id, kept in context.products.items()
         if product_id not in listed
     ]
-    for field in dataclasses.fields(NodeConfig):
-        if getattr(genesis.config, field.name) != getattr(context.config, field.name):
-            drift.append(f"core.{field.name} differs")
+    # The listed products are the config's [[products]], said above.
+    config, running = (
+        dataclasses.replace(c, risk=dataclasses.replace(c.risk, listed_products=None))
+        for c in (genesis.config, context.config)
+    )
+    drift += [
+        f"core.{field.name} differs"
+        for field in dataclasses.fields(NodeConfig)
+        if getattr(config, field.name) != getattr(running, field.name)
+    ]
     return drift
 
 
