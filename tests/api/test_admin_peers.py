@@ -19,8 +19,9 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from datn.api.app import ApiError, Node, admin_app
+from datn.api.app import Node, admin_app
 from datn.api.auth import Verifier, token_digest
+from datn.api.errors import ApiError
 from datn.api.peers import (
     BOND_REFUSALS,
     MAX_PENDING_BOND_REQUESTS,

@@ -459,7 +459,10 @@ def test_a_newcomer_goes_from_nothing_to_a_filled_order_with_the_cli(node: Runni
     credited = datn(*at, "deposit", "seller", "XYZ", "10").splitlines()
     assert credited[0].split() == ["trader_id", "asset", "symbol", "amount"]
     assert credited[1].split()[2:] == ["XYZ", "10"]
-    datn(*at, "deposit", "buyer", "USD", "100000")
+    # A deposit under the rail's reference, sent twice, credits once.
+    wire = [*at, "deposit", "buyer", "USD", "100000", "--reference", "wire-7", "--json"]
+    assert json.loads(datn(*wire))["reference"] == "wire-7"
+    assert datn(*wire) == datn(*wire)
     datn("trader", "--credentials", str(seller), "place", "sell", "5", "XYZ", "--price", "5000")
     bought = datn(
         "trader",

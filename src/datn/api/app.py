@@ -27,7 +27,7 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Final, Literal
 
@@ -52,9 +52,11 @@ from datn.api.auth import (
     new_hmac_key,
     valid_key_id,
 )
+from datn.api.errors import ApiError
 from datn.api.expiry import Expirer
 from datn.api.metrics import ApiCounters, render, store_bytes
 from datn.api.process import process_use
+from datn.api.references import Movement, Reference, Terms, movement
 from datn.clearing.quota import TokenBucket
 from datn.domain import Side, TimeInForce
 from datn.domain.limits import MAX_AMOUNT_MINOR
@@ -103,24 +105,6 @@ Lots = Annotated[int, msgspec.Meta(gt=0, le=10**15)]
 Ticks = Annotated[int, msgspec.Meta(gt=0, le=10**15)]
 Amount = Annotated[int, msgspec.Meta(gt=0, le=10**18)]
 TraderId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
-
-
-class ApiError(HTTPException):
-    """A refusal with a stable code."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        headers: dict[str, str] | None = None,
-        **extra: object,
-    ) -> None:
-        super().__init__(status_code=status, detail=message)
-        self.code = code
-        self.message = message
-        self.fields = extra
-        self.response_headers = headers or {}
 
 
 class ErrorBody(msgspec.Struct):
@@ -287,6 +271,9 @@ class Node:
         self.placing: dict[tuple[str, str], asyncio.Future[None]] = {}
         """Orders being placed, by (trader, client order id), until answered:
         a retry sent while the first is in flight waits for its answer."""
+        self.moving: dict[str, asyncio.Future[None]] = {}
+        """Operator movements being made, by reference, until answered
+        (see :mod:`datn.api.references`)."""
 
     def admit(self, trader_id: str) -> None:
         """Spend one of the trader's request tokens, or refuse with 429."""
@@ -1075,11 +1062,14 @@ class Deposit(msgspec.Struct, forbid_unknown_fields=True):
     trader_id: TraderId
     asset: str
     amount: Amount
+    reference: Reference | None = None
+    """Makes a retry safe: the movement is made once (:mod:`datn.api.references`)."""
 
 
 class Fund(msgspec.Struct, forbid_unknown_fields=True):
     asset: str
     amount: Amount
+    reference: Reference | None = None
 
 
 def admin_app(node: Node, token_digest: bytes) -> Litestar:
@@ -1139,66 +1129,71 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
     @post("/admin/deposits", status_code=201)
     async def deposit(
         data: JSONBody[Deposit], admin: NamedDependency[bool], node: NamedDependency[Node]
-    ) -> dict[str, object]:
+    ) -> Response[dict[str, object]]:
         """Credit a trader with money that arrived for it: 404
         ``unknown_trader`` for a trader never given a key (money no one
         could reach), 404 ``unknown_asset`` for an asset the node does not
         keep, 422 ``beyond_maximum`` past the largest balance; nothing
-        changes then."""
-        if not node.runtime.store.has_trader(data.trader_id):
-            raise ApiError(
-                404,
-                "unknown_trader",
-                f"no trader {data.trader_id!r}: create it first (POST /admin/traders)",
-            )
-        asset = _credit_checked(node, trader_owner(data.trader_id), data.asset, data.amount)
-        event = DepositInput(data.trader_id, asset, data.amount)
-        await submit_checked(node, event, _DEPOSIT_REFUSALS)
-        return {
-            "trader_id": data.trader_id,
-            "asset": asset,
-            "symbol": _symbol(node, asset),
-            "amount": data.amount,
-        }
+        changes then. With a ``reference``, a retry is answered 200 as the
+        first was, and credits nothing more."""
+        terms: Terms = {"trader_id": data.trader_id, "asset": data.asset, "amount": data.amount}
+        async with movement(node, data.reference, "deposit", terms) as step:
+            if step.kept is None:
+                if not node.runtime.store.has_trader(data.trader_id):
+                    raise ApiError(
+                        404,
+                        "unknown_trader",
+                        f"no trader {data.trader_id!r}: create it first (POST /admin/traders)",
+                    )
+                owner = trader_owner(data.trader_id)
+                asset = _credit_checked(node, owner, data.asset, data.amount)
+                event = DepositInput(data.trader_id, asset, data.amount)
+                await submit_checked(node, event, _DEPOSIT_REFUSALS, step)
+            return _moved(node, step, {"trader_id": data.trader_id})
 
     @post("/admin/withdrawals", status_code=201)
     async def withdraw(
         data: JSONBody[Deposit], admin: NamedDependency[bool], node: NamedDependency[Node]
-    ) -> dict[str, object]:
+    ) -> Response[dict[str, object]]:
         """Pay a trader out: at most what it has available (what its open
         orders hold stays); beyond that, 422 ``beyond_available``, and for
         a trader never given a key 404 ``unknown_trader``, as for a deposit;
-        nothing changes then."""
-        if not node.runtime.store.has_trader(data.trader_id):
-            raise ApiError(404, "unknown_trader", f"no trader {data.trader_id!r}")
-        asset = _known_asset(node, data.asset)
-        context = node.runtime.core.context
-        # Checked and submitted with no await between: nothing else applies.
-        available = context.ledger.available(context.key(trader_owner(data.trader_id), asset))
-        if available < data.amount:
-            raise ApiError(
-                422,
-                "beyond_available",
-                f"{data.trader_id} has {available} of {asset} available "
-                "(amounts held for open orders excluded)",
-                available=available,
-            )
-        event = WithdrawInput(data.trader_id, asset, data.amount)
-        await submit_checked(node, event, _WITHDRAW_REFUSALS)
-        return {
-            "trader_id": data.trader_id,
-            "asset": asset,
-            "symbol": _symbol(node, asset),
-            "amount": data.amount,
-        }
+        nothing changes then. With a ``reference``, a retry is answered 200
+        as the first was, and pays nothing more."""
+        terms: Terms = {"trader_id": data.trader_id, "asset": data.asset, "amount": data.amount}
+        async with movement(node, data.reference, "withdrawal", terms) as step:
+            if step.kept is None:
+                if not node.runtime.store.has_trader(data.trader_id):
+                    raise ApiError(404, "unknown_trader", f"no trader {data.trader_id!r}")
+                asset = _known_asset(node, data.asset)
+                context = node.runtime.core.context
+                # Checked and submitted with no await between: nothing else applies.
+                key = context.key(trader_owner(data.trader_id), asset)
+                available = context.ledger.available(key)
+                if available < data.amount:
+                    raise ApiError(
+                        422,
+                        "beyond_available",
+                        f"{data.trader_id} has {available} of {asset} available "
+                        "(amounts held for open orders excluded)",
+                        available=available,
+                    )
+                event = WithdrawInput(data.trader_id, asset, data.amount)
+                await submit_checked(node, event, _WITHDRAW_REFUSALS, step)
+            return _moved(node, step, {"trader_id": data.trader_id})
 
     @post("/admin/fund", status_code=201)
     async def fund(
         data: JSONBody[Fund], admin: NamedDependency[bool], node: NamedDependency[Node]
-    ) -> dict[str, object]:
-        asset = _credit_checked(node, CAPITAL_OWNER, data.asset, data.amount)
-        await submit_checked(node, FundInput(asset, data.amount), _FUND_REFUSALS)
-        return {"asset": asset, "symbol": _symbol(node, asset), "amount": data.amount}
+    ) -> Response[dict[str, object]]:
+        """Add to the node's own capital. With a ``reference``, a retry is
+        answered 200 as the first was, and adds nothing more."""
+        terms: Terms = {"asset": data.asset, "amount": data.amount}
+        async with movement(node, data.reference, "fund", terms) as step:
+            if step.kept is None:
+                asset = _credit_checked(node, CAPITAL_OWNER, data.asset, data.amount)
+                await submit_checked(node, FundInput(asset, data.amount), _FUND_REFUSALS, step)
+            return _moved(node, step, {})
 
     @get("/admin/status")
     async def status(
@@ -1360,19 +1355,50 @@ Refusals = Mapping[str, tuple[int, str]]
 """A core counter that counts a refusal -> the status and code to answer."""
 
 
-async def submit_checked(node: Node, event: Input, refusals: Refusals) -> list[Effect]:
+async def submit_checked(
+    node: Node,
+    event: Input,
+    refusals: Refusals,
+    step: Movement | None = None,
+    facts: Callable[[list[Effect]], Terms] = lambda _effects: {},
+) -> list[Effect]:
     """Submit ``event``, checked already; if the core refused it after all
     (its counter moved), answer with that refusal. Only operator inputs move
     these counters, and the API checks them all before submitting, so a
-    counter that moved is this input's."""
-    stats = node.runtime.core.stats
-    before = {name: stats.get(name, 0) for name in refusals}
-    effects = await node.runtime.submit(event)
-    stats = node.runtime.core.stats
-    for name, (status, code) in refusals.items():
-        if stats.get(name, 0) > before[name]:
-            raise ApiError(status, code, f"the node refused the request ({name})")
+    counter that moved is this input's. With ``step``, a movement the core
+    made is kept under the step's reference, with its ``facts``, in the
+    same transaction."""
+    before = {name: node.runtime.core.stats.get(name, 0) for name in refusals}
+
+    def refused() -> str | None:
+        stats = node.runtime.core.stats
+        return next((name for name in refusals if stats.get(name, 0) > before[name]), None)
+
+    def made(effects: list[Effect]) -> Terms | None:
+        return None if refused() is not None else facts(effects)
+
+    keep = None if step is None else step.keeper(made)
+    effects = await node.runtime.submit(event, keep=keep)
+    name = refused()
+    if name is not None:
+        status, code = refusals[name]
+        raise ApiError(status, code, f"the node refused the request ({name})")
     return effects
+
+
+def _moved(node: Node, step: Movement, answer: dict[str, object]) -> Response[dict[str, object]]:
+    """A movement's answer: its terms (the asset with its symbol) and its
+    reference; 201 when made now, 200 for a retry of one made before."""
+    asset = _asset(node, str(step.terms["asset"]))
+    answer = {
+        **answer,
+        "asset": asset,
+        "symbol": _symbol(node, asset),
+        "amount": step.terms["amount"],
+    }
+    if step.reference is not None:
+        answer["reference"] = step.reference
+    return Response(answer, status_code=201 if step.kept is None else 200)
 
 
 def _known_asset(node: Node, name: str) -> str:

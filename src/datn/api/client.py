@@ -103,11 +103,14 @@ class AdminClient:
             body["address"] = address
         return self.request("POST", "/admin/peers", body)
 
-    def post_bond(self, peer: str, amount: int) -> httpx.Response:
-        return self.request("POST", "/admin/bonds", {"peer": peer, "amount": amount})
+    def post_bond(self, peer: str, amount: int, reference: str | None = None) -> httpx.Response:
+        """Post ``amount`` more bond with ``peer`` (once per ``reference``)."""
+        return self.request("POST", "/admin/bonds", _referenced(peer, amount, reference))
 
-    def withdraw_bond(self, peer: str, amount: int) -> httpx.Response:
-        return self.request("POST", "/admin/bonds/withdrawals", {"peer": peer, "amount": amount})
+    def withdraw_bond(self, peer: str, amount: int, reference: str | None = None) -> httpx.Response:
+        """Ask ``peer`` for ``amount`` of bond back (once per ``reference``)."""
+        body = _referenced(peer, amount, reference)
+        return self.request("POST", "/admin/bonds/withdrawals", body)
 
     def confirm_bond(self, peer: str, bond_id: int, asset: str, amount: int) -> httpx.Response:
         """This node's rail received ``amount`` of ``asset`` for ``peer``'s bond ``bond_id``."""
@@ -119,3 +122,10 @@ class AdminClient:
 
     def close(self) -> None:
         self.http.close()
+
+
+def _referenced(peer: str, amount: int, reference: str | None) -> dict[str, object]:
+    body: dict[str, object] = {"peer": peer, "amount": amount}
+    if reference is not None:
+        body["reference"] = reference
+    return body

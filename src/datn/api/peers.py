@@ -35,7 +35,9 @@ from litestar import Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from datn.api.app import Amount, ApiError, Node, Refusals, submit_checked
+from datn.api.app import Amount, Node, Refusals, submit_checked
+from datn.api.errors import ApiError
+from datn.api.references import Reference, Terms, movement
 from datn.clearing.exposure import exposure, exposure_cap, obligations
 from datn.clearing.quota import PERMILLE, AcceptanceRatio, lock_quota
 from datn.domain import AssetCode
@@ -90,6 +92,9 @@ class BondChange(msgspec.Struct, forbid_unknown_fields=True):
 
     peer: PeerId
     amount: Amount
+    reference: Reference | None = None
+    """Makes a retry safe: the bond request is made once
+    (:mod:`datn.api.references`)."""
 
 
 class BondReceipt(msgspec.Struct, forbid_unknown_fields=True):
@@ -317,6 +322,7 @@ class BondResult(msgspec.Struct):
     status: str
     """``sent`` to the peer, or ``queued`` behind a request it has not answered."""
     bonds: Bonds
+    reference: str | None = None
 
 
 class ReceiptResult(msgspec.Struct):
@@ -712,25 +718,61 @@ async def reinstate_peer(
 @post("/admin/bonds", status_code=201)
 async def post_bond(
     data: JSONBody[BondChange], admin: NamedDependency[bool], node: NamedDependency[Node]
-) -> BondResult:
+) -> Response[BondResult]:
     """Post more bond with a peer: the amount is held from the node's capital
-    until the peer books it (it asks for the money, and the rail pays)."""
+    until the peer books it (it asks for the money, and the rail pays). With
+    a ``reference``, a retry is answered 200 as the first was, and posts
+    nothing more."""
     return await _change_bond(node, data, withdraw=False)
 
 
 @post("/admin/bonds/withdrawals", status_code=201)
 async def withdraw_bond(
     data: JSONBody[BondChange], admin: NamedDependency[bool], node: NamedDependency[Node]
-) -> BondResult:
+) -> Response[BondResult]:
     """Ask a peer for bond back. The peer refuses while this node owes it
     anything, has locks open there or is suspended there."""
     return await _change_bond(node, data, withdraw=True)
 
 
-async def _change_bond(node: Node, data: BondChange, *, withdraw: bool) -> BondResult:
+async def _change_bond(node: Node, data: BondChange, *, withdraw: bool) -> Response[BondResult]:
     core = node.runtime.core
     peer = NodeId(data.peer)
     view = _known(core, peer)
+    kind = "bond_withdrawal" if withdraw else "bond"
+    terms: Terms = {"peer": data.peer, "amount": data.amount}
+    async with movement(node, data.reference, kind, terms) as step:
+        if step.kept is None:
+            _check_bond_change(core, peer, view, data.amount, withdraw)
+            bond_id = view.next_bond_id + 1
+
+            def facts(effects: list[Effect]) -> Terms:
+                sent = any(
+                    type(e) is Send
+                    and e.peer == peer
+                    and type(e.message) is BondRequest
+                    and e.message.bond_id == bond_id
+                    for e in effects
+                )
+                return {"bond_id": bond_id, "status": "sent" if sent else "queued"}
+
+            effects = await submit_checked(
+                node, BondInput(peer, data.amount, withdraw), BOND_REFUSALS, step, facts
+            )
+            made = facts(effects)
+        else:
+            made = step.kept.facts
+    bonds = await node.runtime.read(lambda c: _bonds(c, peer, c.liability.peers[peer]))
+    asset = core.config.clearing.bond_asset
+    bond_id, status = int(made["bond_id"]), str(made["status"])
+    result = BondResult(peer, bond_id, asset, data.amount, withdraw, status, bonds, data.reference)
+    return Response(result, status_code=201 if step.kept is None else 200)
+
+
+def _check_bond_change(
+    core: NodeCore, peer: NodeId, view: PeerClearing, amount: int, withdraw: bool
+) -> None:
+    """Refuse a bond request the peer or the node's capital could not take."""
     asset = core.config.clearing.bond_asset
     pending = [r for r in (view.outgoing, *view.queued) if r is not None]
     if len(pending) >= MAX_PENDING_BOND_REQUESTS:
@@ -741,35 +783,23 @@ async def _change_bond(node: Node, data: BondChange, *, withdraw: bool) -> BondR
         )
     if withdraw:
         withdrawing = sum(r.amount for r in pending if r.withdraw)
-        if data.amount > view.bond_posted - withdrawing:
+        if amount > view.bond_posted - withdrawing:
             raise ApiError(
                 422,
                 "withdraw_beyond_posted",
-                f"{data.amount} is more than the bond posted with {peer} and not being withdrawn",
+                f"{amount} is more than the bond posted with {peer} and not being withdrawn",
                 posted_minor=view.bond_posted,
                 withdrawing_minor=withdrawing,
             )
     else:
         available = core.context.ledger.available(AccountKey(CAPITAL_OWNER, AssetCode(asset)))
-        if data.amount > available:
+        if amount > available:
             raise ApiError(
                 422,
                 "insufficient_capital",
                 f"the node's available {asset} capital is {available}; fund it first",
                 available_minor=available,
             )
-    bond_id = view.next_bond_id + 1
-    effects = await submit_checked(node, BondInput(peer, data.amount, withdraw), BOND_REFUSALS)
-    sent = any(
-        type(e) is Send
-        and e.peer == peer
-        and type(e.message) is BondRequest
-        and e.message.bond_id == bond_id
-        for e in effects
-    )
-    bonds = await node.runtime.read(lambda c: _bonds(c, peer, c.liability.peers[peer]))
-    status = "sent" if sent else "queued"
-    return BondResult(peer, bond_id, asset, data.amount, withdraw, status, bonds)
 
 
 @post("/admin/bonds/receipts", status_code=201)

@@ -73,7 +73,6 @@ from websockets.exceptions import InvalidState
 
 from datn.api.app import (
     MAX_BODY_BYTES,
-    ApiError,
     Node,
     PlaceOrder,
     authenticate,
@@ -85,6 +84,7 @@ from datn.api.app import (
     refusal,
 )
 from datn.api.auth import KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, AuthError
+from datn.api.errors import ApiError
 from datn.api.transport import coalescing, give_place_back
 from datn.protocol.effects import Reply
 from datn.runtime.node import NodeStoppedError

@@ -226,6 +226,19 @@ def _unsave(saved: Any, save: Path | None) -> None:
         save.unlink(missing_ok=True)
 
 
+reference_option = click.option(
+    "--reference",
+    default=None,
+    metavar="REF",
+    help="Name the movement (the rail's transfer id, say): sent again with the same"
+    " REF, it is answered as the first time and made only once.",
+)
+
+
+def _with_reference(body: dict[str, object], reference: str | None) -> dict[str, object]:
+    return body if reference is None else {**body, "reference": reference}
+
+
 def _trader_money(name: str, path: str, help_text: str) -> None:
     """``datn admin NAME TRADER_ID ASSET AMOUNT``: a deposit or a withdrawal."""
 
@@ -233,13 +246,19 @@ def _trader_money(name: str, path: str, help_text: str) -> None:
     @click.argument("trader_id")
     @click.argument("asset")
     @click.argument("amount", type=int)
+    @reference_option
     @json_option
     @click.pass_obj
     def command(
-        client: AdminClient, trader_id: str, asset: str, amount: int, as_json: bool
+        client: AdminClient,
+        trader_id: str,
+        asset: str,
+        amount: int,
+        reference: str | None,
+        as_json: bool,
     ) -> None:
         body = {"trader_id": trader_id, "asset": asset, "amount": amount}
-        _show(_request(client, "POST", path, body), as_json)
+        _show(_request(client, "POST", path, _with_reference(body, reference)), as_json)
 
 
 _trader_money(
@@ -257,11 +276,15 @@ _trader_money(
 @admin.command()
 @click.argument("asset")
 @click.argument("amount", type=int)
+@reference_option
 @json_option
 @click.pass_obj
-def fund(client: AdminClient, asset: str, amount: int, as_json: bool) -> None:
+def fund(
+    client: AdminClient, asset: str, amount: int, reference: str | None, as_json: bool
+) -> None:
     """Add AMOUNT of ASSET to the node's own capital."""
-    _show(_request(client, "POST", "/admin/fund", {"asset": asset, "amount": amount}), as_json)
+    body = _with_reference({"asset": asset, "amount": amount}, reference)
+    _show(_request(client, "POST", "/admin/fund", body), as_json)
 
 
 @admin.command()
@@ -411,22 +434,30 @@ BOND_COLUMNS = ["peer", "bond_id", "asset", "amount", "withdraw", "status"]
 @bond.command("post")
 @click.argument("peer")
 @click.argument("amount", type=int)
+@reference_option
 @json_option
 @click.pass_obj
-def bond_post(client: AdminClient, peer: str, amount: int, as_json: bool) -> None:
+def bond_post(
+    client: AdminClient, peer: str, amount: int, reference: str | None, as_json: bool
+) -> None:
     """Post AMOUNT more bond (minor units of the bond asset) with PEER, from
     the node's capital (`datn admin fund`)."""
-    _show(_admin_call(lambda: client.post_bond(peer, amount)), as_json, BOND_COLUMNS)
+    answer = _admin_call(lambda: client.post_bond(peer, amount, reference))
+    _show(answer, as_json, BOND_COLUMNS)
 
 
 @bond.command("withdraw")
 @click.argument("peer")
 @click.argument("amount", type=int)
+@reference_option
 @json_option
 @click.pass_obj
-def bond_withdraw(client: AdminClient, peer: str, amount: int, as_json: bool) -> None:
+def bond_withdraw(
+    client: AdminClient, peer: str, amount: int, reference: str | None, as_json: bool
+) -> None:
     """Ask PEER for AMOUNT of the bond posted with it back."""
-    _show(_admin_call(lambda: client.withdraw_bond(peer, amount)), as_json, BOND_COLUMNS)
+    answer = _admin_call(lambda: client.withdraw_bond(peer, amount, reference))
+    _show(answer, as_json, BOND_COLUMNS)
 
 
 @bond.command("confirm")

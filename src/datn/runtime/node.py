@@ -86,7 +86,7 @@ from datn.protocol.effects import (
 from datn.protocol.node import NodeCore, Recovered
 from datn.runtime.history import History
 from datn.runtime.snapshots import SnapshotWorker
-from datn.store import Commit, EvidenceRecord, Store, Stored, StoreError
+from datn.store import Commit, EvidenceRecord, LedgerRecord, Store, Stored, StoreError
 from datn.wire import JournalError, encode_entry, encode_snapshot, recover_node
 
 T = TypeVar("T")
@@ -405,10 +405,17 @@ class NodeRuntime:
 
     # ------------------------------------------------------------ intake
 
-    async def submit(self, event: Input, evidence: EvidenceRecord | None = None) -> list[Effect]:
+    async def submit(
+        self,
+        event: Input,
+        evidence: EvidenceRecord | None = None,
+        keep: Callable[[list[Effect]], LedgerRecord | None] | None = None,
+    ) -> list[Effect]:
         """Apply ``event``; its effects (journal entries left out) once its
         journal entry is durable and they have been released. ``evidence``
-        (a trader's signed request) is stored in the same transaction."""
+        (a trader's signed request) is stored in the same transaction, and
+        so is what ``keep`` makes of the effects (an operator's movement
+        under its reference), called as soon as the core has applied it."""
         if self.failure is not None or self._closing:
             raise NodeStoppedError(self.failure)
         now = self.clock.now()
@@ -432,6 +439,14 @@ class NodeRuntime:
                 raise NodeStoppedError(error) from error
         if evidence is not None:
             self._pending.commit.evidence.append(evidence)
+        if keep is not None:
+            try:
+                kept = keep(effects)
+            except Exception as error:
+                self._stop(error, "the record of an input could not be built")
+                raise NodeStoppedError(error) from error
+            if kept is not None:
+                self._pending.commit.ledger.append(kept)
         if type(event) is TickInput:
             # The next tick is set now, not once this one is durable: the
             # core's timers (heartbeats among them) keep their times while
