@@ -466,6 +466,12 @@ def test_calls_without_the_operators_token_get_401_and_change_nothing(tmp_path: 
                 "/admin/bonds/receipts",
                 {"peer": PEER, "bond_id": 1, "asset": "USD", "amount": 1},
             ),
+            # A body the API would refuse is still refused for the token
+            # first: a caller without it learns nothing of what one holds.
+            ("POST", "/admin/deposits", {"trader_id": "t", "asset": "USD", "amount": "1"}),
+            ("POST", "/admin/fund", {"asset": "USD", "amount": -1, "extra": 1}),
+            ("POST", "/admin/bonds", {"peer": "not a peer"}),
+            ("GET", "/admin/ledger?owner_prefix=" + "x" * 300, None),
         ]
         for authorization in (None, "Bearer wrong", "Basic b3BlcmF0b3I="):
             headers = {} if authorization is None else {"authorization": authorization}

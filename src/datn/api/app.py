@@ -1086,6 +1086,13 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
             raise ApiError(401, error.code, error.message) from None
         return True
 
+    async def admin_first(request: Request[Any, Any, Any]) -> None:
+        """The operator's token before anything else of the request: a
+        caller without it learns nothing of what a body must hold."""
+        if "admin" in request.route_handler.parsed_fn_signature.parameters:
+            await provide_admin(request)
+        await strict_inputs(request)
+
     @post("/admin/traders", status_code=201)
     async def create_trader(
         data: JSONBody[NewTrader], admin: NamedDependency[bool], node: NamedDependency[Node]
@@ -1311,7 +1318,7 @@ def admin_app(node: Node, token_digest: bytes) -> Litestar:
         ],
         dependencies={"node": Provide(provide_node), "admin": Provide(provide_admin)},
         exception_handlers=_HANDLERS,
-        before_request=strict_inputs,
+        before_request=admin_first,
         after_request=json_not_found,
         request_max_body_size=MAX_BODY_BYTES,
         openapi_config=OpenAPIConfig(title="datn node: operator's API", version="1"),
