@@ -1063,3 +1063,105 @@ def test_a_peer_acknowledging_part_of_a_stored_frame_is_still_sent_the_rest() ->
 
 
 assert REPLAY_WINDOW >= 40  # the acknowledgement test's frames fit in the window
+
+
+def test_a_peer_that_floods_is_read_at_its_message_budget_and_others_are_served() -> None:
+    rate, size, count = 2_000, MAX_BATCH_ENVELOPES, 16
+
+    async def scenario() -> None:
+        async with node(LinkSettings(inbound_per_second=rate)) as n:
+            ws = await dial_as(n.address, HOSTILE)
+            frames = [
+                probes(HOSTILE, range(1 + i * size, 1 + (i + 1) * size)) for i in range(count)
+            ]
+            started = time.monotonic()
+
+            async def flood() -> None:
+                for frame in frames:
+                    await ws.send(frame)
+
+            flooding = asyncio.create_task(flood())
+            await asyncio.sleep(0.5)
+            # Another peer's frame is taken in at once, the flood meanwhile.
+            honest = await dial_as(n.address, HONEST)
+            sent = time.monotonic()
+            await honest.send(probes(HONEST, range(1, 5)))
+            await until(lambda: n.links.status(HONEST.node_id)["received_seq"] == 4)
+            assert time.monotonic() - sent < 1.0
+            await until(lambda: n.links.counters["frames_received"] >= 4, 30)
+            taken = (n.links.counters["frames_received"] - 1) * size
+            elapsed = time.monotonic() - started
+            # A second's worth saved, then the budget's rate: 8,192 messages
+            # take about three seconds, not the milliseconds they take unthrottled.
+            assert taken <= rate + rate * elapsed + size, (taken, elapsed)
+            assert n.links.counters["inbound_throttled"] > 0
+            flooding.cancel()
+            await ws.close()
+            await honest.close()
+
+    run(scenario)
+
+
+class SlowStore(Reopened):
+    """A store whose every commit takes 20 ms: a disk slower than the core."""
+
+    def commit(self, commit: Commit) -> int:
+        time.sleep(0.02)
+        return super().commit(commit)
+
+    def commit_if_free(self, commit: Commit) -> int | None:
+        return None
+
+
+def test_what_a_peer_makes_the_node_hold_before_the_disk_is_bounded() -> None:
+    size, count = MAX_BATCH_ENVELOPES, 24
+    bound = 2 * size
+
+    async def scenario() -> None:
+        settings = LinkSettings(inbound_per_second=1_000_000, max_inbound_pending=bound)
+        async with node(settings, SlowStore()) as n:
+            ws = await dial_as(n.address, HOSTILE)
+            most = [0]
+
+            async def watch() -> None:
+                while True:
+                    inbound = n.links._in.get(HOSTILE.node_id)
+                    if inbound is not None:
+                        most[0] = max(most[0], inbound.pending_messages)
+                    await asyncio.sleep(0)
+
+            watcher = asyncio.create_task(watch())
+            for i in range(count):
+                await ws.send(probes(HOSTILE, range(1 + i * size, 1 + (i + 1) * size)))
+            await until(lambda: n.links.status(HOSTILE.node_id)["received_seq"] == count * size, 30)
+            watcher.cancel()
+            await ws.close()
+            # Frames are read on only once what is applied and not yet
+            # durable is within the bound (and the frame that passed it).
+            assert 0 < most[0] <= bound + size, most
+
+    run(scenario)
+
+
+def test_a_frame_is_kept_as_evidence_at_the_node_s_time_whatever_its_stamps() -> None:
+    async def scenario() -> None:
+        store = MemoryStore()
+        async with node(store=store) as n:
+            ws = await dial_as(n.address, HOSTILE)
+            now = int(time.time() * 1_000)
+            far = Hlc(MAX_INT64 >> 1, 0)
+            envelopes = (
+                Envelope(
+                    HOSTILE.node_id, NODE.node_id, 1, Hlc(now, 0), BondRequest(1, "USD", 7, False)
+                ),
+                Envelope(HOSTILE.node_id, NODE.node_id, 2, far, Heartbeat(1, None, now, 0)),
+            )
+            await ws.send(seal(HOSTILE, Batch(HOSTILE.node_id, NODE.node_id, envelopes)))
+            await until(lambda: n.links.status(HOSTILE.node_id)["received_seq"] == 2)
+            await ws.close()
+            await n.runtime.read(lambda _core: None)
+            kept = store.evidence(HOSTILE.node_id, now - 60_000, now + 60_000)
+            received = [record for record in kept if record.kind == "received"]
+            assert len(received) == 1 and abs(received[0].at_ms - now) < 10_000
+
+    run(scenario)

@@ -98,6 +98,7 @@ def test_core_settings_are_read_into_the_node_config() -> None:
         ({"node__storage": ""}, "node.storage", "non-empty string"),
         ({"node__event_loop": "trio"}, "node.event_loop", "one of uvloop, asyncio, not 'trio'"),
         ({"node__commit_delay_us": 20_000}, "node.commit_delay_us", "from 0 to 10,000"),
+        ({"net__peer_messages_per_second": 10}, "net.peer_messages_per_second", "from 100 to"),
         ({"core__risk__listed_products": ["x"]}, "core.risk.listed_products", "not a setting"),
         (
             {"core__collection_window_ms": 500, "core__lock_ttl_ms": 400},

@@ -181,7 +181,8 @@ def render(
             "datn_link_events_total",
             "counter",
             "Peer links: frames sent, resent, received and duplicated, links opened and "
-            "closed, and what peers sent that was refused (frame:CODE, handshake:CODE, ack:CODE).",
+            "closed, frames read late for a peer over its message budget (inbound_throttled), "
+            "and what peers sent that was refused (frame:CODE, handshake:CODE, ack:CODE).",
             [(f'{{name="{name}"}}', count) for name, count in sorted(links.items())],
         )
     if link_gauges:

@@ -347,7 +347,9 @@ async def run_node(
     history = history_of(store)
     # The links come first: the runtime's first commit (the restart's own
     # messages) already numbers frames after the ones the store kept.
-    link_settings = LinkSettings(resend_ms=settings.resend_ms)
+    link_settings = LinkSettings(
+        resend_ms=settings.resend_ms, inbound_per_second=settings.peer_messages_per_second
+    )
     links = PeerLinks(
         identity.key,
         await loop.run_in_executor(None, store.links, link_settings.max_held_frames),

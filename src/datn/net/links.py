@@ -48,7 +48,8 @@ import logging
 import os
 import random
 import socket
-from collections import Counter, OrderedDict
+import time
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
@@ -193,7 +194,23 @@ class LinkSettings:
     each, so ``max_held_frames`` alone would let a link hold 128 MiB. The
     oldest frame is held whatever its size, so that a link always moves."""
 
+    inbound_per_second: int = 10_000
+    """Messages a peer's frames may bring in a second, on average (with a
+    second's worth saved for a burst): beyond it, the node reads the
+    peer's next frame only when the budget allows, so the link's socket
+    pushes back on the sender. A peer cannot make the node journal, and
+    spend its core on, more than this, however fast it sends."""
+    max_inbound_pending: int = 2 * MAX_BATCH_ENVELOPES
+    """Messages of a peer's frames applied but not yet durable: beyond it,
+    the node reads the peer's next frame once the oldest are durable, so
+    what a peer's frames make the node hold in memory is bounded by this,
+    not by how far the core runs ahead of the disk."""
+
     def __post_init__(self) -> None:
+        if self.inbound_per_second < 1:
+            raise ValueError(f"inbound_per_second is at least 1, not {self.inbound_per_second}")
+        if self.max_inbound_pending < 1:
+            raise ValueError(f"max_inbound_pending is at least 1, not {self.max_inbound_pending}")
         if self.max_held_frames < 1:
             raise ValueError(f"max_held_frames is at least 1, not {self.max_held_frames}")
         if self.max_held_bytes < 1:
@@ -423,6 +440,12 @@ class _Inbound:
     """A delayed acknowledgement, scheduled."""
     acked_upto: int = 0
     """The contiguous sequence number the last acknowledgement sent stated."""
+    spent_ns: int = 0
+    """How far the peer's messages have spent its budget, as a monotonic
+    time (see :attr:`LinkSettings.inbound_per_second`)."""
+    pending: deque[tuple[asyncio.Future[Any], int]] = field(default_factory=deque)
+    """Frames applied but not yet durable, oldest first, with their messages."""
+    pending_messages: int = 0
 
 
 _NEWS: Final = frozenset({Advert, TradePrint, Heartbeat})
@@ -1143,7 +1166,11 @@ class PeerLinks:
             await connection.send(handshake.welcome(self.key, proof, inbound.durable))
             applied = read = checked = 0
             async for frame in connection:
-                applied += self._on_frame(inbound, connection, frame)
+                taken = self._on_frame(inbound, connection, frame)
+                if taken and await self._hold_back(inbound, taken):
+                    applied = read = checked = 0
+                    continue
+                applied += taken
                 read += len(frame)
                 checked += 1
                 if (
@@ -1169,6 +1196,42 @@ class PeerLinks:
         finally:
             if inbound.connection is connection:
                 inbound.connection = None
+
+    async def _hold_back(self, inbound: _Inbound, taken: int) -> bool:
+        """Spend ``taken`` messages of the peer's budget, and wait before its
+        next frame is read while the budget is spent or too many of its
+        messages wait for the disk; whether it waited (the loop turned)."""
+        settings = self.settings
+        # The budget as a virtual time (a generic cell rate algorithm): each
+        # message moves it on by 1/rate of a second, and it may run up to a
+        # second behind the clock (the burst). Ahead of the clock, the node
+        # waits until the clock catches up before it reads on.
+        now = time.monotonic_ns()
+        cost = 1_000_000_000 // settings.inbound_per_second
+        spent = inbound.spent_ns = max(inbound.spent_ns, now - 1_000_000_000) + taken * cost
+        waited = False
+        if spent > now:
+            self.counters["inbound_throttled"] += 1
+            if self.counters["inbound_throttled"] % 1_000 == 1:
+                log.warning(
+                    "%s sends more than %d messages a second: its frames are read"
+                    " more slowly (inbound_throttled)",
+                    inbound.peer[:16],
+                    settings.inbound_per_second,
+                )
+            await asyncio.sleep((spent - now) / 1_000_000_000)
+            waited = True
+        pending = inbound.pending
+        while pending and (
+            pending[0][0].done() or inbound.pending_messages > settings.max_inbound_pending
+        ):
+            future, messages = pending[0]
+            if not future.done():
+                await asyncio.wait((future,))
+                waited = True
+            pending.popleft()
+            inbound.pending_messages -= messages
+        return waited
 
     def _on_frame(self, inbound: _Inbound, connection: ServerConnection, data: Any) -> int:
         """Check and take in one frame; how many messages it applied."""
@@ -1204,7 +1267,10 @@ class PeerLinks:
         self.counters["frames_received"] += 1
         durable = _window(window)
         evidence = any(is_evidence(e.message) for e in batch.envelopes)
-        at_ms = batch.envelopes[-1].sent.wall_ms
+        # Filed under this node's own clock at receipt: the stamps in the
+        # frame are the peer's to choose, and one far in the future would
+        # keep the frame out of every export by period.
+        at_ms = time.time_ns() // 1_000_000
 
         def note(commit: Commit) -> None:
             commit.windows[peer] = InboundWindow(peer, durable.contiguous, durable.above)
@@ -1229,6 +1295,8 @@ class PeerLinks:
             )
 
         future.add_done_callback(kept)
+        inbound.pending.append((future, len(events)))
+        inbound.pending_messages += len(events)
         return len(events)
 
     def _ack(

@@ -122,6 +122,10 @@ class NodeSettings:
     commit_delay_us: int = 500
     """How long a commit under load waits for more inputs to share it (see
     :mod:`datn.runtime.node`); 0: never."""
+    peer_messages_per_second: int = 10_000
+    """Messages one peer's frames may bring in a second (a second's worth
+    saved for a burst); beyond it the node reads that peer's frames more
+    slowly."""
 
     def genesis(self, identity: Identity) -> Genesis:
         """The node's genesis: its id from its key, its rules and products."""
@@ -230,7 +234,7 @@ def settings_from(table: Mapping[str, Any], folder: Path) -> NodeSettings:
     core = _dataclass(NodeConfig, _table(table, "core"), "core", {"risk": RiskConfig(None)})
     _check_bond_currency(core.clearing.bond_asset, products)
     net = _table(table, "net")
-    _known(net, {"listen", "resend_ms"}, "net")
+    _known(net, {"listen", "resend_ms", "peer_messages_per_second"}, "net")
     peers = tuple(
         _peer(entry, f"peers[{index}]") for index, entry in enumerate(_array(table, "peers"))
     )
@@ -262,6 +266,7 @@ def settings_from(table: Mapping[str, Any], folder: Path) -> NodeSettings:
         _integer(api, "max_connections", "api", 10_000, 1, 1_000_000),
         _integer(api, "max_connections_per_address", "api", 512, 1, 1_000_000),
         _integer(node, "commit_delay_us", "node", 500, 0, 10_000),
+        _integer(net, "peer_messages_per_second", "net", 10_000, 100, 1_000_000),
     )
 
 
@@ -638,6 +643,11 @@ max_connections_per_address = 512
 listen = "127.0.0.1:8482"
 # A frame a peer has not acknowledged after this long is sent again.
 resend_ms = 500
+# Messages one peer may bring in a second (a second's worth saved for a
+# burst): beyond it, that peer's frames are read more slowly, so a peer
+# that floods cannot take the node's core, disk or memory from its traders
+# and other peers. Each message a peer sends is journaled.
+peer_messages_per_second = 10000
 
 # The peers this node links with: one [[peers]] table each. The operator
 # can also add peers to a running node (`datn admin add-peer`). Each peer
