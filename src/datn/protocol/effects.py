@@ -40,7 +40,7 @@ class Genesis(Value, frozen=True):
 # --------------------------------------------------------------- inputs
 
 
-CORE_LOGIC_VERSION: Final = 5
+CORE_LOGIC_VERSION: Final = 6
 """The version of how the core handles its inputs. Replay must give the
 state the node had when it ran, so each genesis and restart entry records
 the version of the logic that ran from it on, the core keeps it in its
@@ -60,7 +60,12 @@ its latest snapshot) that this code cannot replay so: see
 4. A FOK order's next round asks again the holders whose offers it gave
    back for want of the rest, beside the others it asks.
 5. An offer of a lock id the originator already has accepted, in doubt or
-   unsettled with that holder is dropped, not taken as a second trade."""
+   unsettled with that holder is dropped, not taken as a second trade.
+6. A holder that refuses a bond request after it was paid is suspended for
+   it, and the money is booked as posted with it; a bond is not given back
+   while trades it backs are unsettled; a peer suspended for a violation or
+   on notices still settles, and is declared in default past the deadline;
+   a settled statement clears other peers' notices of the peer's default."""
 
 OLDEST_REPLAYED_LOGIC_VERSION: Final = 1
 """The oldest core logic this code replays as it ran. Raised when the

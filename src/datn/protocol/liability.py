@@ -81,6 +81,7 @@ BOND_REASONS: Final = frozenset(
         "bad_sequence",
         "suspended",
         "receipt_mismatch",
+        "unsettled",
     }
 )
 STATEMENT_LOCKS: Final = 4_096
@@ -348,6 +349,10 @@ class Liability:
                 return "locks_open"
             if self.marked(peer) < 0:
                 return "owing"
+            if view.unsettled and self.context.logic_version >= 6:
+                # A position marked at nothing owed now may owe tomorrow: the
+                # bond stays while trades it backs are not settled.
+                return "unsettled"
         return ""
 
     def on_bond_received(
@@ -433,7 +438,19 @@ class Liability:
         view.outgoing = None
         self._bonding.discard(sender)
         hold = None if request.withdraw else self._bond_hold(sender, request.bond_id)
-        if message.reason:
+        if (
+            message.reason
+            and message.reason != "receipt_mismatch"
+            and view.outgoing_paid
+            and context.logic_version >= 6
+        ):
+            # The peer asked for the money, was paid, and then refused: only
+            # a returned payment (receipt_mismatch) ends a paid request so.
+            # The money is with the peer: booked as posted with it, and the
+            # peer is suspended on its signed answer.
+            self._book_posted(sender, view, request, hold)
+            self.violation(sender, "bond_refused_after_payment", (message,), now, out)
+        elif message.reason:
             if hold is not None:
                 context.ledger.release_hold(hold)
             context.count(f"bond_refused_by_peer:{known_reason(message.reason, BOND_REASONS)}")
@@ -571,7 +588,7 @@ class Liability:
             overdue = now.mono_ms - clearing.settlement_deadline_ms
             for peer in sorted(self._trading):
                 view = self.peers[peer]
-                if view.suspended:
+                if not self._settles(view):
                     continue
                 if min(view.unsettled_at.values()) <= overdue:
                     self._declare_default(peer, view, now, out)
@@ -594,7 +611,7 @@ class Liability:
             view = self.peers[peer]
             if (
                 view.proposal is not None
-                and not view.suspended
+                and self._settles(view)
                 and now.mono_ms >= view.proposal_resend_mono_ms
             ):
                 context.send(peer, view.proposal, now, out)
@@ -617,7 +634,7 @@ class Liability:
         mine, reason = reproduce(statement, context.node_id, view.unsettled)
         if statement.low != sender or statement.cycle <= view.cycle:
             mine, reason = None, "out_of_turn"
-        elif view.suspended:
+        elif not self._settles(view):
             mine, reason = None, "suspended"
         elif not statement.lock_ids:
             mine, reason = None, "empty"
@@ -652,7 +669,7 @@ class Liability:
             reason = known_reason(message.reason or "hash", STATEMENT_REASONS)
             self.context.count(f"statements_mismatched:{reason}")
             return
-        if view.suspended:
+        if not self._settles(view):
             # Suspended while the proposal was out: under an open default
             # claim nothing is settled until the operator reinstates the peer.
             self.context.count("statements_answered_while_suspended")
@@ -683,9 +700,27 @@ class Liability:
         if postings:
             ledger.post(Entry(EntryId(f"settle:{peer}:{cycle}"), tuple(postings)))
         view.settled += 1
+        if self.context.logic_version >= 6:
+            # The peer settles with this node: other peers' notices of its
+            # default, older than this, are no longer news (a notice counts
+            # towards suspending it only until then).
+            view.witnesses.clear()
         self.context.count("statements_settled")
         assert self.holder is not None
         self.holder.settled(lock_ids)
+
+    def _settles(self, view: PeerClearing) -> bool:
+        """Whether this node settles with the peer of ``view``: not while it
+        holds the peer in default (its bond claimed, its loss booked). From
+        core logic 6 a peer suspended for a violation or on other peers'
+        notices still settles what it traded, and is declared in default if
+        it does not; before, any suspension stopped settlement, so that a
+        hostile peer could dodge its default by a violation, and one
+        suspended on notices alone was driven into declaring this node in
+        default."""
+        if self.context.logic_version >= 6:
+            return view.suspended != "default"
+        return not view.suspended
 
     def settling(self) -> bool:
         """True while a proposed statement waits for its answer."""
@@ -725,7 +760,10 @@ class Liability:
             )
         view.open_defaults.append(DefaultRecord(number, claimed, loss))
         view.proposal = None
-        self.suspend(peer, "default", now, out)
+        if view.suspended and self.context.logic_version >= 6:
+            view.suspended = "default"  # its locks ended when it was suspended
+        else:
+            self.suspend(peer, "default", now, out)
         self.context.count("defaults_declared")
         notice = DefaultNotice(peer, claimed, loss)
         for other in self.peers:
@@ -824,7 +862,7 @@ class Liability:
             times.append(self._next_settlement_mono_ms)
         for peer in self._trading:
             view = peers[peer]
-            if view.proposal is not None and not view.suspended:
+            if view.proposal is not None and self._settles(view):
                 times.append(view.proposal_resend_mono_ms)
         return min(times) if times else None
 
