@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from harness import CONFIG, XYZ, A, B, C, Net
 
+from datn.clearing.exposure import exposure
 from datn.domain import USD, Side, TimeInForce
 from datn.ledger import AccountKey
 from datn.protocol.clock import Hlc
@@ -137,8 +138,8 @@ def past_deadline(net: Net, node: NodeCore) -> None:
 
 
 def owing_then_violating(logic_version: int) -> tuple[Net, NodeCore]:
-    """A owes B 400,000 (marked) against a bond of 100,000; before the
-    deadline it confirms one of B's acceptances on other terms."""
+    """A sells into B's trader's bid far below the mark and owes B on it;
+    before the deadline it confirms one of B's acceptances on other terms."""
     net = Net(CONFIG, bonds=False)
     a, b = net.nodes[A], net.nodes[B]
     b.context.logic_version = logic_version
@@ -156,7 +157,9 @@ def owing_then_violating(logic_version: int) -> tuple[Net, NodeCore]:
     ]
     for offer in offers.offers:
         b.receive(A, net.stamp(A), Acceptance(offer.lock_id, offer.quantity_lots), net.now())
-    assert b.liability.marked(A) == -400_000
+    # Within the cap under version 6 (the lock counted at what A may come
+    # to owe through it), four times it before.
+    assert b.liability.marked(A) == (-100_000 if logic_version >= 6 else -400_000)
     stamp = Hlc(net.now().wall_ms, 0)
     b.receive(A, net.stamp(A), Advert(1, XYZ.product_id, Side.BUY, 5_000, 1, stamp, 1), net.now())
     net.wire.clear()
@@ -275,3 +278,38 @@ def test_under_core_logic_version_5_the_notices_drove_b_to_declare_a_in_default(
     assert a.liability.peers[B].suspended == "notices"
     run_cycles(net, deadline)
     assert b.liability.peers[A].suspended == "default"
+
+
+def sold_into_a_low_bid(logic_version: int) -> tuple[int, int]:
+    """A (bond 100,000 at B) sells into B's trader's bid at 1,000 while the
+    mark is 5,000, and takes every lot B offers: the lots B locked, and B's
+    exposure to A after, against a cap of 100,000."""
+    net = Net(CONFIG, bonds=False)
+    a, b = net.nodes[A], net.nodes[B]
+    b.context.logic_version = logic_version
+    for node in (a, b):
+        net.apply(node.node_id, node.fund(USD.code, 10**9, net.now()))
+    net.apply(A, a.post_bond(B, BOND, net.now()))
+    net.deliver()
+    net.place(B, Side.BUY, 1_000, 1_000, "low bid")
+    net.deliver()
+    sell = OrderBroadcast(77, 1, XYZ.product_id, Side.SELL, 1_000, 1_000, False)
+    effects = b.receive(A, net.stamp(A), sell, net.now())
+    (offers,) = [
+        e.message for e in effects if isinstance(e, Send) and isinstance(e.message, PotentialTrades)
+    ]
+    for offer in offers.offers:
+        b.receive(A, net.stamp(A), Acceptance(offer.lock_id, offer.quantity_lots), net.now())
+    lots = sum(offer.quantity_lots for offer in offers.offers)
+    return lots, exposure(b.liability.marked(A), b.holder.open_for(A)[0])
+
+
+def test_a_sale_into_a_bid_far_below_the_mark_stays_within_the_cap() -> None:
+    lots, exposed = sold_into_a_low_bid(6)
+    # Each lot may come to cost 4,000 (the mark 5,000 against the price).
+    assert lots == 25 and exposed == 100_000
+
+
+def test_under_core_logic_version_5_the_sale_took_the_exposure_past_the_cap() -> None:
+    lots, exposed = sold_into_a_low_bid(5)
+    assert lots == 100 and exposed == 400_000

@@ -65,7 +65,10 @@ its latest snapshot) that this code cannot replay so: see
    it, and the money is booked as posted with it; a bond is not given back
    while trades it backs are unsettled; a peer suspended for a violation or
    on notices still settles, and is declared in default past the deadline;
-   a settled statement clears other peers' notices of the peer's default."""
+   a settled statement clears other peers' notices of the peer's default;
+   a lock counts against the holder's cap and quota at what the originator
+   may come to owe through it (the mark against the price, for a sale into
+   a bid far below the mark), not at its price alone."""
 
 OLDEST_REPLAYED_LOGIC_VERSION: Final = 1
 """The oldest core logic this code replays as it ran. Raised when the

@@ -176,11 +176,24 @@ class Holder:
             limited, lockable = binding, []
         offered = 0
         ttl_ms = context.config.lock_ttl_ms
+        mark_per_lot = 0
+        if message.side is Side.SELL and context.logic_version >= 6:
+            # The originator sells into this node's bids: through such a lock
+            # it comes to owe the lots, worth the mark each, against the
+            # price; below half the mark that is more than the price itself.
+            mark = context.marks.mark(message.product_id, originator)
+            if mark is not None:
+                mark_per_lot = product.notional_minor(1, mark)
         for order_id, price, wanted in lockable:
             if count_left <= 0:
                 limited = "lock_quota"
                 break
-            per_lot = product.notional_minor(1, price)
+            # A lock counts against the cap and the quota at what the
+            # originator may come to owe through it (core logic 6; before,
+            # at its price, which let a sale into a bid far below the mark
+            # take the exposure past the cap).
+            at_price = product.notional_minor(1, price)
+            per_lot = max(at_price, mark_per_lot - at_price)
             lots = min(wanted, notional_left // per_lot)
             if lots < wanted:
                 limited = binding
