@@ -137,16 +137,17 @@ def past_deadline(net: Net, node: NodeCore) -> None:
     net.wire.clear()
 
 
-def owing_then_violating(logic_version: int) -> tuple[Net, NodeCore]:
-    """A sells into B's trader's bid far below the mark and owes B on it;
-    before the deadline it confirms one of B's acceptances on other terms."""
+def sell_into_a_low_bid(logic_version: int, *, both_bonded: bool = False) -> tuple[Net, int]:
+    """A (bond 100,000 at B) sells into B's trader's bid at 1,000 while the
+    mark is 5,000, and takes every lot B offers: how many."""
     net = Net(CONFIG, bonds=False)
     a, b = net.nodes[A], net.nodes[B]
     b.context.logic_version = logic_version
     for node in (a, b):
         net.apply(node.node_id, node.fund(USD.code, 10**9, net.now()))
     net.apply(A, a.post_bond(B, BOND, net.now()))
-    net.apply(B, b.post_bond(A, BOND, net.now()))
+    if both_bonded:
+        net.apply(B, b.post_bond(A, BOND, net.now()))
     net.deliver()
     net.place(B, Side.BUY, 1_000, 1_000, "low bid")
     net.deliver()
@@ -157,6 +158,14 @@ def owing_then_violating(logic_version: int) -> tuple[Net, NodeCore]:
     ]
     for offer in offers.offers:
         b.receive(A, net.stamp(A), Acceptance(offer.lock_id, offer.quantity_lots), net.now())
+    return net, sum(offer.quantity_lots for offer in offers.offers)
+
+
+def owing_then_violating(logic_version: int) -> tuple[Net, NodeCore]:
+    """A sells into B's trader's bid far below the mark and owes B on it;
+    before the deadline it confirms one of B's acceptances on other terms."""
+    net, _lots = sell_into_a_low_bid(logic_version, both_bonded=True)
+    b = net.nodes[B]
     # Within the cap under version 6 (the lock counted at what A may come
     # to owe through it), four times it before.
     assert b.liability.marked(A) == (-100_000 if logic_version >= 6 else -400_000)
@@ -281,26 +290,10 @@ def test_under_core_logic_version_5_the_notices_drove_b_to_declare_a_in_default(
 
 
 def sold_into_a_low_bid(logic_version: int) -> tuple[int, int]:
-    """A (bond 100,000 at B) sells into B's trader's bid at 1,000 while the
-    mark is 5,000, and takes every lot B offers: the lots B locked, and B's
-    exposure to A after, against a cap of 100,000."""
-    net = Net(CONFIG, bonds=False)
-    a, b = net.nodes[A], net.nodes[B]
-    b.context.logic_version = logic_version
-    for node in (a, b):
-        net.apply(node.node_id, node.fund(USD.code, 10**9, net.now()))
-    net.apply(A, a.post_bond(B, BOND, net.now()))
-    net.deliver()
-    net.place(B, Side.BUY, 1_000, 1_000, "low bid")
-    net.deliver()
-    sell = OrderBroadcast(77, 1, XYZ.product_id, Side.SELL, 1_000, 1_000, False)
-    effects = b.receive(A, net.stamp(A), sell, net.now())
-    (offers,) = [
-        e.message for e in effects if isinstance(e, Send) and isinstance(e.message, PotentialTrades)
-    ]
-    for offer in offers.offers:
-        b.receive(A, net.stamp(A), Acceptance(offer.lock_id, offer.quantity_lots), net.now())
-    lots = sum(offer.quantity_lots for offer in offers.offers)
+    """The lots B locked for A's sale, and B's exposure to A after, against
+    a cap of 100,000."""
+    net, lots = sell_into_a_low_bid(logic_version)
+    b = net.nodes[B]
     return lots, exposure(b.liability.marked(A), b.holder.open_for(A)[0])
 
 
