@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from harness import CONFIG, XYZ, A, B, C, Net
+from test_bonds import clearing, cycle, make_net, post, rest, trade, usd
 
 from datn.clearing.exposure import exposure
 from datn.domain import USD, Side, TimeInForce
@@ -27,6 +28,7 @@ from datn.protocol.messages import (
     Offer,
     OrderBroadcast,
     PotentialTrades,
+    StatementAnswer,
     TradePrint,
 )
 from datn.protocol.node import NodeCore
@@ -306,3 +308,45 @@ def test_a_sale_into_a_bid_far_below_the_mark_stays_within_the_cap() -> None:
 def test_under_core_logic_version_5_the_sale_took_the_exposure_past_the_cap() -> None:
     lots, exposed = sold_into_a_low_bid(5)
     assert lots == 100 and exposed == 400_000
+
+
+def split_by_a_lost_answer(logic_version: int) -> Net:
+    """A (the lower id) proposes cycle 1 with T1; B settles it, and its
+    answer is lost. T2 trades. Every answer is lost past the deadline, so
+    each declares the other in default; both operators reinstate."""
+    net = make_net()
+    for node in net.nodes.values():
+        node.context.logic_version = logic_version
+    post(net, A, 1_000_000)
+    post(net, B, 1_000_000)
+    rest(net, B, Side.SELL, 3, 5_000, "s1")
+    trade(net, A, Side.BUY, 3, 5_000, "b1")
+    clearing_config = net.nodes[A].config.clearing
+    cycle(net)
+    net.deliver(keep=StatementAnswer)
+    rest(net, B, Side.BUY, 1, 5_000, "b2")
+    trade(net, A, Side.SELL, 1, 5_000, "s2")
+    for _ in range(
+        clearing_config.settlement_deadline_ms // clearing_config.settlement_cycle_ms + 2
+    ):
+        cycle(net)
+        net.deliver(keep=StatementAnswer)
+    assert clearing(net, A).suspended == "default" and clearing(net, B).suspended == "default"
+    net.apply(A, net.nodes[A].reinstate(B, net.now()))
+    net.apply(B, net.nodes[B].reinstate(A, net.now()))
+    for _ in range(30):
+        cycle(net)
+        net.deliver()
+    return net
+
+
+def test_a_pair_split_by_a_lost_answer_heals_after_a_default() -> None:
+    net = split_by_a_lost_answer(6)
+    assert not clearing(net, A).unsettled and not clearing(net, B).unsettled
+    assert usd(net, A, "rail:b") == -usd(net, B, "rail:a") != 0
+
+
+def test_under_core_logic_version_5_the_pair_never_mirrored_again() -> None:
+    net = split_by_a_lost_answer(5)
+    assert clearing(net, A).unsettled
+    assert usd(net, A, "rail:b") != -usd(net, B, "rail:a")

@@ -68,7 +68,9 @@ its latest snapshot) that this code cannot replay so: see
    a settled statement clears other peers' notices of the peer's default;
    a lock counts against the holder's cap and quota at what the originator
    may come to owe through it (the mark against the price, for a sale into
-   a bid far below the mark), not at its price alone."""
+   a bid far below the mark), not at its price alone; a statement proposed
+   before a default is kept through it, and sent again once the peer is
+   reinstated."""
 
 OLDEST_REPLAYED_LOGIC_VERSION: Final = 1
 """The oldest core logic this code replays as it ran. Raised when the

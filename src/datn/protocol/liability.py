@@ -661,6 +661,12 @@ class Liability:
         proposal = view.proposal
         if proposal is None or proposal.statement.cycle != message.cycle:
             return  # a repeated answer
+        if not self._settles(view) and self.context.logic_version >= 6:
+            # Held in default: nothing settles until the operator reinstates
+            # the peer, and the proposal is kept, to be sent again then (the
+            # peer may have settled it: its answer for the cycle stands).
+            self.context.count("statements_answered_while_suspended")
+            return
         view.proposal = None
         view.cycle = max(view.cycle, message.cycle)
         statement = proposal.statement
@@ -759,7 +765,10 @@ class Liability:
                 )
             )
         view.open_defaults.append(DefaultRecord(number, claimed, loss))
-        view.proposal = None
+        if self.context.logic_version < 6:
+            # Dropped, so that a pair whose answer was lost proposed the same
+            # cycle with other trades after reinstatement, and never healed.
+            view.proposal = None
         if view.suspended and self.context.logic_version >= 6:
             view.suspended = "default"  # its locks ended when it was suspended
         else:
