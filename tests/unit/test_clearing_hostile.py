@@ -83,25 +83,39 @@ def test_under_core_logic_version_5_the_paid_bond_was_lost_from_the_books() -> N
     assert a.liability.peers[B].bond_posted == 0
 
 
-def withdrawn_under_open_trades(logic_version: int) -> tuple[Net, NodeCore, list[Effect]]:
-    """A buys 20 lots at B at the mark (marked at nothing owed), then asks
-    B for its whole bond back."""
-    net = Net(replace(CONFIG, mark_quorum=1), bonds=False)
+def bonded_pair(net: Net, logic_version: int, *, both_bonded: bool = False) -> NodeCore:
+    """A (and, if ``both_bonded``, B) posts a bond of 100,000 with the
+    other; B runs under ``logic_version``."""
     a, b = net.nodes[A], net.nodes[B]
     b.context.logic_version = logic_version
     for node in (a, b):
         net.apply(node.node_id, node.fund(USD.code, 10**9, net.now()))
     net.apply(A, a.post_bond(B, BOND, net.now()))
+    if both_bonded:
+        net.apply(B, b.post_bond(A, BOND, net.now()))
     net.deliver()
-    net.place(B, Side.SELL, 20, 5_000, "s1")
-    net.deliver()
-    broadcast = OrderBroadcast(7, 1, XYZ.product_id, Side.BUY, 20, 5_000, False)
+    return b
+
+
+def take_every_offer(net: Net, b: NodeCore, broadcast: OrderBroadcast) -> int:
+    """A's ``broadcast`` reaches B, and A accepts every lot B offers: how many."""
     effects = b.receive(A, net.stamp(A), broadcast, net.now())
     (offers,) = [
         e.message for e in effects if isinstance(e, Send) and isinstance(e.message, PotentialTrades)
     ]
     for offer in offers.offers:
         b.receive(A, net.stamp(A), Acceptance(offer.lock_id, offer.quantity_lots), net.now())
+    return sum(offer.quantity_lots for offer in offers.offers)
+
+
+def withdrawn_under_open_trades(logic_version: int) -> tuple[Net, NodeCore, list[Effect]]:
+    """A buys 20 lots at B at the mark (marked at nothing owed), then asks
+    B for its whole bond back."""
+    net = Net(replace(CONFIG, mark_quorum=1), bonds=False)
+    b = bonded_pair(net, logic_version)
+    net.place(B, Side.SELL, 20, 5_000, "s1")
+    net.deliver()
+    take_every_offer(net, b, OrderBroadcast(7, 1, XYZ.product_id, Side.BUY, 20, 5_000, False))
     net.wire.clear()
     view = b.liability.peers[A]
     assert view.unsettled and b.liability.marked(A) == 0
@@ -143,24 +157,11 @@ def sell_into_a_low_bid(logic_version: int, *, both_bonded: bool = False) -> tup
     """A (bond 100,000 at B) sells into B's trader's bid at 1,000 while the
     mark is 5,000, and takes every lot B offers: how many."""
     net = Net(CONFIG, bonds=False)
-    a, b = net.nodes[A], net.nodes[B]
-    b.context.logic_version = logic_version
-    for node in (a, b):
-        net.apply(node.node_id, node.fund(USD.code, 10**9, net.now()))
-    net.apply(A, a.post_bond(B, BOND, net.now()))
-    if both_bonded:
-        net.apply(B, b.post_bond(A, BOND, net.now()))
-    net.deliver()
+    b = bonded_pair(net, logic_version, both_bonded=both_bonded)
     net.place(B, Side.BUY, 1_000, 1_000, "low bid")
     net.deliver()
     sell = OrderBroadcast(77, 1, XYZ.product_id, Side.SELL, 1_000, 1_000, False)
-    effects = b.receive(A, net.stamp(A), sell, net.now())
-    (offers,) = [
-        e.message for e in effects if isinstance(e, Send) and isinstance(e.message, PotentialTrades)
-    ]
-    for offer in offers.offers:
-        b.receive(A, net.stamp(A), Acceptance(offer.lock_id, offer.quantity_lots), net.now())
-    return net, sum(offer.quantity_lots for offer in offers.offers)
+    return net, take_every_offer(net, b, sell)
 
 
 def owing_then_violating(logic_version: int) -> tuple[Net, NodeCore]:
